@@ -1,0 +1,444 @@
+"""The daemon's configuration: one TOML file into frozen dataclasses, validated completely up front.
+
+Every problem is collected and reported at once (:class:`~daemon.errors.ConfigError`, exit status 78),
+each naming the file, the key, what is wrong and what is accepted. Nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from daemon.errors import ConfigError
+from daemon.settings_schema import build
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "Apartment",
+    "AudioConfig",
+    "ButtonConfig",
+    "Config",
+    "DoorContactConfig",
+    "GpioConfig",
+    "InputConfig",
+    "LedConfig",
+    "PathsConfig",
+    "PromptsConfig",
+    "RelayConfig",
+    "SipAccountConfig",
+    "SipConfig",
+    "TamperConfig",
+    "TimingConfig",
+    "default_config_text",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/intercom/intercom.toml")
+
+_SIP_URI = re.compile(r"^sips?:(?:[^@\s<>\"]+@)?[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:;[^\s<>\"]*)?$")
+_GPIO_RANGE = range(0, 28)  # BCM numbers on the Pi's 40-pin header
+
+
+def is_sip_uri(text: str) -> bool:
+    return bool(_SIP_URI.match(text))
+
+
+def _sip_uri_problems(key: str, value: str) -> list[str]:
+    if is_sip_uri(value):
+        return []
+    return [f"{key}: {value!r} is not a SIP URI; accepted: sip:user@host[:port] or sips:..."]
+
+
+def _positive(key: str, value: float, *, zero_ok: bool = False) -> list[str]:
+    if value > 0 or (zero_ok and value == 0):
+        return []
+    return [f"{key}: must be {'zero or more' if zero_ok else 'more than zero'}, got {value}"]
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    # "auto": gpiozero's own choice (lgpio on current Pi OS), or $GPIOZERO_PIN_FACTORY when set.
+    # "mock": gpiozero's MockFactory, a simulated panel. Never chosen silently on a Pi.
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native"] = "auto"
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    """A doorbell button. Wiring: one leg to the GPIO, the other to ground (internal pull-up)."""
+
+    name: str
+    pin: int
+    pull_up: bool = True
+    min_press_ms: float = 50.0  # contact must be held this long: rejects noise on long cable runs
+    holdoff_ms: float = 1000.0  # at most one press per button per hold-off
+
+    def problems(self) -> list[str]:
+        out = _positive("min_press_ms", self.min_press_ms, zero_ok=True)
+        out += _positive("holdoff_ms", self.holdoff_ms, zero_ok=True)
+        if not self.name.strip():
+            out.append("name: must not be empty")
+        return out
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Door-lock relay (fail-secure: de-energized unless pulsing)."""
+
+    pin: int = 27
+    active_high: bool = True
+    pulse_seconds: float = 3.0
+
+    def problems(self) -> list[str]:
+        return _positive("pulse_seconds", self.pulse_seconds)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """A contact input such as the exit (request-to-exit) button. One leg to GPIO, one to ground."""
+
+    pin: int
+    pull_up: bool = True
+    min_press_ms: float = 50.0
+
+
+@dataclass(frozen=True)
+class DoorContactConfig:
+    pin: int
+    pull_up: bool = True
+    open_when_active: bool = True  # contact closes to ground (active) when the door opens
+    held_open_seconds: float = 60.0
+
+    def problems(self) -> list[str]:
+        return _positive("held_open_seconds", self.held_open_seconds)
+
+
+@dataclass(frozen=True)
+class TamperConfig:
+    pin: int
+    pull_up: bool = True
+    block_seconds: float = 0.0  # relay blocked this long after tamper (0: never blocked)
+
+    def problems(self) -> list[str]:
+        return _positive("block_seconds", self.block_seconds, zero_ok=True)
+
+
+@dataclass(frozen=True)
+class LedConfig:
+    """Status LED. Wiring: GPIO -> resistor -> LED anode; cathode to ground."""
+
+    pin: int
+    active_high: bool = True
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    output_device: str = "default"  # PortAudio device name (substring match); "default" is ALSA default
+    input_device: str = "default"
+    volume: float = 1.0
+    frames_per_buffer: int = 256  # a stop takes effect within one buffer
+
+    def problems(self) -> list[str]:
+        out = [] if 0.0 <= self.volume <= 2.0 else [f"volume: {self.volume} out of range 0.0..2.0"]
+        if not 32 <= self.frames_per_buffer <= 8192:
+            out.append(f"frames_per_buffer: {self.frames_per_buffer} out of range 32..8192")
+        return out
+
+
+@dataclass(frozen=True)
+class SipAccountConfig:
+    # The panel's own address. With no registrar the panel places direct-IP calls only.
+    uri: str = "sip:portao@127.0.0.1"
+    registrar: str = ""
+    username: str = ""
+    password: str = ""
+    password_file: str = ""  # a file holding only the password, preferred to password
+    realm: str = "*"
+    register_expiry: int = 300
+
+    def problems(self) -> list[str]:
+        out = _sip_uri_problems("uri", self.uri)
+        if self.registrar:
+            out += _sip_uri_problems("registrar", self.registrar)
+        if self.password and self.password_file:
+            out.append("password and password_file: give one, not both")
+        if not 60 <= self.register_expiry <= 86400:
+            out.append(f"register_expiry: {self.register_expiry} out of range 60..86400 seconds")
+        return out
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    bind_address: str = "0.0.0.0"
+    port: int = 5060
+    # Below Linux's ephemeral range (32768-60999): pjsua's default 4000x collides with outgoing sockets.
+    rtp_port: int = 20000
+    rtp_port_range: int = 100
+    account: SipAccountConfig = field(default_factory=SipAccountConfig)
+    inbound_allow: tuple[str, ...] = ()  # callers auto-answered; everyone else is refused
+    inbound_refuse_status: int = 603
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_verify_server: bool = True
+    srtp: Literal["disabled", "optional", "mandatory"] = "disabled"
+    max_calls: int = 8
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not 0 <= self.port <= 65535:
+            out.append(f"port: {self.port} out of range 0..65535")
+        if not 1024 <= self.rtp_port <= 32767 - self.rtp_port_range:
+            out.append(f"rtp_port: {self.rtp_port} must be 1024..{32767 - self.rtp_port_range} (below ephemeral)")
+        for i, uri in enumerate(self.inbound_allow):
+            out += _sip_uri_problems(f"inbound_allow[{i}]", uri)
+        if not (400 <= self.inbound_refuse_status <= 699):
+            out.append(f"inbound_refuse_status: {self.inbound_refuse_status} must be a 4xx, 5xx or 6xx status")
+        if self.transport == "tls" and not self.tls_ca_file and self.tls_verify_server:
+            out.append("tls_ca_file: required with transport = 'tls' and tls_verify_server = true")
+        if not 1 <= self.max_calls <= 32:
+            out.append(f"max_calls: {self.max_calls} out of range 1..32")
+        return out
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    ring_timeout_seconds: float = 30.0
+    max_call_seconds: float = 120.0
+    call_warning_seconds: float = 10.0  # warning tone this long before max_call_seconds
+    visit_deadline_seconds: float = 300.0
+    hangup_after_open_seconds: float = 3.0
+    wrong_code_limit: int = 3
+    lockout_seconds: float = 300.0
+    second_press: Literal["ignore", "restart_prompt"] = "ignore"
+    other_apartment_press: Literal["queue", "refuse"] = "queue"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        for name in ("ring_timeout_seconds", "max_call_seconds", "visit_deadline_seconds", "lockout_seconds"):
+            out += _positive(name, getattr(self, name))
+        out += _positive("hangup_after_open_seconds", self.hangup_after_open_seconds, zero_ok=True)
+        out += _positive("call_warning_seconds", self.call_warning_seconds, zero_ok=True)
+        if self.call_warning_seconds >= self.max_call_seconds:
+            out.append("call_warning_seconds: must be less than max_call_seconds")
+        if self.wrong_code_limit < 1:
+            out.append(f"wrong_code_limit: must be 1 or more, got {self.wrong_code_limit}")
+        return out
+
+
+DEFAULT_PROMPTS_PT = {
+    "waiting": "Aguarde enquanto entramos em contato com o morador.",
+    "calling_next": "Chamando o próximo morador.",
+    "nobody_answered": "Ninguém atendeu. Por favor, tente novamente mais tarde.",
+    "busy": "O morador está ocupado. Por favor, tente novamente mais tarde.",
+    "door_open": "Porta aberta. Pode entrar.",
+    "door_not_opened": "A porta não foi aberta.",
+    "out_of_service": "Interfone fora de serviço no momento. Por favor, procure a portaria.",
+    "announce": "Visitante no portão. Digite o código para abrir a porta.",
+    "code_accepted": "Código aceito. Porta aberta.",
+    "code_rejected": "Código incorreto.",
+    "call_ending": "A chamada será encerrada em breve.",
+}
+DEFAULT_PROMPTS_EN = {
+    "waiting": "Please wait while we contact the resident.",
+    "calling_next": "Calling the next resident.",
+    "nobody_answered": "Nobody answered. Please try again later.",
+    "busy": "The resident is busy. Please try again later.",
+    "door_open": "The door is open. Please come in.",
+    "door_not_opened": "The door was not opened.",
+    "out_of_service": "The intercom is out of service. Please contact the concierge.",
+    "announce": "A visitor is at the gate. Enter the code to open the door.",
+    "code_accepted": "Code accepted. The door is open.",
+    "code_rejected": "Wrong code.",
+    "call_ending": "The call will end shortly.",
+}
+PROMPT_NAMES = tuple(DEFAULT_PROMPTS_PT)
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    language: Literal["pt-BR", "en"] = "pt-BR"
+    engine: Literal["espeak-ng", "piper"] = "espeak-ng"
+    voice: str = ""  # empty: the language's default voice (espeak-ng "pt-br" / "en-us")
+    piper_model: str = ""  # path to a piper .onnx voice model, with engine = "piper"
+    text: dict[str, str] = field(default_factory=dict)  # overrides per prompt name
+    files: dict[str, str] = field(default_factory=dict)  # recorded WAV instead of synthesis
+
+    def problems(self) -> list[str]:
+        out = []
+        for table, entries in (("text", self.text), ("files", self.files)):
+            for name in entries:
+                if name not in PROMPT_NAMES:
+                    out.append(f"{table}.{name}: unknown prompt; accepted: {', '.join(PROMPT_NAMES)}")
+        for name, path in self.files.items():
+            if not Path(path).is_file():
+                out.append(f"files.{name}: WAV file {path!r} does not exist")
+        if self.engine == "piper" and not self.piper_model:
+            out.append("piper_model: required with engine = 'piper' (path to a .onnx voice)")
+        return out
+
+    def texts(self) -> dict[str, str]:
+        base = DEFAULT_PROMPTS_PT if self.language == "pt-BR" else DEFAULT_PROMPTS_EN
+        return {**base, **self.text}
+
+    def voice_name(self) -> str:
+        return self.voice or ("pt-br" if self.language == "pt-BR" else "en-us")
+
+
+@dataclass(frozen=True)
+class Apartment:
+    name: str
+    buttons: tuple[str, ...]
+    residents: tuple[str, ...]
+    codes: tuple[str, ...] = ()
+    strategy: Literal["parallel", "sequential"] = "parallel"
+    fallback: str = ""  # e.g. the concierge, called when no resident answers
+    mode: Literal["talk", "announce"] = "talk"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.residents:
+            out.append("residents: at least one SIP address is required")
+        for i, uri in enumerate(self.residents):
+            out += _sip_uri_problems(f"residents[{i}]", uri)
+        if self.fallback:
+            out += _sip_uri_problems("fallback", self.fallback)
+        for i, code in enumerate(self.codes):
+            if not (code.isascii() and code.isdigit() and 1 <= len(code) <= 12):
+                out.append(f"codes[{i}]: {code!r} must be 1 to 12 digits 0-9")
+        return out
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str = "/var/lib/intercom"  # history database, event log
+    cache_dir: str = "/var/cache/intercom"  # synthesized prompts
+    runtime_dir: str = "/run/intercom"  # control socket
+
+
+@dataclass(frozen=True)
+class Config:
+    panel_name: str = "Portão"
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    buttons: tuple[ButtonConfig, ...] = ()
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    exit_button: InputConfig | None = None
+    door_contact: DoorContactConfig | None = None
+    tamper: TamperConfig | None = None
+    leds: dict[str, LedConfig] = field(default_factory=dict)  # "status", "fault"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    apartments: tuple[Apartment, ...] = ()
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        pins: dict[int, str] = {}
+
+        def claim(pin: int, key: str) -> None:
+            if pin not in _GPIO_RANGE:
+                out.append(f"{key}: GPIO {pin} is not a BCM pin on the header; accepted: 0..27")
+            elif pin in pins:
+                out.append(f"{key}: GPIO {pin} is already used by {pins[pin]}")
+            else:
+                pins[pin] = key
+
+        for i, b in enumerate(self.buttons):
+            claim(b.pin, f"buttons[{i}].pin")
+        claim(self.relay.pin, "relay.pin")
+        for key, dev in (("exit_button", self.exit_button), ("door_contact", self.door_contact),
+                         ("tamper", self.tamper)):
+            if dev is not None:
+                claim(dev.pin, f"{key}.pin")
+        for name, led in self.leds.items():
+            if name not in ("status", "fault"):
+                out.append(f"leds.{name}: unknown LED; accepted: status, fault")
+            claim(led.pin, f"leds.{name}.pin")
+        names = [b.name for b in self.buttons]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            out.append(f"buttons: the name {dup!r} is used twice")
+        owner: dict[str, str] = {}
+        apt_names = [a.name for a in self.apartments]
+        for dup in sorted({n for n in apt_names if apt_names.count(n) > 1}):
+            out.append(f"apartments: the name {dup!r} is used twice")
+        for i, apt in enumerate(self.apartments):
+            for button in apt.buttons:
+                if button not in names:
+                    out.append(f"apartments[{i}].buttons: no button named {button!r}; defined: {names}")
+                elif button in owner:
+                    out.append(f"apartments[{i}].buttons: {button!r} already rings apartment {owner[button]!r}")
+                else:
+                    owner[button] = apt.name
+        if not self.apartments:
+            out.append("apartments: at least one apartment is required")
+        return out
+
+    def apartment_for_button(self, button: str) -> Apartment | None:
+        return next((a for a in self.apartments if button in a.buttons), None)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate TOML text. Raises :class:`ConfigError` listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TOML syntax error: {exc}", source) from exc
+    problems: list[str] = []
+    config = build(Config, data, problems)
+    if problems or config is None:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> tuple[Config, list[str]]:
+    """Load ``path``; return the config and warnings (e.g. a password file readable by others).
+
+    The SIP password may come from ``INTERCOM_SIP_PASSWORD`` in the environment (systemd's
+    ``LoadCredential``/``EnvironmentFile``) or ``sip.account.password_file``.
+    """
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", str(path)) from exc
+    config = parse_config(text, str(path))
+    warnings: list[str] = []
+    account = config.sip.account
+    if account.password:
+        warnings += _world_readable(path, "sip.account.password")
+    if account.password_file:
+        secret = Path(account.password_file)
+        try:
+            password = secret.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"sip.account.password_file: cannot read {secret}: {exc.strerror}", str(path)) from exc
+        warnings += _world_readable(secret, "sip.account.password_file")
+        account = replace(account, password=password)
+    if env.get("INTERCOM_SIP_PASSWORD"):
+        account = replace(account, password=env["INTERCOM_SIP_PASSWORD"])
+    return replace(config, sip=replace(config.sip, account=account)), warnings
+
+
+def _world_readable(path: Path, key: str) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IROTH | stat.S_IRGRP):
+        return [f"{path}: holds a password ({key}) but is readable by group/others; chmod 600 it"]
+    return []
+
+
+def default_config_text() -> str:
+    """The embedded example config (a simulated panel calling a phone on 127.0.0.1)."""
+    return resources.files("daemon").joinpath("default-config.toml").read_text(encoding="utf-8")

@@ -1,0 +1,58 @@
+"""One error hierarchy for the whole daemon.
+
+Library errors (``pjsua2.Error``, ``OSError`` from ALSA or sockets, gpiozero's ``GPIOZeroError``) are
+translated into these at the adapter that calls the library, so the rest of the code catches our types
+only. Leaves also inherit the closest builtin, as gpiozero does (``BadPinFactory(GPIOZeroError,
+ImportError)``), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudioError",
+    "CallGoneError",
+    "ConfigError",
+    "ControlError",
+    "HardwareError",
+    "IntercomError",
+    "SipError",
+]
+
+
+class IntercomError(Exception):
+    """Root of every error this daemon raises on purpose."""
+
+
+class ConfigError(IntercomError, ValueError):
+    """The configuration is invalid. ``problems`` holds every problem found, not just the first."""
+
+    def __init__(self, problems: list[str] | str, source: str = "<config>") -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} configuration problem(s):\n{lines}")
+
+
+class SipError(IntercomError, RuntimeError):
+    """pjsua2 refused or failed an operation. ``info`` carries ``pj.Error.info()`` (its str() is empty)."""
+
+    def __init__(self, message: str, *, info: str = "", status: int = 0) -> None:
+        self.info = info
+        self.status = status
+        super().__init__(f"{message}: {info}" if info else message)
+
+
+class CallGoneError(SipError, LookupError):
+    """A command named a call that has already ended (its handle's generation is stale)."""
+
+
+class HardwareError(IntercomError, OSError):
+    """A GPIO device could not be set up or driven."""
+
+
+class AudioError(HardwareError):
+    """The speaker (or microphone) device is missing, busy or failed mid-stream."""
+
+
+class ControlError(IntercomError, ValueError):
+    """A control-socket request was malformed or not allowed."""
