@@ -64,7 +64,7 @@ def _convert(tp: Any, data: object, problems: list[str], path: str) -> object:
         items = [_convert(item_tp, item, problems, f"{path}[{i}]") for i, item in enumerate(data)]
         return tuple(items)
     if origin is dict:
-        key_tp, val_tp = get_args(tp)
+        _key_tp, val_tp = get_args(tp)
         if not isinstance(data, Mapping):
             problems.append(f"{_where(path)}: expected a table, got {type(data).__name__}")
             return _MISSING
