@@ -56,6 +56,10 @@ def _sip_uri_problems(key: str, value: str) -> list[str]:
     return [f"{key}: {value!r} is not a SIP URI; accepted: sip:user@host[:port] or sips:..."]
 
 
+def _is_code(code: str) -> bool:
+    return code.isascii() and code.isdigit() and 1 <= len(code) <= 12
+
+
 def _positive(key: str, value: float, *, zero_ok: bool = False) -> list[str]:
     if value > 0 or (zero_ok and value == 0):
         return []
@@ -311,7 +315,7 @@ class Apartment:
         if self.fallback:
             out += _sip_uri_problems("fallback", self.fallback)
         for i, code in enumerate(self.codes):
-            if not (code.isascii() and code.isdigit() and 1 <= len(code) <= 12):
+            if not _is_code(code):
                 out.append(f"codes[{i}]: {code!r} must be 1 to 12 digits 0-9")
         return out
 
@@ -338,10 +342,12 @@ class Config:
     timing: TimingConfig = field(default_factory=TimingConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     apartments: tuple[Apartment, ...] = ()
+    inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def problems(self) -> list[str]:
-        out: list[str] = []
+        out: list[str] = [f"inbound_codes[{i}]: {c!r} must be 1 to 12 digits 0-9"
+                          for i, c in enumerate(self.inbound_codes) if not _is_code(c)]
         pins: dict[int, str] = {}
 
         def claim(pin: int, key: str) -> None:
