@@ -1,0 +1,186 @@
+"""The visit event log: exact line format, the JSONL file, subscribers, and no door code in any output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.flow.ports import VisitLogPort
+from daemon.visitlog import VisitEvent, VisitLog, new_visit_id
+
+LINE = re.compile(r"^([A-Z_]+) \| (\{.*\})$")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def parse(line: str) -> tuple[str, dict[str, object]]:
+    m = LINE.match(line)
+    assert m, line
+    return m.group(1), json.loads(m.group(2))
+
+
+def test_visit_ids_are_short_unique_and_sortable() -> None:
+    ids = [new_visit_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(len(i) == 12 and i.isalnum() for i in ids)
+    assert new_visit_id(1_700_000_000.0) < new_visit_id(1_700_000_000.002) < new_visit_id(2_000_000_000.0)
+
+
+def test_line_format_is_exact(caplog: pytest.LogCaptureFixture) -> None:
+    mono = Clock()
+    vlog = VisitLog(None, clock=lambda: 1_700_000_000.25, monotonic=mono)
+    visit = vlog.start_visit()
+    mono.now += 2.5
+    with caplog.at_level(logging.INFO, logger="daemon.visitlog"):
+        vlog.event(visit, "BUTTON_PRESSED", "101", "button 101 pressed", button="101")
+    [record] = caplog.records
+    name, fields = parse(record.getMessage())
+    assert name == "BUTTON_PRESSED"
+    assert list(fields)[:4] == ["target", "text", "timestamp", "elapsed_seconds"]
+    assert fields["target"] == "101" and fields["text"] == "button 101 pressed"
+    assert fields["elapsed_seconds"] == 2.5 and fields["visit"] == visit and fields["button"] == "101"
+    stamp = datetime.fromisoformat(str(fields["timestamp"]))
+    assert stamp.tzinfo is not None and stamp.timestamp() == 1_700_000_000.25
+    assert record.__dict__["visit_id"] == visit  # the field a journald handler attaches
+    assert record.__dict__["visit_event"] == "BUTTON_PRESSED"
+    assert record.name == "daemon.visitlog"
+
+
+def test_elapsed_counts_from_first_event_and_outcome_ends_the_visit() -> None:
+    mono = Clock()
+    vlog = VisitLog(None, monotonic=mono)
+    assert vlog.emit("v1", "BUTTON_PRESSED").elapsed_seconds == 0.0
+    mono.now += 1.25
+    assert vlog.emit("v1", "RINGING", "sip:a@h").elapsed_seconds == 1.25
+    mono.now += 1.0
+    assert vlog.emit("v1", "OUTCOME", "101", "no_answer").elapsed_seconds == 2.25
+    assert vlog.emit("v1", "LATE").elapsed_seconds == 0.0
+    mono.now += 5
+    assert vlog.emit("-", "PRESS_REFUSED").elapsed_seconds == 0.0  # panel events have no visit clock
+    mono.now += 5
+    assert vlog.emit("-", "TAMPER").elapsed_seconds == 0.0
+    assert len(vlog.new_visit_id()) == 12
+
+
+@pytest.mark.parametrize(("name", "text", "shown"), [
+    ("DTMF", "rfc2833: 4", "rfc2833: *"),
+    ("DTMF", "4", "*"),
+    ("CODE_REJECTED", "sip:a@h: 1234#", "sip:a@h: *****"),
+    ("DTMF_IGNORED", "info: not from the answered call", "info: not from the answered call"),
+    ("ANSWERED", "apartment 101", "apartment 101"),
+])
+def test_keypad_digits_are_masked(name: str, text: str, shown: str) -> None:
+    assert VisitLog(None).emit("v", name, "sip:101@h", text).text == shown
+
+
+async def test_door_codes_never_reach_any_output(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    vlog = VisitLog(tmp_path / "events.jsonl", codes=["4711", "9"])
+    events = vlog.subscribe()
+    async with anyio.create_task_group() as tg:
+        await tg.start(vlog.run)
+        with caplog.at_level(logging.DEBUG):
+            vlog.event("v", "DTMF", "sip:a@h", "rfc2833: 4711")
+            vlog.event("v", "CODE_REJECTED", "sip:a@h", "got 4711", code="4711", digits="47", attempts=2)
+            vlog.event("v", "NOTE", "sip:a@h", "someone typed 4711 somewhere")
+        await vlog.aclose()
+    outputs = [r.getMessage() for r in caplog.records] + [(tmp_path / "events.jsonl").read_text()]
+    async with events:
+        outputs += [e.line() async for e in events]
+    assert outputs and not any("4711" in out or "47\"" in out for out in outputs)
+    rejected = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[1])
+    assert rejected["code"] == "****" and rejected["digits"] == "**" and rejected["attempts"] == 2
+
+
+async def test_jsonl_file_gets_one_object_per_event(tmp_path: Path) -> None:
+    vlog = VisitLog.in_state_dir(tmp_path / "state")
+    names = ["BUTTON_PRESSED", "SYNTHESIS_START", "PLAYBACK_START", "PLAYBACK_END", "CALL_START", "RINGING",
+             "ANSWERED", "DTMF", "DOOR_OPEN", "HANGUP", "OUTCOME"]
+    async with anyio.create_task_group() as tg:
+        await tg.start(vlog.run)
+        visit = vlog.start_visit()
+        for name in names:
+            vlog.event(visit, name, "101", f"text for {name}", leg=1)
+        assert await vlog.flush(5)
+        lines = (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+        assert [json.loads(line)["event"] for line in lines] == names
+        vlog.event(visit, "LATE")
+        await vlog.aclose()
+    lines = (tmp_path / "state" / "events.jsonl").read_text().splitlines()
+    assert len(lines) == len(names) + 1
+    first = json.loads(lines[0])
+    assert first["visit"] == visit and first["leg"] == 1 and first["target"] == "101"
+
+
+async def test_unwritable_file_does_not_stop_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "blocker").write_text("")
+    vlog = VisitLog(tmp_path / "blocker" / "events.jsonl")
+    events = vlog.subscribe()
+    async with anyio.create_task_group() as tg:
+        await tg.start(vlog.run)
+        with caplog.at_level(logging.ERROR, logger="daemon.visitlog"):
+            vlog.event("v", "BUTTON_PRESSED")
+            assert await vlog.flush(5)
+            vlog.event("v", "OUTCOME")
+            await vlog.flush(5)
+        await vlog.aclose()
+    assert vlog.dropped == 2
+    assert len([r for r in caplog.records if "cannot write" in r.message]) == 1
+    async with events:
+        assert [e.name async for e in events] == ["BUTTON_PRESSED", "OUTCOME"]
+
+
+async def test_subscriber_sees_events_then_end_on_close() -> None:
+    vlog = VisitLog(None)
+    stream = vlog.subscribe()
+    vlog.event("v", "BUTTON_PRESSED", "101")
+    vlog.event("v", "CALL_START", "sip:a@h")
+    await vlog.aclose()
+    with anyio.fail_after(2):
+        got = [e async for e in stream]
+    stream.close()
+    assert [(e.name, e.target) for e in got] == [("BUTTON_PRESSED", "101"), ("CALL_START", "sip:a@h")]
+
+
+async def test_slow_subscriber_is_disconnected_with_a_note_and_others_go_on() -> None:
+    vlog = VisitLog(None)
+    slow = vlog.subscribe(buffer=3)
+    fast = vlog.subscribe(buffer=3)
+    received: list[VisitEvent] = []
+    for n in range(10):
+        vlog.event("v", "DTMF", text=str(n))
+        received.append(await fast.receive())
+    assert vlog.subscriber_count == 1
+    with anyio.fail_after(2):
+        got = [e async for e in slow]
+    slow.close()
+    await vlog.aclose()
+    fast.close()
+    assert [e.name for e in got] == ["DTMF"] * 3 + ["SUBSCRIBER_DROPPED"]
+    assert "disconnected" in got[-1].text
+    assert len(received) == 10
+
+
+async def test_satisfies_the_runner_port() -> None:
+    port: VisitLogPort = VisitLog(None)
+    port.event("v", "HANGUP", "sip:a@h", "200 OK", leg=0)
+
+
+async def test_closed_subscriber_is_forgotten() -> None:
+    vlog = VisitLog(None)
+    stream = vlog.subscribe()
+    stream.close()
+    vlog.event("v", "BUTTON_PRESSED")
+    assert vlog.subscriber_count == 0
