@@ -128,6 +128,9 @@ class TamperConfig:
     pin: int
     pull_up: bool = True
     block_seconds: float = 0.0  # relay blocked this long after tamper (0: never blocked)
+    # True: the switch closes to ground (active) on tamper. False: a normally-closed loop that opens on
+    # tamper, the fail-safe wiring (a cut wire also reads as tamper).
+    tampered_when_active: bool = True
 
     def problems(self) -> list[str]:
         return _positive("block_seconds", self.block_seconds, zero_ok=True)

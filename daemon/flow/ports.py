@@ -23,8 +23,8 @@ class CallPort(Protocol):
 
 
 class SpeakerPort(Protocol):
-    async def play(self, wav: Path) -> None:
-        """Play to the end; cancelling the caller stops the sound within one buffer."""
+    async def play_prompt(self, name: str) -> None:
+        """Play the named prompt to the end; cancelling the caller stops the sound within one buffer."""
 
 
 class DoorPort(Protocol):
@@ -40,8 +40,8 @@ class LedPort(Protocol):
 
 
 class PromptPort(Protocol):
-    def speaker_wav(self, name: str) -> Path: ...
-    def call_wav(self, name: str) -> Path: ...
+    def call_wav(self, name: str) -> Path:
+        """The prompt as a WAV file at the call's rate (pjsua2 plays files into calls)."""
 
 
 class VisitLogPort(Protocol):

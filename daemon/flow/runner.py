@@ -222,7 +222,7 @@ class VisitRunner:
     async def _play_speaker(self, name: str) -> None:
         self._log.event(self.visit, "PLAYBACK_START", "visitor", name)
         try:
-            await self._speaker.play(self._prompts.speaker_wav(name))
+            await self._speaker.play_prompt(name)
         except IntercomError as exc:
             # A silent panel that still calls beats a dead one.
             log.error("visit %s: prompt %s not played: %s", self.visit, name, exc)

@@ -48,8 +48,8 @@ class FakeSpeaker:
         self.played: list[str] = []
         self.stopped = 0
 
-    async def play(self, wav: Path) -> None:
-        self.played.append(wav.name)
+    async def play_prompt(self, name: str) -> None:
+        self.played.append(name)
         try:
             await anyio.sleep(0.05)
         except anyio.get_cancelled_exc_class():
@@ -79,9 +79,6 @@ class Recorder:
 
     def show(self, pattern: str) -> None:
         self.leds.append(pattern)
-
-    def speaker_wav(self, name: str) -> Path:
-        return Path(name)
 
     def call_wav(self, name: str) -> Path:
         return Path(name)

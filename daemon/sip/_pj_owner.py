@@ -1,0 +1,491 @@
+"""The SIP owner thread: the only thread that ever touches pjsua2 (one of the two modules importing it).
+
+Why one thread: pjsua2 aborts the process when called from a thread pjlib does not know, and a pjsua2
+callback that waits for the event loop while the loop calls into pjsua2 deadlocks (PJSUA2-FACTS.md). So
+this thread creates the Endpoint with ``threadCnt=0`` and ``mainThreadOnly``, polls ``libHandleEvents``,
+runs every command the loop queues, and receives every callback. It only ever *posts* to the loop through
+the :class:`~daemon.bridge.LoopBridge`; the loop never blocks on it, it awaits.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pjsua2 as pj
+
+from daemon.bridge import LoopBridge
+from daemon.config import SipConfig
+from daemon.errors import CallGoneError, SipError
+from daemon.sip._command import Command
+from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer
+from daemon.sip._uri import caller_allowed
+from daemon.sip.types import (
+    CallAnswered,
+    CallEnded,
+    CallHandle,
+    CallRinging,
+    CallSnapshot,
+    CallState,
+    DtmfMethod,
+    DtmfReceived,
+    IncomingCall,
+    MediaActive,
+    PlaybackFinished,
+    RegistrationChanged,
+    SipEvent,
+)
+
+__all__ = ["POLL_MS", "PjOwner", "StartInfo"]
+
+log = logging.getLogger(__name__)
+
+# How long one libHandleEvents waits when nothing happens. Commands do not wait for it: the loop wakes the
+# poll with a datagram. It bounds the ring-timeout granularity and the idle wake-up rate (50/s).
+POLL_MS = 20
+_TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+_SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+         "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+
+
+@dataclass(frozen=True)
+class StartInfo:
+    sip_port: int
+    wake_address: tuple[str, int]  # a UDP transport of ours: a CRLF datagram there ends the current poll
+    has_sound_device: bool
+
+
+class PjOwner:
+    """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
+    they run on the owner thread only, called from a :class:`Command`'s function."""
+
+    def __init__(self, config: SipConfig, bridge: LoopBridge, deliver: Callable[[SipEvent], None],
+                 on_ready: Callable[[StartInfo | None, BaseException | None], None],
+                 on_finished: Callable[[float], None]) -> None:
+        self._config = config
+        self._bridge = bridge
+        self._deliver = deliver
+        self._on_ready = on_ready
+        self._on_finished = on_finished
+        self._commands: queue.SimpleQueue[Command[Any]] = queue.SimpleQueue()
+        self._stop = False
+        self._ep: Any = None
+        self._account: PjAccount | None = None
+        self._records: dict[int, CallRecord] = {}
+        self._pending_inbound: list[tuple[int, bool]] = []
+        self._ended_players: list[tuple[int, PjPlayer]] = []
+        self._generations = itertools.count(1)
+        self.has_sound_device = False
+        # Read by the pjsua2 callback guard (OwnerHooks):
+        self.owner_thread_id = 0
+        self.wrong_thread_callbacks = 0
+        self.callback_errors = 0
+        self.fault_once = False
+
+    # -- thread side: life cycle ---------------------------------------------------------------------
+    def submit(self, command: Command[Any]) -> None:
+        """Queue a command (any thread). The caller then wakes the poll."""
+        self._commands.put(command)
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        """The owner thread's body: start pjsua2, serve until stopped, then always shut down cleanly."""
+        self.owner_thread_id = threading.get_ident()
+        destroy_seconds = 0.0
+        try:
+            try:
+                info = self._start()
+            except pj.Error as exc:
+                self._bridge.call(self._on_ready, None, SipError("SIP start-up failed", info=exc.info()))
+                return
+            except Exception as exc:
+                self._bridge.call(self._on_ready, None, SipError(f"SIP start-up failed: {exc!r}"))
+                return
+            self._bridge.call(self._on_ready, info, None)
+            while not self._stop:
+                try:
+                    self._ep.libHandleEvents(POLL_MS)
+                    self._turn()
+                except Exception as exc:
+                    # As text (see _pj_calls._guard): a kept traceback would keep pjsua2 objects alive.
+                    log.error("sip owner: error in its loop; going on:\n%s", "".join(traceback.format_exception(exc)))
+                    exc.__traceback__ = None
+        finally:
+            destroy_seconds = self._shutdown()
+            self._bridge.call(self._on_finished, destroy_seconds)
+
+    def _start(self) -> StartInfo:
+        c = self._config
+        self._ep = ep = pj.Endpoint()
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
+        cfg.uaConfig.mainThreadOnly = True  # DTMF and media callbacks come here too, not to the media thread
+        cfg.uaConfig.maxCalls = c.max_calls
+        cfg.uaConfig.userAgent = "pi-intercom"
+        cfg.logConfig.level = 3
+        cfg.logConfig.consoleLevel = 1
+        # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
+        # and then no RTP or DTMF leaves: keep it running.
+        cfg.medConfig.sndAutoCloseTime = -1
+        cfg.medConfig.ecTailLen = 0
+        ep.libInit(cfg)
+        tc = pj.TransportConfig()
+        tc.port = c.port
+        if c.bind_address not in ("", "0.0.0.0"):
+            tc.boundAddress = c.bind_address
+        if c.transport == "tls":
+            tc.tlsConfig.CaListFile = c.tls_ca_file
+            tc.tlsConfig.certFile = c.tls_cert_file
+            tc.tlsConfig.privKeyFile = c.tls_key_file
+            tc.tlsConfig.verifyServer = c.tls_verify_server
+            tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        main_tid = ep.transportCreate(_TRANSPORTS[c.transport], tc)
+        sip_port = _port_of(ep.transportGetInfo(main_tid).localName)
+        wake_host = c.bind_address if c.bind_address not in ("", "0.0.0.0") else "127.0.0.1"
+        wake_port = sip_port
+        if c.transport != "udp":
+            # Only a UDP transport can be woken by a datagram; this one listens on loopback only.
+            wc = pj.TransportConfig()
+            wc.port = 0
+            wc.boundAddress = "127.0.0.1"
+            wake_port = _port_of(ep.transportGetInfo(ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, wc)).localName)
+            wake_host = "127.0.0.1"
+        ep.libStart()
+        adm = ep.audDevManager()
+        self.has_sound_device = adm.getDevCount() > 0
+        if not self.has_sound_device:
+            log.warning("sip: this pjsua2 build has no sound device; using the null device "
+                        "(calls carry WAV prompts and recordings only, no live microphone/speaker)")
+            adm.setNullDev()
+        self._account = self._create_account(main_tid)
+        log.info("sip: started on %s port %d (%s)", c.transport, sip_port,
+                 f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar")
+        return StartInfo(sip_port, (wake_host, wake_port), self.has_sound_device)
+
+    def _create_account(self, transport_id: int) -> PjAccount:
+        c, a = self._config, self._config.account
+        acfg = pj.AccountConfig()
+        acfg.idUri = a.uri
+        acfg.sipConfig.transportId = transport_id
+        if a.registrar:
+            registrar = a.registrar
+            if c.transport != "udp" and "transport=" not in registrar:
+                registrar += f";transport={c.transport}"
+            acfg.regConfig.registrarUri = registrar
+            acfg.regConfig.timeoutSec = a.register_expiry
+            # pjsua's default retry after a failure is 300 s; a door panel should come back sooner.
+            acfg.regConfig.retryIntervalSec = 30
+            acfg.regConfig.firstRetryIntervalSec = 5
+            acfg.regConfig.dropCallsOnFail = False
+        if a.username:
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", a.realm, a.username, 0, a.password))
+        acfg.mediaConfig.transportConfig.port = c.rtp_port
+        acfg.mediaConfig.transportConfig.portRange = c.rtp_port_range
+        if c.bind_address not in ("", "0.0.0.0"):
+            # RTP on the same interface as SIP; otherwise pjsua advertises whatever the hostname resolves to.
+            acfg.mediaConfig.transportConfig.boundAddress = c.bind_address
+        acfg.mediaConfig.srtpUse = _SRTP[c.srtp]
+        acfg.natConfig.sipOutboundUse = 0
+        # No re-INVITE after answer just to settle on one codec: one less media restart per call.
+        acfg.mediaConfig.lockCodecEnabled = False
+        account = PjAccount(self)
+        account.create(acfg, True)
+        return account
+
+    def _turn(self) -> None:
+        """Work between two polls: commands, deferred inbound answers/refusals, ring timeouts, players."""
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            self._run_command(command)
+        pending, self._pending_inbound = self._pending_inbound, []
+        for generation, allowed in pending:
+            self._settle_inbound(generation, allowed)
+        self._ended_players.clear()  # dropped here, outside their own onEof2 callback
+        self._check_players()
+        now = time.monotonic()
+        for rec in list(self._records.values()):
+            if rec.ring_deadline is not None and now >= rec.ring_deadline:
+                rec.ring_deadline = None
+                rec.end_override = (408, "ring timeout: no answer in time")
+                log.info("sip %s: ring timeout, cancelling", rec.handle)
+                self._hangup_quietly(rec, 0)
+
+    def _check_players(self) -> None:
+        """Report prompts that reached their end (flagged by PjPlayer.onEof2 from the clock thread)."""
+        for rec in list(self._records.values()):
+            player = rec.player
+            if player is not None and player.reached_end and not player.loop:
+                self._ended_players.append((rec.handle.generation, player))  # dropped next turn
+                rec.player = None
+                self._emit(PlaybackFinished(rec.handle))
+
+    def _run_command(self, command: Command[Any]) -> None:
+        if command.abandoned:
+            return
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = command.fn(self)
+        except pj.Error as exc:
+            error = SipError(f"{command.name} failed", info=exc.info(), status=int(exc.status))
+        except SipError as exc:
+            error = exc
+        except Exception as exc:
+            log.error("sip owner: command %s raised:\n%s", command.name, "".join(traceback.format_exception(exc)))
+            error = SipError(f"{command.name} failed: {exc!r}")
+        if error is not None:
+            # No traceback travels to the loop: its frames could hold a Call past libDestroy.
+            error.__traceback__ = error.__context__ = error.__cause__ = None
+        self._bridge.call(command.finish, result, error)
+
+    def _shutdown(self) -> float:
+        """Hang up everything, release every pjsua2 object, then libDestroy. Returns libDestroy's seconds."""
+        ep, self._ep = self._ep, None
+        if ep is None:
+            return 0.0
+        self._hangup_everything("engine shutdown")  # a helper: a loop variable here would keep a Call alive
+        deadline = time.monotonic() + 0.3
+        while self._records and time.monotonic() < deadline:
+            ep.libHandleEvents(10)
+        self._records.clear()  # calls pjsua could not end in time: released here, before libDestroy
+        self._pending_inbound.clear()
+        self._ended_players.clear()
+        while True:  # late commands are answered, not left waiting
+            try:
+                self._bridge.call(self._commands.get_nowait().finish, None, SipError("SIP engine stopped"))
+            except queue.Empty:
+                break
+        if self._account is not None:
+            try:
+                self._account.shutdown()
+            except pj.Error as exc:
+                log.warning("sip: account shutdown: %s", exc.info())
+            self._account = None
+        gc.collect()  # any Call/player caught in a reference cycle must go before libDestroy
+        started = time.monotonic()
+        try:
+            # NO_RX_MSG: do not wait ~1 s for transactions (un-REGISTER, BYE answers) to complete.
+            ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
+        except pj.Error as exc:
+            log.error("sip: libDestroy failed: %s", exc.info())
+        seconds = time.monotonic() - started
+        log.info("sip: stopped (libDestroy %.0f ms)", seconds * 1000)
+        return seconds
+
+    # -- callbacks (OwnerHooks), all on this thread --------------------------------------------------
+    def _emit(self, event: SipEvent) -> None:
+        self._bridge.call(self._deliver, event)
+
+    def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None:
+        log.info("sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason,
+                 expires)
+        self._emit(RegistrationChanged(active, code, reason, expires))
+
+    def on_incoming(self, call: PjCall) -> None:
+        ci = call.getInfo()
+        generation = next(self._generations)
+        call.generation = generation
+        handle = CallHandle(generation, call.getId(), "incoming", str(ci.remoteUri))
+        self._records[generation] = CallRecord(handle, call, state=CallState.INCOMING)
+        allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
+        # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
+        # onIncomingCall aborts the process.
+        self._pending_inbound.append((generation, allowed))
+        log.info("sip %s: incoming, %s", handle, "allowed: answering" if allowed else "not allowed: refusing")
+        self._emit(IncomingCall(handle, handle.remote_uri, allowed))
+
+    def _settle_inbound(self, generation: int, allowed: bool) -> None:
+        rec = self._records.get(generation)
+        if rec is None or rec.state is not CallState.INCOMING:
+            return
+        prm = pj.CallOpParam()
+        try:
+            if allowed:
+                prm.statusCode = 200
+                rec.call.answer(prm)
+            else:
+                rec.by_us = True
+                prm.statusCode = self._config.inbound_refuse_status
+                rec.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("sip %s: could not %s: %s", rec.handle, "answer" if allowed else "refuse", exc.info())
+
+    def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None:
+        rec = self._records.get(generation)
+        if rec is None:
+            return
+        rec.state, rec.last_code, rec.last_reason = state, code, reason
+        if state is CallState.EARLY and rec.handle.direction == "outgoing" and not rec.rang:
+            rec.rang = True
+            self._emit(CallRinging(rec.handle, code))
+        elif state is CallState.CONFIRMED:
+            rec.ring_deadline = None
+            rec.answered_at = time.monotonic()
+            log.info("sip %s: answered", rec.handle)
+            self._emit(CallAnswered(rec.handle))
+        elif state is CallState.DISCONNECTED:
+            # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
+            # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
+            del self._records[generation]
+            rec.player = rec.recorder = None
+            code, reason = rec.end_override or (code, reason)
+            log.info("sip %s: ended %d %s%s", rec.handle, code, reason, " (by us)" if rec.by_us else "")
+            self._emit(CallEnded(rec.handle, code, reason, rec.by_us))
+
+    def on_media_state(self, generation: int, active: bool) -> None:
+        rec = self._records.get(generation)
+        if rec is None:
+            return
+        if active:
+            self._connect_media(rec)
+        if active and not rec.media_active:
+            self._emit(MediaActive(rec.handle))
+        rec.media_active = active
+
+    def _connect_media(self, rec: CallRecord) -> None:
+        """(Re)join the call's conference port to its prompt, recorder and sound device. A media update
+        (re-INVITE) can replace the port and drop the old connections, so this runs on every media change."""
+        media = rec.call.getAudioMedia(-1)
+        if rec.player is not None:
+            rec.player.startTransmit(media)
+        if rec.recorder is not None:
+            media.startTransmit(rec.recorder)
+        if rec.sound_device:
+            adm = self._ep.audDevManager()
+            adm.getCaptureDevMedia().startTransmit(media)
+            media.startTransmit(adm.getPlaybackDevMedia())
+
+    def on_dtmf(self, generation: int, digit: str, method: int) -> None:
+        rec = self._records.get(generation)
+        if rec is not None:
+            how: DtmfMethod = "info" if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
+            log.info("sip %s: DTMF %r via %s", rec.handle, digit, how)
+            self._emit(DtmfReceived(rec.handle, digit, how))
+
+    # -- commands (run on this thread by _run_command) ----------------------------------------------
+    def _record(self, handle: CallHandle) -> CallRecord:
+        rec = self._records.get(handle.generation)
+        if rec is None:
+            raise CallGoneError(f"{handle} has ended")
+        return rec
+
+    def _hangup_quietly(self, rec: CallRecord, status: int) -> None:
+        try:
+            self._hangup(rec, status)
+        except pj.Error as exc:
+            log.warning("sip %s: hang-up failed: %s", rec.handle, exc.info())
+
+    def _hangup(self, rec: CallRecord, status: int) -> None:
+        rec.by_us = True
+        prm = pj.CallOpParam()
+        prm.statusCode = status
+        rec.call.hangup(prm)  # fires DISCONNECTED synchronously in most states
+
+    def dial(self, uri: str, ring_timeout: float | None) -> CallHandle:
+        if self._account is None:
+            raise SipError("no SIP account")
+        call = PjCall(self._account, self)
+        call.generation = generation = next(self._generations)
+        rec = CallRecord(CallHandle(generation, -1, "outgoing", uri), call)
+        if ring_timeout is not None:
+            rec.ring_deadline = time.monotonic() + ring_timeout
+        self._records[generation] = rec
+        try:
+            call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error:
+            self._records.pop(generation, None)
+            raise
+        rec.handle = replace(rec.handle, slot=call.getId())
+        log.info("sip %s: INVITE sent (ring timeout %s s)", rec.handle, ring_timeout)
+        return rec.handle
+
+    def hangup(self, handle: CallHandle, status: int | None) -> None:
+        self._hangup(self._record(handle), status or 0)
+
+    def hangup_all(self) -> int:
+        return self._hangup_everything(None)
+
+    def _hangup_everything(self, reason: str | None) -> int:
+        records = list(self._records.values())
+        for rec in records:
+            if reason is not None and rec.end_override is None:
+                rec.end_override = (0, reason)
+            self._hangup_quietly(rec, 0)
+        return len(records)
+
+    def answer(self, handle: CallHandle, status: int) -> None:
+        rec = self._record(handle)
+        prm = pj.CallOpParam()
+        prm.statusCode = status
+        rec.call.answer(prm)
+
+    def send_dtmf(self, handle: CallHandle, digits: str, method: str) -> None:
+        rec = self._record(handle)
+        if method == "info":
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+            prm.digits = digits
+            rec.call.sendDtmf(prm)
+        else:
+            rec.call.dialDtmf(digits)
+
+    def play(self, handle: CallHandle, wav_path: str, loop: bool) -> None:
+        rec = self._record(handle)
+        media = rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet
+        player = PjPlayer(self, handle.generation)
+        player.loop = loop
+        player.createPlayer(wav_path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(media)
+        rec.player = player  # replaces (and so stops) any earlier prompt
+
+    def stop_playback(self, handle: CallHandle) -> bool:
+        rec = self._record(handle)
+        was, rec.player = rec.player is not None, None
+        return was
+
+    def record(self, handle: CallHandle, wav_path: str) -> None:
+        rec = self._record(handle)
+        media = rec.call.getAudioMedia(-1)
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(wav_path)
+        media.startTransmit(recorder)
+        rec.recorder = recorder
+
+    def stop_recording(self, handle: CallHandle) -> bool:
+        rec = self._record(handle)
+        was, rec.recorder = rec.recorder is not None, None  # the destructor closes the WAV file
+        return was
+
+    def connect_sound_device(self, handle: CallHandle) -> None:
+        if not self.has_sound_device:
+            raise SipError("this pjsua2 build has no sound device")
+        rec = self._record(handle)
+        rec.sound_device = True
+        self._connect_media(rec)
+
+    def snapshot(self, handle: CallHandle) -> CallSnapshot:
+        rec = self._record(handle)
+        answered = time.monotonic() - rec.answered_at if rec.answered_at else 0.0
+        return CallSnapshot(rec.handle, rec.state, rec.last_code, rec.last_reason, rec.media_active, answered,
+                            rec.player is not None, rec.recorder is not None)
+
+    def live_calls(self) -> list[CallHandle]:
+        return [rec.handle for rec in self._records.values()]
+
+
+def _port_of(local_name: str) -> int:
+    return int(local_name.rsplit(":", 1)[1])

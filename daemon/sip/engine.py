@@ -1,0 +1,222 @@
+"""The loop-side face of the SIP engine: ``async with SipEngine(config, bridge) as engine``.
+
+Design (see PJSUA2-FACTS.md for the measurements behind it):
+
+* One owner thread (:mod:`daemon.sip._pj_owner`) makes every pjsua2 call; this module never imports pjsua2
+  and never touches a pjsua2 object.
+* The loop sends a :class:`~daemon.sip._command.Command` through a thread-safe queue, wakes the owner's
+  ``libHandleEvents`` poll with a CRLF datagram to the engine's own UDP transport (0.2 ms round trip
+  instead of up to one poll period), and *awaits* the result with a timeout. The loop NEVER blocks on the
+  owner thread: it never joins it, never waits on a lock it holds, never calls it synchronously.
+* The owner posts events and results with the :class:`~daemon.bridge.LoopBridge`; events end up in an
+  :class:`~daemon.bridge.EventChannel` that the application iterates as :attr:`SipEngine.events`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from daemon.bridge import EventChannel, LoopBridge
+from daemon.config import SipConfig
+from daemon.errors import SipError
+from daemon.sip._command import Command
+from daemon.sip._options import options_ping
+from daemon.sip.types import CallHandle, CallSnapshot, RegistrationChanged, RegistrationSnapshot, SipEvent
+
+__all__ = ["SipEngine"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMAND_TIMEOUT = 5.0  # a healthy owner answers in well under 1 ms; 5 s means it is stuck
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0  # hang-ups + libDestroy(NO_RX_MSG) take ~0.1 s
+
+
+class SipEngine:
+    """A SIP user agent for the panel, driven from the anyio loop with plain async methods."""
+
+    def __init__(self, config: SipConfig, bridge: LoopBridge) -> None:
+        self._config = config
+        self._bridge = bridge
+        self._channel: EventChannel[SipEvent] | None = None
+        self._owner: Any = None  # PjOwner; imported lazily so that importing this module loads no pjsua2
+        self._thread: threading.Thread | None = None
+        self._wake_socket: socket.socket | None = None
+        self._wake_address: tuple[str, int] = ("127.0.0.1", 0)
+        self._ready = anyio.Event()
+        self._finished = anyio.Event()
+        self._start_error: BaseException | None = None
+        self._registration = RegistrationSnapshot(bool(config.account.registrar), False, 0, "not registered", 0)
+        self.sip_port = 0
+        self.has_sound_device = False
+        self.destroy_seconds = 0.0  # how long libDestroy took at the last exit
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        from daemon.sip._pj_owner import PjOwner  # noqa: PLC0415 - keeps pjsua2 out of plain imports
+
+        self._channel = EventChannel[SipEvent](self._bridge)
+        self._owner = PjOwner(self._config, self._bridge, self._deliver, self._on_ready, self._on_finished)
+        # The single long-lived thread of the SIP engine: pjsua2 must only ever be called from one
+        # pjlib-registered thread that is not the loop's. Not a daemon thread: it must reach libDestroy.
+        self._thread = threading.Thread(target=self._owner.run, name="sip-owner")
+        self._thread.start()
+        with anyio.fail_after(START_TIMEOUT):
+            await self._ready.wait()
+        if self._start_error is not None:
+            await self._wait_finished()
+            raise self._start_error
+        self._wake_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._wake_socket.setblocking(False)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        # Shielded: a cancelled app must still hang up its calls and destroy pjsua2 (or the process aborts).
+        with anyio.CancelScope(shield=True):
+            if self._owner is not None:
+                self._owner.request_stop()
+                self._wake()
+            await self._wait_finished()
+            if self._wake_socket is not None:
+                self._wake_socket.close()
+            if self._channel is not None:
+                self._channel.close()
+                self._channel.receive.close()  # events still buffered are dropped with the engine
+
+    async def _wait_finished(self) -> None:
+        with anyio.move_on_after(STOP_TIMEOUT) as scope:
+            await self._finished.wait()
+            # The owner's very last act was to post _on_finished; give it a moment to return, polling
+            # rather than join()ing so the loop never blocks on it.
+            while self._thread is not None and self._thread.is_alive():  # noqa: ASYNC110 - a thread has no Event
+                await anyio.sleep(0.002)
+        if scope.cancelled_caught:
+            log.error("sip: owner thread did not stop within %.0f s", STOP_TIMEOUT)
+
+    def _on_ready(self, info: Any, error: BaseException | None) -> None:  # on the loop thread
+        if info is not None:
+            self.sip_port = info.sip_port
+            self._wake_address = info.wake_address
+            self.has_sound_device = info.has_sound_device
+        self._start_error = error
+        self._ready.set()
+
+    def _on_finished(self, destroy_seconds: float) -> None:  # on the loop thread
+        self.destroy_seconds = destroy_seconds
+        self._finished.set()
+
+    def _deliver(self, event: SipEvent) -> None:  # on the loop thread
+        if isinstance(event, RegistrationChanged):
+            self._registration = RegistrationSnapshot(True, event.active, event.code, event.reason, event.expires)
+        if self._channel is not None:
+            self._channel.post(event)
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        """End the owner's current poll at once. A UDP sendto does not block; a lost datagram only costs
+        one poll period (POLL_MS)."""
+        if self._wake_socket is not None:
+            try:
+                self._wake_socket.sendto(b"\r\n", self._wake_address)
+            except OSError as exc:
+                log.debug("sip: wake datagram failed: %s", exc)
+
+    async def _run(self, name: str, fn: Callable[[Any], T], limit: float = COMMAND_TIMEOUT) -> T:
+        if self._owner is None or self._finished.is_set():
+            raise SipError(f"{name}: SIP engine is not running")
+        command: Command[T] = Command(name, fn)
+        self._owner.submit(command)
+        self._wake()
+        try:
+            with anyio.fail_after(limit):
+                await command.done.wait()
+        except TimeoutError:
+            command.abandoned = True
+            raise SipError(f"{name}: SIP owner thread did not answer within {limit} s") from None
+        if command.error is not None:
+            raise command.error
+        return command.result  # type: ignore[return-value]
+
+    # -- public API -------------------------------------------------------------------------------------
+    @property
+    def events(self) -> MemoryObjectReceiveStream[SipEvent]:
+        """Every :data:`~daemon.sip.types.SipEvent`, in order. Iterate it from one task."""
+        if self._channel is None:
+            raise SipError("SIP engine is not started")
+        return self._channel.receive
+
+    @property
+    def registration(self) -> RegistrationSnapshot:
+        return self._registration
+
+    @property
+    def fault_counters(self) -> tuple[int, int]:
+        """(callbacks seen on a wrong thread, callbacks that raised): both should stay 0."""
+        return (self._owner.wrong_thread_callbacks, self._owner.callback_errors) if self._owner else (0, 0)
+
+    async def dial(self, uri: str, ring_timeout: float | None = None) -> CallHandle:
+        """Call ``uri``; returns once the INVITE is sent. Unanswered after ``ring_timeout`` seconds, the call
+        is cancelled and ends with :class:`CallEnded` code 408, reason "ring timeout..."."""
+        return await self._run(f"dial {uri}", lambda o: o.dial(uri, ring_timeout))
+
+    async def hangup(self, handle: CallHandle, status: int | None = None) -> None:
+        """CANCEL before answer (outgoing), refuse with ``status`` (incoming), BYE after answer."""
+        await self._run(f"hangup {handle}", lambda o: o.hangup(handle, status))
+
+    async def hangup_all(self) -> int:
+        return await self._run("hangup_all", lambda o: o.hangup_all())
+
+    async def answer(self, handle: CallHandle, status: int = 200) -> None:
+        await self._run(f"answer {handle}", lambda o: o.answer(handle, status))
+
+    async def send_dtmf(self, handle: CallHandle, digits: str,
+                        method: Literal["rfc2833", "info"] = "rfc2833") -> None:
+        await self._run(f"send_dtmf {handle}", lambda o: o.send_dtmf(handle, digits, method))
+
+    async def play(self, handle: CallHandle, wav_path: str, loop: bool = False) -> None:
+        """Play a WAV (16-bit PCM) into the call, replacing any prompt playing. Needs active media."""
+        await self._run(f"play {handle}", lambda o: o.play(handle, str(wav_path), loop))
+
+    async def stop_playback(self, handle: CallHandle) -> bool:
+        return await self._run(f"stop_playback {handle}", lambda o: o.stop_playback(handle))
+
+    async def record(self, handle: CallHandle, wav_path: str) -> None:
+        """Record what the far end sends into a WAV file until :meth:`stop_recording` or the call's end."""
+        await self._run(f"record {handle}", lambda o: o.record(handle, str(wav_path)))
+
+    async def stop_recording(self, handle: CallHandle) -> bool:
+        return await self._run(f"stop_recording {handle}", lambda o: o.stop_recording(handle))
+
+    async def connect_sound_device(self, handle: CallHandle) -> None:
+        """Join the call to the sound card both ways. Raises SipError on a build without a sound device."""
+        await self._run(f"connect_sound_device {handle}", lambda o: o.connect_sound_device(handle))
+
+    async def snapshot(self, handle: CallHandle) -> CallSnapshot:
+        return await self._run(f"snapshot {handle}", lambda o: o.snapshot(handle))
+
+    async def live_calls(self) -> list[CallHandle]:
+        return await self._run("live_calls", lambda o: o.live_calls())
+
+    async def ping(self) -> None:
+        """A no-op round trip to the owner thread (health check, latency measurement)."""
+        await self._run("ping", lambda o: None)
+
+    async def options_ping(self, uri: str, within: float = 2.0) -> int:
+        """Send a SIP OPTIONS to ``uri`` from the loop (its own socket, not pjsua2); return the status code.
+        Raises SipError when nothing answers ``within`` seconds."""
+        return await options_ping(uri, within=within, transport=self._config.transport)
+
+    def _set_fault_once(self) -> None:
+        """Test hook: make the next pjsua2 callback raise (the guard must swallow it)."""
+        self._owner.fault_once = True

@@ -1,0 +1,164 @@
+"""Loop-side values of the SIP engine: call handles, snapshots and events.
+
+Nothing here touches pjsua2. Everything is a frozen dataclass so that a value handed to the loop can never
+be changed behind its back by the owner thread, and so that events can be compared in tests.
+Every event carries ``at`` (``time.monotonic()`` when the owner thread saw it) so latency can be measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+__all__ = [
+    "CallAnswered",
+    "CallEnded",
+    "CallHandle",
+    "CallRinging",
+    "CallSnapshot",
+    "CallState",
+    "DtmfMethod",
+    "DtmfReceived",
+    "IncomingCall",
+    "MediaActive",
+    "PlaybackFinished",
+    "RegistrationChanged",
+    "RegistrationSnapshot",
+    "SipEvent",
+]
+
+DtmfMethod = Literal["rfc2833", "info"]
+
+
+@dataclass(frozen=True, order=True)
+class CallHandle:
+    """Names one call for its whole life, and never another.
+
+    ``generation`` is unique per engine and never reused; ``slot`` is pjsua's call id, which pjsua
+    *does* reuse, so it is shown in logs only and never used to find a call. A command naming a handle
+    whose call has ended raises :class:`~daemon.errors.CallGoneError`.
+    """
+
+    generation: int
+    slot: int = field(compare=False)
+    direction: Literal["outgoing", "incoming"] = field(compare=False)
+    remote_uri: str = field(compare=False)
+
+    def __str__(self) -> str:
+        return f"call#{self.generation}(slot {self.slot}, {self.direction} {self.remote_uri})"
+
+
+class CallState(Enum):
+    CALLING = "calling"
+    INCOMING = "incoming"
+    EARLY = "early"
+    CONNECTING = "connecting"
+    CONFIRMED = "confirmed"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class CallSnapshot:
+    handle: CallHandle
+    state: CallState
+    last_code: int
+    last_reason: str
+    media_active: bool
+    connect_seconds: float  # how long the call has been answered (0 before answer)
+    playing: bool
+    recording: bool
+
+
+@dataclass(frozen=True)
+class RegistrationSnapshot:
+    configured: bool  # False for a direct-IP panel with no registrar
+    active: bool
+    code: int
+    reason: str
+    expires: int
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class RegistrationChanged:
+    active: bool
+    code: int
+    reason: str
+    expires: int = 0
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class CallRinging:
+    handle: CallHandle
+    code: int = 180
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    handle: CallHandle
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class MediaActive:
+    handle: CallHandle
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """The call is over. ``code``/``reason`` say why (486 Busy Here, 408 ring timeout, 200 after a BYE...).
+
+    ``by_us`` is True when this side ended it (hang-up command, ring timeout, refusal, shutdown).
+    """
+
+    handle: CallHandle
+    code: int
+    reason: str
+    by_us: bool = False
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    """Someone called the panel. ``allowed`` callers are being answered; the rest are being refused."""
+
+    handle: CallHandle
+    remote_uri: str
+    allowed: bool
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class DtmfReceived:
+    handle: CallHandle
+    digit: str
+    method: DtmfMethod
+    at: float = field(default_factory=_now, compare=False)
+
+
+@dataclass(frozen=True)
+class PlaybackFinished:
+    """A non-looping :meth:`SipEngine.play` reached the end of its WAV file."""
+
+    handle: CallHandle
+    at: float = field(default_factory=_now, compare=False)
+
+
+SipEvent = (
+    RegistrationChanged
+    | CallRinging
+    | CallAnswered
+    | MediaActive
+    | CallEnded
+    | IncomingCall
+    | DtmfReceived
+    | PlaybackFinished
+)

@@ -1,0 +1,51 @@
+"""The panel's hardware: gpiozero devices, the door relay, status LEDs and the prompt speaker.
+
+Nothing here imports the daemon beyond :mod:`daemon.config` and :mod:`daemon.errors`; events leave
+through a ``post`` callable given to each device.
+"""
+
+from hw.events import (
+    ButtonPressed,
+    DoorClosed,
+    DoorHeldOpen,
+    DoorOpened,
+    ExitRequested,
+    HwEvent,
+    RelayChanged,
+    TamperCleared,
+    TamperTriggered,
+)
+from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.leds import LedState, StatusLeds
+from hw.panel import Panel
+from hw.pins import make_pin_factory
+from hw.relay import Relay
+from hw.selftest import CheckResult, run_selftest
+from hw.speaker import PcmFormat, PlayResult, Speaker, read_wav
+
+__all__ = [
+    "ButtonPressed",
+    "CheckResult",
+    "DoorClosed",
+    "DoorContact",
+    "DoorHeldOpen",
+    "DoorOpened",
+    "DoorbellButton",
+    "ExitButton",
+    "ExitRequested",
+    "HwEvent",
+    "LedState",
+    "Panel",
+    "PcmFormat",
+    "PlayResult",
+    "Relay",
+    "RelayChanged",
+    "Speaker",
+    "StatusLeds",
+    "TamperCleared",
+    "TamperSwitch",
+    "TamperTriggered",
+    "make_pin_factory",
+    "read_wav",
+    "run_selftest",
+]

@@ -1,0 +1,86 @@
+"""Events the panel's devices deliver through ``post``: small frozen dataclasses, one per fact.
+
+Every event carries ``at``, the :func:`time.monotonic` of the *qualifying edge*: for a doorbell press
+that is the moment the contact closed (not the moment the minimum hold ran out), so the visit log and
+latency measurements start from what the visitor did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ButtonPressed",
+    "DoorClosed",
+    "DoorHeldOpen",
+    "DoorOpened",
+    "ExitRequested",
+    "HwEvent",
+    "RelayChanged",
+    "TamperCleared",
+    "TamperTriggered",
+]
+
+
+@dataclass(frozen=True)
+class ButtonPressed:
+    """A doorbell button was held for at least its ``min_press_ms`` (once per ``holdoff_ms``)."""
+
+    button: str
+    at: float
+
+
+@dataclass(frozen=True)
+class ExitRequested:
+    """The request-to-exit button was pressed; the panel has already pulsed the relay itself."""
+
+    at: float
+    opened: bool = True  # False when the relay was blocked (tamper) and the door stayed locked
+
+
+@dataclass(frozen=True)
+class DoorOpened:
+    at: float
+
+
+@dataclass(frozen=True)
+class DoorClosed:
+    at: float
+
+
+@dataclass(frozen=True)
+class DoorHeldOpen:
+    """The door has stayed open ``held_open_seconds`` since ``opened_at``."""
+
+    at: float
+    opened_at: float
+
+
+@dataclass(frozen=True)
+class TamperTriggered:
+    at: float
+
+
+@dataclass(frozen=True)
+class TamperCleared:
+    at: float
+
+
+@dataclass(frozen=True)
+class RelayChanged:
+    """The door-lock relay was energized (door unlocked) or released (locked)."""
+
+    energized: bool
+    at: float
+
+
+HwEvent = (
+    ButtonPressed
+    | ExitRequested
+    | DoorOpened
+    | DoorClosed
+    | DoorHeldOpen
+    | TamperTriggered
+    | TamperCleared
+    | RelayChanged
+)

@@ -1,0 +1,110 @@
+"""The whole panel: every device built from :class:`~daemon.config.Config`, one owner, one ``close()``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from daemon.config import Config
+from hw._timing import Dispatcher
+from hw.events import HwEvent
+from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.leds import LedState, StatusLeds
+from hw.relay import Relay
+from hw.speaker import Speaker
+
+__all__ = ["Panel"]
+
+log = logging.getLogger(__name__)
+
+
+class Panel:
+    """Buttons, relay, exit button, door contact, tamper switch, LEDs and speaker of one door panel.
+
+    Wiring (the defaults in ``default-config.toml``, BCM numbers): doorbells GPIO17/18 to ground, relay
+    module IN on GPIO27, exit button GPIO22 to ground, door reed contact GPIO23 to ground, tamper switch
+    GPIO24 to ground, status LED GPIO5 and fault LED GPIO6 through 330 ohm to ground.
+
+    Events go to ``post`` (e.g. ``EventChannel.post``) from the panel's dispatcher thread. Two things
+    happen locally, without waiting for the daemon's flow: the exit button pulses the relay, and a tamper
+    blocks the relay for ``tamper.block_seconds``. The app's task group must run :meth:`run` (it owns the
+    relay's pulse timing); :meth:`close` releases the relay and frees every pin.
+    """
+
+    def __init__(self, config: Config, *, pin_factory: Any, post: Callable[[HwEvent], None],
+                 speaker: Speaker | None = None) -> None:
+        self.config = config
+        self.pin_factory = pin_factory
+        self.dispatcher = Dispatcher("hw-panel")
+        self.buttons: dict[str, DoorbellButton] = {}
+        self.exit_button: ExitButton | None = None
+        self.door: DoorContact | None = None
+        self.tamper: TamperSwitch | None = None
+        self.leds: StatusLeds | None = None
+        self.speaker = speaker if speaker is not None else Speaker(config.audio)
+        self._closed = False
+        try:
+            # The relay first: after a crash the lock must be released before anything else can fail.
+            self.relay = Relay(config.relay, pin_factory=pin_factory, post=post)
+            for button in config.buttons:
+                self.buttons[button.name] = DoorbellButton(button, pin_factory=pin_factory, post=post,
+                                                           dispatcher=self.dispatcher)
+            if config.exit_button is not None:
+                self.exit_button = ExitButton(config.exit_button, pin_factory=pin_factory, post=post,
+                                              action=self.relay.open, dispatcher=self.dispatcher)
+            if config.door_contact is not None:
+                self.door = DoorContact(config.door_contact, pin_factory=pin_factory, post=post,
+                                        dispatcher=self.dispatcher)
+            self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
+            if config.tamper is not None:
+                self.tamper = TamperSwitch(config.tamper, pin_factory=pin_factory, post=post,
+                                           on_tamper=self._on_tamper, dispatcher=self.dispatcher)
+        except BaseException:
+            self.close()
+            raise
+
+    def _on_tamper(self) -> None:
+        seconds = self.config.tamper.block_seconds if self.config.tamper else 0.0
+        if seconds > 0:
+            self.relay.block(seconds)
+
+    async def run(self) -> None:
+        """Pre-open the speaker, then own the relay's pulses until cancelled (releasing it on the way out)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.speaker.start)
+            await self.relay.run()
+
+    def open_door(self, seconds: float | None = None) -> bool:
+        """Pulse the relay (see :meth:`Relay.open`); False while blocked by tamper."""
+        return self.relay.open(seconds)
+
+    def show(self, state: LedState) -> None:
+        if self.leds is not None:
+            self.leds.show(state)
+
+    def close(self) -> None:
+        """Release the relay, then free every device. Idempotent; never raises for a half-built panel."""
+        if self._closed:
+            return
+        self._closed = True
+        relay = getattr(self, "relay", None)
+        if relay is not None:
+            relay.close()
+        self.dispatcher.close()
+        devices: list[Any] = [*self.buttons.values(), self.exit_button, self.door, self.tamper, self.leds]
+        for device in devices:
+            if device is not None:
+                device.close()
+        self.speaker.close()
+        log.info("panel closed")
+
+    def __enter__(self) -> Panel:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,155 @@
+"""Self-test of a LIVE panel: the bench's safe checks, run by the control socket's ``selftest`` command.
+
+Safe means a visitor at the door notices nothing but a blink and a short beep: the relay is only pulsed
+when a sense input is wired to it (``relay_sense_pin``, a bench or commissioning setup), and every LED
+goes back to the state it showed before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import NamedTuple
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from gpiozero import DigitalInputDevice, GPIOZeroError
+
+from daemon.errors import HardwareError
+from hw.leds import PATTERNS, LedState
+from hw.panel import Panel
+from hw.speaker import tone
+
+__all__ = ["CheckResult", "run_selftest"]
+
+log = logging.getLogger(__name__)
+
+SENSE_PULSE_S = 0.2
+SENSE_TOLERANCE_S = 0.05
+
+
+class CheckResult(NamedTuple):
+    check: str
+    passed: bool
+    detail: str
+
+
+async def run_selftest(panel: Panel, *, relay_sense_pin: int | None = None,
+                       tone_seconds: float = 0.3) -> list[CheckResult]:
+    """Run every safe check against ``panel`` (whose :meth:`Panel.run` must be running for the relay
+    pulse) and return one :class:`CheckResult` per check, in order."""
+    results = [_relay_at_rest(panel)]
+    if relay_sense_pin is not None:
+        results.append(await _relay_sense(panel, relay_sense_pin))
+    results += await _leds(panel)
+    results += _inputs(panel)
+    results.append(await _speaker(panel, tone_seconds))
+    for r in results:
+        log.log(logging.INFO if r.passed else logging.ERROR, "selftest %s: %s (%s)",
+                r.check, "pass" if r.passed else "FAIL", r.detail)
+    return results
+
+
+def _relay_at_rest(panel: Panel) -> CheckResult:
+    relay = panel.relay
+    if relay.energized:
+        return CheckResult("relay at rest", True, "skipped: a pulse is running")
+    return CheckResult("relay at rest", True, f"de-energized{', blocked by tamper' if relay.blocked else ''}")
+
+
+async def _relay_sense(panel: Panel, sense_pin: int) -> CheckResult:
+    name = f"relay sense GPIO{sense_pin}"
+    try:
+        sense = DigitalInputDevice(sense_pin, pull_up=False, pin_factory=panel.pin_factory)
+    except (GPIOZeroError, OSError) as exc:
+        return CheckResult(name, False, f"cannot use the sense pin: {exc}")
+    # The sense input reads the driver's input level: high while energized unless the module is active-low.
+    energized_level = panel.config.relay.active_high
+    try:
+        if panel.relay.energized or bool(sense.is_active) == energized_level:
+            return CheckResult(name, False, "sense does not read the relay's rest level (wiring?)")
+        released = anyio.Event()
+        ended: list[float] = []
+        token = anyio.lowlevel.current_token()
+        loop_thread = threading.get_ident()
+
+        def on_release() -> None:
+            ended.append(time.monotonic())
+            # With mock pins the edge fires synchronously on the loop thread, inside relay.release().
+            if threading.get_ident() == loop_thread:
+                released.set()
+            else:
+                anyio.from_thread.run_sync(released.set, token=token)
+
+        if energized_level:
+            sense.when_deactivated = on_release
+        else:
+            sense.when_activated = on_release
+        try:
+            if not panel.relay.open(SENSE_PULSE_S):
+                return CheckResult(name, True, "skipped: relay blocked by tamper")
+        except HardwareError as exc:
+            return CheckResult(name, False, str(exc))
+        start = time.monotonic()
+        seen_on = bool(sense.is_active) == energized_level
+        with anyio.move_on_after(SENSE_PULSE_S + 1.0):
+            await released.wait()
+        length = (ended[0] if ended else time.monotonic()) - start
+        ok = seen_on and abs(length - SENSE_PULSE_S) <= SENSE_TOLERANCE_S
+        return CheckResult(name, ok, f"pulse {length * 1000:.0f} ms for {SENSE_PULSE_S * 1000:.0f} ms"
+                           f"{'' if seen_on else ', sense never went active'}")
+    finally:
+        sense.close()
+
+
+async def _leds(panel: Panel) -> list[CheckResult]:
+    leds = panel.leds
+    if leds is None or not leds.names:
+        return [CheckResult("leds", True, "none configured")]
+    previous = leds.state
+    failures: list[str] = []
+    try:
+        for state in (LedState.IDLE, LedState.FAULT):
+            leds.show(state, force=True)
+            await anyio.sleep(0.01)
+            for name in leds.names:
+                steady = PATTERNS[state].get(name)
+                if steady is not None and steady.steady is not None and leds.is_lit(name) != steady.steady:
+                    failures.append(f"{name} not {'lit' if steady.steady else 'dark'} for {state.value}")
+        leds.show(LedState.DOOR_OPEN, force=True)  # blinks 0.1/0.1 s: both levels within 0.5 s
+        # Sample the status LED for 0.5 s: it blinks 0.1/0.1 s, so both levels must show up.
+        if "status" in leds.names:
+            levels = set()
+            for _ in range(50):
+                levels.add(leds.is_lit("status"))
+                await anyio.sleep(0.01)
+            if len(levels) < 2:
+                failures.append("status does not blink")
+    finally:
+        leds.show(previous or LedState.IDLE, force=True)
+    return [CheckResult("leds", not failures, "; ".join(failures) or f"{', '.join(leds.names)} follow every pattern")]
+
+
+def _inputs(panel: Panel) -> list[CheckResult]:
+    out = []
+    if panel.tamper is not None:
+        out.append(CheckResult("tamper", not panel.tamper.tampered,
+                               "TAMPERED" if panel.tamper.tampered else "closed"))
+    if panel.door is not None:
+        out.append(CheckResult("door contact", True, "door open" if panel.door.is_open else "door closed"))
+    stuck = [name for name, b in panel.buttons.items() if b.is_active]
+    out.append(CheckResult("buttons", not stuck, f"stuck pressed: {', '.join(stuck)}" if stuck
+                           else f"{len(panel.buttons)} released"))
+    return out
+
+
+async def _speaker(panel: Panel, seconds: float) -> CheckResult:
+    pcm, fmt = tone(880.0, seconds)
+    result = await panel.speaker.play(pcm, fmt)
+    if not result.ok:
+        return CheckResult("speaker", False, str(result.error))
+    latency = result.first_buffer_latency or 0.0
+    return CheckResult("speaker", True, f"{result.frames} frames to {panel.config.audio.output_device!r}, "
+                       f"first buffer after {latency * 1000:.1f} ms")

@@ -1,0 +1,240 @@
+"""Buttons, exit button, door contact and tamper switch over gpiozero's MockFactory, in real time."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import anyio
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from daemon.bridge import EventChannel, LoopBridge
+from daemon.config import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
+from daemon.errors import HardwareError
+from hw.events import (
+    ButtonPressed,
+    DoorClosed,
+    DoorHeldOpen,
+    DoorOpened,
+    ExitRequested,
+    HwEvent,
+    TamperCleared,
+    TamperTriggered,
+)
+from hw.inputs import CONTACT_SETTLE_S, DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from tests.hw.helpers import Recorder, hold
+
+BELL = ButtonConfig(name="101", pin=17, min_press_ms=50, holdoff_ms=300)
+
+
+def test_press_posts_one_event_stamped_at_the_edge(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        pin = factory.pin(17)
+        before = time.monotonic()
+        pin.drive_low()
+        (event,) = recorder.wait_for(ButtonPressed)
+        pin.drive_high()
+        assert isinstance(event, ButtonPressed) and event.button == "101"
+        # Bounds leave room for a loaded CI machine; typical values are ~0.1 ms.
+        assert before <= event.at < before + 0.01
+        # Posted at the qualifying moment: edge + 50 ms, with a tiny scheduling delay.
+        assert 0 <= recorder.posted_at[0] - (event.at + 0.05) < 0.01
+        assert button.last_post_latency is not None and button.last_post_latency < 0.01
+    finally:
+        button.close()
+
+
+def test_noise_shorter_than_min_press_rings_nobody(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        pin = factory.pin(17)
+        for _ in range(20):
+            hold(pin, 0.01)  # 10 ms spikes: well under 50 ms
+            time.sleep(0.005)
+        time.sleep(0.1)
+        assert recorder.events == []
+    finally:
+        button.close()
+
+
+def test_edge_storm_then_hold_gives_at_most_one_press_per_holdoff(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        pin = factory.pin(17)
+        hold(pin, 0.07)  # a real press
+        for _ in range(50):  # then a storm, including long-enough closures inside the hold-off
+            hold(pin, 0.002 if _ % 10 else 0.06)
+        recorder.wait_for(ButtonPressed)
+        presses = [e.at for e in recorder.of(ButtonPressed)]  # type: ignore[attr-defined]
+        assert all(b - a >= 0.3 for a, b in itertools.pairwise(presses)), presses
+        time.sleep(0.35)
+        hold(pin, 0.07)  # after the hold-off a press counts again
+        assert len(recorder.wait_for(ButtonPressed, count=len(presses) + 1)) == len(presses) + 1
+    finally:
+        button.close()
+
+
+def test_held_button_is_one_press(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(ButtonConfig("a", 17, min_press_ms=20, holdoff_ms=50), pin_factory=factory,
+                            post=recorder.post)
+    try:
+        hold(factory.pin(17), 0.3)
+        time.sleep(0.05)
+        assert len(recorder.of(ButtonPressed)) == 1
+    finally:
+        button.close()
+
+
+def test_pull_down_button_is_active_high(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(ButtonConfig("pd", 4, pull_up=False, min_press_ms=10), pin_factory=factory,
+                            post=recorder.post)
+    try:
+        hold(factory.pin(4), 0.03, pull_up=False)
+        assert recorder.wait_for(ButtonPressed)[0] == ButtonPressed("pd", recorder.events[0].at)
+    finally:
+        button.close()
+
+
+def test_post_latency_is_tiny_over_many_presses(factory: MockFactory, recorder: Recorder) -> None:
+    button = DoorbellButton(ButtonConfig("x", 17, min_press_ms=5, holdoff_ms=0), pin_factory=factory,
+                            post=recorder.post)
+    latencies = []
+    try:
+        pin = factory.pin(17)
+        for i in range(30):
+            hold(pin, 0.008)
+            recorder.wait_for(ButtonPressed, count=i + 1)
+            assert button.last_post_latency is not None
+            latencies.append(button.last_post_latency)
+    finally:
+        button.close()
+    print(f"\npress post latency: median {statistics.median(latencies) * 1e3:.3f} ms, "
+          f"max {max(latencies) * 1e3:.3f} ms")
+    assert statistics.median(latencies) < 0.005, latencies
+
+
+def test_pin_in_use_is_a_hardware_error(factory: MockFactory, recorder: Recorder) -> None:
+    first = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        with pytest.raises(HardwareError, match="GPIO17"):
+            DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    finally:
+        first.close()
+
+
+def test_exit_button_runs_its_action_then_posts(factory: MockFactory, recorder: Recorder) -> None:
+    calls: list[float] = []
+
+    def action() -> bool:
+        calls.append(time.monotonic())
+        return True
+
+    exit_button = ExitButton(InputConfig(pin=22, min_press_ms=20), pin_factory=factory, post=recorder.post,
+                             action=action)
+    try:
+        hold(factory.pin(22), 0.04)
+        (event,) = recorder.wait_for(ExitRequested)
+        assert event == ExitRequested(event.at, opened=True) and len(calls) == 1  # type: ignore[union-attr]
+    finally:
+        exit_button.close()
+
+
+def test_exit_button_reports_a_refused_door(factory: MockFactory, recorder: Recorder) -> None:
+    def refuse() -> bool:
+        raise HardwareError("relay: open refused, its run() task is not running")
+
+    exit_button = ExitButton(InputConfig(pin=22, min_press_ms=10), pin_factory=factory, post=recorder.post,
+                             action=refuse)
+    try:
+        hold(factory.pin(22), 0.03)
+        assert recorder.wait_for(ExitRequested)[0].opened is False  # type: ignore[union-attr]
+    finally:
+        exit_button.close()
+
+
+def test_door_contact_open_close_and_held_open_alarm(factory: MockFactory, recorder: Recorder) -> None:
+    door = DoorContact(DoorContactConfig(pin=23, held_open_seconds=0.15), pin_factory=factory, post=recorder.post)
+    try:
+        pin = factory.pin(23)
+        assert not door.is_open
+        pin.drive_low()  # contact closes when the door opens
+        pin.drive_high()  # bounce
+        pin.drive_low()
+        opened = recorder.wait_for(DoorOpened)[0]
+        (alarm,) = recorder.wait_for(DoorHeldOpen)
+        assert isinstance(alarm, DoorHeldOpen) and alarm.opened_at == opened.at  # type: ignore[union-attr]
+        assert 0.15 <= alarm.at - opened.at < 0.17  # type: ignore[union-attr]
+        pin.drive_high()
+        recorder.wait_for(DoorClosed)
+        assert not door.is_open
+        # Opened and closed again quickly: no alarm.
+        pin.drive_low()
+        recorder.wait_for(DoorOpened, count=2)
+        pin.drive_high()
+        recorder.wait_for(DoorClosed, count=2)
+        time.sleep(0.2)
+        assert len(recorder.of(DoorHeldOpen)) == 1
+        assert [type(e) for e in recorder.events] == [DoorOpened, DoorHeldOpen, DoorClosed, DoorOpened, DoorClosed]
+    finally:
+        door.close()
+
+
+class ClosedContactPin(MockPin):
+    """A contact already closed to ground at start-up: it wins over the pull-up gpiozero sets."""
+
+    def _set_pull(self, value: str) -> None:
+        super()._set_pull(value)
+        self._change_state(False)
+
+
+def test_door_open_at_start_up_is_reported(factory: MockFactory, recorder: Recorder) -> None:
+    factory.pin(23, pin_class=ClosedContactPin)
+    door = DoorContact(DoorContactConfig(pin=23, held_open_seconds=60), pin_factory=factory, post=recorder.post)
+    try:
+        recorder.wait_for(DoorOpened)
+        assert door.is_open
+    finally:
+        door.close()
+
+
+@pytest.mark.parametrize("tampered_when_active", [True, False])
+def test_tamper_triggers_action_and_clears(factory: MockFactory, recorder: Recorder,
+                                          tampered_when_active: bool) -> None:
+    # A normally-closed loop is closed (low) while the case is shut.
+    pin = factory.pin(24, pin_class=MockPin if tampered_when_active else ClosedContactPin)
+    blocked: list[bool] = []
+    tamper = TamperSwitch(TamperConfig(pin=24, tampered_when_active=tampered_when_active), pin_factory=factory,
+                          post=recorder.post, on_tamper=lambda: blocked.append(True))
+    try:
+        time.sleep(CONTACT_SETTLE_S * 2)
+        assert recorder.events == [] and not tamper.tampered
+        (pin.drive_low if tampered_when_active else pin.drive_high)()
+        recorder.wait_for(TamperTriggered)
+        assert blocked == [True] and tamper.tampered
+        (pin.drive_high if tampered_when_active else pin.drive_low)()
+        recorder.wait_for(TamperCleared)
+    finally:
+        tamper.close()
+
+
+async def test_events_reach_the_loop_when_pins_are_driven_on_the_loop_thread(factory: MockFactory) -> None:
+    # The bridge's trap: MockPin.drive_low() here fires gpiozero's callback on the loop thread. The
+    # button only records the edge there; the dispatcher thread posts, so nothing blocks the loop.
+    bridge = LoopBridge()
+    channel: EventChannel[HwEvent] = EventChannel(bridge)
+    button = DoorbellButton(ButtonConfig("101", 17, min_press_ms=20), pin_factory=factory, post=channel.post)
+    try:
+        pin = factory.pin(17)
+        pin.drive_low()
+        with anyio.fail_after(2):
+            event = await channel.receive.receive()
+        pin.drive_high()
+        assert isinstance(event, ButtonPressed) and event.button == "101"
+    finally:
+        button.close()
+        bridge.close()
+        channel.close()
+        channel.receive.close()

@@ -1,0 +1,130 @@
+"""Engine life cycle: shutdown with calls up, a raising callback, and the deadlocks of PJSUA2-FACTS.md.
+
+Each deadlock test reproduces a "callback -> loop -> pjsua2 call" pattern that deadlocked (or stalled
+~2.1 s to PJ_ETIMEDOUT) in the naive design, under a watchdog much shorter than 2 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.sip import (
+    CallAnswered,
+    CallEnded,
+    CallRinging,
+    DtmfReceived,
+    IncomingCall,
+    MediaActive,
+    SipEngine,
+)
+from tests.sip.conftest import EventLog, make_config
+from tests.support.peers import Baresip, Sipp
+
+pytestmark = pytest.mark.peers
+
+WATCHDOG = 1.0  # far below the 2.1 s PJ_ETIMEDOUT stall and the infinite deadlock
+
+
+async def test_shutdown_with_calls_up(tmp_path: Path, bridge, tone_wav: Path) -> None:
+    with Baresip(tmp_path) as phone, Sipp(tmp_path, "uas_never_answer") as ringing_far_end:
+        engine = SipEngine(make_config(), bridge)
+        async with engine:
+            log = EventLog(engine)
+            answered = await engine.dial(phone.uri)
+            ringing = await engine.dial(ringing_far_end.uri())
+            await log.wait(MediaActive, answered)
+            await log.wait(CallRinging, ringing)
+            await engine.play(answered, str(tone_wav), loop=True)
+            await engine.record(answered, str(tmp_path / "rec.wav"))
+            started = time.monotonic()
+        assert time.monotonic() - started < 2.0
+        assert engine.destroy_seconds < 2.0
+        assert not any(t.name == "sip-owner" for t in threading.enumerate())
+        await phone.wait_event("CALL_CLOSED", 5)  # the phone got its BYE
+
+
+async def test_engine_restarts_in_one_process(bridge) -> None:
+    for _ in range(3):
+        async with SipEngine(make_config(), bridge) as engine:
+            await engine.ping()
+        assert engine.destroy_seconds < 2.0
+
+
+async def test_raising_callback_is_contained(tmp_path: Path, bridge) -> None:
+    with Baresip(tmp_path) as phone:
+        async with SipEngine(make_config(), bridge) as engine:
+            log = EventLog(engine)
+            engine._set_fault_once()
+            call = await engine.dial(phone.uri)
+            await log.wait(CallAnswered, call)
+            assert engine.fault_counters == (0, 1)
+            # calls up + a callback that raised: exit must still be clean
+
+
+async def test_deadlock_incoming_call_then_loop_reads_call(tmp_path: Path, bridge) -> None:
+    """onIncomingCall -> loop getInfo() deadlocked with the PJSUA lock held."""
+    async with SipEngine(make_config(inbound_allow=("sip:concierge@127.0.0.1",)), bridge) as engine:
+        caller = Sipp(tmp_path, "uac_answered", caller="concierge", hold_ms=500)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller.run_uac, engine.sip_port)
+            incoming = await EventLog(engine).wait(IncomingCall)
+            with anyio.fail_after(WATCHDOG):
+                snap = await engine.snapshot(incoming.handle)
+            assert snap.handle == incoming.handle
+
+
+async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) -> None:
+    """A loop task polling Account.getInfo() while callbacks ran deadlocked; here snapshots are cheap."""
+    with Sipp(tmp_path, "uas_busy") as far:
+        async with SipEngine(make_config(), bridge) as engine:
+            log = EventLog(engine)
+            polls = 0
+            async with anyio.create_task_group() as tg:
+                async def poll() -> None:
+                    nonlocal polls
+                    while True:
+                        with anyio.fail_after(WATCHDOG):
+                            await engine.live_calls()
+                        _ = engine.registration
+                        polls += 1
+                tg.start_soon(poll)
+                for _ in range(10):
+                    call = await engine.dial(far.uri())
+                    await log.wait(CallEnded, call)
+                tg.cancel_scope.cancel()
+            assert polls > 10
+
+
+async def test_deadlock_dtmf_then_loop_hangs_up(tmp_path: Path, bridge) -> None:
+    """onDtmfDigit -> loop hangup() deadlocked."""
+    with Baresip(tmp_path) as phone:
+        async with SipEngine(make_config(), bridge) as engine:
+            log = EventLog(engine)
+            call = await engine.dial(phone.uri)
+            await log.wait(MediaActive, call)
+            await phone.wait_event("CALL_ESTABLISHED", 5)
+            await anyio.sleep(0.2)
+            phone.command("sndcode", "3")
+            await log.wait(DtmfReceived, call)
+            with anyio.fail_after(WATCHDOG):
+                await engine.hangup(call)
+                await log.wait(CallEnded, call)
+
+
+@pytest.mark.parametrize("trigger", [CallAnswered, MediaActive])
+async def test_deadlock_state_callback_then_loop_hangs_up(tmp_path: Path, bridge, trigger: type) -> None:
+    """onCallState/onCallMediaState -> loop hangup() stalled ~2.1 s into PJ_ETIMEDOUT."""
+    with Baresip(tmp_path) as phone:
+        async with SipEngine(make_config(), bridge) as engine:
+            log = EventLog(engine)
+            call = await engine.dial(phone.uri)
+            await log.wait(trigger, call)
+            with anyio.fail_after(WATCHDOG):
+                await engine.hangup(call)
+                ended = await log.wait(CallEnded, call)
+            assert ended.by_us

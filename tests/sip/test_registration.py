@@ -1,0 +1,55 @@
+"""Registration against a real kamailio: digest auth over UDP and TCP, bad credentials, registrar restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.sip import IncomingCall, RegistrationChanged, SipEngine
+from tests.sip.conftest import EventLog, make_config
+from tests.support.peers import Kamailio, Sipp
+
+pytestmark = pytest.mark.peers
+
+
+def _account(k: Kamailio, password: str = "s3cret") -> dict[str, str]:
+    return {"uri": k.uri("panel"), "registrar": k.registrar, "username": "panel", "password": password}
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_register_good_credentials(tmp_path: Path, bridge, transport: str) -> None:
+    with Kamailio(tmp_path, users={"panel": "s3cret"}) as k:
+        async with SipEngine(make_config(transport=transport, account=_account(k)), bridge) as engine:
+            event = await EventLog(engine).wait(RegistrationChanged)
+            assert (event.active, event.code) == (True, 200)
+            assert engine.registration.active and engine.registration.configured
+            assert await engine.options_ping(k.registrar) == 200
+
+
+async def test_register_bad_credentials(tmp_path: Path, bridge) -> None:
+    with Kamailio(tmp_path, users={"panel": "s3cret"}) as k:
+        async with SipEngine(make_config(account=_account(k, password="wrong")), bridge) as engine:
+            event = await EventLog(engine).wait(RegistrationChanged)
+            assert not event.active and event.code in (401, 403)
+            assert not engine.registration.active
+
+
+async def test_reregisters_after_registrar_restart(tmp_path: Path, bridge) -> None:
+    # max_expires=8: kamailio grants 8 s, pjsua refreshes 5 s before expiry, so every ~3 s.
+    with Kamailio(tmp_path, users={"panel": "s3cret"}, max_expires=8) as k:
+        async with SipEngine(make_config(account=_account(k)), bridge) as engine:
+            log = EventLog(engine)
+            assert (await log.wait(RegistrationChanged)).active
+            k.restart()  # a database-less registrar forgets every binding
+            restarted = anyio.current_time()
+            while True:
+                event = await log.wait(RegistrationChanged, timeout=15)
+                if event.active and anyio.current_time() > restarted:
+                    break
+            # The binding is really back: a call to the panel's AOR through kamailio reaches the engine.
+            caller = Sipp(tmp_path, "uac_expect_refusal", status=603, caller="stranger")
+            assert await caller.run_uac(k.port, user="panel") == 0
+            incoming = await log.wait(IncomingCall)
+            assert not incoming.allowed
