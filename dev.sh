@@ -15,6 +15,7 @@ APT_PACKAGES=(
   kamailio                  # registrar/proxy in the tests
   sip-tester                # sipp: scripted SIP peers and load
   sox                       # measures and converts audio in tests
+  systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script
   gcc python3-dev python3-venv
 )
 VENV=${INTERCOM_VENV:-.venv}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from functools import partial
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class IntercomApp:
     async def run(self) -> None:
         cfg = self.config
         state_dir = Path(cfg.paths.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        await anyio.Path(state_dir).mkdir(parents=True, exist_ok=True)
         bridge = LoopBridge()
         hw_channel: EventChannel[hw_events.HwEvent] = EventChannel(bridge)
         factory = self._pin_factory or make_pin_factory(cfg.gpio)
@@ -149,8 +149,8 @@ class IntercomApp:
             async for event in channel.receive:
                 match event:
                     case hw_events.ButtonPressed(button=button, at=at):
-                        what = self.visits.press(button, at)
-                        self.visit_log.event("-", "BUTTON_PRESSED", button, what)
+                        what, visit = self.visits.press(button, at)
+                        self.visit_log.event(visit, "BUTTON_PRESSED", button, what)
                     case _:
                         self.visit_log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
 

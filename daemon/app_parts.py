@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from collections.abc import Hashable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -29,9 +29,9 @@ class AppControl:
     async def press(self, button: str) -> dict[str, Any]:
         if button not in {b.name for b in self._app.config.buttons}:
             raise ControlError(f"no button named {button!r}")
-        what = self._app.visits.press(button)
-        self._app.visit_log.event("-", "BUTTON_PRESSED", button, f"control socket: {what}")
-        return {"button": button, "result": what}
+        what, visit = self._app.visits.press(button)
+        self._app.visit_log.event(visit, "BUTTON_PRESSED", button, f"control socket: {what}")
+        return {"button": button, "result": what, "visit": visit}
 
     async def open_door(self) -> dict[str, Any]:
         opened = self._app.panel.relay.open()

@@ -34,6 +34,7 @@ class VisitRequest:
     apartment: Apartment
     button: str
     pressed_at: float  # monotonic time of the qualifying edge
+    visit: str  # the id is given at the press, so the press is the visit's first logged event
     inbound_handle: Hashable | None = None  # an allowlisted caller already answered by the engine
     inbound_caller: str = ""
 
@@ -59,28 +60,30 @@ class Visits:
         self._scope: anyio.CancelScope | None = None
         self._guards: dict[str, CodeGuard] = {}
         self.completed = 0
+        self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
-    def press(self, button: str, at: float | None = None) -> str:
-        """A doorbell press (already debounced by hw). Returns what was done with it, for logs and control."""
+    def press(self, button: str, at: float | None = None) -> tuple[str, str]:
+        """A doorbell press (already debounced by hw). Returns what was done with it and the visit it
+        belongs to ("-" when none), for the log and the control socket."""
         apartment = self.config.apartment_for_button(button)
         if apartment is None:
             log.warning("press on button %r which rings no apartment", button)
-            return "unknown button"
-        request = VisitRequest(apartment, button, time.monotonic() if at is None else at)
+            return "unknown button", "-"
         current = self.current_request
         if current is not None and current.apartment.name == apartment.name and self.current is not None:
             self.current.post(SecondPress())
-            return "second press"
+            return "second press", current.visit
         if apartment.name in self._queued:
-            return "already queued"
+            return "already queued", "-"
+        request = VisitRequest(apartment, button, time.monotonic() if at is None else at, self._new_id())
         if current is not None and self.config.timing.other_apartment_press == "refuse":
             self._refuse(request, "busy")
-            return "refused: another visit in progress"
+            return "refused: another visit in progress", "-"
         if len(self._queued) >= QUEUE_LIMIT:
-            return "refused: queue full"
+            return "refused: queue full", "-"
         self._queued.append(apartment.name)
         self._send.send_nowait(request)
-        return "queued" if current is not None else "started"
+        return ("queued" if current is not None else "started"), request.visit
 
     def inbound(self, handle: Hashable, caller: str) -> bool:
         """An allowlisted caller was answered by the engine. False when busy (the caller is then hung up)."""
@@ -88,7 +91,7 @@ class Visits:
             return False
         apartment = Apartment(name="inbound", buttons=(), residents=(caller,), codes=self.config.inbound_codes)
         self._queued.append(apartment.name)
-        self._send.send_nowait(VisitRequest(apartment, "", time.monotonic(), handle, caller))
+        self._send.send_nowait(VisitRequest(apartment, "", time.monotonic(), self._new_id(), handle, caller))
         return True
 
     def route(self, handle: Hashable, make_event: Callable[[int], FlowEvent]) -> bool:
@@ -124,7 +127,7 @@ class Visits:
             state = inbound_visit(request.inbound_caller, apt.codes, timing, guard)
         else:
             state = new_visit(apt, timing, guard)
-        visit_id = self._new_id()
+        visit_id = request.visit
         runner = self._make_runner(visit_id, state)
         if request.inbound_handle is not None:
             runner.legs.bind(0, request.inbound_handle)
@@ -140,8 +143,15 @@ class Visits:
             self.current, self.current_request = None, None
             self._guards[apt.name] = runner.state.guard
             self.completed += 1
+            self._completion.set()
+            self._completion = anyio.Event()
             with anyio.CancelScope(shield=True):
                 await self._on_done(result, request)
+
+    async def wait_completed(self, count: int) -> None:
+        """Return once ``count`` visits have ended in total (callers bound it with a timeout)."""
+        while self.completed < count:
+            await self._completion.wait()
 
     def status(self) -> dict[str, object]:
         runner, request = self.current, self.current_request

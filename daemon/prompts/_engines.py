@@ -125,7 +125,7 @@ def check_piper_model(path: str | Path) -> PiperModel:
 
 def _import_piper() -> Any:
     try:
-        import piper  # type: ignore[import-not-found]  # noqa: PLC0415  (optional: only with engine = "piper")
+        import piper  # type: ignore[import-not-found]
     except ImportError as exc:
         raise ConfigError("engine: 'piper' is selected but piper-tts is not installed; install it with "
                           "'.venv/bin/pip install piper-tts', or use engine = 'espeak-ng'", SOURCE) from exc

@@ -63,7 +63,7 @@ class SipEngine:
 
     # -- life cycle ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
-        from daemon.sip._pj_owner import PjOwner  # noqa: PLC0415 - keeps pjsua2 out of plain imports
+        from daemon.sip._pj_owner import PjOwner
 
         self._channel = EventChannel[SipEvent](self._bridge)
         self._owner = PjOwner(self._config, self._bridge, self._deliver, self._on_ready, self._on_finished)

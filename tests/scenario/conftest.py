@@ -69,7 +69,8 @@ class Panel:
                 await anyio.sleep(0.01)
 
     async def visit_done(self, count: int = 1, timeout: float = 20) -> None:
-        await self.until(lambda: self.app.visits.completed >= count, timeout, "visit to end")
+        with anyio.fail_after(timeout):
+            await self.app.visits.wait_completed(count)
         await self.app.visit_log.flush()
 
     def events(self) -> list[dict[str, Any]]:
