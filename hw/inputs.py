@@ -165,7 +165,51 @@ class ExitButton(_PressInput):
         self._post(ExitRequested(at, opened=opened))
 
 
-class DoorContact(_Input):
+class _SettledInput(_Input):
+    """A two-state contact (door, tamper): a change is reported once it has been stable CONTACT_SETTLE_S.
+
+    ``active_means`` is the logical state when the pin is active (contact closed to ground). The state at
+    start-up is reported at start-up, so a door already open or a tamper already present is not missed.
+    """
+
+    def __init__(self, what: str, pin: int, pull_up: bool, *, active_means: bool, pin_factory: Any,
+                 dispatcher: Dispatcher | None) -> None:
+        self._active_means = active_means
+        # Before the device exists: its callbacks may fire as soon as it does.
+        self._filter = SettleFilter(CONTACT_SETTLE_S, initial=False)
+        super().__init__(what, pin, pull_up, pin_factory=pin_factory, dispatcher=dispatcher)
+        self._edge(self.is_active == active_means, time.monotonic())
+
+    @property
+    def _settled(self) -> bool:
+        """The debounced state (what was last reported)."""
+        with self._lock:
+            return self._filter.state
+
+    def _on_activated(self) -> None:
+        self._edge(self._active_means, time.monotonic())
+
+    def _on_deactivated(self) -> None:
+        self._edge(not self._active_means, time.monotonic())
+
+    def _edge(self, state: bool, at: float) -> None:
+        with self._lock:
+            due = self._filter.edge(state, at)
+        if due is not None:
+            generation, deadline = due
+            self._dispatcher.call_at(deadline, lambda: self._check(generation))
+
+    def _check(self, generation: int) -> None:
+        with self._lock:
+            change = self._filter.check(generation, time.monotonic())
+        if change is not None:
+            self._changed(*change)
+
+    def _changed(self, state: bool, at: float) -> None:
+        raise NotImplementedError
+
+
+class DoorContact(_SettledInput):
     """The door contact: posts :class:`DoorOpened` / :class:`DoorClosed` and, after the door has stayed
     open ``held_open_seconds``, :class:`DoorHeldOpen`.
 
@@ -179,49 +223,25 @@ class DoorContact(_Input):
         self._config = config
         self._post = post
         self._alarm: Handle | None = None
-        # Before the device exists: its callbacks may fire as soon as it does.
-        self._filter = SettleFilter(CONTACT_SETTLE_S, initial=False)
-        super().__init__("door contact", config.pin, config.pull_up, pin_factory=pin_factory, dispatcher=dispatcher)
-        self._edge(self._is_open_now(), time.monotonic())
-
-    def _is_open_now(self) -> bool:
-        return self.is_active == self._config.open_when_active
+        super().__init__("door contact", config.pin, config.pull_up, active_means=config.open_when_active,
+                         pin_factory=pin_factory, dispatcher=dispatcher)
 
     @property
     def is_open(self) -> bool:
-        """The debounced state (what was last reported)."""
+        return self._settled
+
+    def _changed(self, is_open: bool, at: float) -> None:
         with self._lock:
-            return self._filter.state
-
-    def _on_activated(self) -> None:
-        self._edge(self._config.open_when_active, time.monotonic())
-
-    def _on_deactivated(self) -> None:
-        self._edge(not self._config.open_when_active, time.monotonic())
-
-    def _edge(self, is_open: bool, at: float) -> None:
-        with self._lock:
-            due = self._filter.edge(is_open, at)
-        if due is not None:
-            generation, deadline = due
-            self._dispatcher.call_at(deadline, lambda: self._check(generation))
-
-    def _check(self, generation: int) -> None:
-        with self._lock:
-            change = self._filter.check(generation, time.monotonic())
-            if change is None:
-                return
-            is_open, at = change
             if self._alarm is not None:
                 self._alarm.cancel()
                 self._alarm = None
             if is_open:
                 self._alarm = self._dispatcher.call_at(at + self._config.held_open_seconds,
-                                                       lambda: self._held_open(generation, at))
+                                                       lambda: self._held_open(at))
         log.info("door %s", "opened" if is_open else "closed")
         self._post(DoorOpened(at) if is_open else DoorClosed(at))
 
-    def _held_open(self, generation: int, opened_at: float) -> None:
+    def _held_open(self, opened_at: float) -> None:
         with self._lock:
             if self._alarm is None or not self._filter.state:
                 return
@@ -236,7 +256,7 @@ class DoorContact(_Input):
         super().close()
 
 
-class TamperSwitch(_Input):
+class TamperSwitch(_SettledInput):
     """The tamper switch: posts :class:`TamperTriggered` / :class:`TamperCleared` and runs ``on_tamper``
     (the panel blocks the relay for ``block_seconds``).
 
@@ -251,34 +271,14 @@ class TamperSwitch(_Input):
         self._config = config
         self._post = post
         self._on_tamper = on_tamper
-        self._filter = SettleFilter(CONTACT_SETTLE_S, initial=False)
-        super().__init__("tamper switch", config.pin, config.pull_up, pin_factory=pin_factory, dispatcher=dispatcher)
-        self._edge(self.is_active == config.tampered_when_active, time.monotonic())
+        super().__init__("tamper switch", config.pin, config.pull_up, active_means=config.tampered_when_active,
+                         pin_factory=pin_factory, dispatcher=dispatcher)
 
     @property
     def tampered(self) -> bool:
-        with self._lock:
-            return self._filter.state
+        return self._settled
 
-    def _on_activated(self) -> None:
-        self._edge(self._config.tampered_when_active, time.monotonic())
-
-    def _on_deactivated(self) -> None:
-        self._edge(not self._config.tampered_when_active, time.monotonic())
-
-    def _edge(self, tampered: bool, at: float) -> None:
-        with self._lock:
-            due = self._filter.edge(tampered, at)
-        if due is not None:
-            generation, deadline = due
-            self._dispatcher.call_at(deadline, lambda: self._check(generation))
-
-    def _check(self, generation: int) -> None:
-        with self._lock:
-            change = self._filter.check(generation, time.monotonic())
-        if change is None:
-            return
-        tampered, at = change
+    def _changed(self, tampered: bool, at: float) -> None:
         if tampered:
             log.warning("tamper switch triggered")
             if self._on_tamper is not None:
