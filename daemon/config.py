@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Literal
 
 from daemon.errors import ConfigError
+from daemon.prompt_texts import DEFAULT_PROMPTS_EN, DEFAULT_PROMPTS_PT, PROMPT_NAMES
 from daemon.settings_schema import build
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "PROMPT_NAMES",
     "Apartment",
     "AudioConfig",
     "ButtonConfig",
@@ -239,34 +241,6 @@ class TimingConfig:
             out.append(f"wrong_code_limit: must be 1 or more, got {self.wrong_code_limit}")
         return out
 
-
-DEFAULT_PROMPTS_PT = {
-    "waiting": "Aguarde enquanto entramos em contato com o morador.",
-    "calling_next": "Chamando o próximo morador.",
-    "nobody_answered": "Ninguém atendeu. Por favor, tente novamente mais tarde.",
-    "busy": "O morador está ocupado. Por favor, tente novamente mais tarde.",
-    "door_open": "Porta aberta. Pode entrar.",
-    "door_not_opened": "A porta não foi aberta.",
-    "out_of_service": "Interfone fora de serviço no momento. Por favor, procure a portaria.",
-    "announce": "Visitante no portão. Digite o código para abrir a porta.",
-    "code_accepted": "Código aceito. Porta aberta.",
-    "code_rejected": "Código incorreto.",
-    "call_ending": "A chamada será encerrada em breve.",
-}
-DEFAULT_PROMPTS_EN = {
-    "waiting": "Please wait while we contact the resident.",
-    "calling_next": "Calling the next resident.",
-    "nobody_answered": "Nobody answered. Please try again later.",
-    "busy": "The resident is busy. Please try again later.",
-    "door_open": "The door is open. Please come in.",
-    "door_not_opened": "The door was not opened.",
-    "out_of_service": "The intercom is out of service. Please contact the concierge.",
-    "announce": "A visitor is at the gate. Enter the code to open the door.",
-    "code_accepted": "Code accepted. The door is open.",
-    "code_rejected": "Wrong code.",
-    "call_ending": "The call will end shortly.",
-}
-PROMPT_NAMES = tuple(DEFAULT_PROMPTS_PT)
 
 
 @dataclass(frozen=True)
