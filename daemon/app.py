@@ -68,6 +68,7 @@ class IntercomApp:
         self.history: History
         self.visit_log: VisitLog
         self.visits: Visits
+        self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
 
     async def run(self) -> None:
         cfg = self.config
@@ -98,21 +99,30 @@ class IntercomApp:
                                                       leds=ports, prompts=ports, visit_log=self.visit_log),
                 new_id=self.visit_log.new_visit_id, sip_ready=lambda: self.registered,
                 on_done=self._visit_done, refuse=self._refuse)
-            async with anyio.create_task_group() as tg:
-                await tg.start(self.visit_log.run)
-                tg.start_soon(self.history.run)
-                tg.start_soon(self.panel.run)
-                tg.start_soon(self._hw_loop, hw_channel)
-                tg.start_soon(self._sip_loop)
-                tg.start_soon(self.visits.run)
-                tg.start_soon(watchdog_task)
-                await tg.start(partial(handle_signals, terminate=partial(self._terminate, tg.cancel_scope),
-                                       reload=self.reload))
-                await self._start_control(tg)
-                sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
-                log.info("intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started)
-                self.ready.set()
-            sd_notify("STOPPING=1")
+            # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
+            # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
+            async with anyio.create_task_group() as writer:
+                await writer.start(self.visit_log.run)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        self._main_scope = tg.cancel_scope
+                        tg.start_soon(self.history.run)
+                        tg.start_soon(self.panel.run)
+                        tg.start_soon(self._hw_loop, hw_channel)
+                        tg.start_soon(self._sip_loop)
+                        tg.start_soon(self.visits.run)
+                        tg.start_soon(watchdog_task)
+                        await tg.start(partial(handle_signals, terminate=partial(self._terminate, tg.cancel_scope),
+                                               reload=self.reload))
+                        await self._start_control(tg)
+                        sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
+                        log.info("intercom ready (%s, %.2f s after start)", cfg.panel_name,
+                                 time.monotonic() - self.started)
+                        self.ready.set()
+                    sd_notify("STOPPING=1")
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.visit_log.aclose()  # drains the queue, then run() returns
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
         from daemon.control import serve_control
@@ -125,6 +135,10 @@ class IntercomApp:
         # Cancelling the visit first makes its shielded teardown hang calls up before the engine stops.
         self.visits.cancel_current()
         scope.cancel()
+
+    def stop(self) -> None:
+        """Shut down as SIGTERM does: the visit's teardown runs, the event log drains, then run() returns."""
+        self._terminate(self._main_scope)
 
     async def reload(self) -> dict[str, object]:
         """SIGHUP: a valid new config applies to the next visits; a bad one is refused, the old one stays."""
@@ -189,6 +203,9 @@ class IntercomApp:
         self.visit_log.event("-", "PRESS_REFUSED", request.apartment.name, "another visit in progress")
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
+        if result.outcome == "cancelled":  # the runner logs OUTCOME only when its flow finished
+            self.visit_log.event(result.visit, "OUTCOME", request.apartment.name, result.outcome,
+                                 detail=result.detail)
         await self.history.record(make_record(result, request))
 
     def status(self) -> dict[str, object]:
@@ -220,7 +237,7 @@ async def running(config: Config, **kwargs: Any) -> AsyncIterator[IntercomApp]:
         try:
             yield app
         finally:
-            tg.cancel_scope.cancel()
+            app.stop()
 
 
 async def run_app(config: Config, config_path: Path | None = None) -> None:

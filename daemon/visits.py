@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -132,13 +132,19 @@ class Visits:
         if request.inbound_handle is not None:
             runner.legs.bind(0, request.inbound_handle)
         self.current, self.current_request = runner, request
-        result = VisitResult(visit_id, state)
+        result: VisitResult | None = None
         try:
             with anyio.CancelScope() as scope, anyio.move_on_after(timing.visit_deadline_seconds + 30):
                 # The machine has its own deadline timer; this outer bound only catches a runner bug.
                 self._scope = scope
                 result = await runner.run(Start(sip_ready=self._sip_ready()))
         finally:
+            if result is None:
+                # Cancelled (SIGTERM, `intercomctl hangup`) or past the outer bound: run() never returned, but
+                # what the runner learned (who answered, when, whether the door opened) must reach history.
+                # "cancelled" even if the door opened: the row's door_opened says that; this says it was cut short.
+                result = replace(runner.result, state=runner.state, ended=time.monotonic(), outcome="cancelled",
+                                 detail="ended before its flow finished (shutdown, hangup or stuck)")
             self._scope = None
             self.current, self.current_request = None, None
             self._guards[apt.name] = runner.state.guard

@@ -178,7 +178,11 @@ class Baresip(PeerProcess):
         self._reader = threading.Thread(target=self._read_events, name=f"baresip-{self.user}-ctrl", daemon=True)
         self._reader.start()
         if self.registrar is not None:
-            self.wait_event_sync("REGISTER_OK", 10)
+            try:
+                self.wait_event_sync("REGISTER_OK", 10)
+            except TimeoutError:
+                self.stop()  # never leave a phone running behind a failed start
+                raise
         return self
 
     def _read_events(self) -> None:
