@@ -121,6 +121,8 @@ class Dispatcher:
         self._heap: list[tuple[float, int, Handle]] = []
         self._seq = itertools.count()
         self._closed = False
+        # One long-lived thread per panel (not per edge or per operation): gpiozero's callbacks must return at
+        # once, and the minimum-hold deadlines need a clock that does not depend on the loop being idle.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
