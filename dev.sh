@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libasound2-dev alsa-utils libasound2-plugins
   baresip-core              # the resident's phone in the demo and tests
   kamailio                  # registrar/proxy in the tests
+  kamailio-tls-modules openssl  # SIP over TLS in the tests: kamailio tls.so, throwaway certificates
   sip-tester                # sipp: scripted SIP peers and load
   sox                       # measures and converts audio in tests
   systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script

@@ -212,6 +212,9 @@ class SipConfig:
             out.append(f"inbound_refuse_status: {self.inbound_refuse_status} must be a 4xx, 5xx or 6xx status")
         if self.transport == "tls" and not self.tls_ca_file and self.tls_verify_server:
             out.append("tls_ca_file: required with transport = 'tls' and tls_verify_server = true")
+        if self.srtp == "mandatory" and self.transport != "tls":
+            # pjsua only sends SRTP keys over a secure transport: every call would fail to be placed.
+            out.append("srtp: 'mandatory' needs transport = 'tls' (SRTP keys travel in the signalling)")
         if not 1 <= self.max_calls <= 32:
             out.append(f"max_calls: {self.max_calls} out of range 1..32")
         return out

@@ -179,11 +179,23 @@ class Baresip(PeerProcess):
         self._reader.start()
         if self.registrar is not None:
             try:
-                self.wait_event_sync("REGISTER_OK", 10)
+                self._wait_registered(10)
             except TimeoutError:
                 self.stop()  # never leave a phone running behind a failed start
                 raise
         return self
+
+    def _wait_registered(self, timeout: float) -> None:
+        """REGISTER_OK can come before ctrl_tcp's client connects, and is then never seen (over TLS on
+        loopback, always): so also ask ``reginfo`` until it reports the registration OK."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.get("type") == "REGISTER_OK" or (e.get("response") and "OK" in str(e.get("data", "")))
+                   for e in list(self.all_events)):
+                return
+            self.command("reginfo")
+            time.sleep(0.1)
+        raise TimeoutError(f"baresip did not register:\n{self.log_text()[-3000:]}")
 
     def _read_events(self) -> None:
         ctrl = self._ctrl

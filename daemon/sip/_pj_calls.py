@@ -87,7 +87,10 @@ class PjAccount(pj.Account):  # type: ignore[misc]
     @_guard
     def onRegState(self, prm: Any) -> None:
         info = self.getInfo()
-        self.hooks.on_reg_state(bool(info.regIsActive), int(prm.code), str(prm.reason), int(info.regExpiresSec))
+        expires = int(info.regExpiresSec)
+        # pjsua reports "no registration" as -1 in an unsigned field: 4294967295.
+        expires = 0 if expires >= 2**31 else expires
+        self.hooks.on_reg_state(bool(info.regIsActive), int(prm.code), str(prm.reason), expires)
 
     @_guard
     def onIncomingCall(self, prm: Any) -> None:

@@ -71,6 +71,8 @@ BROKEN: list[tuple[str, str, str]] = [
     ("account-uri-bad", with_lines('uri = "sip:portao@127.0.0.1"', 'uri = "portao"'), "sip.account: uri"),
     ("registrar-bad", with_lines('registrar = ""', 'registrar = "pbx.local"'), "registrar: 'pbx.local'"),
     ("tls-without-ca", with_lines('transport = "udp"', 'transport = "tls"'), "tls_ca_file: required"),
+    ("srtp-mandatory-over-udp", with_lines('transport = "udp"', 'transport = "udp"\nsrtp = "mandatory"'),
+     "srtp: 'mandatory' needs transport = 'tls'"),
     ("volume-out-of-range", with_lines("volume = 1.0", "volume = 5"), "audio: volume"),
     ("language-bad", with_lines('language = "pt-BR"', 'language = "fr"'), "prompts.language"),
     ("prompt-unknown", BASE + '\n[prompts.text]\ngreeting = "Oi"\n', "text.greeting: unknown prompt"),

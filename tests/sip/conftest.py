@@ -51,7 +51,7 @@ class EventLog:
         return None
 
     async def wait(self, kind: type[E], handle: CallHandle | None = None,
-                   timeout: float = 10.0) -> E:  # noqa: ASYNC109 - every test wait needs its own bound
+                   timeout: float = 10.0) -> E:
         with anyio.fail_after(timeout):
             while (found := self._find(kind, handle)) is None:
                 self.history.append(await self.engine.events.receive())
