@@ -146,3 +146,29 @@ async def test_ring_timeout_reaches_nobody_answered() -> None:
     assert result.outcome == "no_answer"
     assert speaker.played[-1] == "nobody_answered"
     assert len(calls.hung_up) == 2
+
+
+class ExplodingSpeaker(FakeSpeaker):
+    """A port failing in a way nobody planned for (not an IntercomError)."""
+
+    async def play_prompt(self, name: str) -> None:
+        if name == "door_open":
+            raise RuntimeError("driver bug")
+        await super().play_prompt(name)
+
+
+async def test_an_unexpected_error_releases_the_relay_and_hangs_up_every_leg() -> None:
+    calls, door, rec = FakeCalls(), FakeDoor(), Recorder()
+    runner = VisitRunner("v1", new_visit(APT, TIMING), calls=calls, speaker=ExplodingSpeaker(), door=door,
+                         leds=rec, prompts=rec, visit_log=rec)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run, Start(True))
+            await anyio.sleep(0.01)
+            runner.post(LegAnswered(0))
+            runner.post(Dtmf(0, "1", "rfc2833", 1.0))
+            runner.post(Dtmf(0, "2", "rfc2833", 1.0))  # opens: the "door open" prompt then blows up
+    assert door.opens == 1 and door.releases == 1  # fail-secure: released on the error path
+    assert ("call", 1) in calls.hung_up and ("call", 2) in calls.hung_up
+    assert runner.result.outcome == "error"
+    assert ("OUTCOME", "error") in rec.events
