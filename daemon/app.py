@@ -84,7 +84,6 @@ class IntercomApp:
             self.panel = stack.enter_context(Panel(cfg, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_log.set_codes(_all_codes(cfg))  # codes are masked wherever they would be logged
-            stack.push_async_callback(self.visit_log.aclose)
             self.history = History.in_state_dir(state_dir)
             await stack.enter_async_context(self.history)
             cache = PromptCache(Path(cfg.paths.cache_dir))

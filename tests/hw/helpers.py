@@ -55,5 +55,5 @@ async def wait_until(predicate: Callable[[], object], limit: float = 2.0, poll: 
     """Poll ``predicate`` from the loop. The conditions here are set by pins and foreign threads, so
     there is no anyio.Event to wait on; polling keeps the tests honest about what they observe."""
     with anyio.fail_after(limit):
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await anyio.sleep(poll)
