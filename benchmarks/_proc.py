@@ -1,0 +1,90 @@
+"""The machine and the process: what the report prints next to every number, and child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["emit", "footprint", "machine", "run_child"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    """x86 has "model name"; a Raspberry Pi has "Model" (the board) and "Hardware" (the SoC)."""
+    try:
+        fields: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip().lower(), value.strip())
+        for key in ("model name", "model", "hardware"):
+            if fields.get(key) and not fields[key].isdigit():
+                return fields[key]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "pjsua2": _version("pjsua2-python"),
+        "anyio": _version("anyio"),
+        "gpiozero": _version("gpiozero"),
+    }
+
+
+def footprint() -> dict[str, int]:
+    """Threads (kernel's view, so pjsua's native threads count too), open fds and RSS of this process."""
+    status = Path("/proc/self/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "threads": int(fields["Threads"].strip()),
+        "py_threads": threading.active_count(),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+    }
+
+
+def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> args`` and return the JSON object on its last stdout line.
+
+    A child that crashes (pjsua2 aborts the process on some misuse) becomes ``{"error": ...}`` so the
+    report can say what happened instead of the whole run failing.
+    """
+    cmd = [sys.executable, "-m", f"benchmarks.{module}", *args]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{module}: timed out after {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"{module} exited {proc.returncode}: " + " | ".join(tail)}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def emit(result: dict[str, Any]) -> None:
+    """A child's one line of output. Flushed, so the parent sees it even if pjsua2 aborts at exit."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()

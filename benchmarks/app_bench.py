@@ -1,0 +1,258 @@
+"""Figures 1, 2, 4, 5 (app level), 6 and 7 through the whole app: ``daemon.app.running(config, pin_factory=...)``.
+
+One process runs the app on gpiozero MockFactory pins with its real SIP engine, speaker (PortAudio into an
+ALSA ``null`` PCM) and prompt cache; the far end (:mod:`benchmarks.far_end`) answers as the resident and
+types the door code. A press is the button's mock pin driven low for longer than ``min_press_ms``.
+
+Where each timestamp comes from (all ``time.monotonic``, CLOCK_MONOTONIC, shared by every process):
+
+* button edge: just before ``drive_low()`` here;
+* INVITE: :class:`benchmarks._wire.InviteStamper`, a UDP relay in this process between the panel and the
+  far end (the resident's URI points at it), stamps each INVITE as it arrives;
+* first prompt sample handed to ALSA: the speaker's ``on_first_buffer`` hook (called in its worker thread
+  right after the first ``stream.write``);
+* relay energized: a MockPin subclass stamps every state change of the relay's pin;
+* DTMF sent: the far end stamps each ``dialDtmf``.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_PROCESS = time.monotonic()  # before the heavy imports: start -> READY includes them
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import anyio  # noqa: E402
+from gpiozero.pins.mock import MockFactory, MockPin  # noqa: E402
+
+from benchmarks._pj import FarEnd  # noqa: E402
+from benchmarks._proc import emit, footprint  # noqa: E402
+from benchmarks._wire import InviteStamper  # noqa: E402
+from daemon.config import Config, default_config_text, parse_config  # noqa: E402
+
+APP_SIP, APP_RTP, RELAY_PORT, FAR_PORT, FAR_RTP = 15100, 25000, 15110, 15120, 26000
+BUTTON_PIN = 17
+MIN_PRESS_MS = 50.0
+
+
+class StampedPin(MockPin):
+    """A MockPin that remembers the monotonic time of every change (MockPin.states keeps deltas only)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.stamps: list[tuple[float, bool]] = []
+        super().__init__(*args, **kwargs)
+
+    def _change_state(self, value: bool) -> bool:
+        changed: bool = super()._change_state(value)
+        if changed:
+            self.stamps.append((time.monotonic(), bool(value)))
+        return changed
+
+
+def bench_config(tmp: Path) -> Config:
+    base = parse_config(default_config_text(), "<default>")
+    buttons = tuple(dataclasses.replace(b, min_press_ms=MIN_PRESS_MS, holdoff_ms=0.0) for b in base.buttons)
+    apartment = dataclasses.replace(base.apartments[0], residents=(f"sip:101@127.0.0.1:{RELAY_PORT}",),
+                                    codes=("1",), fallback="", strategy="parallel")
+    return dataclasses.replace(
+        base,
+        buttons=buttons,
+        relay=dataclasses.replace(base.relay, pulse_seconds=0.2),
+        sip=dataclasses.replace(base.sip, bind_address="127.0.0.1", port=APP_SIP, rtp_port=APP_RTP,
+                                inbound_allow=()),
+        timing=dataclasses.replace(base.timing, hangup_after_open_seconds=0.0, ring_timeout_seconds=10.0),
+        apartments=(apartment, *base.apartments[1:]),
+        paths=dataclasses.replace(base.paths, state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"),
+                                  runtime_dir=str(tmp / "run")),
+    )
+
+
+def null_alsa(tmp: Path) -> None:
+    """ALSA's default PCM plays nowhere; must be set before PortAudio initializes (the speaker's start)."""
+    conf = tmp / "asound.conf"
+    conf.write_text("pcm.!default { type null }\nctl.!default { type hw card 0 }\n", encoding="utf-8")
+    os.environ["ALSA_CONFIG_PATH"] = str(conf)
+
+
+class LagProbe:
+    """The loop's scheduling lag: how late a 10 ms sleep wakes up, sampled while the probe runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.active = False
+
+    async def run(self) -> None:
+        while True:
+            t = time.monotonic()
+            await anyio.sleep(0.01)
+            if self.active:
+                self.samples.append(max(0.0, (time.monotonic() - t - 0.01) * 1000))
+
+
+async def press(factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0) -> dict:
+    """One visit: press, wait for the door to open and the visit to end. Returns its timestamps."""
+    pin = factory.pin(BUTTON_PIN)
+    relay_before = len([s for s in relay.stamps if s[1]])
+    edge = time.monotonic()
+    pin.drive_low()
+    await anyio.sleep(MIN_PRESS_MS / 1000 + 0.03)
+    pin.drive_high()
+    opened = None
+    with anyio.move_on_after(within):
+        while opened is None:  # the pin changes on gpiozero's thread; 5 ms polling is plenty
+            highs = [t for t, v in relay.stamps if v]
+            opened = highs[relay_before] if len(highs) > relay_before else None
+            await anyio.sleep(0.005)
+    return {"edge": edge, "opened": opened}
+
+
+async def wait_idle(app: Any, within: float = 10.0) -> bool:
+    with anyio.move_on_after(within):
+        while not _idle(app):  # noqa: ASYNC110 - the app exposes a status, not an event, for "idle"
+            await anyio.sleep(0.01)
+        await anyio.sleep(0.05)  # let the call's end and the history write settle
+        return True
+    return False
+
+
+def _idle(app: Any) -> bool:
+    if hasattr(app, "visits"):
+        status = app.visits.status()
+        return status["active"] is None and not status["queued"]
+    return bool(app.idle())
+
+
+def _completed(app: Any) -> int:
+    return int(app.visits.status()["completed"]) if hasattr(app, "visits") else int(app.completed)
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@asynccontextmanager
+async def start_app(config: Config, factory: MockFactory, out: dict[str, Any]) -> AsyncIterator[Any]:
+    """The whole app if it starts; otherwise the parts wiring, with the app's error recorded."""
+    try:
+        from daemon.app import running
+
+        async with running(config, pin_factory=factory) as app:
+            out["path"] = "app"
+            yield app
+            return
+    except Exception as exc:
+        if "path" in out:
+            raise
+        out["app_error"] = f"{type(exc).__name__}: {_leaf(exc)}"
+    from benchmarks.parts_app import running_parts
+
+    async with running_parts(config, pin_factory=factory) as app:
+        out["path"] = "parts"
+        yield app
+
+
+def _leaf(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return str(exc)
+
+
+async def drive(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    relay_stamper = InviteStamper(RELAY_PORT, FAR_PORT)
+    relay_stamper.start()
+    factory = MockFactory(pin_class=StampedPin)
+    config = bench_config(tmp)
+    t_enter = time.monotonic()
+    visits: list[dict] = []
+    out: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg, start_app(config, factory, out) as app:
+        out["ready_from_enter_s"] = time.monotonic() - t_enter
+        out["ready_from_process_s"] = time.monotonic() - T_PROCESS
+        probe = LagProbe()
+        tg.start_soon(probe.run)
+        first_buffers: list[float] = []
+        app.panel.speaker.on_first_buffer = lambda _latency: first_buffers.append(time.monotonic())
+        relay: StampedPin = factory.pin(config.relay.pin)
+        # Warm-up visit: first PortAudio stream, first call; "before" is taken after it.
+        await press(factory, relay, first_buffers)
+        await wait_idle(app)
+        # Idle: figure 6 (CPU) and the lag baseline for figure 7.
+        out["idle_seconds"] = args.idle_seconds
+        cpu0, wall0 = cpu_seconds(), time.monotonic()
+        probe.active = True
+        await anyio.sleep(args.idle_seconds)
+        probe.active = False
+        out["idle_cpu_percent"] = 100 * (cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        out["idle_lag_ms"], probe.samples = probe.samples, []
+        before = footprint()
+        invites_before = len(relay_stamper.invites)
+        for _ in range(args.presses):
+            visit = await press(factory, relay, first_buffers)
+            visit["idle"] = await wait_idle(app)
+            visits.append(visit)
+        out["after"] = footprint()
+        out["before"] = before
+        out["invites"] = relay_stamper.invites[invites_before:]
+        out["completed"] = _completed(app)
+        out["load"] = await load_phase(args, app, factory, relay, first_buffers, probe)
+        tg.cancel_scope.cancel()
+    out["visits"] = visits
+    out["first_buffers"] = first_buffers
+    return out
+
+
+async def load_phase(args: argparse.Namespace, app: Any, factory: MockFactory, relay: StampedPin,
+                     first_buffers: list[float], probe: LagProbe) -> dict[str, Any]:
+    """Figure 7: sipp sends refused calls at the panel while the loop's lag is sampled and presses go on."""
+    if args.load_calls <= 0:
+        return {}
+    # 20 calls/s: a burst much faster than this aborts pjsua's select-based ioqueue (PJSUA2-FACTS.md).
+    cmd = ["sipp", "-sn", "uac", "-r", "20", "-m", str(args.load_calls), "-nostdin", "-timeout", "60",
+           "-p", "15130", "-i", "127.0.0.1", f"127.0.0.1:{APP_SIP}"]
+    try:
+        sipp = await anyio.open_process(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        return {"error": f"sipp: {exc}"}
+    probe.active = True
+    served = []
+    while sipp.returncode is None:
+        served.append(await press(factory, relay, first_buffers, within=5.0))
+        await wait_idle(app, 5.0)
+    probe.active = False
+    lag, probe.samples = probe.samples, []
+    return {"calls": args.load_calls, "sipp_status": sipp.returncode, "lag_ms": lag,
+            "presses": len(served), "served": sum(1 for v in served if v["opened"] is not None)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presses", type=int, default=20)
+    ap.add_argument("--idle-seconds", type=float, default=5.0)
+    ap.add_argument("--load-calls", type=int, default=0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp_name:
+        tmp = Path(tmp_name)
+        null_alsa(tmp)
+        # The resident's phone rings 0.2 s before answering: the flow stops the waiting prompt on answer,
+        # and a phone answering within a few ms would cut the prompt before it reaches ALSA.
+        with FarEnd(FAR_PORT, "--answer-after", "0.2", "--dtmf", "1", "--dtmf-after", "0.3",
+                    "--rtp-port", str(FAR_RTP)) as far:
+            result = anyio.run(drive, args, tmp)
+    result["dtmf_sent_at"] = far.result.get("dtmf_sent_at", [])
+    result["far_end"] = {k: v for k, v in far.result.items() if k != "dtmf_sent_at"}
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
