@@ -199,6 +199,8 @@ class SipConfig:
     tls_verify_server: bool = True
     srtp: Literal["disabled", "optional", "mandatory"] = "disabled"
     max_calls: int = 8
+    # A confirmed call that receives no RTP for this long is hung up (far end gone silent, network dead).
+    media_timeout_seconds: float = 20.0  # 0: never
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -217,6 +219,7 @@ class SipConfig:
             out.append("srtp: 'mandatory' needs transport = 'tls' (SRTP keys travel in the signalling)")
         if not 1 <= self.max_calls <= 32:
             out.append(f"max_calls: {self.max_calls} out of range 1..32")
+        out += _positive("media_timeout_seconds", self.media_timeout_seconds, zero_ok=True)
         return out
 
 

@@ -218,10 +218,12 @@ def _ended(state: VisitState, i: int, code: int, reason: str) -> Result:
     out: list[cmd.Command] = [cmd.Log("HANGUP", leg.uri, f"{code} {reason}".strip())]
     if was_answered:
         out.append(cmd.CancelTimer("hangup_after_open"))
+        # A normal BYE from the resident ends with 200; anything else (a media timeout, 408) says why.
+        why = "resident hung up" if code in (0, 200) else f"call ended: {code} {reason}".strip()
         if state.door_opened:
-            s, fin = _finish(state, "door_opened", None, "resident hung up after opening")
+            s, fin = _finish(state, "door_opened", None, f"{why} after opening")
         else:
-            s, fin = _finish(state, "not_opened", "door_not_opened", "resident hung up")
+            s, fin = _finish(state, "not_opened", "door_not_opened", why)
         return s, out + fin
     if state.phase is Phase.RINGING and not any(x.live for x in state.legs if x.stage == state.stage):
         s, more = _next_stage(state)

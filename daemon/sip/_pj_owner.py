@@ -26,6 +26,7 @@ from daemon.bridge import LoopBridge
 from daemon.config import SipConfig
 from daemon.errors import CallGoneError, SipError
 from daemon.sip._command import Command
+from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer
 from daemon.sip._uri import caller_allowed
 from daemon.sip.types import (
@@ -83,6 +84,7 @@ class PjOwner:
         self._pending_inbound: list[tuple[int, bool]] = []
         self._ended_players: list[tuple[int, PjPlayer]] = []
         self._generations = itertools.count(1)
+        self._media_watch = MediaWatch(config.media_timeout_seconds)
         self.has_sound_device = False
         # Read by the pjsua2 callback guard (OwnerHooks):
         self.owner_thread_id = 0
@@ -223,6 +225,37 @@ class PjOwner:
                 rec.end_override = (408, "ring timeout: no answer in time")
                 log.info("sip %s: ring timeout, cancelling", rec.handle)
                 self._hangup_quietly(rec, 0)
+        self._check_media(now)
+
+    def _check_media(self, now: float) -> None:
+        """Hang up confirmed calls whose RX packet count stopped growing (see _media_watch)."""
+        watch = self._media_watch
+        for generation in watch.due(now):
+            rec = self._records.get(generation)
+            count = self._rx_packets(rec) if rec is not None else None
+            if rec is None or count is None:
+                watch.stop(generation)  # ended, or no active audio stream left to watch
+                continue
+            silent = watch.feed(generation, count, now)
+            if silent is not None:
+                rec.end_override = (408, f"media timeout (no RTP for {watch.timeout:g} s)")
+                log.warning("sip %s: no RTP received for %.1f s (%d packets in all), hanging up",
+                            rec.handle, silent, count)
+                self._hangup_quietly(rec, 0)
+
+    def _rx_packets(self, rec: CallRecord) -> int | None:
+        """RTP packets received so far on the call's active audio stream; None if it has none."""
+        try:
+            ci = rec.call.getInfo()  # bound first: ``getInfo().media`` reads freed memory
+            media = ci.media
+            index = next((m.index for m in media
+                          if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE), None)
+            if index is None:
+                return None
+            return int(rec.call.getStreamStat(index).rtcp.rxStat.pkt)
+        except pj.Error as exc:
+            log.debug("sip %s: no stream statistics: %s", rec.handle, exc.info())
+            return None
 
     def _check_players(self) -> None:
         """Report prompts that reached their end (flagged by PjPlayer.onEof2 from the clock thread)."""
@@ -335,12 +368,15 @@ class PjOwner:
         elif state is CallState.CONFIRMED:
             rec.ring_deadline = None
             rec.answered_at = time.monotonic()
+            if rec.media_active:  # usually so: the offer/answer completes before CONFIRMED
+                self._media_watch.start(generation, rec.answered_at)
             log.info("sip %s: answered", rec.handle)
             self._emit(CallAnswered(rec.handle))
         elif state is CallState.DISCONNECTED:
             # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
             # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
             del self._records[generation]
+            self._media_watch.stop(generation)
             rec.player = rec.recorder = None
             code, reason = rec.end_override or (code, reason)
             log.info("sip %s: ended %d %s%s", rec.handle, code, reason, " (by us)" if rec.by_us else "")
@@ -355,6 +391,12 @@ class PjOwner:
         if active and not rec.media_active:
             self._emit(MediaActive(rec.handle))
         rec.media_active = active
+        # Watched only while answered and active: a call on hold receives no RTP by design. Every active
+        # update restarts the clock (a renegotiated stream gets the full timeout again, its counter restarts).
+        if active and rec.state is CallState.CONFIRMED:
+            self._media_watch.start(generation, time.monotonic())
+        elif not active:
+            self._media_watch.stop(generation)
 
     def _connect_media(self, rec: CallRecord) -> None:
         """(Re)join the call's conference port to its prompt, recorder and sound device. A media update

@@ -112,6 +112,10 @@ Content-Length: 0
   <recv response="200"/>
 """
 
+# Answers with SDP, then sends no RTP at all until the engine's BYE: "media never arrives". (sipp sends RTP
+# only when a scenario asks it to, or with -rtp_echo; neither is used here.)
+_UAS_ANSWER_SILENT = _RECV_INVITE + _RING + _OK_SDP + '  <recv request="ACK"/>\n' + _WAIT_BYE
+
 _INVITE = """  <send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -183,6 +187,7 @@ SCENARIOS: dict[str, str] = {
     "uas_never_answer": _UAS_NEVER_ANSWER,
     "uas_info_dtmf": _UAS_INFO_DTMF,
     "uas_answer_random_bye": _UAS_ANSWER_RANDOM_BYE,
+    "uas_answer_silent": _UAS_ANSWER_SILENT,
     "uac_expect_refusal": _uac_expect(0, sdp=True).replace('response="0"', 'response="{status}"'),
     "uac_no_sdp_expect_refusal": _uac_expect(0, sdp=False).replace('response="0"', 'response="{status}"'),
     "uac_answered": _UAC_ANSWERED,
