@@ -44,6 +44,7 @@ from hw import events as hw_events
 from hw.leds import LedState
 from hw.panel import Panel
 from hw.pins import make_pin_factory
+from hw.talk import TalkPump
 
 __all__ = ["IntercomApp", "run_app"]
 
@@ -89,10 +90,12 @@ class IntercomApp:
             cache = PromptCache(Path(cfg.paths.cache_dir))
             self.prompts = await cache.prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
+            talk = None
             if not self.sip.has_sound_device:
-                log.warning("pjsua2 has no sound device (the x86_64 wheel): talk mode connects no live audio")
+                log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
+                talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
             ports = PanelPorts(self.panel, self.prompts)
-            calls = SipCalls(self.sip)
+            calls = SipCalls(self.sip, talk)
             self.visits = Visits(
                 cfg, lambda visit, state: VisitRunner(visit, state, calls=calls, speaker=ports, door=ports,
                                                       leds=ports, prompts=ports, visit_log=self.visit_log),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from daemon.visits import VisitRequest
     from hw.events import HwEvent
     from hw.panel import Panel
+    from hw.talk import TalkPump
 
 __all__ = ["PanelPorts", "SipCalls", "hw_event_text", "make_record"]
 
@@ -53,8 +55,9 @@ class PanelPorts:
 class SipCalls:
     """The runner's :class:`~daemon.flow.ports.CallPort` over the SIP engine."""
 
-    def __init__(self, engine: SipEngine) -> None:
+    def __init__(self, engine: SipEngine, talk: TalkPump | None = None) -> None:
         self._engine = engine
+        self._talk = talk
 
     async def dial(self, uri: str) -> Hashable:
         return await self._engine.dial(uri)
@@ -65,9 +68,15 @@ class SipCalls:
     async def play(self, handle: Hashable, wav: Path) -> None:
         await self._engine.play(_handle(handle), str(wav))
 
-    async def connect_audio(self, handle: Hashable) -> None:
+    async def connect_audio(self, handle: Hashable) -> Callable[[], Awaitable[object]] | None:
         if self._engine.has_sound_device:
-            await self._engine.connect_sound_device(_handle(handle))
+            await self._engine.connect_sound_device(_handle(handle))  # pjmedia drives the card itself
+            return None
+        if self._talk is None:
+            return None
+        # No sound device in this pjsua2 build: the call's frames go through Python to pyaudio.
+        bridge = await self._engine.connect_audio_bridge(_handle(handle))
+        return partial(self._talk.run, bridge)
 
 
 def _handle(handle: Hashable) -> CallHandle:

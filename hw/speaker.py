@@ -129,6 +129,12 @@ class Speaker:
         self.on_buffer: Callable[[int], None] | None = None  # after each buffer, with its index (tests)
 
     @property
+    def turn(self) -> anyio.Lock:
+        """Held while a prompt plays; the talk pump (hw.talk) holds it for a whole call, so the two never
+        write to the output device at the same time."""
+        return self._turn
+
+    @property
     def playing(self) -> bool:
         return self._stop is not None
 
@@ -184,6 +190,14 @@ class Speaker:
             self._terminate()
 
     # -- worker-thread side ----------------------------------------------------------------------------
+
+    def shared_pyaudio(self) -> Any:
+        """The speaker's PyAudio instance, created if need be, for the talk pump (hw.talk): one instance per
+        process, because PortAudio's initialize/terminate are not thread-safe and a second instance would be
+        made and terminated in another worker thread, racing this one's. Call it from a worker thread while
+        holding :attr:`turn`. Raises :class:`AudioError` if the output device is missing."""
+        self._device_index()
+        return self._pa
 
     def _play_blocking(self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event,
                        called: float) -> PlayResult:

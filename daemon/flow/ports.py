@@ -6,7 +6,7 @@ engine and panel, and tests may pass the same adapters or fakes through the cons
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,9 @@ class CallPort(Protocol):
     async def dial(self, uri: str) -> Hashable: ...
     async def hangup(self, handle: Hashable) -> None: ...
     async def play(self, handle: Hashable, wav: Path) -> None: ...
-    async def connect_audio(self, handle: Hashable) -> None: ...
+    async def connect_audio(self, handle: Hashable) -> Callable[[], Awaitable[object]] | None:
+        """Connect the call to the panel's speaker and microphone. Returns the task that carries the audio
+        for the rest of the call (the runner runs it in the visit's task group), or None if none is needed."""
 
 
 class SpeakerPort(Protocol):

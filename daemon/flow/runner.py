@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -157,7 +158,9 @@ class VisitRunner:
             case cmd.PlayToCall(leg=leg, name=name):
                 await self._call_op("play", self._calls.play, leg, self._prompts.call_wav(name))
             case cmd.ConnectAudio(leg=leg):
-                await self._call_op("connect audio", self._calls.connect_audio, leg)
+                talk = await self._call_op("connect audio", self._calls.connect_audio, leg)
+                if talk is not None:
+                    self._tg.start_soon(talk)  # in the visit's group: the audio ends with the visit at the latest
             case cmd.PulseDoor():
                 self._door.open()
                 self.result.door_opened_at = time.monotonic()
@@ -177,16 +180,17 @@ class VisitRunner:
             case _:
                 raise TypeError(f"unknown command {c!r}")
 
-    async def _call_op(self, what: str, op: object, leg: int, *args: object) -> None:
+    async def _call_op(self, what: str, op: object, leg: int, *args: object) -> Any:
         handle = self.legs.handle_of(leg)
         if handle is None:
-            return
+            return None
         try:
             with anyio.fail_after(COMMAND_TIMEOUT):
-                await op(handle, *args)  # type: ignore[operator]
+                return await op(handle, *args)  # type: ignore[operator]
         except (IntercomError, TimeoutError) as exc:
             # A failed announcement must not end the visit: the resident can still talk and open.
             log.warning("visit %s: %s on leg %d failed: %s", self.visit, what, leg, exc)
+            return None
 
     async def _hangup(self, handle: Hashable | None) -> None:
         if handle is None:

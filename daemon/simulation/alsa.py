@@ -59,8 +59,10 @@ class AlsaCapture:
             self.raw_path.unlink(missing_ok=True)
 
 
-def write_capture_config(directory: Path, *, keep_all: bool = False) -> AlsaCapture:
-    """Write ``asound.conf`` in ``directory``; returns where the captured audio will be."""
+def write_capture_config(directory: Path, *, keep_all: bool = False, mic_raw: Path | None = None) -> AlsaCapture:
+    """Write ``asound.conf`` in ``directory``; returns where the captured audio will be. With ``mic_raw``
+    (raw 16-bit mono PCM at the rate the reader opens), the default PCM's capture side reads that file:
+    a file plugin's ``infile``. Like the null device, it never blocks: the reader sets the pace."""
     directory.mkdir(parents=True, exist_ok=True)
     wav_path = directory / "last.wav"
     raw_path = directory / "all.raw" if keep_all else None
@@ -68,25 +70,24 @@ def write_capture_config(directory: Path, *, keep_all: bool = False) -> AlsaCapt
     # adds a millisecond or two to every stream open.
     inner = (f'{{ type file; file "|cat >> {raw_path}"; format "raw"; slave.pcm {{ type null }} }}'
              if raw_path else "{ type null }")
+    playback = f'{{ type file; file "{wav_path}"; format "wav"; slave.pcm {inner} }}'
+    default = f"pcm.!default {playback}\n"
+    if mic_raw is not None:
+        capture = f'{{ type file; file "/dev/null"; infile "{mic_raw}"; format "raw"; slave.pcm {{ type null }} }}'
+        default = f"pcm.!default {{ type asym; playback.pcm {playback}; capture.pcm {capture} }}\n"
     config = directory / "asound.conf"
     config.write_text(
         "# Written by daemon/simulation/alsa.py: the default PCM records to a file and plays nowhere.\n"
-        "pcm.!default {\n"
-        "    type file\n"
-        f'    file "{wav_path}"\n'
-        '    format "wav"\n'
-        f"    slave.pcm {inner}\n"
-        "}\n"
-        "ctl.!default { type hw card 0 }\n",
+        + default + "ctl.!default { type hw card 0 }\n",
         encoding="utf-8",
     )
     return AlsaCapture(config, wav_path, raw_path)
 
 
 @contextmanager
-def capture_alsa(directory: Path, *, keep_all: bool = False) -> Iterator[AlsaCapture]:
+def capture_alsa(directory: Path, *, keep_all: bool = False, mic_raw: Path | None = None) -> Iterator[AlsaCapture]:
     """Point ``ALSA_CONFIG_PATH`` at a capture config for the duration; restores the previous value."""
-    capture = write_capture_config(directory, keep_all=keep_all)
+    capture = write_capture_config(directory, keep_all=keep_all, mic_raw=mic_raw)
     previous = os.environ.get("ALSA_CONFIG_PATH")
     os.environ["ALSA_CONFIG_PATH"] = str(capture.config_path)
     try:

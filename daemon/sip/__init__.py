@@ -4,6 +4,7 @@ Only :mod:`daemon.sip._pj_owner` and :mod:`daemon.sip._pj_calls` load the pjsua2
 starts, so importing this package is cheap and works where pjsua2 is not installed.
 """
 
+from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.engine import SipEngine
 from daemon.sip.types import (
     CallAnswered,
@@ -22,6 +23,7 @@ from daemon.sip.types import (
 )
 
 __all__ = [
+    "AudioBridge",
     "CallAnswered",
     "CallEnded",
     "CallHandle",

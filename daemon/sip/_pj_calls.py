@@ -8,6 +8,7 @@ that ran on a thread other than the owner, which the tests assert never happens.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
@@ -17,9 +18,10 @@ from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
+from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallState
 
-__all__ = ["CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer"]
+__all__ = ["CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer", "PjTalkPort"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,53 @@ class PjPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
         self.reached_end = True
 
 
+
+class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
+    """A conference port exchanging a call's audio with Python through an :class:`AudioBridge` (builds
+    without a sound device). Created, connected and dropped on the owner thread only.
+
+    Its two callbacks run on pjmedia's clock thread every 20 ms, not on the owner: so no ``_guard`` (its
+    thread check would fire on every frame), no pjsua2 call, nothing that can wait. They only touch the
+    bridge's queues, whose locks are held for microseconds. Dropping a port that is still connected
+    segfaulted once in ~1,500 connect/drop cycles (a callback racing the destructor): the owner
+    disconnects it first and drops it one clock tick later (``PjOwner._retire_talk_port``).
+    """
+
+    def __init__(self, bridge: AudioBridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+        self._silence = bytes(bridge.frame_bytes)
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, bridge.rate, 1, int(bridge.frame_seconds * 1_000_000), 16)
+        self.createPort("talk", fmt)
+
+    def disconnect(self, call: PjCall) -> None:
+        """Close the bridge (the pump ends) and stop both directions; the owner drops the port later."""
+        self.bridge.close()
+        with contextlib.suppress(pj.Error):  # the call's media is already gone, and its connections
+            call.getAudioMedia(-1).stopTransmit(self)
+        with contextlib.suppress(pj.Error):
+            self.stopTransmit(call.getAudioMedia(-1))
+
+    def onFrameReceived(self, frame: Any) -> None:  # call -> panel
+        try:
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and not self.bridge.closed:
+                self.bridge.received.put(bytes(frame.buf))
+        except Exception:  # an exception would be printed by SWIG every 20 ms; count it instead
+            self.bridge.callback_errors += 1
+
+    def onFrameRequested(self, frame: Any) -> None:  # panel -> call
+        try:
+            data = self.bridge.mic.get_nowait()
+            if data is None or len(data) != len(self._silence):
+                self.bridge.silence_sent += 1
+                data = self._silence
+            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            frame.buf = pj.ByteVector(data)
+            frame.size = len(data)
+        except Exception:
+            self.bridge.callback_errors += 1
+
 @dataclass(eq=False)
 class CallRecord:
     """Everything the owner knows about one live call. Holds the only strong reference to its ``PjCall``."""
@@ -157,3 +206,4 @@ class CallRecord:
     player: PjPlayer | None = None
     recorder: Any = None  # pj.AudioMediaRecorder
     sound_device: bool = False
+    talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)

@@ -27,8 +27,9 @@ from daemon.config import SipConfig
 from daemon.errors import CallGoneError, SipError
 from daemon.sip._command import Command
 from daemon.sip._media_watch import MediaWatch
-from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer
+from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer, PjTalkPort
 from daemon.sip._uri import caller_allowed
+from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import (
     CallAnswered,
     CallEnded,
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 # How long one libHandleEvents waits when nothing happens. Commands do not wait for it: the loop wakes the
 # poll with a datagram. It bounds the ring-timeout granularity and the idle wake-up rate (50/s).
 POLL_MS = 20
+# A disconnected talk port is kept this long before it is dropped: a few 20 ms clock ticks.
+TALK_PORT_GRACE_S = 0.1
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 _SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
          "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
@@ -83,6 +86,7 @@ class PjOwner:
         self._records: dict[int, CallRecord] = {}
         self._pending_inbound: list[tuple[int, bool]] = []
         self._ended_players: list[tuple[int, PjPlayer]] = []
+        self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (drop after, port): see _retire_talk_port
         self._generations = itertools.count(1)
         self._media_watch = MediaWatch(config.media_timeout_seconds)
         self.has_sound_device = False
@@ -167,8 +171,8 @@ class PjOwner:
         adm = ep.audDevManager()
         self.has_sound_device = adm.getDevCount() > 0
         if not self.has_sound_device:
-            log.warning("sip: this pjsua2 build has no sound device; using the null device "
-                        "(calls carry WAV prompts and recordings only, no live microphone/speaker)")
+            log.warning("sip: this pjsua2 build has no sound device; using the null device (talk mode "
+                        "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)")
             adm.setNullDev()
         self._account = self._create_account(main_tid)
         log.info("sip: started on %s port %d (%s)", c.transport, sip_port,
@@ -217,6 +221,7 @@ class PjOwner:
         for generation, allowed in pending:
             self._settle_inbound(generation, allowed)
         self._ended_players.clear()  # dropped here, outside their own onEof2 callback
+        self._drop_retired_talk(time.monotonic())
         self._check_players()
         now = time.monotonic()
         for rec in list(self._records.values()):
@@ -294,6 +299,11 @@ class PjOwner:
         deadline = time.monotonic() + 0.3
         while self._records and time.monotonic() < deadline:
             ep.libHandleEvents(10)
+        self._retire_all_talk_ports()  # a helper, like _hangup_everything: no loop variable left here
+        deadline = time.monotonic() + 2 * TALK_PORT_GRACE_S
+        while self._retired_talk and time.monotonic() < deadline:
+            ep.libHandleEvents(10)
+        self._retired_talk.clear()
         self._records.clear()  # calls pjsua could not end in time: released here, before libDestroy
         self._pending_inbound.clear()
         self._ended_players.clear()
@@ -378,6 +388,7 @@ class PjOwner:
             del self._records[generation]
             self._media_watch.stop(generation)
             rec.player = rec.recorder = None
+            self._retire_talk_port(rec)
             code, reason = rec.end_override or (code, reason)
             log.info("sip %s: ended %d %s%s", rec.handle, code, reason, " (by us)" if rec.by_us else "")
             self._emit(CallEnded(rec.handle, code, reason, rec.by_us))
@@ -406,6 +417,9 @@ class PjOwner:
             rec.player.startTransmit(media)
         if rec.recorder is not None:
             media.startTransmit(rec.recorder)
+        if rec.talk_port is not None:
+            rec.talk_port.startTransmit(media)
+            media.startTransmit(rec.talk_port)
         if rec.sound_device:
             adm = self._ep.audDevManager()
             adm.getCaptureDevMedia().startTransmit(media)
@@ -518,6 +532,34 @@ class PjOwner:
         rec = self._record(handle)
         rec.sound_device = True
         self._connect_media(rec)
+
+    def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
+        """Join the call both ways to a :class:`PjTalkPort` (once per call) and return its bridge."""
+        rec = self._record(handle)
+        if rec.talk_port is None:
+            rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet: no port made
+            rec.talk_port = PjTalkPort(AudioBridge())
+        self._connect_media(rec)
+        log.info("sip %s: talk audio bridged through Python", rec.handle)
+        return rec.talk_port.bridge
+
+    def _retire_talk_port(self, rec: CallRecord) -> None:
+        """Close the bridge, disconnect the port, and drop it only after the clock thread has seen the
+        disconnect (conference changes take effect on its next tick): dropping a connected port segfaulted."""
+        port, rec.talk_port = rec.talk_port, None
+        if port is None:
+            return
+        port.disconnect(rec.call)
+        log.info("sip %s: talk audio closed: %s", rec.handle, port.bridge.summary())
+        self._retired_talk.append((time.monotonic() + TALK_PORT_GRACE_S, port))
+
+    def _retire_all_talk_ports(self) -> None:
+        for rec in self._records.values():
+            self._retire_talk_port(rec)
+
+    def _drop_retired_talk(self, now: float) -> None:
+        if self._retired_talk and self._retired_talk[0][0] <= now:
+            self._retired_talk = [(t, port) for t, port in self._retired_talk if t > now]
 
     def snapshot(self, handle: CallHandle) -> CallSnapshot:
         rec = self._record(handle)

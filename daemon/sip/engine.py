@@ -29,6 +29,7 @@ from daemon.config import SipConfig
 from daemon.errors import SipError
 from daemon.sip._command import Command
 from daemon.sip._options import options_ping
+from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallSnapshot, RegistrationChanged, RegistrationSnapshot, SipEvent
 
 __all__ = ["SipEngine"]
@@ -201,6 +202,12 @@ class SipEngine:
     async def connect_sound_device(self, handle: CallHandle) -> None:
         """Join the call to the sound card both ways. Raises SipError on a build without a sound device."""
         await self._run(f"connect_sound_device {handle}", lambda o: o.connect_sound_device(handle))
+
+    async def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
+        """Exchange the call's audio as PCM frames (builds without a sound device): the returned bridge's
+        ``received`` queue holds what the far end says, its ``mic`` queue what to send; it is closed when
+        the call ends. Needs active media. Calling it again for the same call returns the same bridge."""
+        return await self._run(f"connect_audio_bridge {handle}", lambda o: o.connect_audio_bridge(handle))
 
     async def snapshot(self, handle: CallHandle) -> CallSnapshot:
         return await self._run(f"snapshot {handle}", lambda o: o.snapshot(handle))

@@ -40,7 +40,7 @@ class FakeCalls:
         pass
 
     async def connect_audio(self, handle: Hashable) -> None:
-        pass
+        return None  # no talk task to run
 
 
 class FakeSpeaker:

@@ -1,0 +1,183 @@
+"""Talk mode on a panel whose pjsua2 has no sound device: the call's audio to the speaker, the microphone
+to the call, through pyaudio.
+
+The SIP engine hands over a *link* (``daemon.sip.AudioBridge``): two bounded frame queues filled and drained
+by pjmedia's clock thread. :class:`TalkPump` runs one blocking loop in ONE anyio worker thread for the
+whole call (never a thread per frame): take a frame from the call, write it to the output stream, read one
+frame from the input stream into the call. The call's 20 ms frames pace the loop (ALSA's file/null test
+device does not block); on real hardware the blocking write and read pace it as well.
+
+The output device is the speaker's: the pump holds :attr:`Speaker.turn` for the whole call, so a prompt
+can never play into the same stream at the same time (the runner stops the prompt first anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+import pyaudio
+
+from daemon.config import AudioConfig
+from daemon.errors import AudioError
+from hw.speaker import STOP_GRACE_S, Speaker, scale_volume
+
+__all__ = ["TalkLink", "TalkPump", "TalkStats"]
+
+log = logging.getLogger(__name__)
+
+
+class _FrameSource(Protocol):
+    def get(self, timeout: float) -> bytes | None: ...
+
+
+class _FrameSink(Protocol):
+    def put(self, frame: bytes) -> None: ...
+
+
+class TalkLink(Protocol):
+    """One call's audio as 16-bit mono PCM frames (``daemon.sip.AudioBridge`` is one)."""
+
+    rate: int
+    samples_per_frame: int
+
+    @property
+    def received(self) -> _FrameSource: ...
+    @property
+    def mic(self) -> _FrameSink: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TalkStats:
+    frames_out: int  # frames written to the speaker (call audio; silence while the call sent none)
+    frames_in: int  # microphone frames handed to the call
+    output_ok: bool
+    input_ok: bool
+    first_frame_latency: float | None = None  # run() called -> first call frame written to ALSA
+
+
+class TalkPump:
+    """Duplex pyaudio pump for one call at a time: ``await pump.run(link)`` until the link closes or the
+    caller is cancelled (the worker notices within one frame)."""
+
+    def __init__(self, config: AudioConfig, *, speaker: Speaker | None = None,
+                 pyaudio_factory: Callable[[], Any] | None = None) -> None:
+        self._config = config
+        self._turn = speaker.turn if speaker is not None else anyio.Lock()
+        # The speaker's own PyAudio when there is a speaker: never a second PortAudio instance beside it.
+        self._shared = speaker.shared_pyaudio if speaker is not None and pyaudio_factory is None else None
+        self._pyaudio_factory = pyaudio_factory or pyaudio.PyAudio
+        self._limiter = anyio.CapacityLimiter(1)
+        self.last: TalkStats | None = None
+
+    async def run(self, link: TalkLink) -> TalkStats:
+        called = time.monotonic()
+        async with self._turn:
+            stop, done = threading.Event(), threading.Event()
+            try:
+                stats = await anyio.to_thread.run_sync(self._pump, link, stop, done, called,
+                                                       limiter=self._limiter, abandon_on_cancel=True)
+            except anyio.get_cancelled_exc_class():
+                stop.set()
+                # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(done.wait, STOP_GRACE_S)
+                raise
+        self.last = stats
+        return stats
+
+    # -- worker-thread side ------------------------------------------------------------------------------
+
+    def _pump(self, link: TalkLink, stop: threading.Event, done: threading.Event, called: float) -> TalkStats:
+        frames_out = frames_in = 0
+        latency: float | None = None
+        out = inp = None
+        pa: Any = None
+        try:
+            pa = self._shared() if self._shared is not None else self._pyaudio_factory()
+            out = self._open(pa, link, output=True)
+            inp = self._open(pa, link, output=False)
+            output_ok, input_ok = out is not None, inp is not None
+            silence = bytes(2 * link.samples_per_frame)
+            wait = 2 * link.samples_per_frame / link.rate  # then write silence: keeps ALSA fed, stop noticed
+            while not stop.is_set() and not link.closed:
+                frame = link.received.get(wait)
+                if out is not None:
+                    try:
+                        out.write(scale_volume(frame or silence, 2, self._config.volume),
+                                  exception_on_underflow=False)
+                    except OSError as exc:
+                        log.error("talk: speaker %r failed mid-call, going on without it: %s",
+                                  self._config.output_device, exc)
+                        _close(out)
+                        out = None
+                    frames_out += 1
+                    if latency is None and frame is not None:
+                        latency = time.monotonic() - called
+                if inp is not None:
+                    try:
+                        link.mic.put(inp.read(link.samples_per_frame, exception_on_overflow=False))
+                        frames_in += 1
+                    except OSError as exc:
+                        log.error("talk: microphone %r failed mid-call, going on without it: %s",
+                                  self._config.input_device, exc)
+                        _close(inp)
+                        inp = None
+            return TalkStats(frames_out, frames_in, output_ok, input_ok, latency)
+        except OSError as exc:
+            log.error("talk: PortAudio failed: %s", exc)
+            return TalkStats(frames_out, frames_in, False, False, latency)
+        finally:
+            _close(out)
+            _close(inp)
+            if pa is not None and self._shared is None:
+                pa.terminate()
+            done.set()
+
+    def _open(self, pa: Any, link: TalkLink, *, output: bool) -> Any:
+        """An open stream, or None (logged) when the device is missing or busy: the other way still works."""
+        wanted = self._config.output_device if output else self._config.input_device
+        what = "speaker" if output else "microphone"
+        try:
+            index = _find_device(pa, wanted, "maxOutputChannels" if output else "maxInputChannels")
+            return pa.open(format=pyaudio.paInt16, channels=1, rate=link.rate, output=output, input=not output,
+                           frames_per_buffer=link.samples_per_frame,
+                           **({"output_device_index": index} if output else {"input_device_index": index}))
+        except (OSError, ValueError) as exc:
+            log.error("talk: %s %r unavailable, the call goes on without it: %s", what, wanted, exc)
+            return None
+
+
+def _find_device(pa: Any, wanted: str, channels_key: str) -> int:
+    """PortAudio index of ``wanted``: exact name, then case-insensitive substring, then ``"default"``."""
+    found: list[tuple[int, str]] = []
+    for i in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(i)
+        if int(info.get(channels_key, 0)) > 0:
+            found.append((i, str(info["name"])))
+    for match in (lambda n: n == wanted, lambda n: wanted.lower() in n.lower()):
+        for i, name in found:
+            if match(name):
+                return i
+    if wanted == "default" and found:
+        getter = pa.get_default_output_device_info if channels_key == "maxOutputChannels" else \
+            pa.get_default_input_device_info
+        return int(getter()["index"])
+    names = ", ".join(repr(n) for _, n in found) or "none"
+    raise AudioError(f"device {wanted!r} not found; PortAudio devices: {names}")
+
+
+def _close(stream: Any) -> None:
+    if stream is not None:
+        try:
+            stream.close()
+        except OSError as exc:
+            log.debug("talk: closing a stream failed: %s", exc)
