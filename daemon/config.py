@@ -182,6 +182,11 @@ class SipAccountConfig:
         return out
 
 
+# Beyond this many call slots pjlib's 64-socket ioqueue leaves no room to refuse an INVITE flood safely
+# (daemon/sip/_teardown_pace.py computes the budget; its tests check this limit still leaves one).
+MAX_CALLS_LIMIT = 12
+
+
 @dataclass(frozen=True)
 class SipConfig:
     transport: Literal["udp", "tcp", "tls"] = "udp"
@@ -217,8 +222,9 @@ class SipConfig:
         if self.srtp == "mandatory" and self.transport != "tls":
             # pjsua only sends SRTP keys over a secure transport: every call would fail to be placed.
             out.append("srtp: 'mandatory' needs transport = 'tls' (SRTP keys travel in the signalling)")
-        if not 1 <= self.max_calls <= 32:
-            out.append(f"max_calls: {self.max_calls} out of range 1..32")
+        if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
+            # Each call holds 2 of pjlib's 64 ioqueue sockets, and more are kept for paced refusals.
+            out.append(f"max_calls: {self.max_calls} out of range 1..{MAX_CALLS_LIMIT}")
         out += _positive("media_timeout_seconds", self.media_timeout_seconds, zero_ok=True)
         return out
 

@@ -28,6 +28,7 @@ from daemon.errors import CallGoneError, SipError
 from daemon.sip._command import Command
 from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer, PjTalkPort
+from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip._uri import caller_allowed
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import (
@@ -56,6 +57,7 @@ POLL_MS = 20
 # A disconnected talk port is kept this long before it is dropped: a few 20 ms clock ticks.
 TALK_PORT_GRACE_S = 0.1
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+_PJ_ETOOMANY = 70010
 _SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
          "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
@@ -84,7 +86,8 @@ class PjOwner:
         self._ep: Any = None
         self._account: PjAccount | None = None
         self._records: dict[int, CallRecord] = {}
-        self._pending_inbound: list[tuple[int, bool]] = []
+        self._pending_inbound: list[tuple[int, bool]] = []  # (generation, allowed), oldest first
+        self._pace = TeardownPace(refusal_budget(config.max_calls))
         self._ended_players: list[tuple[int, PjPlayer]] = []
         self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (drop after, port): see _retire_talk_port
         self._generations = itertools.count(1)
@@ -217,9 +220,7 @@ class PjOwner:
             except queue.Empty:
                 break
             self._run_command(command)
-        pending, self._pending_inbound = self._pending_inbound, []
-        for generation, allowed in pending:
-            self._settle_inbound(generation, allowed)
+        self._settle_pending_inbound()
         self._ended_players.clear()  # dropped here, outside their own onEof2 callback
         self._drop_retired_talk(time.monotonic())
         self._check_players()
@@ -351,6 +352,30 @@ class PjOwner:
         log.info("sip %s: incoming, %s", handle, "allowed: answering" if allowed else "not allowed: refusing")
         self._emit(IncomingCall(handle, handle.remote_uri, allowed))
 
+    def _settle_pending_inbound(self) -> None:
+        """Answer allowed callers at once; refuse the others only as fast as the teardown pace allows (an
+        INVITE flood refused all at once aborts the process: _teardown_pace). The rest wait for a later turn."""
+        pending, self._pending_inbound = self._pending_inbound, []
+        for generation, allowed in pending:
+            if allowed or self._pace.room(time.monotonic()) > 0:
+                self._settle_inbound(generation, allowed)
+            else:
+                self._pending_inbound.append((generation, allowed))
+        if self._pending_inbound:
+            self._pace.held_back += 1
+            if self._pace.held_back % 100 == 1:
+                log.warning("sip: INVITE flood: refusals paced to %d per %.1f s (%d waiting, held back %d times)",
+                            self._pace.budget, self._pace.window, len(self._pending_inbound), self._pace.held_back)
+
+    def _refuse_one_waiting(self) -> bool:
+        """Refuse the oldest waiting unwanted call now, out of pace, to free a call slot for our own dial."""
+        for i, (generation, allowed) in enumerate(self._pending_inbound):
+            if not allowed and generation in self._records:
+                del self._pending_inbound[i]
+                self._settle_inbound(generation, allowed)
+                return True
+        return False
+
     def _settle_inbound(self, generation: int, allowed: bool) -> None:
         rec = self._records.get(generation)
         if rec is None or rec.state is not CallState.INCOMING:
@@ -386,6 +411,7 @@ class PjOwner:
             # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
             # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
             del self._records[generation]
+            self._pace.note(time.monotonic())
             self._media_watch.stop(generation)
             rec.player = rec.recorder = None
             self._retire_talk_port(rec)
@@ -461,7 +487,17 @@ class PjOwner:
             rec.ring_deadline = time.monotonic() + ring_timeout
         self._records[generation] = rec
         try:
-            call.makeCall(uri, pj.CallOpParam(True))
+            try:
+                call.makeCall(uri, pj.CallOpParam(True))
+            except pj.Error as exc:
+                # Every call slot held by a caller waiting to be refused (a paced flood): the visitor's call
+                # goes first. A slot is freed at once by refusing one of them, and the dial tried again.
+                if exc.status != _PJ_ETOOMANY or not self._refuse_one_waiting():
+                    raise
+                log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
+                rec.call = call = PjCall(self._account, self)  # a fresh object: the failed one has no call id
+                call.generation = generation
+                call.makeCall(uri, pj.CallOpParam(True))
         except pj.Error:
             self._records.pop(generation, None)
             raise

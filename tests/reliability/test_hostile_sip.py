@@ -1,8 +1,8 @@
 """Malformed and hostile SIP sent to the daemon's own UDP port with a raw socket (RFC 4475 torture
-classes), then an INVITE flood from a source not on the allowlist at the rate PJSUA2-FACTS.md measured
-safe (100 INVITEs 20 ms apart; 60 sent 2 ms apart abort this pjsua2 wheel, which is why the flood here is
-paced and why the unit file's IPAddressAllow= is the real defence). After each: no door opened, no call
-left up, and a legitimate visit still works (baresip answers, the code opens).
+classes), then INVITE floods from sources not on the allowlist: 100 INVITEs 20 ms apart, and bursts 2 ms
+apart from another process while a visitor rings. Refused all at once, 60 INVITEs 2 ms apart aborted the
+process (PJSUA2-FACTS.md); the owner thread now paces refusals (daemon/sip/_teardown_pace.py). After
+each: no door opened, no call left up, and a legitimate visit still works (baresip answers, the code opens).
 
 Engine-level cases not repeated: 20 INVITEs without SDP (tests/sip/test_inbound.py), 200 calls with racing
 hang-ups (tests/sip/test_stress.py).
@@ -21,31 +21,9 @@ from tests.reliability._support import apartment, config_with
 from tests.scenario.conftest import Panel, run_panel
 from tests.support.alsa import AlsaCapture
 from tests.support.peers import Baresip
+from tests.support.sip_flood import SDP, request, run_flood
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
-
-SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-       "m=audio 29000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
-
-
-def request(method: str, target: str, port: int, lport: int, n: int, *, body: str = "", extra: str = "",
-            content_length: str | None = None, caller: str = "mallory", max_forwards: str = "70",
-            omit: tuple[str, ...] = ()) -> bytes:
-    headers = {
-        "Via": f"SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-torture-{n}",
-        "From": f"<sip:{caller}@127.0.0.1>;tag=t{n}",
-        "To": f"<sip:portao@127.0.0.1:{port}>",
-        "Call-ID": f"torture-{n}@127.0.0.1",
-        "CSeq": f"1 {method}",
-        "Contact": f"<sip:{caller}@127.0.0.1:{lport}>",
-        "Max-Forwards": max_forwards,
-    }
-    if body:
-        headers["Content-Type"] = "application/sdp" if body.startswith("v=0") else "application/dtmf-relay"
-    text = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k not in omit)
-    length = str(len(body.encode())) if content_length is None else content_length
-    return f"{method} {target} SIP/2.0\r\n{text}{extra}Content-Length: {length}\r\n\r\n{body}".encode()
-
 
 def torture_messages(port: int, lport: int) -> dict[str, list[bytes]]:
     """Messages by RFC 4475 class. None of them may open the door or crash the daemon."""
@@ -150,9 +128,11 @@ async def test_torture_messages_then_a_flood_then_a_legitimate_visit(tmp_path: P
                 sock.sendto(request("INVITE", f"sip:portao@127.0.0.1:{target[1]}", target[1], lport, 50_000 + i,
                                     body=SDP, caller=f"flood{i}"), target)
                 await anyio.sleep(0.02)
-            replies = await drain(sock, 1.5)
+            replies = await drain(sock, 3.0)
+            # 50/s is above the refusal pace (daemon/sip/_teardown_pace.py): some are refused by us (603),
+            # the rest by pjsua while every call slot is taken (486), never with a media transport.
             refused = {r.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0] for r in replies
-                       if r.startswith(b"SIP/2.0 603") and b"Call-ID: " in r}
+                       if r.startswith((b"SIP/2.0 603", b"SIP/2.0 486")) and b"Call-ID: " in r}
             opened_by_flood = panel.app.visits.completed != 1
             await legitimate_visit(panel, phone, 2)
             live = await panel.app.sip.live_calls()
@@ -166,3 +146,33 @@ async def test_torture_messages_then_a_flood_then_a_legitimate_visit(tmp_path: P
     assert len(flood_refused) == 100 and not opened_by_flood
     assert names.count("DOOR_OPEN") == 2  # exactly the two legitimate visits
     assert live == [] and faults == (0, 0)
+
+
+async def test_a_visit_during_an_invite_burst(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
+    """1,500 INVITEs 2 ms apart (500/s, 3 s) from another process; a visitor rings in the middle of it."""
+    with Baresip(tmp_path, user="101") as phone:
+        config = config_with(tmp_path, prompt_cache, [apartment("101", phone.uri)], relay={"pulse_seconds": 0.3})
+        async with run_panel(config) as panel, anyio.create_task_group() as tg:
+            port = panel.app.sip.sip_port
+            results: list[dict[str, object]] = []
+
+            async def burst() -> None:
+                results.append(await run_flood(port, 1500, 2))
+
+            tg.start_soon(burst)
+            await anyio.sleep(0.5)  # the flood is on: every call slot is held by callers waiting to be refused
+            await legitimate_visit(panel, phone, 1)
+            with anyio.fail_after(30):
+                while not results:
+                    await anyio.sleep(0.1)
+            await legitimate_visit(panel, phone, 2)  # and after it
+            live = await panel.app.sip.live_calls()
+            faults = panel.app.sip.fault_counters
+            names = panel.names()
+    result = results[0]
+    print(f"\nburst during a visit: {result}")
+    final = result["final"]
+    assert isinstance(final, dict) and result["unanswered"] == 0
+    assert set(final) <= {"SIP/2.0 603 Decline", "SIP/2.0 486 Busy Here"}  # refused by us or by pjsua
+    assert sum(final.values()) == 1500
+    assert names.count("DOOR_OPEN") == 2 and live == [] and faults == (0, 0)

@@ -1,0 +1,94 @@
+"""Floods at the engine's SIP port from another process: INVITE bursts (which aborted the process before
+refusals were paced, PJSUA2-FACTS.md) and a REGISTER storm. The engine answers every one, keeps serving,
+and the panel's own call still goes out in the middle of a flood."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.sip import CallEnded, IncomingCall, SipEngine
+from tests.sip.conftest import EventLog, make_config
+from tests.support.peers import Sipp
+from tests.support.sip_flood import FloodResult, run_flood
+
+pytestmark = pytest.mark.peers
+
+REFUSED = {"SIP/2.0 603 Decline", "SIP/2.0 486 Busy Here"}  # by us (paced), or by pjsua with every slot taken
+
+
+def all_refused(result: FloodResult, count: int) -> bool:
+    final = result["final"]
+    assert isinstance(final, dict)
+    return result["unanswered"] == 0 and set(final) <= REFUSED and sum(final.values()) == count
+
+
+async def test_an_invite_burst_is_refused_at_a_pace_not_fatal(tmp_path: Path, bridge) -> None:
+    """300 INVITEs 2 ms apart: refused all at once, 60 of them aborted the process."""
+    config = make_config(inbound_allow=("sip:concierge@127.0.0.1",))
+    async with SipEngine(config, bridge) as engine:
+        result = await run_flood(engine.sip_port, 300, 2)
+        print(f"\nINVITE burst: {result}")
+        assert all_refused(result, 300)
+        await engine.ping()
+        assert await engine.live_calls() == []
+        # still serving: an allowlisted caller is answered
+        log = EventLog(engine)
+        caller = Sipp(tmp_path, "uac_answered", caller="concierge", hold_ms=200)
+        assert await caller.run_uac(engine.sip_port) == 0
+        incoming = await log.wait(IncomingCall)
+        while not incoming.allowed:  # refusals of the burst still being reported
+            incoming = await log.wait(IncomingCall)
+        assert engine.fault_counters == (0, 0)
+
+
+async def test_the_panel_dials_out_in_the_middle_of_a_flood(tmp_path: Path, bridge) -> None:
+    """Every call slot is held by a caller waiting to be refused; our dial refuses one early to get a slot."""
+    with Sipp(tmp_path, "uas_busy") as resident:
+        async with SipEngine(make_config(), bridge) as engine, anyio.create_task_group() as tg:
+            log = EventLog(engine)
+            results: list[FloodResult] = []
+
+            async def flood() -> None:
+                results.append(await run_flood(engine.sip_port, 1000, 2))
+
+            tg.start_soon(flood)
+            await anyio.sleep(0.8)
+            handle = await engine.dial(resident.uri("101"), ring_timeout=5)
+            ended = await log.wait(CallEnded, handle)
+            assert (ended.code, ended.by_us) == (486, False)  # the far end's answer: the INVITE went out
+            with anyio.fail_after(30):
+                while not results:
+                    await anyio.sleep(0.1)
+            print(f"\nflood during a dial: {results[0]}")
+            assert all_refused(results[0], 1000)
+            assert await engine.live_calls() == []
+
+
+async def test_a_register_storm_is_ignored_while_a_caller_is_served(tmp_path: Path, bridge) -> None:
+    """The panel is a user agent, not a registrar: 2,000 REGISTERs 1 ms apart get no 2xx (pjsua answers
+    none: no state is kept for them), and an allowlisted caller placing a call in the middle is answered."""
+    config = make_config(inbound_allow=("sip:concierge@127.0.0.1",))
+    async with SipEngine(config, bridge) as engine, anyio.create_task_group() as tg:
+        log = EventLog(engine)
+        results: list[FloodResult] = []
+
+        async def storm() -> None:
+            results.append(await run_flood(engine.sip_port, 2000, 1, "REGISTER"))
+
+        tg.start_soon(storm)
+        await anyio.sleep(0.5)
+        caller = Sipp(tmp_path, "uac_answered", caller="concierge", hold_ms=200)
+        assert await caller.run_uac(engine.sip_port) == 0
+        incoming = await log.wait(IncomingCall)
+        assert incoming.allowed
+        with anyio.fail_after(30):
+            while not results:
+                await anyio.sleep(0.1)
+        print(f"\nREGISTER storm: {results[0]}")
+        final = results[0]["final"]
+        assert isinstance(final, dict) and not any(status.startswith("SIP/2.0 2") for status in final)
+        await engine.ping()
+        assert await engine.live_calls() == [] and engine.fault_counters == (0, 0)
