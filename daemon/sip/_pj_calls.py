@@ -164,10 +164,14 @@ class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
     def disconnect(self, call: PjCall) -> None:
         """Close the bridge (the pump ends) and stop both directions; the owner drops the port later."""
         self.bridge.close()
-        with contextlib.suppress(pj.Error):  # the call's media is already gone, and its connections
-            call.getAudioMedia(-1).stopTransmit(self)
+        # At DISCONNECTED the call's conference port is already gone, and its connections with it; asking
+        # for its audio then makes pjsua2 print an error line per call, so ask only while it has media.
+        if not call.hasMedia():
+            return
         with contextlib.suppress(pj.Error):
-            self.stopTransmit(call.getAudioMedia(-1))
+            media = call.getAudioMedia(-1)
+            media.stopTransmit(self)
+            self.stopTransmit(media)
 
     def onFrameReceived(self, frame: Any) -> None:  # call -> panel
         try:
