@@ -1,7 +1,8 @@
 """N visits in a row through the real stack (MockFactory pins, pjsua2, baresip, sipp, SQLite) with faults
 chosen at random: answered + right code, answered + wrong code then hang-up, busy (486), no answer (ring
-timeout), answered then hung up at once. Zero lost history rows, zero stuck calls, relay never left
-energized, threads/fds/RSS flat.
+timeout), answered then hung up at once, and answered + right code while a burst of 100 INVITEs 2 ms apart
+from a caller not on the allowlist hits the SIP port (from another process). Zero lost history rows, zero
+stuck calls, relay never left energized, threads/fds/RSS flat.
 
 CI runs INTERCOM_SOAK_VISITS (default 20, well under a minute); the full run is
 ``INTERCOM_SOAK_VISITS=1000 .venv/bin/pytest tests/soak -s`` (figures printed, see docs/reliability.md).
@@ -23,6 +24,7 @@ from tests.reliability._support import apartment, config_with, history_rows, res
 from tests.scenario.conftest import run_panel
 from tests.support.alsa import AlsaCapture
 from tests.support.peers import Baresip, Sipp
+from tests.support.sip_flood import FloodResult, run_flood
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
 
@@ -35,7 +37,9 @@ KINDS = {
     "busy": ("busy", 18, "busy"),
     "no_answer": ("silent", 19, "no_answer"),
     "hangup_at_once": ("bye", 20, "not_opened"),
+    "code_under_flood": ("ok", 17, "door_opened"),
 }
+FLOOD_INVITES = 100
 
 
 @pytest.mark.timeout(max(120, VISITS * 6))
@@ -54,7 +58,12 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
         config = replace(config, buttons=buttons)
         expected: list[str] = []
         kinds: dict[str, int] = {}
-        async with run_panel(config) as panel:
+        floods: list[FloodResult] = []
+
+        async def flood(port: int) -> None:
+            floods.append(await run_flood(port, FLOOD_INVITES, 2))
+
+        async with run_panel(config) as panel, anyio.create_task_group() as tg:
             relay_pin = panel.factory.pin(config.relay.pin)
             before = resources()
             for n in range(1, VISITS + 1):
@@ -62,11 +71,14 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
                 kinds[kind] = kinds.get(kind, 0) + 1
                 _, pin, outcome = KINDS[kind]
                 expected.append(outcome)
+                if kind == "code_under_flood":
+                    tg.start_soon(flood, panel.app.sip.sip_port)
+                    await anyio.sleep(0.1)
                 await panel.press(pin, hold=0.06)
-                if kind in ("code", "wrong_code"):
+                if kind in ("code", "wrong_code", "code_under_flood"):
                     await phone.wait_event("CALL_ESTABLISHED", 10)
                     await anyio.sleep(0.3)
-                    phone.command("sndcode", "1" if kind == "code" else "7")
+                    phone.command("sndcode", "7" if kind == "wrong_code" else "1")
                     if kind == "wrong_code":
                         await anyio.sleep(0.4)
                         phone.hangup()
@@ -75,6 +87,9 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
                 await anyio.sleep(0.22)  # past the 200 ms hold-off: a press sooner is (rightly) ignored
                 if n == min(5, VISITS):
                     before = resources()  # after warm-up: pools, caches and the first calls
+            with anyio.fail_after(60):
+                while len(floods) < kinds.get("code_under_flood", 0):
+                    await anyio.sleep(0.1)
             live = await panel.app.sip.live_calls()
             after = resources()
             records = await panel.app.history.recent(VISITS + 10)
@@ -88,11 +103,13 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
     figures = {"visits": VISITS, "seed": SEED, "kinds": kinds, "history_rows": rows, "live_calls_at_end": len(live),
                "relay_pulses": pulses, "door_opened_visits": outcomes.count("door_opened"),
                "relay_energized_at_end": energized_at_end, "before": before, "after": after,
-               "callback_faults": faults}
+               "callback_faults": faults, "flood_invites_sent": sum(int(str(f["sent"])) for f in floods),
+               "flood_invites_unanswered": sum(int(str(f["unanswered"])) for f in floods)}
     print("\nsoak figures:", json.dumps(figures))
     assert rows == VISITS and len(records) == VISITS
     assert outcomes == expected
     assert live == [] and not energized_at_end and faults == (0, 0)
+    assert figures["flood_invites_unanswered"] == 0
     assert pulses == outcomes.count("door_opened")
     assert after["threads"] <= before["threads"] + 1
     assert after["fds"] <= before["fds"] + 4
