@@ -41,7 +41,11 @@ from benchmarks._wire import InviteStamper  # noqa: E402
 from daemon.config import Config, default_config_text, parse_config  # noqa: E402
 
 APP_SIP, APP_RTP, RELAY_PORT, FAR_PORT, FAR_RTP = 15100, 25000, 15110, 15120, 26000
+LOAD_PORT, LEGS_PORT = 15130, 15140  # sipp calling the panel; sipp ringing as three legs of the ring group
 BUTTON_PIN = 17
+GROUP_PIN = 18  # the "concierge" button: during the load phase it rings a parallel group of RING_GROUP legs
+# The wheel places at most 4 calls at once (README); a group of 8 needs a build with a larger PJSUA_MAX_CALLS.
+RING_GROUP = 4
 MIN_PRESS_MS = 50.0
 
 
@@ -64,6 +68,10 @@ def bench_config(tmp: Path) -> Config:
     buttons = tuple(dataclasses.replace(b, min_press_ms=MIN_PRESS_MS, holdoff_ms=0.0) for b in base.buttons)
     apartment = dataclasses.replace(base.apartments[0], residents=(f"sip:101@127.0.0.1:{RELAY_PORT}",),
                                     codes=("1",), fallback="", strategy="parallel")
+    # The far end (through the stamping relay) answers; the other legs ring at sipp until cancelled.
+    group = dataclasses.replace(base.apartments[1], residents=(
+        f"sip:101@127.0.0.1:{RELAY_PORT}", *(f"sip:leg{i}@127.0.0.1:{LEGS_PORT}" for i in range(2, RING_GROUP + 1))),
+        codes=("1",), fallback="", strategy="parallel")
     return dataclasses.replace(
         base,
         buttons=buttons,
@@ -71,7 +79,7 @@ def bench_config(tmp: Path) -> Config:
         sip=dataclasses.replace(base.sip, bind_address="127.0.0.1", port=APP_SIP, rtp_port=APP_RTP,
                                 inbound_allow=()),
         timing=dataclasses.replace(base.timing, hangup_after_open_seconds=0.0, ring_timeout_seconds=10.0),
-        apartments=(apartment, *base.apartments[1:]),
+        apartments=(apartment, group, *base.apartments[2:]),
         paths=dataclasses.replace(base.paths, state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"),
                                   runtime_dir=str(tmp / "run")),
     )
@@ -99,9 +107,10 @@ class LagProbe:
                 self.samples.append(max(0.0, (time.monotonic() - t - 0.01) * 1000))
 
 
-async def press(factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0) -> dict:
+async def press(factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0,
+                button: int = BUTTON_PIN) -> dict:
     """One visit: press, wait for the door to open and the visit to end. Returns its timestamps."""
-    pin = factory.pin(BUTTON_PIN)
+    pin = factory.pin(button)
     relay_before = len([s for s in relay.stamps if s[1]])
     edge = time.monotonic()
     pin.drive_low()
@@ -205,7 +214,9 @@ async def drive(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         out["before"] = before
         out["invites"] = relay_stamper.invites[invites_before:]
         out["completed"] = _completed(app)
-        out["load"] = await load_phase(args, app, factory, relay, first_buffers, probe)
+        invites_before = len(relay_stamper.invites)
+        out["load"] = await load_phase(args, app, factory, relay, first_buffers, probe, tmp)
+        out["load"]["invites"] = relay_stamper.invites[invites_before:]
         tg.cancel_scope.cancel()
     out["visits"] = visits
     out["first_buffers"] = first_buffers
@@ -213,25 +224,40 @@ async def drive(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 async def load_phase(args: argparse.Namespace, app: Any, factory: MockFactory, relay: StampedPin,
-                     first_buffers: list[float], probe: LagProbe) -> dict[str, Any]:
-    """Figure 7: sipp sends refused calls at the panel while the loop's lag is sampled and presses go on."""
+                     first_buffers: list[float], probe: LagProbe, tmp: Path) -> dict[str, Any]:
+    """Figure 7: sipp calls the panel at ``--load-rate`` from callers it refuses, while presses ring a
+    parallel group (the far end answers and sends the code, sipp rings as the other legs and is cancelled)
+    and the loop's lag is sampled."""
     if args.load_calls <= 0:
         return {}
-    # 20 calls/s: a burst much faster than this aborts pjsua's select-based ioqueue (PJSUA2-FACTS.md).
-    cmd = ["sipp", "-sn", "uac", "-r", "20", "-m", str(args.load_calls), "-nostdin", "-timeout", "60",
-           "-p", "15130", "-i", "127.0.0.1", f"127.0.0.1:{APP_SIP}"]
+    from tests.support.sipp_scenarios import render  # the test suite's scenarios: one copy of them
+
+    legs_xml = tmp / "legs.xml"
+    legs_xml.write_text(render("uas_never_answer"), encoding="utf-8")
+    common = ["-nostdin", "-i", "127.0.0.1", "-mp", str(LEGS_PORT + 2)]
+    load_cmd = ["sipp", "-sn", "uac", "-r", str(args.load_rate), "-m", str(args.load_calls), "-nostdin",
+                "-timeout", "60", "-p", str(LOAD_PORT), "-i", "127.0.0.1", "-mp", str(LOAD_PORT + 2),
+                f"127.0.0.1:{APP_SIP}"]
     try:
-        sipp = await anyio.open_process(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        legs = await anyio.open_process(["sipp", "-sf", str(legs_xml), "-p", str(LEGS_PORT), *common],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as exc:
         return {"error": f"sipp: {exc}"}
-    probe.active = True
-    served = []
-    while sipp.returncode is None:
-        served.append(await press(factory, relay, first_buffers, within=5.0))
-        await wait_idle(app, 5.0)
-    probe.active = False
+    try:
+        await anyio.sleep(0.3)  # sipp binds its port
+        sipp = await anyio.open_process(load_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe.active = True
+        served = []
+        while sipp.returncode is None:
+            served.append(await press(factory, relay, first_buffers, within=5.0, button=GROUP_PIN))
+            await wait_idle(app, 5.0)
+        probe.active = False
+    finally:
+        legs.terminate()
+        await legs.wait()
     lag, probe.samples = probe.samples, []
-    return {"calls": args.load_calls, "sipp_status": sipp.returncode, "lag_ms": lag,
+    return {"calls": args.load_calls, "rate": args.load_rate, "ring_group": RING_GROUP,
+            "sipp_status": sipp.returncode, "lag_ms": lag, "visits": served,
             "presses": len(served), "served": sum(1 for v in served if v["opened"] is not None)}
 
 
@@ -240,6 +266,7 @@ def main() -> None:
     ap.add_argument("--presses", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--load-calls", type=int, default=0)
+    ap.add_argument("--load-rate", type=int, default=50, help="sipp's calls per second at the panel (figure 7)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp_name:
         tmp = Path(tmp_name)
