@@ -1,4 +1,5 @@
-"""pjsua2 subclasses whose callbacks run on the SIP owner thread (one of the two modules importing pjsua2).
+"""pjsua2 subclasses whose callbacks run on the SIP owner thread (the ``_pj_*``
+modules are the only ones importing pjsua2).
 
 Every callback body is wrapped by :func:`_guard`: an exception escaping into pjsua2 would be printed by
 SWIG and would leave ``sys.last_traceback`` holding this frame, and so this ``Call``, alive past

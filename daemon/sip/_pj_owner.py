@@ -1,4 +1,5 @@
-"""The SIP owner thread: the only thread that ever touches pjsua2 (one of the two modules importing it).
+"""The SIP owner thread: the only thread that ever touches pjsua2 (the
+``daemon/sip/_pj_*`` modules are the only ones importing it).
 
 Why one thread: pjsua2 aborts the process when called from a thread pjlib does not know, and a pjsua2
 callback that waits for the event loop while the loop calls into pjsua2 deadlocks (PJSUA2-FACTS.md). So
@@ -17,7 +18,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pjsua2 as pj
@@ -28,9 +29,10 @@ from daemon.errors import CallGoneError, SipError
 from daemon.sip._command import Command
 from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer, PjTalkPort
+from daemon.sip._pj_media import TALK_PORT_GRACE_S, MediaCommands
+from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip._uri import caller_allowed
-from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import (
     CallAnswered,
     CallEnded,
@@ -42,7 +44,6 @@ from daemon.sip.types import (
     DtmfReceived,
     IncomingCall,
     MediaActive,
-    PlaybackFinished,
     RegistrationChanged,
     SipEvent,
 )
@@ -54,22 +55,10 @@ log = logging.getLogger(__name__)
 # How long one libHandleEvents waits when nothing happens. Commands do not wait for it: the loop wakes the
 # poll with a datagram. It bounds the ring-timeout granularity and the idle wake-up rate (50/s).
 POLL_MS = 20
-# A disconnected talk port is kept this long before it is dropped: a few 20 ms clock ticks.
-TALK_PORT_GRACE_S = 0.1
-_TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 _PJ_ETOOMANY = 70010
-_SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
-         "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
-@dataclass(frozen=True)
-class StartInfo:
-    sip_port: int
-    wake_address: tuple[str, int]  # a UDP transport of ours: a CRLF datagram there ends the current poll
-    has_sound_device: bool
-
-
-class PjOwner:
+class PjOwner(MediaCommands):
     """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
     they run on the owner thread only, called from a :class:`Command`'s function."""
 
@@ -134,83 +123,10 @@ class PjOwner:
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        c = self._config
-        self._ep = ep = pj.Endpoint()
-        ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
-        cfg.uaConfig.mainThreadOnly = True  # DTMF and media callbacks come here too, not to the media thread
-        cfg.uaConfig.maxCalls = c.max_calls
-        cfg.uaConfig.userAgent = "pi-intercom"
-        cfg.logConfig.level = 3
-        cfg.logConfig.consoleLevel = 1
-        # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
-        # and then no RTP or DTMF leaves: keep it running.
-        cfg.medConfig.sndAutoCloseTime = -1
-        cfg.medConfig.ecTailLen = 0
-        ep.libInit(cfg)
-        tc = pj.TransportConfig()
-        tc.port = c.port
-        if c.bind_address not in ("", "0.0.0.0"):
-            tc.boundAddress = c.bind_address
-        if c.transport == "tls":
-            tc.tlsConfig.CaListFile = c.tls_ca_file
-            tc.tlsConfig.certFile = c.tls_cert_file
-            tc.tlsConfig.privKeyFile = c.tls_key_file
-            tc.tlsConfig.verifyServer = c.tls_verify_server
-            tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
-        main_tid = ep.transportCreate(_TRANSPORTS[c.transport], tc)
-        sip_port = _port_of(ep.transportGetInfo(main_tid).localName)
-        wake_host = c.bind_address if c.bind_address not in ("", "0.0.0.0") else "127.0.0.1"
-        wake_port = sip_port
-        if c.transport != "udp":
-            # Only a UDP transport can be woken by a datagram; this one listens on loopback only.
-            wc = pj.TransportConfig()
-            wc.port = 0
-            wc.boundAddress = "127.0.0.1"
-            wake_port = _port_of(ep.transportGetInfo(ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, wc)).localName)
-            wake_host = "127.0.0.1"
-        ep.libStart()
-        adm = ep.audDevManager()
-        self.has_sound_device = adm.getDevCount() > 0
-        if not self.has_sound_device:
-            log.warning("sip: this pjsua2 build has no sound device; using the null device (talk mode "
-                        "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)")
-            adm.setNullDev()
-        self._account = self._create_account(main_tid)
-        log.info("sip: started on %s port %d (%s)", c.transport, sip_port,
-                 f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar")
-        return StartInfo(sip_port, (wake_host, wake_port), self.has_sound_device)
-
-    def _create_account(self, transport_id: int) -> PjAccount:
-        c, a = self._config, self._config.account
-        acfg = pj.AccountConfig()
-        acfg.idUri = a.uri
-        acfg.sipConfig.transportId = transport_id
-        if a.registrar:
-            registrar = a.registrar
-            if c.transport != "udp" and "transport=" not in registrar:
-                registrar += f";transport={c.transport}"
-            acfg.regConfig.registrarUri = registrar
-            acfg.regConfig.timeoutSec = a.register_expiry
-            # pjsua's default retry after a failure is 300 s; a door panel should come back sooner.
-            acfg.regConfig.retryIntervalSec = 30
-            acfg.regConfig.firstRetryIntervalSec = 5
-            acfg.regConfig.dropCallsOnFail = False
-        if a.username:
-            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", a.realm, a.username, 0, a.password))
-        acfg.mediaConfig.transportConfig.port = c.rtp_port
-        acfg.mediaConfig.transportConfig.portRange = c.rtp_port_range
-        if c.bind_address not in ("", "0.0.0.0"):
-            # RTP on the same interface as SIP; otherwise pjsua advertises whatever the hostname resolves to.
-            acfg.mediaConfig.transportConfig.boundAddress = c.bind_address
-        acfg.mediaConfig.srtpUse = _SRTP[c.srtp]
-        acfg.natConfig.sipOutboundUse = 0
-        # No re-INVITE after answer just to settle on one codec: one less media restart per call.
-        acfg.mediaConfig.lockCodecEnabled = False
-        account = PjAccount(self)
-        account.create(acfg, True)
-        return account
+        self._ep, info = create_endpoint(self._config)
+        self.has_sound_device = info.has_sound_device
+        self._account = create_account(self._config, info.transport_id, self)
+        return info
 
     def _turn(self) -> None:
         """Work between two polls: commands, deferred inbound answers/refusals, ring timeouts, players."""
@@ -262,15 +178,6 @@ class PjOwner:
         except pj.Error as exc:
             log.debug("sip %s: no stream statistics: %s", rec.handle, exc.info())
             return None
-
-    def _check_players(self) -> None:
-        """Report prompts that reached their end (flagged by PjPlayer.onEof2 from the clock thread)."""
-        for rec in list(self._records.values()):
-            player = rec.player
-            if player is not None and player.reached_end and not player.loop:
-                self._ended_players.append((rec.handle.generation, player))  # dropped next turn
-                rec.player = None
-                self._emit(PlaybackFinished(rec.handle))
 
     def _run_command(self, command: Command[Any]) -> None:
         if command.abandoned:
@@ -435,22 +342,6 @@ class PjOwner:
         elif not active:
             self._media_watch.stop(generation)
 
-    def _connect_media(self, rec: CallRecord) -> None:
-        """(Re)join the call's conference port to its prompt, recorder and sound device. A media update
-        (re-INVITE) can replace the port and drop the old connections, so this runs on every media change."""
-        media = rec.call.getAudioMedia(-1)
-        if rec.player is not None:
-            rec.player.startTransmit(media)
-        if rec.recorder is not None:
-            media.startTransmit(rec.recorder)
-        if rec.talk_port is not None:
-            rec.talk_port.startTransmit(media)
-            media.startTransmit(rec.talk_port)
-        if rec.sound_device:
-            adm = self._ep.audDevManager()
-            adm.getCaptureDevMedia().startTransmit(media)
-            media.startTransmit(adm.getPlaybackDevMedia())
-
     def on_dtmf(self, generation: int, digit: str, method: int) -> None:
         rec = self._records.get(generation)
         if rec is not None:
@@ -535,68 +426,6 @@ class PjOwner:
         else:
             rec.call.dialDtmf(digits)
 
-    def play(self, handle: CallHandle, wav_path: str, loop: bool) -> None:
-        rec = self._record(handle)
-        media = rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet
-        player = PjPlayer(self, handle.generation)
-        player.loop = loop
-        player.createPlayer(wav_path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
-        player.startTransmit(media)
-        rec.player = player  # replaces (and so stops) any earlier prompt
-
-    def stop_playback(self, handle: CallHandle) -> bool:
-        rec = self._record(handle)
-        was, rec.player = rec.player is not None, None
-        return was
-
-    def record(self, handle: CallHandle, wav_path: str) -> None:
-        rec = self._record(handle)
-        media = rec.call.getAudioMedia(-1)
-        recorder = pj.AudioMediaRecorder()
-        recorder.createRecorder(wav_path)
-        media.startTransmit(recorder)
-        rec.recorder = recorder
-
-    def stop_recording(self, handle: CallHandle) -> bool:
-        rec = self._record(handle)
-        was, rec.recorder = rec.recorder is not None, None  # the destructor closes the WAV file
-        return was
-
-    def connect_sound_device(self, handle: CallHandle) -> None:
-        if not self.has_sound_device:
-            raise SipError("this pjsua2 build has no sound device")
-        rec = self._record(handle)
-        rec.sound_device = True
-        self._connect_media(rec)
-
-    def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
-        """Join the call both ways to a :class:`PjTalkPort` (once per call) and return its bridge."""
-        rec = self._record(handle)
-        if rec.talk_port is None:
-            rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet: no port made
-            rec.talk_port = PjTalkPort(AudioBridge())
-        self._connect_media(rec)
-        log.info("sip %s: talk audio bridged through Python", rec.handle)
-        return rec.talk_port.bridge
-
-    def _retire_talk_port(self, rec: CallRecord) -> None:
-        """Close the bridge, disconnect the port, and drop it only after the clock thread has seen the
-        disconnect (conference changes take effect on its next tick): dropping a connected port segfaulted."""
-        port, rec.talk_port = rec.talk_port, None
-        if port is None:
-            return
-        port.disconnect(rec.call)
-        log.info("sip %s: talk audio closed: %s", rec.handle, port.bridge.summary())
-        self._retired_talk.append((time.monotonic() + TALK_PORT_GRACE_S, port))
-
-    def _retire_all_talk_ports(self) -> None:
-        for rec in self._records.values():
-            self._retire_talk_port(rec)
-
-    def _drop_retired_talk(self, now: float) -> None:
-        if self._retired_talk and self._retired_talk[0][0] <= now:
-            self._retired_talk = [(t, port) for t, port in self._retired_talk if t > now]
-
     def snapshot(self, handle: CallHandle) -> CallSnapshot:
         rec = self._record(handle)
         answered = time.monotonic() - rec.answered_at if rec.answered_at else 0.0
@@ -605,7 +434,3 @@ class PjOwner:
 
     def live_calls(self) -> list[CallHandle]:
         return [rec.handle for rec in self._records.values()]
-
-
-def _port_of(local_name: str) -> int:
-    return int(local_name.rsplit(":", 1)[1])

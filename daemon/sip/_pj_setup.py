@@ -1,0 +1,113 @@
+"""Endpoint and account creation for the SIP owner thread (the ``_pj_*``
+modules are the only ones importing pjsua2). Called once, on the owner thread, before it starts polling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pjsua2 as pj
+
+from daemon.config import SipConfig
+from daemon.sip._pj_calls import OwnerHooks, PjAccount
+
+__all__ = ["StartInfo", "create_account", "create_endpoint"]
+
+log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
+
+_TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+_SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+         "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+
+
+@dataclass(frozen=True)
+class StartInfo:
+    sip_port: int
+    wake_address: tuple[str, int]  # a UDP transport of ours: a CRLF datagram there ends the current poll
+    has_sound_device: bool
+    transport_id: int  # the main SIP transport, the account's
+
+
+def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
+    """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
+    cfg.uaConfig.mainThreadOnly = True  # DTMF and media callbacks come here too, not to the media thread
+    cfg.uaConfig.maxCalls = c.max_calls
+    cfg.uaConfig.userAgent = "pi-intercom"
+    cfg.logConfig.level = 3
+    cfg.logConfig.consoleLevel = 1
+    # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
+    # and then no RTP or DTMF leaves: keep it running.
+    cfg.medConfig.sndAutoCloseTime = -1
+    cfg.medConfig.ecTailLen = 0
+    ep.libInit(cfg)
+    tc = pj.TransportConfig()
+    tc.port = c.port
+    if c.bind_address not in ("", "0.0.0.0"):
+        tc.boundAddress = c.bind_address
+    if c.transport == "tls":
+        tc.tlsConfig.CaListFile = c.tls_ca_file
+        tc.tlsConfig.certFile = c.tls_cert_file
+        tc.tlsConfig.privKeyFile = c.tls_key_file
+        tc.tlsConfig.verifyServer = c.tls_verify_server
+        tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+    main_tid = ep.transportCreate(_TRANSPORTS[c.transport], tc)
+    sip_port = _port_of(ep.transportGetInfo(main_tid).localName)
+    wake_host = c.bind_address if c.bind_address not in ("", "0.0.0.0") else "127.0.0.1"
+    wake_port = sip_port
+    if c.transport != "udp":
+        # Only a UDP transport can be woken by a datagram; this one listens on loopback only.
+        wc = pj.TransportConfig()
+        wc.port = 0
+        wc.boundAddress = "127.0.0.1"
+        wake_port = _port_of(ep.transportGetInfo(ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, wc)).localName)
+        wake_host = "127.0.0.1"
+    ep.libStart()
+    adm = ep.audDevManager()
+    has_sound_device = adm.getDevCount() > 0
+    if not has_sound_device:
+        log.warning("sip: this pjsua2 build has no sound device; using the null device (talk mode "
+                    "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)")
+        adm.setNullDev()
+    log.info("sip: started on %s port %d (%s)", c.transport, sip_port,
+             f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar")
+    return ep, StartInfo(sip_port, (wake_host, wake_port), has_sound_device, main_tid)
+
+def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks) -> PjAccount:
+    """The panel's one account: registration (or direct IP), credentials, media and SRTP settings."""
+    a = c.account
+    acfg = pj.AccountConfig()
+    acfg.idUri = a.uri
+    acfg.sipConfig.transportId = transport_id
+    if a.registrar:
+        registrar = a.registrar
+        if c.transport != "udp" and "transport=" not in registrar:
+            registrar += f";transport={c.transport}"
+        acfg.regConfig.registrarUri = registrar
+        acfg.regConfig.timeoutSec = a.register_expiry
+        # pjsua's default retry after a failure is 300 s; a door panel should come back sooner.
+        acfg.regConfig.retryIntervalSec = 30
+        acfg.regConfig.firstRetryIntervalSec = 5
+        acfg.regConfig.dropCallsOnFail = False
+    if a.username:
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", a.realm, a.username, 0, a.password))
+    acfg.mediaConfig.transportConfig.port = c.rtp_port
+    acfg.mediaConfig.transportConfig.portRange = c.rtp_port_range
+    if c.bind_address not in ("", "0.0.0.0"):
+        # RTP on the same interface as SIP; otherwise pjsua advertises whatever the hostname resolves to.
+        acfg.mediaConfig.transportConfig.boundAddress = c.bind_address
+    acfg.mediaConfig.srtpUse = _SRTP[c.srtp]
+    acfg.natConfig.sipOutboundUse = 0
+    # No re-INVITE after answer just to settle on one codec: one less media restart per call.
+    acfg.mediaConfig.lockCodecEnabled = False
+    account = PjAccount(hooks)
+    account.create(acfg, True)
+    return account
+
+
+def _port_of(local_name: str) -> int:
+    return int(local_name.rsplit(":", 1)[1])
