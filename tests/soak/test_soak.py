@@ -57,6 +57,7 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
                         {(b, p, 0) for b, p, _ in KINDS.values()})
         config = replace(config, buttons=buttons)
         expected: list[str] = []
+        series: dict[int, int] = {}  # visit number -> RSS kB
         kinds: dict[str, int] = {}
         floods: list[FloodResult] = []
 
@@ -87,6 +88,10 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
                 await anyio.sleep(0.22)  # past the 200 ms hold-off: a press sooner is (rightly) ignored
                 if n == min(5, VISITS):
                     before = resources()  # after warm-up: pools, caches and the first calls
+                if n % 100 == 0 or n == min(5, VISITS):
+                    # A series, not just two points: pjsip grows its pools the first few times each kind of
+                    # call (and the first flood) happens, which may be after visit 5; flat after that is the test.
+                    series[n] = resources()["rss_kb"]
             with anyio.fail_after(60):
                 while len(floods) < kinds.get("code_under_flood", 0):
                     await anyio.sleep(0.1)
@@ -103,7 +108,8 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
     figures = {"visits": VISITS, "seed": SEED, "kinds": kinds, "history_rows": rows, "live_calls_at_end": len(live),
                "relay_pulses": pulses, "door_opened_visits": outcomes.count("door_opened"),
                "relay_energized_at_end": energized_at_end, "before": before, "after": after,
-               "callback_faults": faults, "flood_invites_sent": sum(int(str(f["sent"])) for f in floods),
+               "callback_faults": faults, "rss_kb_by_visit": series,
+               "flood_invites_sent": sum(int(str(f["sent"])) for f in floods),
                "flood_invites_unanswered": sum(int(str(f["unanswered"])) for f in floods)}
     print("\nsoak figures:", json.dumps(figures))
     assert rows == VISITS and len(records) == VISITS
