@@ -29,10 +29,10 @@ from daemon.errors import CallGoneError, SipError
 from daemon.sip._command import Command
 from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer, PjTalkPort
+from daemon.sip._pj_inbound import InboundCalls
 from daemon.sip._pj_media import TALK_PORT_GRACE_S, MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
-from daemon.sip._uri import caller_allowed
 from daemon.sip.types import (
     CallAnswered,
     CallEnded,
@@ -42,7 +42,6 @@ from daemon.sip.types import (
     CallState,
     DtmfMethod,
     DtmfReceived,
-    IncomingCall,
     MediaActive,
     RegistrationChanged,
     SipEvent,
@@ -58,7 +57,7 @@ POLL_MS = 20
 _PJ_ETOOMANY = 70010
 
 
-class PjOwner(MediaCommands):
+class PjOwner(InboundCalls, MediaCommands):
     """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
     they run on the owner thread only, called from a :class:`Command`'s function."""
 
@@ -245,59 +244,6 @@ class PjOwner(MediaCommands):
         log.info("sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason,
                  expires)
         self._emit(RegistrationChanged(active, code, reason, expires))
-
-    def on_incoming(self, call: PjCall) -> None:
-        ci = call.getInfo()
-        generation = next(self._generations)
-        call.generation = generation
-        handle = CallHandle(generation, call.getId(), "incoming", str(ci.remoteUri))
-        self._records[generation] = CallRecord(handle, call, state=CallState.INCOMING)
-        allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
-        # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
-        # onIncomingCall aborts the process.
-        self._pending_inbound.append((generation, allowed))
-        log.info("sip %s: incoming, %s", handle, "allowed: answering" if allowed else "not allowed: refusing")
-        self._emit(IncomingCall(handle, handle.remote_uri, allowed))
-
-    def _settle_pending_inbound(self) -> None:
-        """Answer allowed callers at once; refuse the others only as fast as the teardown pace allows (an
-        INVITE flood refused all at once aborts the process: _teardown_pace). The rest wait for a later turn."""
-        pending, self._pending_inbound = self._pending_inbound, []
-        for generation, allowed in pending:
-            if allowed or self._pace.room(time.monotonic()) > 0:
-                self._settle_inbound(generation, allowed)
-            else:
-                self._pending_inbound.append((generation, allowed))
-        if self._pending_inbound:
-            self._pace.held_back += 1
-            if self._pace.held_back % 100 == 1:
-                log.warning("sip: INVITE flood: refusals paced to %d per %.1f s (%d waiting, held back %d times)",
-                            self._pace.budget, self._pace.window, len(self._pending_inbound), self._pace.held_back)
-
-    def _refuse_one_waiting(self) -> bool:
-        """Refuse the oldest waiting unwanted call now, out of pace, to free a call slot for our own dial."""
-        for i, (generation, allowed) in enumerate(self._pending_inbound):
-            if not allowed and generation in self._records:
-                del self._pending_inbound[i]
-                self._settle_inbound(generation, allowed)
-                return True
-        return False
-
-    def _settle_inbound(self, generation: int, allowed: bool) -> None:
-        rec = self._records.get(generation)
-        if rec is None or rec.state is not CallState.INCOMING:
-            return
-        prm = pj.CallOpParam()
-        try:
-            if allowed:
-                prm.statusCode = 200
-                rec.call.answer(prm)
-            else:
-                rec.by_us = True
-                prm.statusCode = self._config.inbound_refuse_status
-                rec.call.hangup(prm)
-        except pj.Error as exc:
-            log.warning("sip %s: could not %s: %s", rec.handle, "answer" if allowed else "refuse", exc.info())
 
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None:
         rec = self._records.get(generation)

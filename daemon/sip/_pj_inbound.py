@@ -1,0 +1,88 @@
+"""The SIP owner's inbound calls: each is answered (allowlisted caller) or refused on a later turn of the
+owner thread, never inside ``onIncomingCall`` (refusing an INVITE without SDP there aborts the process), and
+refusals go at the pace of :mod:`daemon.sip._teardown_pace` (an INVITE flood refused all at once aborts it
+too). A mixin of :class:`~daemon.sip._pj_owner.PjOwner`; everything here runs on the owner thread."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+
+import pjsua2 as pj
+
+from daemon.config import SipConfig
+from daemon.sip._pj_calls import CallRecord, PjCall
+from daemon.sip._teardown_pace import TeardownPace
+from daemon.sip._uri import caller_allowed
+from daemon.sip.types import CallHandle, CallState, IncomingCall, SipEvent
+
+__all__ = ["InboundCalls"]
+
+log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
+
+
+class InboundCalls:
+    """Inbound call handling; the state it uses belongs to PjOwner."""
+
+    _config: SipConfig
+    _records: dict[int, CallRecord]
+    _pending_inbound: list[tuple[int, bool]]  # (generation, allowed), oldest first
+    _pace: TeardownPace
+    _generations: itertools.count[int]
+
+    def _emit(self, event: SipEvent) -> None:
+        raise NotImplementedError
+
+    def on_incoming(self, call: PjCall) -> None:
+        ci = call.getInfo()
+        generation = next(self._generations)
+        call.generation = generation
+        handle = CallHandle(generation, call.getId(), "incoming", str(ci.remoteUri))
+        self._records[generation] = CallRecord(handle, call, state=CallState.INCOMING)
+        allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
+        # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
+        # onIncomingCall aborts the process.
+        self._pending_inbound.append((generation, allowed))
+        log.info("sip %s: incoming, %s", handle, "allowed: answering" if allowed else "not allowed: refusing")
+        self._emit(IncomingCall(handle, handle.remote_uri, allowed))
+
+    def _settle_pending_inbound(self) -> None:
+        """Answer allowed callers at once; refuse the others only as fast as the teardown pace allows (an
+        INVITE flood refused all at once aborts the process: _teardown_pace). The rest wait for a later turn."""
+        pending, self._pending_inbound = self._pending_inbound, []
+        for generation, allowed in pending:
+            if allowed or self._pace.room(time.monotonic()) > 0:
+                self._settle_inbound(generation, allowed)
+            else:
+                self._pending_inbound.append((generation, allowed))
+        if self._pending_inbound:
+            self._pace.held_back += 1
+            if self._pace.held_back % 100 == 1:
+                log.warning("sip: INVITE flood: refusals paced to %d per %.1f s (%d waiting, held back %d times)",
+                            self._pace.budget, self._pace.window, len(self._pending_inbound), self._pace.held_back)
+
+    def _refuse_one_waiting(self) -> bool:
+        """Refuse the oldest waiting unwanted call now, out of pace, to free a call slot for our own dial."""
+        for i, (generation, allowed) in enumerate(self._pending_inbound):
+            if not allowed and generation in self._records:
+                del self._pending_inbound[i]
+                self._settle_inbound(generation, allowed)
+                return True
+        return False
+
+    def _settle_inbound(self, generation: int, allowed: bool) -> None:
+        rec = self._records.get(generation)
+        if rec is None or rec.state is not CallState.INCOMING:
+            return
+        prm = pj.CallOpParam()
+        try:
+            if allowed:
+                prm.statusCode = 200
+                rec.call.answer(prm)
+            else:
+                rec.by_us = True
+                prm.statusCode = self._config.inbound_refuse_status
+                rec.call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("sip %s: could not %s: %s", rec.handle, "answer" if allowed else "refuse", exc.info())
