@@ -137,6 +137,59 @@ async def test_missing_device_is_logged_and_retried_on_the_next_prompt(
         speaker.close()
 
 
+class _FailingAfter:
+    """A real PyAudio whose first stream fails after ``writes`` writes, as PortAudio does when a USB sound
+    card is pulled mid-prompt (OSError -9999 "Unanticipated host error"). No machine here can pull one."""
+
+    def __init__(self, writes: int) -> None:
+        import pyaudio
+
+        self._pa = pyaudio.PyAudio()
+        self._writes = writes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._pa, name)
+
+    def open(self, **kwargs: object) -> object:
+        stream = self._pa.open(**kwargs)
+        if self._writes < 0:
+            return stream
+        budget, self._writes = self._writes, -1  # only the first stream fails
+        real_write = stream.write
+
+        def write(data: bytes, exception_on_underflow: bool = False) -> None:
+            nonlocal budget
+            if budget == 0:
+                raise OSError(-9999, "Unanticipated host error")
+            budget -= 1
+            real_write(data, exception_on_underflow=exception_on_underflow)
+
+        stream.write = write
+        return stream
+
+
+async def test_device_failing_mid_prompt_is_logged_and_reopened_for_the_next(
+        alsa_capture: AlsaCapture, caplog: pytest.LogCaptureFixture) -> None:
+    made: list[_FailingAfter] = []
+
+    def factory() -> _FailingAfter:  # the first PyAudio's stream fails; the one made to recover works
+        made.append(_FailingAfter(writes=3 if not made else -1))
+        return made[-1]
+
+    speaker = Speaker(AudioConfig(output_device="default", frames_per_buffer=256), pyaudio_factory=factory)
+    try:
+        pcm = noise(2 * 256 * 10)  # ten buffers of 256 16-bit frames
+        result = await speaker.play(pcm, PcmFormat(8000))
+        assert result.error is not None and "playback failed" in str(result.error)
+        assert result.frames == 3 * 256  # what was written before the failure, and no more
+        assert "will reopen the device" in caplog.text
+        again = await speaker.play(pcm, PcmFormat(8000))
+        assert len(made) == 2  # the failed PortAudio instance was dropped and a new one made
+        assert again.ok and alsa_capture.last().frames == pcm
+    finally:
+        speaker.close()
+
+
 async def test_unreadable_wav_is_an_error_result(tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a wav")
