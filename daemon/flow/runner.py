@@ -83,6 +83,8 @@ class VisitRunner:
         self._inbox: MemoryObjectReceiveStream[FlowEvent] = receive
         self._timers: dict[str, anyio.CancelScope] = {}
         self._prompt_scope: anyio.CancelScope | None = None
+        self._prompt_done = anyio.Event()  # of the prompt started last
+        self._prompt_done.set()
         self._tg: TaskGroup  # set in run(): timers and prompts live in the visit's own group
         self.result = VisitResult(visit, state)
 
@@ -105,7 +107,12 @@ class VisitRunner:
                 while finish is None:
                     event = await self._inbox.receive()
                     finish = await self._feed(event)
-                tg.cancel_scope.cancel()  # timers and the prompt end with the visit
+                if not finish.farewell:
+                    # A visit's last words are heard whole: "porta aberta" started at the door's opening
+                    # outlives the call it was played during (the hang-up follows 1 s later by default).
+                    with anyio.move_on_after(FAREWELL_TIMEOUT):
+                        await self._prompt_done.wait()
+                tg.cancel_scope.cancel()  # timers and anything still playing end with the visit
         except Exception:
             log.exception("visit %s: crashed; tearing down", self.visit)
             self._door.release()
@@ -152,7 +159,8 @@ class VisitRunner:
                 self._stop_prompt()
                 scope = anyio.CancelScope()
                 self._prompt_scope = scope
-                self._tg.start_soon(self._prompt_task, name, scope)
+                self._prompt_done = anyio.Event()
+                self._tg.start_soon(self._prompt_task, name, scope, self._prompt_done)
             case cmd.StopPrompt():
                 self._stop_prompt()
             case cmd.PlayToCall(leg=leg, name=name):
@@ -218,10 +226,13 @@ class VisitRunner:
             self._prompt_scope.cancel()
             self._prompt_scope = None
 
-    async def _prompt_task(self, name: str, scope: anyio.CancelScope) -> None:
-        with scope:
-            await self._play_speaker(name)
-            self.post(PromptDone(name))
+    async def _prompt_task(self, name: str, scope: anyio.CancelScope, done: anyio.Event) -> None:
+        try:
+            with scope:
+                await self._play_speaker(name)
+                self.post(PromptDone(name))
+        finally:
+            done.set()
 
     async def _play_speaker(self, name: str) -> None:
         self._log.event(self.visit, "PLAYBACK_START", "visitor", name)

@@ -54,6 +54,28 @@ async def test_talk_mode_carries_audio_both_ways(tmp_path: Path, prompt_cache: P
     assert said >= 1.0, f"only {said:.1f} s of the panel microphone's 600 Hz tone reached the resident"
 
 
+async def test_talk_mode_door_open_prompt_is_heard_whole_after_the_call(tmp_path: Path, prompt_cache: Path) -> None:
+    """In talk mode the call's audio holds the speaker, so "porta aberta" waits for the call to end; the
+    visit's end (the hang-up after opening) must neither cut it nor stall on it."""
+    mic = write_mic_raw(tmp_path / "mic.raw", 600, 30)
+    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, \
+            Baresip(tmp_path, user="101") as phone:
+        apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="talk")
+        config = scenario_config(tmp_path, prompt_cache, [apt])
+        async with run_panel(config) as panel:
+            await panel.press()
+            await phone.wait_event("CALL_ESTABLISHED", 10)
+            await anyio.sleep(0.5)
+            phone.command("sndcode", "1")
+            await phone.wait_event("CALL_CLOSED", 10)  # the panel hangs up after hangup_after_open
+            closed = anyio.current_time()
+            await panel.visit_done()
+            took = anyio.current_time() - closed
+            door_open = panel.app.prompts.speaker_pcm("door_open").data
+    assert door_open in speaker.all_frames()  # every sample of it, in order
+    assert took < 2 * len(door_open) / (2 * 22050) + 2  # the prompt's own length and some slack, not 15 s
+
+
 def tone_seconds(raw: bytes, rate: int, hz: float, slice_s: float = 0.05) -> float:
     """Seconds of ``raw`` (16-bit mono) that are a pure ``hz`` tone: slices where the Goertzel power at ``hz``
     holds most of the slice's energy (a pure tone gives 0.5 of N * sum(x^2); speech far less)."""
