@@ -86,6 +86,11 @@ class PjOwner(InboundCalls, MediaCommands):
         self.wrong_thread_callbacks = 0
         self.callback_errors = 0
         self.fault_once = False
+        # Set by the loop when it sends a wake datagram, cleared here before the queue is drained, so at
+        # most one sits in the SIP socket's receive buffer whatever the command rate: the buffer is for
+        # SIP. (When the owner once stalled, a datagram per command filled it and the kernel dropped
+        # the far end's responses.)
+        self.wake_in_flight = False
 
     # -- thread side: life cycle ---------------------------------------------------------------------
     def submit(self, command: Command[Any]) -> None:
@@ -129,7 +134,10 @@ class PjOwner(InboundCalls, MediaCommands):
 
     def _turn(self) -> None:
         """Work between two polls: commands, deferred inbound answers/refusals, ring timeouts, players."""
-        while True:
+        self.wake_in_flight = False  # before draining: a command queued after this sends a new wake
+        # Only the commands already queued: loop tasks issuing commands back to back refill the queue as
+        # fast as it drains, and draining to empty then starved libHandleEvents (no SIP was read at all).
+        for _ in range(self._commands.qsize()):
             try:
                 command = self._commands.get_nowait()
             except queue.Empty:

@@ -126,7 +126,12 @@ class SipEngine:
     # -- plumbing ---------------------------------------------------------------------------------------
     def _wake(self) -> None:
         """End the owner's current poll at once. A UDP sendto does not block; a lost datagram only costs
-        one poll period (POLL_MS)."""
+        one poll period (POLL_MS). Not sent while one is in flight: see PjOwner.wake_in_flight."""
+        owner = self._owner
+        if owner is not None:
+            if owner.wake_in_flight:
+                return
+            owner.wake_in_flight = True
         if self._wake_socket is not None:
             try:
                 self._wake_socket.sendto(b"\r\n", self._wake_address)

@@ -79,7 +79,12 @@ async def test_deadlock_incoming_call_then_loop_reads_call(tmp_path: Path, bridg
 
 
 async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) -> None:
-    """A loop task polling Account.getInfo() while callbacks ran deadlocked; here snapshots are cheap."""
+    """A loop task polling Account.getInfo() while callbacks ran deadlocked; here snapshots are cheap.
+
+    Four tasks issue commands back to back. The owner once drained its queue to empty before polling
+    again, and they refilled it as fast: no SIP was read, one wake datagram per command filled the
+    socket's buffer, the kernel dropped the far end's 486 and the dial retransmitted for 32 s. Every
+    call must end with the far end's answer."""
     with Sipp(tmp_path, "uas_busy") as far:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -92,12 +97,14 @@ async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) ->
                             await engine.live_calls()
                         _ = engine.registration
                         polls += 1
-                tg.start_soon(poll)
+                for _ in range(4):
+                    tg.start_soon(poll)
                 for _ in range(10):
                     call = await engine.dial(far.uri())
-                    await log.wait(CallEnded, call)
+                    ended = await log.wait(CallEnded, call, timeout=5)
+                    assert ended.code == 486, ended
                 tg.cancel_scope.cancel()
-            assert polls > 10
+            assert polls > 40
 
 
 async def test_deadlock_dtmf_then_loop_hangs_up(tmp_path: Path, bridge) -> None:
