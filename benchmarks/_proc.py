@@ -53,6 +53,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Calls between RSS samples in figure 5's runs: the series separates pool warm-up from steady growth.
+SAMPLE_EVERY = 100
+
+
 def footprint() -> dict[str, int]:
     """Threads (kernel's view, so pjsua's native threads count too), open fds and RSS of this process."""
     status = Path("/proc/self/status").read_text()

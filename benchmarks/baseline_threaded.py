@@ -32,7 +32,7 @@ from typing import Any
 import pjsua2 as pj
 
 from benchmarks._pj import FarEnd, account_config, endpoint
-from benchmarks._proc import emit, footprint
+from benchmarks._proc import SAMPLE_EVERY, emit, footprint
 
 SIP_PORT, RTP_PORT, FAR_PORT = 15060, 22000, 15070
 _names = itertools.count()
@@ -67,7 +67,11 @@ class Bench:
     def dispatch(self, coro_fn: Any, *args: Any) -> None:
         with self.lock:
             self.events_posted += 1
-        self.threads.append(spawn(self.ep, coro_fn, *args))
+        with self.lock:
+            if len(self.threads) >= 64:
+                # Finished threads forgotten, so figure 5 counts the design's memory and not this harness's.
+                self.threads = [t for t in self.threads if t.is_alive()]
+            self.threads.append(spawn(self.ep, coro_fn, *args))
 
 
 class OldCall(pj.Call):
@@ -191,7 +195,11 @@ def drive(ep: pj.Endpoint, acc: pj.Account, args: argparse.Namespace) -> dict[st
     started = time.monotonic()
     calls: list[OldCall] = []
     failed = 0
+    rss_series: list[tuple[int, int]] = [(0, before["rss_kb"])]
     for i in range(args.n):
+        if i and i % SAMPLE_EVERY == 0:
+            gc.collect()
+            rss_series.append((i, footprint()["rss_kb"]))
         call = place(acc, bench)
         if call is None:
             failed += 1
@@ -217,6 +225,7 @@ def drive(ep: pj.Endpoint, acc: pj.Account, args: argparse.Namespace) -> dict[st
     time.sleep(0.3)
     gc.collect()
     after = footprint()
+    rss_series.append((args.n, after["rss_kb"]))
     for c in calls:
         if not c.ended.is_set():
             c.hangup(pj.CallOpParam())
@@ -226,6 +235,7 @@ def drive(ep: pj.Endpoint, acc: pj.Account, args: argparse.Namespace) -> dict[st
         "seconds": elapsed,
         "before": before,
         "after": after,
+        "rss_series": rss_series,
         "peak_threads": sampler.peak,
         "events_posted": bench.events_posted,
         "events_handled": bench.events_handled,

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks._proc import run_child
+from benchmarks._proc import SAMPLE_EVERY, run_child
 from benchmarks._stats import summarize
 from benchmarks.report import Figure, ratio
 
@@ -132,6 +132,15 @@ def sip_figures(p: Profile, errors: list[str]) -> list[Figure]:
     base = _sip_run("baseline_threaded", "visits", p.visits, errors)
     f5.tables.append((_FOOT_HEADERS, [_foot_row("ours", ours), _foot_row("baseline", base),
                                       _foot_ratio(ours, base)]))
+    series = [(label, r["rss_series"]) for label, r in (("ours", ours), ("baseline", base))
+              if r and len(r.get("rss_series", [])) > 1]
+    if series:
+        f5.tables.append((["design", *(f"{n} calls" for n, _ in series[0][1])],
+                          [[label, *(f"{kb / 1024:.2f}" for _, kb in points)] for label, points in series]))
+        f5.notes.append(f"RSS (MB) every {SAMPLE_EVERY} calls after `gc.collect()`. The first {SAMPLE_EVERY} calls "
+                        "fill pjsip's and pjmedia's pools in both designs; \"after warm-up\" is the growth from "
+                        f"call {SAMPLE_EVERY} to the last, the figure a leak would show. Neither harness keeps "
+                        "anything per finished call (ended legs and finished threads are dropped).")
     f5.notes.append("Each visit: dial, far end answers, a scheduled hang-up 50 ms after the answer, wait for the "
                     "end. Threads are the kernel's count (pjsua's native threads included); peak sampled every 5 ms "
                     "(the baseline's sampler thread is not counted).")
@@ -162,7 +171,13 @@ def sip_figures(p: Profile, errors: list[str]) -> list[Figure]:
 
 
 _FOOT_HEADERS = ["design", "visits", "failed", "threads before/peak/after", "fds before/after",
-                 "RSS before/after (MB)", "RSS growth (MB)", "lost events", "misrouted/wrong"]
+                 "RSS before/after (MB)", "RSS growth (MB)", "after warm-up (MB)", "lost events", "misrouted/wrong"]
+
+
+def _steady_growth_mb(r: dict[str, Any]) -> float | None:
+    """RSS growth from the sample at call SAMPLE_EVERY to the end, or None for a run shorter than that."""
+    points = [kb for n, kb in r.get("rss_series", []) if n >= SAMPLE_EVERY]
+    return (points[-1] - points[0]) / 1024 if len(points) > 1 else None
 
 
 def _foot_row(label: str, r: dict[str, Any] | None) -> list[str]:
@@ -170,17 +185,22 @@ def _foot_row(label: str, r: dict[str, Any] | None) -> list[str]:
         return [label, "error", *["-"] * 7]
     b, a = r["before"], r["after"]
     misrouted = r.get("misrouted_events", 0) + max(0, r.get("wrong_hangups", 0))
+    steady = _steady_growth_mb(r)
     return [label, str(r["n"]), str(r["failed_calls"]), f"{b['threads']}/{r['peak_threads']}/{a['threads']}",
             f"{b['fds']}/{a['fds']}", f"{b['rss_kb'] / 1024:.1f}/{a['rss_kb'] / 1024:.1f}",
-            f"{(a['rss_kb'] - b['rss_kb']) / 1024:.2f}", str(r["lost_events"]), str(misrouted)]
+            f"{(a['rss_kb'] - b['rss_kb']) / 1024:.2f}", "-" if steady is None else f"{steady:.2f}",
+            str(r["lost_events"]), str(misrouted)]
 
 
 def _foot_ratio(ours: dict[str, Any] | None, base: dict[str, Any] | None) -> list[str]:
     if not ours or not base:
-        return ["baseline/ours", *["n/a"] * 8]
+        return ["baseline/ours", *["n/a"] * 9]
     grow = [(r["after"]["rss_kb"] - r["before"]["rss_kb"]) / 1024 for r in (base, ours)]
+    steady = [_steady_growth_mb(r) for r in (base, ours)]
     return ["baseline/ours", "", "", f"peak {ratio(base['peak_threads'], ours['peak_threads'])}", "", "",
-            ratio(grow[0], max(grow[1], 0.0)), "", ""]
+            ratio(grow[0], max(grow[1], 0.0)),
+            ratio(steady[0], max(steady[1], 0.0)) if steady[0] is not None and steady[1] is not None else "n/a",
+            "", ""]
 
 
 def _wrong(r: dict[str, Any]) -> int:

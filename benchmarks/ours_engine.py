@@ -23,7 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from benchmarks._pj import FarEnd
-from benchmarks._proc import emit, footprint
+from benchmarks._proc import SAMPLE_EVERY, emit, footprint
 from daemon.bridge import LoopBridge
 from daemon.config import SipAccountConfig, SipConfig
 from daemon.errors import CallGoneError, SipError
@@ -41,7 +41,8 @@ class Leg:
 class Bench:
     def __init__(self, engine: SipEngine, tg: TaskGroup, args: argparse.Namespace) -> None:
         self.engine, self.tg, self.args = engine, tg, args
-        self.legs: dict[CallHandle, Leg] = {}
+        self.legs: dict[CallHandle, Leg] = {}  # calls not yet ended
+        self.placed = 0
         self.callback_to_handler_ms: list[float] = []
         self.command_ms: list[float] = []
         self.ping_ms: list[float] = []
@@ -66,6 +67,8 @@ class Bench:
                 if self.args.mode != "latency":
                     self.tg.start_soon(self.scheduled_hangup, event.handle, leg)
             else:
+                # Forgotten once over, so the figure counts the engine's memory and not this harness's.
+                del self.legs[event.handle]
                 leg.ended.set()
 
     async def scheduled_hangup(self, handle: CallHandle, leg: Leg) -> None:
@@ -91,6 +94,7 @@ class Bench:
             self.dial_errors.append(str(exc))
             return None
         leg = self.legs.setdefault(handle, Leg())
+        self.placed += 1
         return handle, leg
 
 
@@ -134,7 +138,11 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         tg.start_soon(bench.sample_threads)
         started = time.monotonic()
         failed = 0
-        for _ in range(args.n):
+        rss_series: list[tuple[int, int]] = [(0, before["rss_kb"])]
+        for i in range(args.n):
+            if i and i % SAMPLE_EVERY == 0:
+                gc.collect()
+                rss_series.append((i, footprint()["rss_kb"]))
             if args.mode == "latency":
                 failed += not await one_latency_call(bench)
                 await anyio.sleep(args.gap)
@@ -150,13 +158,14 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                     await placed[1].ended.wait()
                 failed += scope.cancelled_caught
         with anyio.move_on_after(args.hangup_delay + 3):
-            for leg in bench.legs.values():
+            for leg in list(bench.legs.values()):
                 await leg.ended.wait()
         elapsed = time.monotonic() - started
         await anyio.sleep(args.hangup_delay + 0.3)  # let the last scheduled hang-ups run
         gc.collect()
         after = footprint()
-        expected = 2 * (len(bench.legs) - 1)  # answered + ended per measured call
+        rss_series.append((args.n, after["rss_kb"]))
+        expected = 2 * (bench.placed - 1)  # answered + ended per measured call
         tg.cancel_scope.cancel()
     return {
         "design": "ours: owner thread + LoopBridge",
@@ -166,6 +175,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": elapsed,
         "before": before,
         "after": after,
+        "rss_series": rss_series,
         "peak_threads": bench.peak_threads,
         "events_expected": expected,
         "events_handled": bench.events,

@@ -34,6 +34,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
                   "6. Idle CPU", "7. Loop scheduling lag", "8. Prompt synthesis", "## Machine"):
         assert f"## {title}" in report or title in report, title
     assert "Not measured" not in report
+    assert "after warm-up (MB)" in report and "0 calls" in report  # figure 5's RSS series of both designs
     assert "## Errors during the run" not in report
     images = sorted(p.name for p in (tmp_path / "img").glob("*.png"))
     assert {"fig1_invite.png", "fig3_pjsua2.png", "fig8_prompts.png"} <= set(images)
