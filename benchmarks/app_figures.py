@@ -91,7 +91,8 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
         lag = summarize(r["idle_lag_ms"])
         idle_rows.append([str(run + 1), f"{r['idle_seconds']:.0f}", f"{r['idle_cpu_percent']:.2f}",
                           f"{r['ready_from_process_s']:.2f}", f"{r['ready_from_enter_s']:.2f}",
-                          f"{lag['median']:.3f}", f"{lag['p99']:.3f}"])
+                          f"{lag['median']:.3f}", f"{lag['p99']:.3f}",
+                          "yes" if r.get("registered_at_start") and r.get("registered_after_idle") else "NO"])
         f7.add("lag while idle", r["idle_lag_ms"])
         load = r.get("load") or {}
         if "lag_ms" in load:
@@ -135,10 +136,14 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
                     "relay pulse, hang-up. anyio keeps idle worker threads for 10 s, so a worker started during "
                     "the run (speaker, history) can show as one more thread 'after'.")
     f6.tables.append((["run", "idle window s", "idle CPU %", "start -> READY s (process start)",
-                       "running() -> READY s", "idle lag median ms", "idle lag p99 ms"], idle_rows))
+                       "running() -> READY s", "idle lag median ms", "idle lag p99 ms",
+                       "registered (kamailio) before and after"], idle_rows))
     if p.idle_seconds < 60:
         f6.notes.append(f"The idle window was {p.idle_seconds:.0f} s ({p.name} profile); the issue's 60 s is "
                         "`--full` or `--idle-seconds 60`.")
+    f6.notes.append("Idle CPU is the whole process (pjsua2's media clock and owner thread included) after a "
+                    "first visit, registered at a kamailio registrar, with no harness task in the loop; the idle "
+                    "lag (10 ms sleeps, 100 wake-ups/s of its own) is sampled in a window after it.")
     f6.notes.append("start -> READY from process start includes importing the daemon, starting pjsua2 and "
                     "synthesizing every prompt (each run uses a fresh cache directory: a cold start).")
     f7.tables.append((["run", "sipp calls", "calls/s", "presses during load", "presses served (door opened)"],

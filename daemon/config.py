@@ -6,6 +6,7 @@ each naming the file, the key, what is wrong and what is accepted. Nothing start
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -197,6 +198,9 @@ class SipConfig:
     rtp_port_range: int = 100
     account: SipAccountConfig = field(default_factory=SipAccountConfig)
     inbound_allow: tuple[str, ...] = ()  # callers auto-answered; everyone else is refused
+    # Addresses/networks an allowlisted call must come from. inbound_allow matches the From header, which
+    # any caller can write; the source address of a UDP/TCP INVITE cannot be forged so easily. () = any.
+    inbound_sources: tuple[str, ...] = ()
     inbound_refuse_status: int = 603
     tls_ca_file: str = ""
     tls_cert_file: str = ""
@@ -215,6 +219,11 @@ class SipConfig:
             out.append(f"rtp_port: {self.rtp_port} must be 1024..{32767 - self.rtp_port_range} (below ephemeral)")
         for i, uri in enumerate(self.inbound_allow):
             out += _sip_uri_problems(f"inbound_allow[{i}]", uri)
+        for i, network in enumerate(self.inbound_sources):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                out.append(f"inbound_sources[{i}]: {network!r} is not an IP address or network (10.0.0.5, 10.0.0.0/24)")
         if not (400 <= self.inbound_refuse_status <= 699):
             out.append(f"inbound_refuse_status: {self.inbound_refuse_status} must be a 4xx, 5xx or 6xx status")
         if self.transport == "tls" and not self.tls_ca_file and self.tls_verify_server:
@@ -419,6 +428,9 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
             raise ConfigError(f"sip.account.password_file: cannot read {secret}: {exc.strerror}", str(path)) from exc
         warnings += _world_readable(secret, "sip.account.password_file")
         account = replace(account, password=password)
+    if config.sip.inbound_allow and not config.sip.inbound_sources:
+        warnings.append(f"{path}: sip.inbound_allow matches the caller's From header, which anyone can forge; "
+                        "set sip.inbound_sources to the PBX's or the callers' addresses")
     if env.get("INTERCOM_SIP_PASSWORD"):
         account = replace(account, password=env["INTERCOM_SIP_PASSWORD"])
     return replace(config, sip=replace(config.sip, account=account)), warnings

@@ -127,9 +127,12 @@ class Baresip(PeerProcess):
     name = "baresip"
 
     def __init__(self, workdir: Path, *, user: str = "resident", registrar: Registrar | None = None,
-                 answermode: str = "auto", audio_source: Path | None = None) -> None:
-        super().__init__(Path(workdir) / f"baresip-{user}")
+                 answermode: str = "auto", audio_source: Path | None = None, listen_host: str = "127.0.0.1") -> None:
+        super().__init__(Path(workdir) / f"baresip-{user}-{listen_host}")
         self.user = user
+        # Where its SIP socket is bound. Its From stays user@127.0.0.1 whatever this is: another loopback
+        # address (127.0.0.2) makes a caller whose From claims to be somebody it is not.
+        self.listen_host = listen_host
         self.registrar = registrar
         self.answermode = answermode
         self.audio_source = audio_source or write_tones_wav(self.workdir / "silence.wav", [(0, 120.0)])
@@ -145,14 +148,14 @@ class Baresip(PeerProcess):
     def uri(self) -> str:
         if self.registrar is not None:
             return self.registrar.uri(self.user)
-        return f"sip:{self.user}@127.0.0.1:{self.port}"
+        return f"sip:{self.user}@{self.listen_host}:{self.port}"
 
     def start(self) -> Self:
         self.rec_dir.mkdir(exist_ok=True)
         cfg = self.workdir / "cfg"
         cfg.mkdir(exist_ok=True)
         (cfg / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{self.port}\naudio_player\talsa,null\n"
+            f"poll_method\tepoll\nsip_listen\t{self.listen_host}:{self.port}\naudio_player\talsa,null\n"
             f"audio_source\taufile,{self.audio_source}\naudio_alert\talsa,null\nrtp_ports\t{10000 + self.port % 20000}-"
             f"{10099 + self.port % 20000}\nmodule_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\taufile.so\n"
             "module\talsa.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"

@@ -46,7 +46,7 @@ class OwnerHooks(Protocol):
     callback_errors: int
     fault_once: bool
 
-    def on_incoming(self, call: PjCall) -> None: ...
+    def on_incoming(self, call: PjCall, source: str) -> None: ...
     def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None: ...
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
@@ -99,7 +99,7 @@ class PjAccount(pj.Account):  # type: ignore[misc]
     def onIncomingCall(self, prm: Any) -> None:
         # The Call must be kept from here on: one that is collected when this callback returns hangs up.
         # It is never refused from in here (that aborts on an INVITE without SDP): see PjOwner.on_incoming.
-        self.hooks.on_incoming(PjCall(self, self.hooks, prm.callId))
+        self.hooks.on_incoming(PjCall(self, self.hooks, prm.callId), str(prm.rdata.srcAddress))
 
 
 class PjCall(pj.Call):  # type: ignore[misc]

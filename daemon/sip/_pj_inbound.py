@@ -14,7 +14,7 @@ import pjsua2 as pj
 from daemon.config import SipConfig
 from daemon.sip._pj_calls import CallRecord, PjCall
 from daemon.sip._teardown_pace import TeardownPace
-from daemon.sip._uri import caller_allowed
+from daemon.sip._uri import caller_allowed, source_allowed
 from daemon.sip.types import CallHandle, CallState, IncomingCall, SipEvent
 
 __all__ = ["InboundCalls"]
@@ -34,17 +34,22 @@ class InboundCalls:
     def _emit(self, event: SipEvent) -> None:
         raise NotImplementedError
 
-    def on_incoming(self, call: PjCall) -> None:
+    def on_incoming(self, call: PjCall, source: str) -> None:
         ci = call.getInfo()
         generation = next(self._generations)
         call.generation = generation
         handle = CallHandle(generation, call.getId(), "incoming", str(ci.remoteUri))
         self._records[generation] = CallRecord(handle, call, state=CallState.INCOMING)
         allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
+        if allowed and not source_allowed(source, self._config.inbound_sources):
+            allowed = False
+            log.warning("sip %s: caller is on inbound_allow but the INVITE came from %s, not from "
+                        "inbound_sources: refusing (a forged From?)", handle, source)
         # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
         # onIncomingCall aborts the process.
         self._pending_inbound.append((generation, allowed))
-        log.info("sip %s: incoming, %s", handle, "allowed: answering" if allowed else "not allowed: refusing")
+        log.info("sip %s: incoming from %s, %s", handle, source,
+                 "allowed: answering" if allowed else "not allowed: refusing")
         self._emit(IncomingCall(handle, handle.remote_uri, allowed))
 
     def _settle_pending_inbound(self) -> None:

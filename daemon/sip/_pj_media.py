@@ -95,17 +95,23 @@ class MediaCommands:
             raise SipError("this pjsua2 build has no sound device")
         rec = self._record(handle)
         rec.sound_device = True
-        self._connect_media(rec)
+        self._connect_when_media(rec)
 
     def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
         """Join the call both ways to a :class:`PjTalkPort` (once per call) and return its bridge."""
         rec = self._record(handle)
         if rec.talk_port is None:
-            rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet: no port made
             rec.talk_port = PjTalkPort(AudioBridge())
-        self._connect_media(rec)
-        log.info("sip %s: talk audio bridged through Python", rec.handle)
+        self._connect_when_media(rec)
+        log.info("sip %s: talk audio bridged through Python%s", rec.handle,
+                 "" if rec.media_active else " once its media is up")
         return rec.talk_port.bridge
+
+    def _connect_when_media(self, rec: CallRecord) -> None:
+        """Connect now if the call's audio is up, else on_media_state does when it comes up: an inbound call
+        is bridged as soon as it is answered, and an answer can be reported before its media."""
+        if rec.media_active:
+            self._connect_media(rec)
 
     def _retire_talk_port(self, rec: CallRecord) -> None:
         """Close the bridge, disconnect the port, and drop it only after the clock thread has seen the

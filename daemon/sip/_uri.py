@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
-__all__ = ["SipUri", "caller_allowed", "parse_sip_uri"]
+__all__ = ["SipUri", "caller_allowed", "parse_sip_uri", "source_allowed"]
 
 # Finds the URI inside a header value such as '"Door" <sip:door@10.0.0.5:5062;ob>;tag=x'.
 _URI = re.compile(r"(sips?):(?:([^@\s<>;:]+)(?::[^@\s<>]*)?@)?(\[[^\]]+\]|[^\s<>;:?]+)(?::(\d+))?", re.I)
@@ -38,3 +39,16 @@ def caller_allowed(remote: str, allowlist: tuple[str, ...]) -> bool:
     if caller is None:
         return False
     return any(entry is not None and entry.same_party(caller) for entry in map(parse_sip_uri, allowlist))
+
+
+def source_allowed(source: str, networks: tuple[str, ...]) -> bool:
+    """Did the INVITE come from one of ``networks`` (config ``inbound_sources``)? ``source`` is pjsip's
+    "host:port" ("[v6]:port" for IPv6). An empty ``networks`` trusts any source; an unparsable one, none."""
+    if not networks:
+        return True
+    host = (source.rsplit(":", 1)[0] if ":" in source else source).strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)

@@ -66,6 +66,10 @@ BROKEN: list[tuple[str, str, str]] = [
     ("rtp-in-ephemeral-range", with_lines("rtp_port = 20000", "rtp_port = 40000"), "rtp_port: 40000"),
     ("allow-bad-uri", with_lines('inbound_allow = ["sip:concierge@127.0.0.1"]', 'inbound_allow = ["concierge"]'),
      "inbound_allow[0]"),
+    ("inbound-source-not-an-address", with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["pbx.local"]'),
+     "inbound_sources[0]: 'pbx.local' is not an IP address or network"),
+    ("inbound-source-bad-prefix", with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["10.0.0.0/33"]'),
+     "inbound_sources[0]"),
     ("refuse-status-2xx", with_lines("inbound_refuse_status = 603", "inbound_refuse_status = 200"),
      "inbound_refuse_status"),
     ("max-calls-beyond-the-ioqueue", with_lines("inbound_refuse_status = 603",
@@ -130,3 +134,14 @@ def test_print_default_config_is_the_shipped_example() -> None:
     done = subprocess.run([sys.executable, "-m", "daemon.cli", "--print-default-config"],
                           capture_output=True, text=True, timeout=60, check=True)
     assert parse_config(done.stdout) == parse_config(BASE)
+
+
+def test_allowlist_without_inbound_sources_is_warned_about(tmp_path: Path) -> None:
+    """inbound_allow alone trusts the From header, which any caller writes as it likes."""
+    path = tmp_path / "intercom.toml"
+    path.write_text(with_lines('inbound_sources = ["127.0.0.1"]', '# inbound_sources = ["127.0.0.1"]'))
+    config, warnings = load_config(path, environ={})
+    assert config.sip.inbound_sources == ()
+    assert any("sip.inbound_allow matches the caller's From header" in w for w in warnings), warnings
+    path.write_text(default_config_text())
+    assert load_config(path, environ={})[1] == []

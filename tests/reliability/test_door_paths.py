@@ -124,15 +124,22 @@ def test_digits_before_answer_or_from_a_losing_leg_are_ignored() -> None:
 @pytest.mark.peers
 async def test_inbound_only_allowlisted_callers_with_inbound_codes(tmp_path: Path, prompt_cache: Path,
                                                                    speaker: AlsaCapture) -> None:
-    with Baresip(tmp_path, user="concierge") as concierge, Baresip(tmp_path, user="mallory") as mallory:
+    with Baresip(tmp_path, user="concierge") as concierge, Baresip(tmp_path, user="mallory") as mallory, \
+            Baresip(tmp_path, user="concierge", listen_host="127.0.0.2") as forger:
         config = config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9", codes=("1",))],
                              inbound_codes=("9",))
-        config = replace(config, sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",)))
+        config = replace(config, sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",),
+                                             inbound_sources=("127.0.0.1",)))
         async with run_panel(config) as panel:
             target = f"sip:portao@127.0.0.1:{panel.app.sip.sip_port}"
             mallory.command("dial", target)  # not on the allowlist: refused (603), her digits go nowhere
             await mallory.wait_event("CALL_CLOSED", 10)
             await send_digits(mallory, "9")
+            # From: sip:concierge@127.0.0.1 but sent from 127.0.0.2, not an inbound source: refused too.
+            forger.command("dial", target)
+            closed = await forger.wait_event("CALL_CLOSED", 10)
+            assert "603" in json.dumps(closed), closed
+            await send_digits(forger, "9")
             concierge.command("dial", target)
             await concierge.wait_event("CALL_ESTABLISHED", 10)
             await anyio.sleep(0.3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import math
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -74,6 +75,35 @@ async def test_talk_mode_door_open_prompt_is_heard_whole_after_the_call(tmp_path
             door_open = panel.app.prompts.speaker_pcm("door_open").data
     assert door_open in speaker.all_frames()  # every sample of it, in order
     assert took < 2 * len(door_open) / (2 * 22050) + 2  # the prompt's own length and some slack, not 15 s
+
+
+async def test_inbound_concierge_talks_both_ways(tmp_path: Path, prompt_cache: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An allowlisted inbound call is bridged as soon as it is answered, before its media is up: the bridge
+    must still join the call when the media comes (it once failed with 'no active audio media')."""
+    mic = write_mic_raw(tmp_path / "mic.raw", 600, 30)
+    concierge_voice = write_tones_wav(tmp_path / "voice.wav", [(1000, 60.0)])
+    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, \
+            Baresip(tmp_path, user="concierge", audio_source=concierge_voice) as concierge:
+        apt = Apartment(name="101", buttons=("101",), residents=("sip:101@127.0.0.1:9",), codes=("1",))
+        config = scenario_config(tmp_path, prompt_cache, [apt])
+        config = replace(config, inbound_codes=("9",), sip=replace(
+            config.sip, inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.1",)))
+        async with run_panel(config) as panel:
+            concierge.command("dial", f"sip:panel@127.0.0.1:{config.sip.port}")
+            await concierge.wait_event("CALL_ESTABLISHED", 10)
+            await anyio.sleep(2.0)  # concierge and visitor talk
+            concierge.hangup()
+            await panel.visit_done()
+            assert panel.app.sip.fault_counters == (0, 0)
+    assert not [r for r in caplog.records if "connect audio" in r.getMessage()]
+    heard = tone_seconds(speaker.all_frames(), MIC_RATE, 1000)
+    assert heard >= 1.0, f"only {heard:.1f} s of the concierge's 1000 Hz tone reached the speaker"
+    (recording,) = concierge.received_recordings()
+    with wave.open(str(recording), "rb") as w:
+        rate, said_raw = w.getframerate(), w.readframes(w.getnframes())
+    said = tone_seconds(said_raw, rate, 600)
+    assert said >= 1.0, f"only {said:.1f} s of the panel microphone's 600 Hz tone reached the concierge"
 
 
 def tone_seconds(raw: bytes, rate: int, hz: float, slice_s: float = 0.05) -> float:

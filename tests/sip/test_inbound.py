@@ -14,7 +14,7 @@ pytestmark = pytest.mark.peers
 
 
 async def test_allowed_caller_is_answered(tmp_path: Path, bridge) -> None:
-    config = make_config(inbound_allow=("sip:concierge@127.0.0.1",))
+    config = make_config(inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.0/8",))
     async with SipEngine(config, bridge) as engine:
         log = EventLog(engine)
         caller = Sipp(tmp_path, "uac_answered", caller="concierge", hold_ms=300)
@@ -24,6 +24,20 @@ async def test_allowed_caller_is_answered(tmp_path: Path, bridge) -> None:
         await log.wait(CallAnswered, incoming.handle)
         ended = await log.wait(CallEnded, incoming.handle)
         assert not ended.by_us
+
+
+async def test_allowed_caller_from_outside_inbound_sources_is_refused(tmp_path: Path, bridge) -> None:
+    """The From says concierge, but the INVITE did not come from where the concierge calls from."""
+    config = make_config(inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("10.0.0.0/8",))
+    async with SipEngine(config, bridge) as engine:
+        log = EventLog(engine)
+        caller = Sipp(tmp_path, "uac_expect_refusal", status=603, caller="concierge")
+        assert await caller.run_uac(engine.sip_port) == 0
+        incoming = await log.wait(IncomingCall)
+        assert not incoming.allowed and "concierge" in incoming.remote_uri
+        ended = await log.wait(CallEnded, incoming.handle)
+        assert (ended.code, ended.by_us) == (603, True)
+        assert not log.of(CallAnswered)
 
 
 @pytest.mark.parametrize("refuse_status", [603, 486])
