@@ -57,6 +57,10 @@ POLL_MS = 20
 _PJ_ETOOMANY = 70010
 
 
+# Held by the owner thread that has (or is creating) the process's one pjsua2 Endpoint.
+ONE_ENDPOINT = threading.Lock()
+
+
 class PjOwner(InboundCalls, MediaCommands):
     """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
     they run on the owner thread only, called from a :class:`Command`'s function."""
@@ -103,6 +107,14 @@ class PjOwner(InboundCalls, MediaCommands):
     def run(self) -> None:
         """The owner thread's body: start pjsua2, serve until stopped, then always shut down cleanly."""
         self.owner_thread_id = threading.get_ident()
+        if not ONE_ENDPOINT.acquire(blocking=False):
+            # pjsua2 allows one Endpoint per process, and a second one aborts it (a pj_thread_this assertion):
+            # refused while another engine's owner thread has not finished (e.g. its stop timed out).
+            self._bridge.call(self._on_ready, None, SipError(
+                "SIP start-up failed: another SIP engine in this process has not stopped (one pjsua2 Endpoint "
+                "per process)"))
+            self._bridge.call(self._on_finished, 0.0)
+            return
         destroy_seconds = 0.0
         try:
             try:
@@ -124,6 +136,7 @@ class PjOwner(InboundCalls, MediaCommands):
                     exc.__traceback__ = None
         finally:
             destroy_seconds = self._shutdown()
+            ONE_ENDPOINT.release()
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
@@ -240,6 +253,9 @@ class PjOwner(InboundCalls, MediaCommands):
             ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
         except pj.Error as exc:
             log.error("sip: libDestroy failed: %s", exc.info())
+        # The Endpoint goes now: a traceback that caught this frame (a warning raised in gc.collect above)
+        # would keep it, and the next Endpoint() in the process would abort.
+        del ep
         seconds = time.monotonic() - started
         log.info("sip: stopped (libDestroy %.0f ms)", seconds * 1000)
         return seconds

@@ -76,6 +76,8 @@ class SipEngine:
             await self._ready.wait()
         if self._start_error is not None:
             await self._wait_finished()
+            self._channel.close()
+            self._channel.receive.close()
             raise self._start_error
         self._wake_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_socket.setblocking(False)

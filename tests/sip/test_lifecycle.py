@@ -6,6 +6,7 @@ Each deadlock test reproduces a "callback -> loop -> pjsua2 call" pattern that d
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.errors import SipError
 from daemon.sip import (
     CallAnswered,
     CallEnded,
@@ -53,6 +55,33 @@ async def test_engine_restarts_in_one_process(bridge) -> None:
         async with SipEngine(make_config(), bridge) as engine:
             await engine.ping()
         assert engine.destroy_seconds < 2.0
+
+
+async def test_a_second_engine_in_the_process_is_refused_not_aborted(bridge) -> None:
+    """pjsua2 allows one Endpoint per process and a second one aborted it (pj_thread_this assertion): an
+    engine that has not stopped (e.g. its stop timed out) must make the next start fail, not crash."""
+    async with SipEngine(make_config(), bridge) as first:
+        with pytest.raises(SipError, match="another SIP engine in this process has not stopped"):
+            async with SipEngine(make_config(), bridge):
+                pass
+        await first.ping()  # the first goes on serving
+    async with SipEngine(make_config(), bridge) as after:  # and once it is gone, a new one starts
+        await after.ping()
+
+
+async def test_sip_port_taken_is_a_clean_start_error(bridge) -> None:
+    """Another program holds the SIP port: start-up fails with the reason, as often as it is tried, and
+    leaves nothing behind (the half-made Endpoint is destroyed, so a later start works)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        taken = make_config(port=squatter.getsockname()[1])
+        for _ in range(2):
+            with pytest.raises(SipError, match="Address already in use"):
+                async with SipEngine(taken, bridge):
+                    pass
+    async with SipEngine(make_config(), bridge) as engine:
+        await engine.ping()
+    assert not any(t.name == "sip-owner" for t in threading.enumerate())
 
 
 async def test_raising_callback_is_contained(tmp_path: Path, bridge) -> None:
