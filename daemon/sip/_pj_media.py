@@ -19,7 +19,7 @@ __all__ = ["TALK_PORT_GRACE_S", "MediaCommands"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
 
-# A disconnected talk port is kept this long before it is dropped: a few 20 ms clock ticks.
+# A disconnected talk port rests this long before it may serve another call: a few 20 ms clock ticks.
 TALK_PORT_GRACE_S = 0.1
 
 
@@ -29,7 +29,8 @@ class MediaCommands:
     _ep: Any
     _records: dict[int, CallRecord]
     _ended_players: list[tuple[int, PjPlayer]]
-    _retired_talk: list[tuple[float, PjTalkPort]]  # (drop after, port): see _retire_talk_port
+    _retired_talk: list[tuple[float, PjTalkPort]]  # (reusable after, port): see _retire_talk_port
+    _idle_talk: list[PjTalkPort]  # disconnected ports waiting for the next talk call
     has_sound_device: bool
 
     def _record(self, handle: CallHandle) -> CallRecord:
@@ -101,7 +102,7 @@ class MediaCommands:
         """Join the call both ways to a :class:`PjTalkPort` (once per call) and return its bridge."""
         rec = self._record(handle)
         if rec.talk_port is None:
-            rec.talk_port = PjTalkPort(AudioBridge())
+            rec.talk_port = self._talk_port()
         self._connect_when_media(rec)
         log.info("sip %s: talk audio bridged through Python%s", rec.handle,
                  "" if rec.media_active else " once its media is up")
@@ -113,9 +114,19 @@ class MediaCommands:
         if rec.media_active:
             self._connect_media(rec)
 
+    def _talk_port(self) -> PjTalkPort:
+        """An idle talk port with a fresh bridge, else a new port. Ports are reused and destroyed only at
+        shutdown: destroying one races pjmedia's clock thread (a segfault once in ~1,500 drops; once more
+        in a 1,000-visit run even with the grace period)."""
+        if self._idle_talk:
+            port = self._idle_talk.pop()
+            port.bridge = AudioBridge()
+            return port
+        return PjTalkPort(AudioBridge())
+
     def _retire_talk_port(self, rec: CallRecord) -> None:
-        """Close the bridge, disconnect the port, and drop it only after the clock thread has seen the
-        disconnect (conference changes take effect on its next tick): dropping a connected port segfaulted."""
+        """Close the bridge, disconnect the port, and reuse it only after the clock thread has seen the
+        disconnect (conference changes take effect on its next tick)."""
         port, rec.talk_port = rec.talk_port, None
         if port is None:
             return
@@ -127,6 +138,7 @@ class MediaCommands:
         for rec in self._records.values():
             self._retire_talk_port(rec)
 
-    def _drop_retired_talk(self, now: float) -> None:
+    def _rest_retired_talk(self, now: float) -> None:
         if self._retired_talk and self._retired_talk[0][0] <= now:
+            self._idle_talk += [port for t, port in self._retired_talk if t <= now]
             self._retired_talk = [(t, port) for t, port in self._retired_talk if t > now]

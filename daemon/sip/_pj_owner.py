@@ -81,7 +81,8 @@ class PjOwner(InboundCalls, MediaCommands):
         self._pending_inbound: list[tuple[int, bool]] = []  # (generation, allowed), oldest first
         self._pace = TeardownPace(refusal_budget(config.max_calls))
         self._ended_players: list[tuple[int, PjPlayer]] = []
-        self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (drop after, port): see _retire_talk_port
+        self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (reusable after, port): _retire_talk_port
+        self._idle_talk: list[PjTalkPort] = []
         self._generations = itertools.count(1)
         self._media_watch = MediaWatch(config.media_timeout_seconds)
         self.has_sound_device = False
@@ -158,7 +159,7 @@ class PjOwner(InboundCalls, MediaCommands):
             self._run_command(command)
         self._settle_pending_inbound()
         self._ended_players.clear()  # dropped here, outside their own onEof2 callback
-        self._drop_retired_talk(time.monotonic())
+        self._rest_retired_talk(time.monotonic())
         self._check_players()
         now = time.monotonic()
         for rec in list(self._records.values()):
@@ -232,6 +233,7 @@ class PjOwner(InboundCalls, MediaCommands):
         while self._retired_talk and time.monotonic() < deadline:
             ep.libHandleEvents(10)
         self._retired_talk.clear()
+        self._idle_talk.clear()
         self._records.clear()  # calls pjsua could not end in time: released here, before libDestroy
         self._pending_inbound.clear()
         self._ended_players.clear()
