@@ -75,7 +75,8 @@ def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     A child that crashes (pjsua2 aborts the process on some misuse) becomes ``{"error": ...}`` so the
     report can say what happened instead of the whole run failing.
     """
-    cmd = [sys.executable, "-m", f"benchmarks.{module}", *args]
+    # faulthandler: a native crash in a run (pjsua2, PortAudio) prints the Python stacks into its error.
+    cmd = [sys.executable, "-X", "faulthandler", "-m", f"benchmarks.{module}", *args]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

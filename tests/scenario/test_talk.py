@@ -15,7 +15,7 @@ import pytest
 from daemon.config import Apartment
 from daemon.simulation.phone import write_tones_wav
 from tests.scenario.conftest import run_panel, scenario_config
-from tests.support.alsa import capture_alsa
+from tests.support.alsa import AlsaCapture, capture_alsa
 from tests.support.peers import Baresip
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
@@ -46,13 +46,7 @@ async def test_talk_mode_carries_audio_both_ways(tmp_path: Path, prompt_cache: P
             assert panel.app.sip.fault_counters == (0, 0)
     # What the visitor heard: ALSA got the waiting prompt, the talk stream, then the farewell prompt, each
     # appended raw to all.raw. Only the talk stream holds a pure 1000 Hz tone; read at the pump's rate.
-    heard = tone_seconds(speaker.all_frames(), MIC_RATE, 1000)
-    assert heard >= 1.0, f"only {heard:.1f} s of the resident's 1000 Hz tone reached the speaker"
-    (recording,) = phone.received_recordings()
-    with wave.open(str(recording), "rb") as w:
-        rate, said_raw = w.getframerate(), w.readframes(w.getnframes())
-    said = tone_seconds(said_raw, rate, 600)
-    assert said >= 1.0, f"only {said:.1f} s of the panel microphone's 600 Hz tone reached the resident"
+    assert_heard_both_ways(speaker, phone, "resident")
 
 
 async def test_talk_mode_door_open_prompt_is_heard_whole_after_the_call(tmp_path: Path, prompt_cache: Path) -> None:
@@ -97,13 +91,18 @@ async def test_inbound_concierge_talks_both_ways(tmp_path: Path, prompt_cache: P
             await panel.visit_done()
             assert panel.app.sip.fault_counters == (0, 0)
     assert not [r for r in caplog.records if "connect audio" in r.getMessage()]
+    assert_heard_both_ways(speaker, concierge, "concierge")
+
+
+def assert_heard_both_ways(speaker: AlsaCapture, phone: Baresip, who: str) -> None:
+    """The phone's 1000 Hz tone reached the panel's speaker, and the panel microphone's 600 Hz the phone."""
     heard = tone_seconds(speaker.all_frames(), MIC_RATE, 1000)
-    assert heard >= 1.0, f"only {heard:.1f} s of the concierge's 1000 Hz tone reached the speaker"
-    (recording,) = concierge.received_recordings()
+    assert heard >= 1.0, f"only {heard:.1f} s of the {who}'s 1000 Hz tone reached the speaker"
+    (recording,) = phone.received_recordings()
     with wave.open(str(recording), "rb") as w:
         rate, said_raw = w.getframerate(), w.readframes(w.getnframes())
     said = tone_seconds(said_raw, rate, 600)
-    assert said >= 1.0, f"only {said:.1f} s of the panel microphone's 600 Hz tone reached the concierge"
+    assert said >= 1.0, f"only {said:.1f} s of the panel microphone's 600 Hz tone reached the {who}"
 
 
 def tone_seconds(raw: bytes, rate: int, hz: float, slice_s: float = 0.05) -> float:
