@@ -176,6 +176,18 @@ request_route {{
         self.start()
 
 
+def _udp_port_bound(port: int) -> bool:
+    """Is a UDP socket bound to ``port`` on this machine (IPv4 or IPv6)? From /proc/net/udp{,6}."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        if any(int(line.split()[1].rsplit(":", 1)[1], 16) == port for line in lines if line.strip()):
+            return True
+    return False
+
+
 class Sipp(PeerProcess):
     """A SIPp far end. UAS scenarios (names starting "uas_") listen on :attr:`port` until stopped, so the
     engine can dial :meth:`uri`; UAC scenarios ("uac_") are run once per :meth:`run_uac`. ``fields`` fill
@@ -204,11 +216,10 @@ class Sipp(PeerProcess):
         self._spawn(self._argv(["-m", str(max_calls)] if max_calls else []))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", self.port))
-                except OSError:
-                    return self  # sipp holds it
+            # Read from the kernel's table, not by binding the port: a probe holding it for an instant
+            # made sipp's own bind fail now and then ("sipp exited" with no error of its own).
+            if _udp_port_bound(self.port):
+                return self
             if not self.running():
                 raise RuntimeError(f"sipp exited:\n{self.log_text()[-2000:]}")
             time.sleep(0.02)
