@@ -27,7 +27,7 @@ import os  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-from collections.abc import AsyncIterator  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -131,21 +131,24 @@ async def press(factory: MockFactory, relay: StampedPin, first_buffers: list[flo
     return {"edge": edge, "opened": opened}
 
 
-async def wait_idle(app: Any, within: float = 10.0) -> bool:
+async def _until(condition: Callable[[], bool], within: float, period: float) -> bool:
+    """Poll ``condition`` (the app exposes statuses, not events, for these) until true or ``within`` s."""
     with anyio.move_on_after(within):
-        while not _idle(app):  # noqa: ASYNC110 - the app exposes a status, not an event, for "idle"
-            await anyio.sleep(0.01)
-        await anyio.sleep(0.05)  # let the call's end and the history write settle
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(period)
         return True
     return False
+
+
+async def wait_idle(app: Any, within: float = 10.0) -> bool:
+    if not await _until(lambda: _idle(app), within, 0.01):
+        return False
+    await anyio.sleep(0.05)  # let the call's end and the history write settle
+    return True
 
 
 async def wait_registered(app: Any, within: float = 10.0) -> bool:
-    with anyio.move_on_after(within):
-        while not getattr(app, "registered", False):  # noqa: ASYNC110 - a status, not an event
-            await anyio.sleep(0.05)
-        return True
-    return False
+    return await _until(lambda: bool(getattr(app, "registered", False)), within, 0.05)
 
 
 def _idle(app: Any) -> bool:

@@ -67,7 +67,6 @@ class Bench:
     def dispatch(self, coro_fn: Any, *args: Any) -> None:
         with self.lock:
             self.events_posted += 1
-        with self.lock:
             if len(self.threads) >= 64:
                 # Finished threads forgotten, so figure 5 counts the design's memory and not this harness's.
                 self.threads = [t for t in self.threads if t.is_alive()]

@@ -178,6 +178,8 @@ class Baresip(PeerProcess):
                 self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2)
             time.sleep(0.05)
         self._ctrl.settimeout(None)
+        # One reader per simulated phone, for its whole life (not per operation): the phone's control socket
+        # is read with blocking calls, and tests wait on its events from sync and async code alike.
         self._reader = threading.Thread(target=self._read_events, name=f"baresip-{self.user}-ctrl", daemon=True)
         self._reader.start()
         if self.registrar is not None:

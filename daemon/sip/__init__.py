@@ -1,7 +1,9 @@
 """The panel's SIP engine: one owner thread runs pjsua2; the loop talks to it with async methods.
 
-Only :mod:`daemon.sip._pj_owner` and :mod:`daemon.sip._pj_calls` load the pjsua2 binding, and only once an engine
-starts, so importing this package is cheap and works where pjsua2 is not installed.
+Only the owner thread's modules, ``daemon.sip._pj_*`` (the owner, split by concern: setup, calls, media,
+inbound), load the pjsua2 binding; every line of them runs on that one thread. The engine imports them only
+once it starts, so importing this package is cheap and works where pjsua2 is not installed
+(``tests/sip/test_pjsua2_confined.py`` keeps it so).
 """
 
 from daemon.sip.audio_bridge import AudioBridge

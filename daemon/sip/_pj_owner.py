@@ -102,6 +102,13 @@ class PjOwner(InboundCalls, MediaCommands):
         """Queue a command (any thread). The caller then wakes the poll."""
         self._commands.put(command)
 
+    def claim_wake(self) -> bool:
+        """(Loop side) True when the caller should send a wake datagram: none is in flight."""
+        if self.wake_in_flight:
+            return False
+        self.wake_in_flight = True
+        return True
+
     def request_stop(self) -> None:
         self._stop = True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -51,4 +52,10 @@ def source_allowed(source: str, networks: tuple[str, ...]) -> bool:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+    return any(address in network for network in _parsed(networks))
+
+
+@functools.cache
+def _parsed(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The config's networks, parsed once (validated at load, so they parse)."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)

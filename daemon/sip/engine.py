@@ -76,8 +76,7 @@ class SipEngine:
             await self._ready.wait()
         if self._start_error is not None:
             await self._wait_finished()
-            self._channel.close()
-            self._channel.receive.close()
+            self._close_channel()
             raise self._start_error
         self._wake_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._wake_socket.setblocking(False)
@@ -93,9 +92,12 @@ class SipEngine:
             await self._wait_finished()
             if self._wake_socket is not None:
                 self._wake_socket.close()
-            if self._channel is not None:
-                self._channel.close()
-                self._channel.receive.close()  # events still buffered are dropped with the engine
+            self._close_channel()
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel.receive.close()  # events still buffered are dropped with the engine
 
     async def _wait_finished(self) -> None:
         with anyio.move_on_after(STOP_TIMEOUT) as scope:
@@ -129,11 +131,8 @@ class SipEngine:
     def _wake(self) -> None:
         """End the owner's current poll at once. A UDP sendto does not block; a lost datagram only costs
         one poll period (POLL_MS). Not sent while one is in flight: see PjOwner.wake_in_flight."""
-        owner = self._owner
-        if owner is not None:
-            if owner.wake_in_flight:
-                return
-            owner.wake_in_flight = True
+        if self._owner is not None and not self._owner.claim_wake():
+            return
         if self._wake_socket is not None:
             try:
                 self._wake_socket.sendto(b"\r\n", self._wake_address)
