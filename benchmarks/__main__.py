@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--full", action="store_true", help="the complete counts (1,000 visits, 60 s idle)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window of figure 6 (profile default)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    ap.add_argument("--only", nargs="*", default=None,
-                    help="run only these groups: bridge prompts sip app (default: all)")
+    ap.add_argument(
+        "--only", nargs="*", default=None, help="run only these groups: bridge prompts sip app (default: all)"
+    )
     args = ap.parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     if args.idle_seconds is not None:

@@ -69,25 +69,50 @@ class StampedPin(MockPin):
 def bench_config(tmp: Path, registrar: Kamailio) -> Config:
     base = parse_config(default_config_text(), "<default>")
     # Registered at a real registrar, as a panel behind a PBX is: figure 6 asks for a registration up.
-    account = dataclasses.replace(base.sip.account, uri=registrar.uri("panel"), registrar=registrar.registrar,
-                                  username="panel", password=PANEL_PASSWORD)
+    account = dataclasses.replace(
+        base.sip.account,
+        uri=registrar.uri("panel"),
+        registrar=registrar.registrar,
+        username="panel",
+        password=PANEL_PASSWORD,
+    )
     buttons = tuple(dataclasses.replace(b, min_press_ms=MIN_PRESS_MS, holdoff_ms=0.0) for b in base.buttons)
-    apartment = dataclasses.replace(base.apartments[0], residents=(f"sip:101@127.0.0.1:{RELAY_PORT}",),
-                                    codes=("1",), fallback="", strategy="parallel")
+    apartment = dataclasses.replace(
+        base.apartments[0],
+        residents=(f"sip:101@127.0.0.1:{RELAY_PORT}",),
+        codes=("1",),
+        fallback="",
+        strategy="parallel",
+    )
     # The far end (through the stamping relay) answers; the other legs ring at sipp until cancelled.
-    group = dataclasses.replace(base.apartments[1], residents=(
-        f"sip:101@127.0.0.1:{RELAY_PORT}", *(f"sip:leg{i}@127.0.0.1:{LEGS_PORT}" for i in range(2, RING_GROUP + 1))),
-        codes=("1",), fallback="", strategy="parallel")
+    group = dataclasses.replace(
+        base.apartments[1],
+        residents=(
+            f"sip:101@127.0.0.1:{RELAY_PORT}",
+            *(f"sip:leg{i}@127.0.0.1:{LEGS_PORT}" for i in range(2, RING_GROUP + 1)),
+        ),
+        codes=("1",),
+        fallback="",
+        strategy="parallel",
+    )
     return dataclasses.replace(
         base,
         buttons=buttons,
         relay=dataclasses.replace(base.relay, pulse_seconds=0.2),
-        sip=dataclasses.replace(base.sip, bind_address="127.0.0.1", port=APP_SIP, rtp_port=APP_RTP,
-                                inbound_allow=(), inbound_sources=(), account=account),
+        sip=dataclasses.replace(
+            base.sip,
+            bind_address="127.0.0.1",
+            port=APP_SIP,
+            rtp_port=APP_RTP,
+            inbound_allow=(),
+            inbound_sources=(),
+            account=account,
+        ),
         timing=dataclasses.replace(base.timing, hangup_after_open_seconds=0.0, ring_timeout_seconds=10.0),
         apartments=(apartment, group, *base.apartments[2:]),
-        paths=dataclasses.replace(base.paths, state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"),
-                                  runtime_dir=str(tmp / "run")),
+        paths=dataclasses.replace(
+            base.paths, state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"), runtime_dir=str(tmp / "run")
+        ),
     )
 
 
@@ -113,8 +138,9 @@ class LagProbe:
                 self.samples.append(max(0.0, (time.monotonic() - t - 0.01) * 1000))
 
 
-async def press(factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0,
-                button: int = BUTTON_PIN) -> dict:
+async def press(
+    factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0, button: int = BUTTON_PIN
+) -> dict:
     """One visit: press, wait for the door to open and the visit to end. Returns its timestamps."""
     pin = factory.pin(button)
     relay_before = len([s for s in relay.stamps if s[1]])
@@ -244,8 +270,15 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
     return out
 
 
-async def load_phase(args: argparse.Namespace, app: Any, factory: MockFactory, relay: StampedPin,
-                     first_buffers: list[float], probe: LagProbe, tmp: Path) -> dict[str, Any]:
+async def load_phase(
+    args: argparse.Namespace,
+    app: Any,
+    factory: MockFactory,
+    relay: StampedPin,
+    first_buffers: list[float],
+    probe: LagProbe,
+    tmp: Path,
+) -> dict[str, Any]:
     """Figure 7: sipp calls the panel at ``--load-rate`` from callers it refuses, while presses ring a
     parallel group (the far end answers and sends the code, sipp rings as the other legs and is cancelled)
     and the loop's lag is sampled."""
@@ -256,12 +289,31 @@ async def load_phase(args: argparse.Namespace, app: Any, factory: MockFactory, r
     legs_xml = tmp / "legs.xml"
     legs_xml.write_text(render("uas_never_answer"), encoding="utf-8")
     common = ["-nostdin", "-i", "127.0.0.1", "-mp", str(LEGS_PORT + 2)]
-    load_cmd = ["sipp", "-sn", "uac", "-r", str(args.load_rate), "-m", str(args.load_calls), "-nostdin",
-                "-timeout", "60", "-p", str(LOAD_PORT), "-i", "127.0.0.1", "-mp", str(LOAD_PORT + 2),
-                f"127.0.0.1:{APP_SIP}"]
+    load_cmd = [
+        "sipp",
+        "-sn",
+        "uac",
+        "-r",
+        str(args.load_rate),
+        "-m",
+        str(args.load_calls),
+        "-nostdin",
+        "-timeout",
+        "60",
+        "-p",
+        str(LOAD_PORT),
+        "-i",
+        "127.0.0.1",
+        "-mp",
+        str(LOAD_PORT + 2),
+        f"127.0.0.1:{APP_SIP}",
+    ]
     try:
-        legs = await anyio.open_process(["sipp", "-sf", str(legs_xml), "-p", str(LEGS_PORT), *common],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        legs = await anyio.open_process(
+            ["sipp", "-sf", str(legs_xml), "-p", str(LEGS_PORT), *common],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except OSError as exc:
         return {"error": f"sipp: {exc}"}
     try:
@@ -277,9 +329,16 @@ async def load_phase(args: argparse.Namespace, app: Any, factory: MockFactory, r
         legs.terminate()
         await legs.wait()
     lag, probe.samples = probe.samples, []
-    return {"calls": args.load_calls, "rate": args.load_rate, "ring_group": RING_GROUP,
-            "sipp_status": sipp.returncode, "lag_ms": lag, "visits": served,
-            "presses": len(served), "served": sum(1 for v in served if v["opened"] is not None)}
+    return {
+        "calls": args.load_calls,
+        "rate": args.load_rate,
+        "ring_group": RING_GROUP,
+        "sipp_status": sipp.returncode,
+        "lag_ms": lag,
+        "visits": served,
+        "presses": len(served),
+        "served": sum(1 for v in served if v["opened"] is not None),
+    }
 
 
 def main() -> None:
@@ -294,8 +353,12 @@ def main() -> None:
         null_alsa(tmp)
         # The resident's phone rings 0.2 s before answering: the flow stops the waiting prompt on answer,
         # and a phone answering within a few ms would cut the prompt before it reaches ALSA.
-        with FarEnd(FAR_PORT, "--answer-after", "0.2", "--dtmf", "1", "--dtmf-after", "0.3",
-                    "--rtp-port", str(FAR_RTP)) as far, Kamailio(tmp, {"panel": PANEL_PASSWORD}) as registrar:
+        with (
+            FarEnd(
+                FAR_PORT, "--answer-after", "0.2", "--dtmf", "1", "--dtmf-after", "0.3", "--rtp-port", str(FAR_RTP)
+            ) as far,
+            Kamailio(tmp, {"panel": PANEL_PASSWORD}) as registrar,
+        ):
             result = anyio.run(drive, args, tmp, registrar)
     result["dtmf_sent_at"] = far.result.get("dtmf_sent_at", [])
     result["far_end"] = {k: v for k, v in far.result.items() if k != "dtmf_sent_at"}

@@ -251,8 +251,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["latency", "visits", "stress"])
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--gap", type=float, default=0.025,
-                    help="latency: pause between calls (back-to-back calls exhaust pjlib's select ioqueue)")
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=0.025,
+        help="latency: pause between calls (back-to-back calls exhaust pjlib's select ioqueue)",
+    )
     ap.add_argument("--spacing", type=float, default=0.3, help="stress: seconds between call starts")
     ap.add_argument("--hangup-delay", type=float, default=0.05, help="scheduled hang-up after answer")
     ap.add_argument("--far-min", type=float, default=0.0)

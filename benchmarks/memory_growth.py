@@ -49,9 +49,21 @@ BUTTON = ButtonConfig("101", 17, min_press_ms=20.0, holdoff_ms=50.0)
 
 
 class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 _libc = ctypes.CDLL("libc.so.6")
@@ -89,8 +101,11 @@ def rss_anon_kb() -> int:
 def malloc_kb() -> dict[str, int]:
     """glibc's view, summed over all arenas: bytes in use (incl. mmapped chunks) and free bytes it keeps."""
     m = _libc.mallinfo2()
-    return {"malloc_used_kb": (m.uordblks + m.hblkhd) // 1024, "malloc_free_kb": m.fordblks // 1024,
-            "malloc_arena_kb": m.arena // 1024}
+    return {
+        "malloc_used_kb": (m.uordblks + m.hblkhd) // 1024,
+        "malloc_free_kb": m.fordblks // 1024,
+        "malloc_arena_kb": m.arena // 1024,
+    }
 
 
 def object_counts() -> collections.Counter[str]:
@@ -102,13 +117,19 @@ def build_config(tmp: Path, resident_uri: str) -> Config:
     apt = Apartment(name="ok", buttons=("101",), residents=(resident_uri,), codes=("1",))
     return dataclasses.replace(
         base,
-        sip=dataclasses.replace(base.sip, bind_address="127.0.0.1", port=free_port(),
-                                rtp_port=22000 + (free_port() % 40) * 200, inbound_allow=()),
+        sip=dataclasses.replace(
+            base.sip,
+            bind_address="127.0.0.1",
+            port=free_port(),
+            rtp_port=22000 + (free_port() % 40) * 200,
+            inbound_allow=(),
+        ),
         apartments=(apt,),
         buttons=(BUTTON,),
         relay=dataclasses.replace(base.relay, pulse_seconds=0.1),
-        timing=dataclasses.replace(base.timing, ring_timeout_seconds=5, hangup_after_open_seconds=0.05,
-                                   wrong_code_limit=10_000),
+        timing=dataclasses.replace(
+            base.timing, ring_timeout_seconds=5, hangup_after_open_seconds=0.05, wrong_code_limit=10_000
+        ),
         paths=PathsConfig(state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"), runtime_dir=str(tmp / "run")),
     )
 
@@ -124,8 +145,13 @@ class Sampler:
 
     def sample(self, visits: int, app: Any, elapsed: float) -> dict[str, Any]:
         gc.collect()
-        row: dict[str, Any] = {"visits": visits, "elapsed_s": round(elapsed, 1), "rss_kb": rss_kb(),
-                               "rss_anon_kb": rss_anon_kb(), **malloc_kb()}
+        row: dict[str, Any] = {
+            "visits": visits,
+            "elapsed_s": round(elapsed, 1),
+            "rss_kb": rss_kb(),
+            "rss_anon_kb": rss_anon_kb(),
+            **malloc_kb(),
+        }
         if _sqlite_used is not None:
             row["sqlite_kb"] = _sqlite_used() // 1024
         if self.args.tracemalloc:
@@ -159,32 +185,46 @@ class Sampler:
         if self.base_snapshot is not None and self.last_snapshot is not None:
             filters = [tracemalloc.Filter(False, tracemalloc.__file__)]
             stats = self.last_snapshot.filter_traces(filters).compare_to(
-                self.base_snapshot.filter_traces(filters), "lineno")
+                self.base_snapshot.filter_traces(filters), "lineno"
+            )
             out["tracemalloc_growth"] = [
-                {"where": f"{s.traceback[0].filename}:{s.traceback[0].lineno}",
-                 "size_diff_kb": round(s.size_diff / 1024, 1), "count_diff": s.count_diff} for s in stats[:20]]
+                {
+                    "where": f"{s.traceback[0].filename}:{s.traceback[0].lineno}",
+                    "size_diff_kb": round(s.size_diff / 1024, 1),
+                    "count_diff": s.count_diff,
+                }
+                for s in stats[:20]
+            ]
         return out
 
 
 def app_figures(app: Any) -> dict[str, Any]:
     """Sizes of the app's own containers that could grow with visits (0 or flat expected)."""
     owner = getattr(app.sip, "_owner", None)
-    holders = {"visits._guards": app.visits._guards, "history._pending": getattr(app.history, "_pending", ()),
-               "visit_log._started": getattr(app.visit_log, "_started", ()),
-               "visit_log._subscribers": getattr(app.visit_log, "_subscribers", ()),
-               "sip._records": getattr(owner, "_records", ()),
-               "sip._pending_inbound": getattr(owner, "_pending_inbound", ()),
-               "sip._ended_players": getattr(owner, "_ended_players", ()),
-               "speaker.latencies": getattr(app.panel.speaker, "latencies", ()),
-               "logging handlers": logging.getLogger().handlers,
-               "threads": threading.enumerate()}
+    holders = {
+        "visits._guards": app.visits._guards,
+        "history._pending": getattr(app.history, "_pending", ()),
+        "visit_log._started": getattr(app.visit_log, "_started", ()),
+        "visit_log._subscribers": getattr(app.visit_log, "_subscribers", ()),
+        "sip._records": getattr(owner, "_records", ()),
+        "sip._pending_inbound": getattr(owner, "_pending_inbound", ()),
+        "sip._ended_players": getattr(owner, "_ended_players", ()),
+        "speaker.latencies": getattr(app.panel.speaker, "latencies", ()),
+        "logging handlers": logging.getLogger().handlers,
+        "threads": threading.enumerate(),
+    }
     return {"completed": app.visits.completed, **{k: len(v) for k, v in holders.items()}}
 
 
 def fmt_row(row: dict[str, Any]) -> str:
-    parts = [f"visits {row['visits']:5d}", f"t {row['elapsed_s']:6.1f}s", f"RSS {row['rss_kb'] / 1024:7.2f} MB",
-             f"anon {row['rss_anon_kb'] / 1024:6.2f}", f"malloc used {row['malloc_used_kb'] / 1024:6.2f}",
-             f"free {row['malloc_free_kb'] / 1024:6.2f}"]
+    parts = [
+        f"visits {row['visits']:5d}",
+        f"t {row['elapsed_s']:6.1f}s",
+        f"RSS {row['rss_kb'] / 1024:7.2f} MB",
+        f"anon {row['rss_anon_kb'] / 1024:6.2f}",
+        f"malloc used {row['malloc_used_kb'] / 1024:6.2f}",
+        f"free {row['malloc_free_kb'] / 1024:6.2f}",
+    ]
     if "sqlite_kb" in row:
         parts.append(f"sqlite {row['sqlite_kb'] / 1024:5.2f}")
     if "traced_kb" in row:
@@ -233,8 +273,12 @@ async def drive(args: argparse.Namespace, tmp: Path, phone: Baresip) -> dict[str
             if n % args.every == 0 or n == args.warmup:
                 sampler.sample(n, app, time.monotonic() - t0)
         outcomes = [r.outcome for r in await app.history.recent(args.visits + 5)]
-    return {"rows": sampler.rows, **sampler.growth_report(),
-            "door_opened": outcomes.count("door_opened"), "visits": args.visits}
+    return {
+        "rows": sampler.rows,
+        **sampler.growth_report(),
+        "door_opened": outcomes.count("door_opened"),
+        "visits": args.visits,
+    }
 
 
 def plot(paths: list[Path], out: Path) -> None:
@@ -251,8 +295,13 @@ def plot(paths: list[Path], out: Path) -> None:
         label = data.get("label", path.stem)
         ax.plot(x, [r["rss_kb"] / 1024 for r in rows], marker="o", label=f"RSS ({label})")
         if "rss_trimmed_kb" in rows[0]:
-            ax.plot(x, [r["rss_trimmed_kb"] / 1024 for r in rows], marker=".", ls="--",
-                    label=f"RSS after malloc_trim ({label})")
+            ax.plot(
+                x,
+                [r["rss_trimmed_kb"] / 1024 for r in rows],
+                marker=".",
+                ls="--",
+                label=f"RSS after malloc_trim ({label})",
+            )
         ax.plot(x, [r["malloc_used_kb"] / 1024 for r in rows], marker="x", ls=":", label=f"malloc in use ({label})")
         if "traced_kb" in rows[0]:
             ax.plot(x, [r["traced_kb"] / 1024 for r in rows], marker="s", ls="-.", label=f"tracemalloc ({label})")
@@ -301,8 +350,10 @@ def main() -> None:
     last = rows[-1]
     rss = (last["rss_kb"] - base["rss_kb"]) / 1024
     used = (last["malloc_used_kb"] - base["malloc_used_kb"]) / 1024
-    print(f"\ndoor opened {result['door_opened']}/{args.visits}; RSS {base['visits']} -> {last['visits']} visits: "
-          f"{rss:+.2f} MB; malloc in use {used:+.2f} MB")
+    print(
+        f"\ndoor opened {result['door_opened']}/{args.visits}; RSS {base['visits']} -> {last['visits']} visits: "
+        f"{rss:+.2f} MB; malloc in use {used:+.2f} MB"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:

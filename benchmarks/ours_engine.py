@@ -119,8 +119,12 @@ async def one_latency_call(bench: Bench) -> bool:
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
     bridge = LoopBridge()
-    config = SipConfig(bind_address="127.0.0.1", port=SIP_PORT, rtp_port=RTP_PORT,
-                       account=SipAccountConfig(uri=f"sip:panel@127.0.0.1:{SIP_PORT}"))
+    config = SipConfig(
+        bind_address="127.0.0.1",
+        port=SIP_PORT,
+        rtp_port=RTP_PORT,
+        account=SipAccountConfig(uri=f"sip:panel@127.0.0.1:{SIP_PORT}"),
+    )
     async with SipEngine(config, bridge) as engine, anyio.create_task_group() as tg:
         bench = Bench(engine, tg, args)
         tg.start_soon(bench.consume)
@@ -195,15 +199,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["latency", "visits", "stress"])
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--gap", type=float, default=0.025,
-                    help="latency: pause between calls (back-to-back calls exhaust pjlib's select ioqueue)")
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=0.025,
+        help="latency: pause between calls (back-to-back calls exhaust pjlib's select ioqueue)",
+    )
     ap.add_argument("--spacing", type=float, default=0.3)
     ap.add_argument("--hangup-delay", type=float, default=0.05)
     ap.add_argument("--far-min", type=float, default=0.0)
     ap.add_argument("--far-max", type=float, default=0.0)
     args = ap.parse_args()
-    with FarEnd(FAR_PORT, "--hangup-min", str(args.far_min), "--hangup-max", str(args.far_max),
-                "--rtp-port", "24000") as far:
+    with FarEnd(
+        FAR_PORT, "--hangup-min", str(args.far_min), "--hangup-max", str(args.far_max), "--rtp-port", "24000"
+    ) as far:
         result = anyio.run(drive, args)
     result["far_end"] = far.result
     emit(result)

@@ -31,8 +31,11 @@ class Series:
         s = summarize(self.samples)
         medians = [summarize(r)["median"] for r in self.runs if r]
         p99s = [summarize(r)["p99"] for r in self.runs if r]
-        spread = (f"{_ms(min(medians))}-{_ms(max(medians))} / {_ms(min(p99s))}-{_ms(max(p99s))}"
-                  if len(medians) > 1 else "one run")
+        spread = (
+            f"{_ms(min(medians))}-{_ms(max(medians))} / {_ms(min(p99s))}-{_ms(max(p99s))}"
+            if len(medians) > 1
+            else "one run"
+        )
         return [self.label, str(s["n"]), str(len(self.runs)), _ms(s["median"]), _ms(s["p99"]), _ms(s["max"]), spread]
 
 
@@ -57,8 +60,7 @@ class Figure:
         return next((s for s in self.series if s.label == label), None)
 
 
-LATENCY_HEADERS = ["series", "samples", "runs", "median ms", "p99 ms", "max ms",
-                   "spread of run medians / p99s (ms)"]
+LATENCY_HEADERS = ["series", "samples", "runs", "median ms", "p99 ms", "max ms", "spread of run medians / p99s (ms)"]
 
 
 def _ms(value: float) -> str:
@@ -130,8 +132,10 @@ def console(figures: list[Figure]) -> str:
 def _machine_caveat(m: dict[str, Any]) -> str:
     if "raspberry" in str(m["cpu"]).lower():
         return "Measured on the target hardware."
-    return (f"This machine ({m['cores']} cores, {m['arch']}) is not a Raspberry Pi: absolute numbers on a Pi will "
-            "be larger; the ratios between designs measured in the same run are the comparable part.")
+    return (
+        f"This machine ({m['cores']} cores, {m['arch']}) is not a Raspberry Pi: absolute numbers on a Pi will "
+        "be larger; the ratios between designs measured in the same run are the comparable part."
+    )
 
 
 def write_report(path: Path, img_dir: Path, figures: list[Figure], meta: dict[str, Any]) -> None:
@@ -150,8 +154,10 @@ def write_report(path: Path, img_dir: Path, figures: list[Figure], meta: dict[st
         "",
         "## Machine",
         "",
-        *_table(["cpu", "cores", "kernel", "arch", "python", "pjsua2", "anyio", "gpiozero"],
-                [[m["cpu"], m["cores"], m["kernel"], m["arch"], m["python"], m["pjsua2"], m["anyio"], m["gpiozero"]]]),
+        *_table(
+            ["cpu", "cores", "kernel", "arch", "python", "pjsua2", "anyio", "gpiozero"],
+            [[m["cpu"], m["cores"], m["kernel"], m["arch"], m["python"], m["pjsua2"], m["anyio"], m["gpiozero"]]],
+        ),
         "",
         _machine_caveat(m),
         "",

@@ -97,10 +97,22 @@ class IntercomApp:
             ports = PanelPorts(self.panel, self.prompts)
             calls = SipCalls(self.sip, talk)
             self.visits = Visits(
-                cfg, lambda visit, state: VisitRunner(visit, state, calls=calls, speaker=ports, door=ports,
-                                                      leds=ports, prompts=ports, visit_log=self.visit_log),
-                new_id=self.visit_log.new_visit_id, sip_ready=lambda: self.registered,
-                on_done=self._visit_done, refuse=self._refuse)
+                cfg,
+                lambda visit, state: VisitRunner(
+                    visit,
+                    state,
+                    calls=calls,
+                    speaker=ports,
+                    door=ports,
+                    leds=ports,
+                    prompts=ports,
+                    visit_log=self.visit_log,
+                ),
+                new_id=self.visit_log.new_visit_id,
+                sip_ready=lambda: self.registered,
+                on_done=self._visit_done,
+                refuse=self._refuse,
+            )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
             async with anyio.create_task_group() as writer:
@@ -114,12 +126,16 @@ class IntercomApp:
                         tg.start_soon(self._sip_loop)
                         tg.start_soon(self.visits.run)
                         tg.start_soon(watchdog_task)
-                        await tg.start(partial(handle_signals, terminate=partial(self._terminate, tg.cancel_scope),
-                                               reload=self.reload))
+                        await tg.start(
+                            partial(
+                                handle_signals, terminate=partial(self._terminate, tg.cancel_scope), reload=self.reload
+                            )
+                        )
                         await self._start_control(tg)
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
-                        log.info("intercom ready (%s, %.2f s after start)", cfg.panel_name,
-                                 time.monotonic() - self.started)
+                        log.info(
+                            "intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started
+                        )
                         self.ready.set()
                     sd_notify("STOPPING=1")
                 finally:
@@ -176,8 +192,13 @@ class IntercomApp:
                 case RegistrationChanged(active=active, code=code, reason=reason):
                     self.registered = active
                     self.panel.show(LedState.IDLE if active else LedState.FAULT)
-                    log.log(logging.INFO if active else logging.ERROR, "registration %s: %s %s",
-                            "up" if active else "down", code, reason)
+                    log.log(
+                        logging.INFO if active else logging.ERROR,
+                        "registration %s: %s %s",
+                        "up" if active else "down",
+                        code,
+                        reason,
+                    )
                 case CallRinging(handle=h):
                     self.visits.route(h, LegRinging)
                 case CallAnswered(handle=h):
@@ -206,8 +227,7 @@ class IntercomApp:
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
         if result.outcome == "cancelled":  # the runner logs OUTCOME only when its flow finished
-            self.visit_log.event(result.visit, "OUTCOME", request.apartment.name, result.outcome,
-                                 detail=result.detail)
+            self.visit_log.event(result.visit, "OUTCOME", request.apartment.name, result.outcome, detail=result.detail)
         await self.history.record(make_record(result, request))
 
     def status(self) -> dict[str, object]:

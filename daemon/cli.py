@@ -22,8 +22,12 @@ log = logging.getLogger("daemon")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="intercomd", description="Building-intercom daemon for the Raspberry Pi.")
-    p.add_argument("--config", type=Path, default=Path(os.environ.get("INTERCOM_CONFIG", DEFAULT_CONFIG_PATH)),
-                   help=f"TOML configuration file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("INTERCOM_CONFIG", DEFAULT_CONFIG_PATH)),
+        help=f"TOML configuration file (default {DEFAULT_CONFIG_PATH})",
+    )
     p.add_argument("--print-default-config", action="store_true", help="print the example configuration and exit")
     p.add_argument("--log-level", default=os.environ.get("INTERCOM_LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"intercomd {__version__}")

@@ -263,7 +263,6 @@ class TimingConfig:
         return out
 
 
-
 @dataclass(frozen=True)
 class PromptsConfig:
     language: Literal["pt-BR", "en"] = "pt-BR"
@@ -344,8 +343,11 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def problems(self) -> list[str]:
-        out: list[str] = [f"inbound_codes[{i}]: {c!r} must be 1 to 12 digits 0-9"
-                          for i, c in enumerate(self.inbound_codes) if not _is_code(c)]
+        out: list[str] = [
+            f"inbound_codes[{i}]: {c!r} must be 1 to 12 digits 0-9"
+            for i, c in enumerate(self.inbound_codes)
+            if not _is_code(c)
+        ]
         pins: dict[int, str] = {}
 
         def claim(pin: int, key: str) -> None:
@@ -359,8 +361,11 @@ class Config:
         for i, b in enumerate(self.buttons):
             claim(b.pin, f"buttons[{i}].pin")
         claim(self.relay.pin, "relay.pin")
-        for key, dev in (("exit_button", self.exit_button), ("door_contact", self.door_contact),
-                         ("tamper", self.tamper)):
+        for key, dev in (
+            ("exit_button", self.exit_button),
+            ("door_contact", self.door_contact),
+            ("tamper", self.tamper),
+        ):
             if dev is not None:
                 claim(dev.pin, f"{key}.pin")
         for name, led in self.leds.items():
@@ -429,8 +434,10 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
         warnings += _world_readable(secret, "sip.account.password_file")
         account = replace(account, password=password)
     if config.sip.inbound_allow and not config.sip.inbound_sources:
-        warnings.append(f"{path}: sip.inbound_allow matches the caller's From header, which anyone can forge; "
-                        "set sip.inbound_sources to the PBX's or the callers' addresses")
+        warnings.append(
+            f"{path}: sip.inbound_allow matches the caller's From header, which anyone can forge; "
+            "set sip.inbound_sources to the PBX's or the callers' addresses"
+        )
     if env.get("INTERCOM_SIP_PASSWORD"):
         account = replace(account, password=env["INTERCOM_SIP_PASSWORD"])
     return replace(config, sip=replace(config.sip, account=account)), warnings

@@ -212,7 +212,7 @@ class _Socket:
         await anyio.lowlevel.checkpoint()
         while view:
             try:
-                view = view[self.sock.send(view):]
+                view = view[self.sock.send(view) :]
             except BlockingIOError:
                 await anyio.wait_writable(self.sock)
 

@@ -35,8 +35,9 @@ class AppControl:
 
     async def open_door(self) -> dict[str, Any]:
         opened = self._app.panel.relay.open()
-        self._app.visit_log.event("-", "DOOR_OPEN", "control", "opened from the control socket" if opened
-                                  else "refused: relay blocked")
+        self._app.visit_log.event(
+            "-", "DOOR_OPEN", "control", "opened from the control socket" if opened else "refused: relay blocked"
+        )
         return {"opened": bool(opened)}
 
     async def dial(self, uri: str) -> dict[str, Any]:
@@ -85,16 +86,29 @@ class AppControl:
         results = await run_selftest(self._app.panel)
         rows = [{"check": r.check, "passed": r.passed, "detail": r.detail} for r in results]
         reg = self._app.sip.registration
-        rows.append({"check": "sip registration", "passed": reg.active or not reg.configured,
-                     "detail": "direct-IP, no registrar" if not reg.configured else f"{reg.code} {reg.reason}"})
+        rows.append(
+            {
+                "check": "sip registration",
+                "passed": reg.active or not reg.configured,
+                "detail": "direct-IP, no registrar" if not reg.configured else f"{reg.code} {reg.reason}",
+            }
+        )
         config = self._app.config
-        targets = [config.sip.account.registrar] if config.sip.account.registrar else sorted(
-            {uri for apt in config.apartments for uri in (*apt.residents, apt.fallback) if uri})[:8]
+        targets = (
+            [config.sip.account.registrar]
+            if config.sip.account.registrar
+            else sorted({uri for apt in config.apartments for uri in (*apt.residents, apt.fallback) if uri})[:8]
+        )
         for uri in targets:
             try:
                 code = await self._app.sip.options_ping(uri, within=2.0)
-                rows.append({"check": f"SIP OPTIONS {uri}", "passed": 200 <= code < 300 or code in (405, 501),
-                             "detail": f"answered {code}"})
+                rows.append(
+                    {
+                        "check": f"SIP OPTIONS {uri}",
+                        "passed": 200 <= code < 300 or code in (405, 501),
+                        "detail": f"answered {code}",
+                    }
+                )
             except SipError as exc:
                 rows.append({"check": f"SIP OPTIONS {uri}", "passed": False, "detail": str(exc)})
         return rows

@@ -50,12 +50,14 @@ class ControlClient:
             self.sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             self.sock.close()
-            raise CtlError(f"intercomd is not running (no control socket at {path}: {exc.strerror})",
-                           EX_UNAVAILABLE) from None
+            raise CtlError(
+                f"intercomd is not running (no control socket at {path}: {exc.strerror})", EX_UNAVAILABLE
+            ) from None
         except PermissionError:
             self.sock.close()
-            raise CtlError(f"permission denied on {path}: run as root or as a member of the intercom group",
-                           EX_NOPERM) from None
+            raise CtlError(
+                f"permission denied on {path}: run as root or as a member of the intercom group", EX_NOPERM
+            ) from None
         except OSError as exc:
             self.sock.close()
             raise CtlError(f"cannot connect to {path}: {exc}", EX_UNAVAILABLE) from None
@@ -118,6 +120,7 @@ class ControlClient:
 
 # --- human output ----------------------------------------------------------------------------------------
 
+
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -172,8 +175,14 @@ def _passed(check: dict[str, Any]) -> bool:
 
 def print_selftest(checks: list[dict[str, Any]], out: TextIO) -> bool:
     """PASS/FAIL table; True when every check passed. Rows are {name|check, ok|passed, detail|message}."""
-    rows = [{"result": "PASS" if _passed(c) else "FAIL", "check": _first(c, "name", "check") or "?",
-             "detail": _first(c, "detail", "message") or ""} for c in checks]
+    rows = [
+        {
+            "result": "PASS" if _passed(c) else "FAIL",
+            "check": _first(c, "name", "check") or "?",
+            "detail": _first(c, "detail", "message") or "",
+        }
+        for c in checks
+    ]
     print_table(rows, out, ["result", "check", "detail"])
     return all(_passed(c) for c in checks)
 
@@ -191,10 +200,15 @@ def print_event(event: dict[str, Any], out: TextIO) -> None:
 
 # --- command line ----------------------------------------------------------------------------------------
 
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="intercomctl", description="Control a running intercomd.")
-    p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET,
-                   help=f"control socket (default {DEFAULT_SOCKET}; or $INTERCOM_CONTROL_SOCKET)")
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=DEFAULT_SOCKET,
+        help=f"control socket (default {DEFAULT_SOCKET}; or $INTERCOM_CONTROL_SOCKET)",
+    )
     p.add_argument("--timeout", type=float, default=35.0, help="seconds to wait for an answer")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = sub.add_parser("status", help="daemon, SIP and panel state")

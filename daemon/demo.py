@@ -44,8 +44,9 @@ def demo_config(workdir: Path, resident_uri: str) -> Config:
         sip=replace(base.sip, bind_address="127.0.0.1", port=free_port(), inbound_allow=()),
         apartments=apartments,
         timing=replace(base.timing, hangup_after_open_seconds=1.0),
-        paths=PathsConfig(state_dir=str(workdir / "state"), cache_dir=str(workdir / "cache"),
-                          runtime_dir=str(workdir / "run")),
+        paths=PathsConfig(
+            state_dir=str(workdir / "state"), cache_dir=str(workdir / "cache"), runtime_dir=str(workdir / "run")
+        ),
     )
 
 
@@ -64,8 +65,10 @@ async def _demo(config: Config, phone: Baresip, visits: int) -> int:
     factory = MockFactory()
     button = config.buttons[0]
     async with running(config, pin_factory=factory) as app:
-        _say(f"panel ready; control socket at {config.paths.runtime_dir}/control.sock "
-             f"(try: intercomctl --socket {config.paths.runtime_dir}/control.sock status)")
+        _say(
+            f"panel ready; control socket at {config.paths.runtime_dir}/control.sock "
+            f"(try: intercomctl --socket {config.paths.runtime_dir}/control.sock status)"
+        )
         for n in range(1, visits + 1):
             _say(f"visit {n}: a visitor presses the doorbell of {button.name!r} (GPIO{button.pin})")
             await _press(factory, button.pin)
@@ -79,8 +82,10 @@ async def _demo(config: Config, phone: Baresip, visits: int) -> int:
         records = await app.history.recent(visits)
     _say("history (newest first):")
     for r in records:
-        sys.stdout.write(f"    {r.visit}  apartment {r.apartment:<8} outcome {r.outcome:<12} "
-                         f"door opened: {'yes' if r.door_opened else 'no '}  answered by {r.answered_by}\n")
+        sys.stdout.write(
+            f"    {r.visit}  apartment {r.apartment:<8} outcome {r.outcome:<12} "
+            f"door opened: {'yes' if r.door_opened else 'no '}  answered by {r.answered_by}\n"
+        )
     return 0 if records and all(r.door_opened for r in records) else 1
 
 

@@ -55,9 +55,24 @@ _SCHEMA = {
         CREATE INDEX visits_started ON visits (started_at);
     """,
 }
-_COLUMNS = ("visit", "apartment", "button", "started_at", "outcome", "answered_by", "answered_at", "door_opened",
-            "opened_by", "open_method", "ended_at", "ring_seconds", "call_seconds", "duration_seconds",
-            "failure", "extra")
+_COLUMNS = (
+    "visit",
+    "apartment",
+    "button",
+    "started_at",
+    "outcome",
+    "answered_by",
+    "answered_at",
+    "door_opened",
+    "opened_by",
+    "open_method",
+    "ended_at",
+    "ring_seconds",
+    "call_seconds",
+    "duration_seconds",
+    "failure",
+    "extra",
+)
 
 
 @dataclass(frozen=True)
@@ -86,10 +101,24 @@ class VisitRecord:
             # UTC, so the text sorts in time order whatever offset the caller used
             return None if t is None else t.astimezone(UTC).isoformat()
 
-        return (self.visit, self.apartment, self.button, iso(self.started_at), self.outcome, self.answered_by,
-                iso(self.answered_at), int(self.door_opened), self.opened_by, self.open_method, iso(self.ended_at),
-                self.ring_seconds, self.call_seconds, self.duration_seconds, self.failure,
-                json.dumps(dict(self.extra), ensure_ascii=False, sort_keys=True, default=str))
+        return (
+            self.visit,
+            self.apartment,
+            self.button,
+            iso(self.started_at),
+            self.outcome,
+            self.answered_by,
+            iso(self.answered_at),
+            int(self.door_opened),
+            self.opened_by,
+            self.open_method,
+            iso(self.ended_at),
+            self.ring_seconds,
+            self.call_seconds,
+            self.duration_seconds,
+            self.failure,
+            json.dumps(dict(self.extra), ensure_ascii=False, sort_keys=True, default=str),
+        )
 
     @classmethod
     def _from_row(cls, row: tuple[Any, ...]) -> VisitRecord:
@@ -100,9 +129,24 @@ class VisitRecord:
 
         started = when("started_at")
         assert started is not None  # NOT NULL in the schema
-        return cls(v["visit"], v["apartment"], v["button"], started, v["outcome"], v["answered_by"],
-                   when("answered_at"), bool(v["door_opened"]), v["opened_by"], v["open_method"], when("ended_at"),
-                   v["ring_seconds"], v["call_seconds"], v["duration_seconds"], v["failure"], json.loads(v["extra"]))
+        return cls(
+            v["visit"],
+            v["apartment"],
+            v["button"],
+            started,
+            v["outcome"],
+            v["answered_by"],
+            when("answered_at"),
+            bool(v["door_opened"]),
+            v["opened_by"],
+            v["open_method"],
+            when("ended_at"),
+            v["ring_seconds"],
+            v["call_seconds"],
+            v["duration_seconds"],
+            v["failure"],
+            json.loads(v["extra"]),
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -117,9 +161,15 @@ class VisitHistory:
     ``on_db_thread(op)`` is called in the worker thread before each database operation.
     """
 
-    def __init__(self, path: Path | str, *, backlog_limit: int = 1000,
-                 connect: Callable[[Path], sqlite3.Connection] = _connect,
-                 on_db_thread: Callable[[str], None] | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        backlog_limit: int = 1000,
+        connect: Callable[[Path], sqlite3.Connection] = _connect,
+        on_db_thread: Callable[[str], None] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.path = Path(path)
         self._timeout = timeout  # per record/open/close; SQLite's own lock timeout (5 s) bounds each thread call
         self._backlog_limit = backlog_limit
@@ -172,8 +222,12 @@ class VisitHistory:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if not self._failing:
                     self._failing = True
-                    log.error("history %s: cannot write (%s); keeping %d record(s) in memory and retrying",
-                              self.path, self.last_error, len(self._pending))
+                    log.error(
+                        "history %s: cannot write (%s); keeping %d record(s) in memory and retrying",
+                        self.path,
+                        self.last_error,
+                        len(self._pending),
+                    )
                 return False
             for rec in batch:
                 if self._pending.get(rec.visit) is rec:  # not replaced by a newer record meanwhile
@@ -203,8 +257,12 @@ class VisitHistory:
 
     async def aclose(self) -> None:
         if not await self.flush(self._timeout):
-            log.error("history %s: %d record(s) could not be written before shutdown: %s",
-                      self.path, len(self._pending), ", ".join(self._pending))
+            log.error(
+                "history %s: %d record(s) could not be written before shutdown: %s",
+                self.path,
+                len(self._pending),
+                ", ".join(self._pending),
+            )
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._timeout):
             await self._run(self._close)
 
@@ -252,8 +310,10 @@ class VisitHistory:
             return
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(f"INSERT OR REPLACE INTO visits ({', '.join(_COLUMNS)}) "
-                           f"VALUES ({', '.join('?' * len(_COLUMNS))})", [r._row() for r in batch])
+            db.executemany(
+                f"INSERT OR REPLACE INTO visits ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [r._row() for r in batch],
+            )
             db.execute("COMMIT")
         except BaseException:
             # a connection that failed mid-write may be unusable (I/O error): reopen on the next try

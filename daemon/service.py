@@ -44,6 +44,7 @@ JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 # --- sd_notify -------------------------------------------------------------------------------------------
 
+
 def _socket_address(value: str) -> str:
     # "@name" is Linux's abstract namespace: the kernel wants a leading NUL byte instead of the "@".
     return "\0" + value[1:] if value.startswith("@") else value
@@ -103,6 +104,7 @@ async def watchdog_task(
 
 # --- logging ---------------------------------------------------------------------------------------------
 
+
 def _syslog_priority(levelno: int) -> int:
     if levelno >= logging.CRITICAL:
         return 2
@@ -158,8 +160,9 @@ class JournalHandler(logging.Handler):
     ``fallback`` handler instead: a log line is never waited for and never silently lost.
     """
 
-    def __init__(self, fallback: logging.Handler, *, socket_path: Path = JOURNAL_SOCKET,
-                 identifier: str = "intercomd") -> None:
+    def __init__(
+        self, fallback: logging.Handler, *, socket_path: Path = JOURNAL_SOCKET, identifier: str = "intercomd"
+    ) -> None:
         super().__init__()
         self.fallback = fallback
         self.socket_path = str(socket_path)

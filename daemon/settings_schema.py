@@ -104,9 +104,7 @@ def _dataclass(cls: type[Any], data: object, problems: list[str], path: str) -> 
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     for key in unknown:
-        problems.append(
-            f"{_join(path, key)}: unknown key; accepted keys here: {', '.join(sorted(fields))}"
-        )
+        problems.append(f"{_join(path, key)}: unknown key; accepted keys here: {', '.join(sorted(fields))}")
     kwargs: dict[str, object] = {}
     before = len(problems)
     for name, field in fields.items():

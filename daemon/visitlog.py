@@ -74,8 +74,14 @@ class VisitEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
-        return {"target": self.target, "text": self.text, "timestamp": self.timestamp.isoformat(),
-                "elapsed_seconds": round(self.elapsed_seconds, 3), "visit": self.visit, **self.extra}
+        return {
+            "target": self.target,
+            "text": self.text,
+            "timestamp": self.timestamp.isoformat(),
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "visit": self.visit,
+            **self.extra,
+        }
 
     def line(self) -> str:
         """``NAME | {json}``: the log line."""
@@ -92,9 +98,16 @@ class VisitLog:
     ``clock`` (wall, for timestamps) and ``monotonic`` (for elapsed seconds) are injectable for tests.
     """
 
-    def __init__(self, path: Path | str | None, *, logger: logging.Logger | None = None,
-                 queue_size: int = 10_000, codes: Iterable[str] = (),
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: Path | str | None,
+        *,
+        logger: logging.Logger | None = None,
+        queue_size: int = 10_000,
+        codes: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = None if path is None else Path(path)
         self._logger = logger or log
         self._clock, self._monotonic = clock, monotonic
@@ -153,9 +166,15 @@ class VisitLog:
         started = now if visit in NO_VISIT else self._started.setdefault(visit, now)
         if name == "OUTCOME":
             self.end_visit(visit)
-        ev = VisitEvent(visit, name, self._mask(target, False), self._mask(text, name in KEYPAD_EVENTS),
-                        datetime.fromtimestamp(self._clock(), UTC).astimezone(), now - started,
-                        {k: self._mask_value(k, v) for k, v in extra.items()})
+        ev = VisitEvent(
+            visit,
+            name,
+            self._mask(target, False),
+            self._mask(text, name in KEYPAD_EVENTS),
+            datetime.fromtimestamp(self._clock(), UTC).astimezone(),
+            now - started,
+            {k: self._mask_value(k, v) for k, v in extra.items()},
+        )
         self._logger.info("%s", ev.line(), extra={"visit_id": visit, "visit_event": name})
         if self._queue_send is not None:
             try:
@@ -293,4 +312,3 @@ def _append(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(text)
-

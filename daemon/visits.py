@@ -45,9 +45,16 @@ RunnerFactory = Callable[[str, VisitState], VisitRunner]
 class Visits:
     """Owns the visit queue and the running visit. ``run()`` is one task in the app's task group."""
 
-    def __init__(self, config: Config, make_runner: RunnerFactory, *, new_id: Callable[[], str],
-                 sip_ready: Callable[[], bool], on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
-                 refuse: Callable[[VisitRequest, str], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        make_runner: RunnerFactory,
+        *,
+        new_id: Callable[[], str],
+        sip_ready: Callable[[], bool],
+        on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
+        refuse: Callable[[VisitRequest, str], None],
+    ) -> None:
         self.config = config
         self._make_runner = make_runner
         self._new_id, self._sip_ready, self._on_done, self._refuse = new_id, sip_ready, on_done, refuse
@@ -143,8 +150,13 @@ class Visits:
                 # Cancelled (SIGTERM, `intercomctl hangup`) or past the outer bound: run() never returned, but
                 # what the runner learned (who answered, when, whether the door opened) must reach history.
                 # "cancelled" even if the door opened: the row's door_opened says that; this says it was cut short.
-                result = replace(runner.result, state=runner.state, ended=time.monotonic(), outcome="cancelled",
-                                 detail="ended before its flow finished (shutdown, hangup or stuck)")
+                result = replace(
+                    runner.result,
+                    state=runner.state,
+                    ended=time.monotonic(),
+                    outcome="cancelled",
+                    detail="ended before its flow finished (shutdown, hangup or stuck)",
+                )
             self._scope = None
             self.current, self.current_request = None, None
             self._guards[apt.name] = runner.state.guard
@@ -162,8 +174,12 @@ class Visits:
     def status(self) -> dict[str, object]:
         runner, request = self.current, self.current_request
         return {
-            "active": None if runner is None or request is None else {
-                "visit": runner.visit, "apartment": request.apartment.name, "phase": runner.state.phase.name,
+            "active": None
+            if runner is None or request is None
+            else {
+                "visit": runner.visit,
+                "apartment": request.apartment.name,
+                "phase": runner.state.phase.name,
                 "legs": [{"uri": leg.uri, "status": leg.status.name} for leg in runner.state.legs],
             },
             "queued": list(self._queued),

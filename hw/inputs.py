@@ -48,8 +48,7 @@ EXIT_HOLDOFF_S = 0.5
 class _Input:
     """Common plumbing: the gpiozero device, the lock around the filter, the (maybe owned) dispatcher."""
 
-    def __init__(self, what: str, pin: int, pull_up: bool, *, pin_factory: Any,
-                 dispatcher: Dispatcher | None) -> None:
+    def __init__(self, what: str, pin: int, pull_up: bool, *, pin_factory: Any, dispatcher: Dispatcher | None) -> None:
         self.what = what
         self._owns_dispatcher = dispatcher is None
         self._dispatcher = dispatcher or Dispatcher(f"hw-{what}")
@@ -92,8 +91,17 @@ class _Input:
 class _PressInput(_Input):
     """An input whose presses are qualified by a :class:`PressFilter`, then handed to :meth:`_pressed`."""
 
-    def __init__(self, what: str, pin: int, pull_up: bool, min_press: float, holdoff: float, *,
-                 pin_factory: Any, dispatcher: Dispatcher | None) -> None:
+    def __init__(
+        self,
+        what: str,
+        pin: int,
+        pull_up: bool,
+        min_press: float,
+        holdoff: float,
+        *,
+        pin_factory: Any,
+        dispatcher: Dispatcher | None,
+    ) -> None:
         self._filter = PressFilter(min_press, holdoff)
         # Seconds from the qualifying moment (edge + min_press) to the start of ``post``: the measure of
         # how precise the hold timing is. Read by tests and the bench.
@@ -128,12 +136,20 @@ class DoorbellButton(_PressInput):
     rings at most once per ``holdoff_ms``.
     """
 
-    def __init__(self, config: ButtonConfig, *, pin_factory: Any, post: Post,
-                 dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self, config: ButtonConfig, *, pin_factory: Any, post: Post, dispatcher: Dispatcher | None = None
+    ) -> None:
         self.name = config.name
         self._post = post
-        super().__init__(f"button {config.name!r}", config.pin, config.pull_up, config.min_press_ms / 1000,
-                         config.holdoff_ms / 1000, pin_factory=pin_factory, dispatcher=dispatcher)
+        super().__init__(
+            f"button {config.name!r}",
+            config.pin,
+            config.pull_up,
+            config.min_press_ms / 1000,
+            config.holdoff_ms / 1000,
+            pin_factory=pin_factory,
+            dispatcher=dispatcher,
+        )
 
     def _pressed(self, at: float) -> None:
         log.info("button %s pressed", self.name)
@@ -147,12 +163,26 @@ class ExitButton(_PressInput):
     Wiring: one leg to the GPIO, the other to ground (internal pull-up).
     """
 
-    def __init__(self, config: InputConfig, *, pin_factory: Any, post: Post,
-                 action: Callable[[], bool] | None = None, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        config: InputConfig,
+        *,
+        pin_factory: Any,
+        post: Post,
+        action: Callable[[], bool] | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self._post = post
         self._action = action
-        super().__init__("exit button", config.pin, config.pull_up, config.min_press_ms / 1000, EXIT_HOLDOFF_S,
-                         pin_factory=pin_factory, dispatcher=dispatcher)
+        super().__init__(
+            "exit button",
+            config.pin,
+            config.pull_up,
+            config.min_press_ms / 1000,
+            EXIT_HOLDOFF_S,
+            pin_factory=pin_factory,
+            dispatcher=dispatcher,
+        )
 
     def _pressed(self, at: float) -> None:
         opened = False
@@ -172,8 +202,9 @@ class _SettledInput(_Input):
     start-up is reported at start-up, so a door already open or a tamper already present is not missed.
     """
 
-    def __init__(self, what: str, pin: int, pull_up: bool, *, active_means: bool, pin_factory: Any,
-                 dispatcher: Dispatcher | None) -> None:
+    def __init__(
+        self, what: str, pin: int, pull_up: bool, *, active_means: bool, pin_factory: Any, dispatcher: Dispatcher | None
+    ) -> None:
         self._active_means = active_means
         # Before the device exists: its callbacks may fire as soon as it does.
         self._filter = SettleFilter(CONTACT_SETTLE_S, initial=False)
@@ -218,13 +249,20 @@ class DoorContact(_SettledInput):
     A door already open at start-up is reported as opened at start-up.
     """
 
-    def __init__(self, config: DoorContactConfig, *, pin_factory: Any, post: Post,
-                 dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self, config: DoorContactConfig, *, pin_factory: Any, post: Post, dispatcher: Dispatcher | None = None
+    ) -> None:
         self._config = config
         self._post = post
         self._alarm: Handle | None = None
-        super().__init__("door contact", config.pin, config.pull_up, active_means=config.open_when_active,
-                         pin_factory=pin_factory, dispatcher=dispatcher)
+        super().__init__(
+            "door contact",
+            config.pin,
+            config.pull_up,
+            active_means=config.open_when_active,
+            pin_factory=pin_factory,
+            dispatcher=dispatcher,
+        )
 
     @property
     def is_open(self) -> bool:
@@ -236,8 +274,7 @@ class DoorContact(_SettledInput):
                 self._alarm.cancel()
                 self._alarm = None
             if is_open:
-                self._alarm = self._dispatcher.call_at(at + self._config.held_open_seconds,
-                                                       lambda: self._held_open(at))
+                self._alarm = self._dispatcher.call_at(at + self._config.held_open_seconds, lambda: self._held_open(at))
         log.info("door %s", "opened" if is_open else "closed")
         self._post(DoorOpened(at) if is_open else DoorClosed(at))
 
@@ -266,13 +303,26 @@ class TamperSwitch(_SettledInput):
     reported at start-up.
     """
 
-    def __init__(self, config: TamperConfig, *, pin_factory: Any, post: Post,
-                 on_tamper: Callable[[], None] | None = None, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        config: TamperConfig,
+        *,
+        pin_factory: Any,
+        post: Post,
+        on_tamper: Callable[[], None] | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self._config = config
         self._post = post
         self._on_tamper = on_tamper
-        super().__init__("tamper switch", config.pin, config.pull_up, active_means=config.tampered_when_active,
-                         pin_factory=pin_factory, dispatcher=dispatcher)
+        super().__init__(
+            "tamper switch",
+            config.pin,
+            config.pull_up,
+            active_means=config.tampered_when_active,
+            pin_factory=pin_factory,
+            dispatcher=dispatcher,
+        )
 
     @property
     def tampered(self) -> bool:

@@ -72,8 +72,9 @@ class StatusLeds:
         self.state: LedState | None = None
         try:
             for name, cfg in configs.items():
-                self._leds[name] = LED(cfg.pin, active_high=cfg.active_high, initial_value=False,
-                                       pin_factory=pin_factory)
+                self._leds[name] = LED(
+                    cfg.pin, active_high=cfg.active_high, initial_value=False, pin_factory=pin_factory
+                )
         except (GPIOZeroError, OSError) as exc:
             self.close()
             raise HardwareError(f"leds: cannot use the LED pins: {exc}") from exc

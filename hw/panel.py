@@ -35,8 +35,9 @@ class Panel:
     relay's pulse timing); :meth:`close` releases the relay and frees every pin.
     """
 
-    def __init__(self, config: Config, *, pin_factory: Any, post: Callable[[HwEvent], None],
-                 speaker: Speaker | None = None) -> None:
+    def __init__(
+        self, config: Config, *, pin_factory: Any, post: Callable[[HwEvent], None], speaker: Speaker | None = None
+    ) -> None:
         self.config = config
         self.pin_factory = pin_factory
         self.dispatcher = Dispatcher("hw-panel")
@@ -51,18 +52,30 @@ class Panel:
             # The relay first: after a crash the lock must be released before anything else can fail.
             self.relay = Relay(config.relay, pin_factory=pin_factory, post=post)
             for button in config.buttons:
-                self.buttons[button.name] = DoorbellButton(button, pin_factory=pin_factory, post=post,
-                                                           dispatcher=self.dispatcher)
+                self.buttons[button.name] = DoorbellButton(
+                    button, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                )
             if config.exit_button is not None:
-                self.exit_button = ExitButton(config.exit_button, pin_factory=pin_factory, post=post,
-                                              action=self.relay.open, dispatcher=self.dispatcher)
+                self.exit_button = ExitButton(
+                    config.exit_button,
+                    pin_factory=pin_factory,
+                    post=post,
+                    action=self.relay.open,
+                    dispatcher=self.dispatcher,
+                )
             if config.door_contact is not None:
-                self.door = DoorContact(config.door_contact, pin_factory=pin_factory, post=post,
-                                        dispatcher=self.dispatcher)
+                self.door = DoorContact(
+                    config.door_contact, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                )
             self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
             if config.tamper is not None:
-                self.tamper = TamperSwitch(config.tamper, pin_factory=pin_factory, post=post,
-                                           on_tamper=self._on_tamper, dispatcher=self.dispatcher)
+                self.tamper = TamperSwitch(
+                    config.tamper,
+                    pin_factory=pin_factory,
+                    post=post,
+                    on_tamper=self._on_tamper,
+                    dispatcher=self.dispatcher,
+                )
         except BaseException:
             self.close()
             raise
@@ -105,6 +118,7 @@ class Panel:
     def __enter__(self) -> Panel:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _NO_GPIO_HINT = (
     "no real GPIO found ({detail}). On a Raspberry Pi install python3-lgpio (or RPi.GPIO) into the daemon's "
-    "environment; to run without hardware set gpio.pin_factory = \"mock\" (or GPIOZERO_PIN_FACTORY=mock)"
+    'environment; to run without hardware set gpio.pin_factory = "mock" (or GPIOZERO_PIN_FACTORY=mock)'
 )
 
 
@@ -82,8 +82,9 @@ def _named(name: str) -> Any:
             warnings.simplefilter("always")
             factory = match[0].load()()
     except (GPIOZeroError, ImportError, OSError) as exc:
-        raise HardwareError(f"gpio: pin factory {name!r} cannot be used: {exc}. "
-                            + _NO_GPIO_HINT.split(". ", 1)[1]) from exc
+        raise HardwareError(
+            f"gpio: pin factory {name!r} cannot be used: {exc}. " + _NO_GPIO_HINT.split(". ", 1)[1]
+        ) from exc
     for w in caught:
         log.info("gpio: %s", w.message)
     log.info("gpio: using %s", type(factory).__name__)

@@ -41,8 +41,14 @@ class Relay:
     it to ``max(current end, now + seconds)``: it never stacks.
     """
 
-    def __init__(self, config: RelayConfig, *, pin_factory: Any, post: Callable[[HwEvent], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        *,
+        pin_factory: Any,
+        post: Callable[[HwEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._post = post
         self._clock = clock
@@ -56,8 +62,9 @@ class Relay:
         try:
             # initial_value=False drives the pin to the de-energized level at once, whatever state a
             # crashed predecessor left it in.
-            self._device = DigitalOutputDevice(config.pin, active_high=config.active_high, initial_value=False,
-                                               pin_factory=pin_factory)
+            self._device = DigitalOutputDevice(
+                config.pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
+            )
         except (GPIOZeroError, OSError) as exc:
             raise HardwareError(f"relay: cannot use GPIO{config.pin}: {exc}") from exc
         log.info("relay on GPIO%d de-energized (active_%s)", config.pin, "high" if config.active_high else "low")

@@ -36,8 +36,9 @@ class CheckResult(NamedTuple):
     detail: str
 
 
-async def run_selftest(panel: Panel, *, relay_sense_pin: int | None = None,
-                       tone_seconds: float = 0.3) -> list[CheckResult]:
+async def run_selftest(
+    panel: Panel, *, relay_sense_pin: int | None = None, tone_seconds: float = 0.3
+) -> list[CheckResult]:
     """Run every safe check against ``panel`` (whose :meth:`Panel.run` must be running for the relay
     pulse) and return one :class:`CheckResult` per check, in order."""
     results = [_relay_at_rest(panel)]
@@ -47,8 +48,13 @@ async def run_selftest(panel: Panel, *, relay_sense_pin: int | None = None,
     results += _inputs(panel)
     results.append(await _speaker(panel, tone_seconds))
     for r in results:
-        log.log(logging.INFO if r.passed else logging.ERROR, "selftest %s: %s (%s)",
-                r.check, "pass" if r.passed else "FAIL", r.detail)
+        log.log(
+            logging.INFO if r.passed else logging.ERROR,
+            "selftest %s: %s (%s)",
+            r.check,
+            "pass" if r.passed else "FAIL",
+            r.detail,
+        )
     return results
 
 
@@ -98,8 +104,12 @@ async def _relay_sense(panel: Panel, sense_pin: int) -> CheckResult:
             await released.wait()
         length = (ended[0] if ended else time.monotonic()) - start
         ok = seen_on and abs(length - SENSE_PULSE_S) <= SENSE_TOLERANCE_S
-        return CheckResult(name, ok, f"pulse {length * 1000:.0f} ms for {SENSE_PULSE_S * 1000:.0f} ms"
-                           f"{'' if seen_on else ', sense never went active'}")
+        return CheckResult(
+            name,
+            ok,
+            f"pulse {length * 1000:.0f} ms for {SENSE_PULSE_S * 1000:.0f} ms"
+            f"{'' if seen_on else ', sense never went active'}",
+        )
     finally:
         sense.close()
 
@@ -135,13 +145,15 @@ async def _leds(panel: Panel) -> list[CheckResult]:
 def _inputs(panel: Panel) -> list[CheckResult]:
     out = []
     if panel.tamper is not None:
-        out.append(CheckResult("tamper", not panel.tamper.tampered,
-                               "TAMPERED" if panel.tamper.tampered else "closed"))
+        out.append(CheckResult("tamper", not panel.tamper.tampered, "TAMPERED" if panel.tamper.tampered else "closed"))
     if panel.door is not None:
         out.append(CheckResult("door contact", True, "door open" if panel.door.is_open else "door closed"))
     stuck = [name for name, b in panel.buttons.items() if b.is_active]
-    out.append(CheckResult("buttons", not stuck, f"stuck pressed: {', '.join(stuck)}" if stuck
-                           else f"{len(panel.buttons)} released"))
+    out.append(
+        CheckResult(
+            "buttons", not stuck, f"stuck pressed: {', '.join(stuck)}" if stuck else f"{len(panel.buttons)} released"
+        )
+    )
     return out
 
 
@@ -151,5 +163,8 @@ async def _speaker(panel: Panel, seconds: float) -> CheckResult:
     if not result.ok:
         return CheckResult("speaker", False, str(result.error))
     latency = result.first_buffer_latency or 0.0
-    return CheckResult("speaker", True, f"{result.frames} frames to {panel.config.audio.output_device!r}, "
-                       f"first buffer after {latency * 1000:.1f} ms")
+    return CheckResult(
+        "speaker",
+        True,
+        f"{result.frames} frames to {panel.config.audio.output_device!r}, first buffer after {latency * 1000:.1f} ms",
+    )

@@ -166,8 +166,9 @@ class Speaker:
             stop = self._stop = threading.Event()
             done = threading.Event()
             try:
-                return await anyio.to_thread.run_sync(self._play_blocking, pcm, fmt, stop, done, called,
-                                                      limiter=self._limiter, abandon_on_cancel=True)
+                return await anyio.to_thread.run_sync(
+                    self._play_blocking, pcm, fmt, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
+                )
             except anyio.get_cancelled_exc_class():
                 stop.set()
                 # Keep our turn until the worker has closed the stream, so the next prompt cannot overlap.
@@ -199,8 +200,9 @@ class Speaker:
         self._device_index()
         return self._pa
 
-    def _play_blocking(self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event,
-                       called: float) -> PlayResult:
+    def _play_blocking(
+        self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event, called: float
+    ) -> PlayResult:
         frames = 0
         latency: float | None = None
         try:
@@ -213,7 +215,7 @@ class Speaker:
                 for n, offset in enumerate(range(0, len(pcm), chunk)):
                     if stop.is_set():
                         break
-                    data = scale_volume(pcm[offset:offset + chunk], fmt.sample_width, self._config.volume)
+                    data = scale_volume(pcm[offset : offset + chunk], fmt.sample_width, self._config.volume)
                     stream.write(data, exception_on_underflow=False)
                     frames += len(data) // fmt.frame_bytes
                     if latency is None:
@@ -227,8 +229,11 @@ class Speaker:
                 stream.close()  # on a stop this discards what is still buffered (Pa_CloseStream aborts)
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency)
         except OSError as exc:
-            error = exc if isinstance(exc, AudioError) else AudioError(f"speaker: {self._config.output_device!r}: "
-                                                                        f"playback failed: {exc}")
+            error = (
+                exc
+                if isinstance(exc, AudioError)
+                else AudioError(f"speaker: {self._config.output_device!r}: playback failed: {exc}")
+            )
             log.error("%s (will reopen the device for the next prompt)", error)
             with self._pa_lock:
                 self._terminate()
@@ -284,12 +289,19 @@ class Speaker:
     def _open(self, fmt: PcmFormat, index: int) -> Any:
         pa = self._pa
         try:
-            return pa.open(format=pa.get_format_from_width(fmt.sample_width, unsigned=fmt.sample_width == 1),
-                           channels=fmt.channels, rate=fmt.rate, output=True, output_device_index=index,
-                           frames_per_buffer=self._config.frames_per_buffer)
+            return pa.open(
+                format=pa.get_format_from_width(fmt.sample_width, unsigned=fmt.sample_width == 1),
+                channels=fmt.channels,
+                rate=fmt.rate,
+                output=True,
+                output_device_index=index,
+                frames_per_buffer=self._config.frames_per_buffer,
+            )
         except (OSError, ValueError) as exc:
-            raise AudioError(f"speaker: cannot open {self._config.output_device!r} for {fmt.rate} Hz "
-                             f"{fmt.channels} ch {8 * fmt.sample_width}-bit (missing or busy?): {exc}") from exc
+            raise AudioError(
+                f"speaker: cannot open {self._config.output_device!r} for {fmt.rate} Hz "
+                f"{fmt.channels} ch {8 * fmt.sample_width}-bit (missing or busy?): {exc}"
+            ) from exc
 
     def _terminate(self) -> None:
         """Drop the PyAudio instance (caller holds ``_pa_lock``)."""

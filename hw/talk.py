@@ -68,8 +68,9 @@ class TalkPump:
     """Duplex pyaudio pump for one call at a time: ``await pump.run(link)`` until the link closes or the
     caller is cancelled (the worker notices within one frame)."""
 
-    def __init__(self, config: AudioConfig, *, speaker: Speaker | None = None,
-                 pyaudio_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, config: AudioConfig, *, speaker: Speaker | None = None, pyaudio_factory: Callable[[], Any] | None = None
+    ) -> None:
         self._config = config
         self._turn = speaker.turn if speaker is not None else anyio.Lock()
         # The speaker's own PyAudio when there is a speaker: never a second PortAudio instance beside it.
@@ -83,8 +84,9 @@ class TalkPump:
         async with self._turn:
             stop, done = threading.Event(), threading.Event()
             try:
-                stats = await anyio.to_thread.run_sync(self._pump, link, stop, done, called,
-                                                       limiter=self._limiter, abandon_on_cancel=True)
+                stats = await anyio.to_thread.run_sync(
+                    self._pump, link, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
+                )
             except anyio.get_cancelled_exc_class():
                 stop.set()
                 # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
@@ -112,11 +114,11 @@ class TalkPump:
                 frame = link.received.get(wait)
                 if out is not None:
                     try:
-                        out.write(scale_volume(frame or silence, 2, self._config.volume),
-                                  exception_on_underflow=False)
+                        out.write(scale_volume(frame or silence, 2, self._config.volume), exception_on_underflow=False)
                     except OSError as exc:
-                        log.error("talk: speaker %r failed mid-call, going on without it: %s",
-                                  self._config.output_device, exc)
+                        log.error(
+                            "talk: speaker %r failed mid-call, going on without it: %s", self._config.output_device, exc
+                        )
                         _close(out)
                         out = None
                     frames_out += 1
@@ -127,8 +129,11 @@ class TalkPump:
                         link.mic.put(inp.read(link.samples_per_frame, exception_on_overflow=False))
                         frames_in += 1
                     except OSError as exc:
-                        log.error("talk: microphone %r failed mid-call, going on without it: %s",
-                                  self._config.input_device, exc)
+                        log.error(
+                            "talk: microphone %r failed mid-call, going on without it: %s",
+                            self._config.input_device,
+                            exc,
+                        )
                         _close(inp)
                         inp = None
             return TalkStats(frames_out, frames_in, output_ok, input_ok, latency)
@@ -148,9 +153,15 @@ class TalkPump:
         what = "speaker" if output else "microphone"
         try:
             index = _find_device(pa, wanted, "maxOutputChannels" if output else "maxInputChannels")
-            return pa.open(format=pyaudio.paInt16, channels=1, rate=link.rate, output=output, input=not output,
-                           frames_per_buffer=link.samples_per_frame,
-                           **({"output_device_index": index} if output else {"input_device_index": index}))
+            return pa.open(
+                format=pyaudio.paInt16,
+                channels=1,
+                rate=link.rate,
+                output=output,
+                input=not output,
+                frames_per_buffer=link.samples_per_frame,
+                **({"output_device_index": index} if output else {"input_device_index": index}),
+            )
         except (OSError, ValueError) as exc:
             log.error("talk: %s %r unavailable, the call goes on without it: %s", what, wanted, exc)
             return None
@@ -168,8 +179,11 @@ def _find_device(pa: Any, wanted: str, channels_key: str) -> int:
             if match(name):
                 return i
     if wanted == "default" and found:
-        getter = pa.get_default_output_device_info if channels_key == "maxOutputChannels" else \
-            pa.get_default_input_device_info
+        getter = (
+            pa.get_default_output_device_info
+            if channels_key == "maxOutputChannels"
+            else pa.get_default_input_device_info
+        )
         return int(getter()["index"])
     names = ", ".join(repr(n) for _, n in found) or "none"
     raise AudioError(f"device {wanted!r} not found; PortAudio devices: {names}")

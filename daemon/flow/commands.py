@@ -101,6 +101,16 @@ class Finish:
 
 
 Command = (
-    Dial | Hangup | PlayPrompt | StopPrompt | PlayToCall | ConnectAudio | PulseDoor | StartTimer | CancelTimer
-    | Log | ShowLeds | Finish
+    Dial
+    | Hangup
+    | PlayPrompt
+    | StopPrompt
+    | PlayToCall
+    | ConnectAudio
+    | PulseDoor
+    | StartTimer
+    | CancelTimer
+    | Log
+    | ShowLeds
+    | Finish
 )

@@ -140,8 +140,13 @@ def _start(state: VisitState, event: Start) -> Result:
     deadline = cmd.StartTimer("deadline", state.timing.visit_deadline_seconds)
     if state.inbound:
         state = replace(state, phase=Phase.CONNECTED, answered=0)
-        return state, [cmd.Log("ANSWERED", state.legs[0].uri, "inbound call answered"), deadline,
-                       cmd.ConnectAudio(0), *_call_timers(state), cmd.ShowLeds("in_call")]
+        return state, [
+            cmd.Log("ANSWERED", state.legs[0].uri, "inbound call answered"),
+            deadline,
+            cmd.ConnectAudio(0),
+            *_call_timers(state),
+            cmd.ShowLeds("in_call"),
+        ]
     if not event.sip_ready:
         return _finish(state, "out_of_service", "out_of_service", "SIP registration is down")
     state, dials = _dial_stage(state, 0)
@@ -251,8 +256,14 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     if state.phase is Phase.DOOR_OPENED:
         return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: door already open")]
     t = state.timing
-    guard, verdict = enter_digit(state.guard, event.digit, state.apartment.codes, now=event.at,
-                                 limit=t.wrong_code_limit, lockout_seconds=t.lockout_seconds)
+    guard, verdict = enter_digit(
+        state.guard,
+        event.digit,
+        state.apartment.codes,
+        now=event.at,
+        limit=t.wrong_code_limit,
+        lockout_seconds=t.lockout_seconds,
+    )
     state = replace(state, guard=guard)
     out: list[cmd.Command] = [cmd.Log("DTMF", leg.uri, f"{event.method}: *")]
     if verdict is Verdict.PENDING:
@@ -260,10 +271,15 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     out.append(cmd.CancelTimer("digits"))
     if verdict is Verdict.ACCEPTED:
         state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
-        return state, [*out, cmd.PulseDoor(), cmd.Log("DOOR_OPEN", leg.uri, "code accepted"),
-                       cmd.PlayToCall(event.leg, "code_accepted"), cmd.PlayPrompt("door_open"),
-                       cmd.ShowLeds("door_open"),
-                       cmd.StartTimer("hangup_after_open", t.hangup_after_open_seconds)]
+        return state, [
+            *out,
+            cmd.PulseDoor(),
+            cmd.Log("DOOR_OPEN", leg.uri, "code accepted"),
+            cmd.PlayToCall(event.leg, "code_accepted"),
+            cmd.PlayPrompt("door_open"),
+            cmd.ShowLeds("door_open"),
+            cmd.StartTimer("hangup_after_open", t.hangup_after_open_seconds),
+        ]
     if verdict is Verdict.LOCKED:
         return state, [*out, cmd.Log("CODE_REJECTED", leg.uri, "codes locked out")]
     out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, "code_rejected")]

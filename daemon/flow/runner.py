@@ -71,8 +71,18 @@ class VisitResult:
 class VisitRunner:
     """Executes a visit. Create one per visit; :meth:`run` returns when the visit is over."""
 
-    def __init__(self, visit: str, state: VisitState, *, calls: CallPort, speaker: SpeakerPort, door: DoorPort,
-                 leds: LedPort, prompts: PromptPort, visit_log: VisitLogPort) -> None:
+    def __init__(
+        self,
+        visit: str,
+        state: VisitState,
+        *,
+        calls: CallPort,
+        speaker: SpeakerPort,
+        door: DoorPort,
+        leds: LedPort,
+        prompts: PromptPort,
+        visit_log: VisitLogPort,
+    ) -> None:
         self.visit = visit
         self.state = state
         self.legs = LegTable()
@@ -128,8 +138,9 @@ class VisitRunner:
                 with anyio.move_on_after(FAREWELL_TIMEOUT):
                     await self._play_speaker(finish.farewell)
         self.result.state, self.result.ended = self.state, time.monotonic()
-        self._log.event(self.visit, "OUTCOME", self.state.apartment.name, self.result.outcome,
-                        detail=self.result.detail)
+        self._log.event(
+            self.visit, "OUTCOME", self.state.apartment.name, self.result.outcome, detail=self.result.detail
+        )
         return self.result
 
     async def _feed(self, event: FlowEvent) -> cmd.Finish | None:

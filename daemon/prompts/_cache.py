@@ -54,8 +54,13 @@ class PromptTiming:
 class PromptSet:
     """The prepared prompts: file paths per rate (for pjsua2) and the speaker's PCM in memory."""
 
-    def __init__(self, paths: dict[str, dict[int, Path]], speaker: dict[str, tuple[Path, Pcm]],
-                 call_rate: int, timings: dict[str, PromptTiming]) -> None:
+    def __init__(
+        self,
+        paths: dict[str, dict[int, Path]],
+        speaker: dict[str, tuple[Path, Pcm]],
+        call_rate: int,
+        timings: dict[str, PromptTiming],
+    ) -> None:
         self._paths, self._speaker, self.call_rate = paths, speaker, call_rate
         self.timings = timings
 
@@ -127,8 +132,13 @@ def _read_entry(path: Path, rate: int | None) -> Pcm | None:
         log.warning("prompt cache entry %s is unusable (%s); rebuilding it", path, exc)
         return None
     if pcm.channels != 1 or pcm.sample_width != 2 or pcm.frames == 0 or (rate is not None and pcm.rate != rate):
-        log.warning("prompt cache entry %s has the wrong format (%d Hz, %d ch, %d-byte); rebuilding it",
-                    path, pcm.rate, pcm.channels, pcm.sample_width)
+        log.warning(
+            "prompt cache entry %s has the wrong format (%d Hz, %d ch, %d-byte); rebuilding it",
+            path,
+            pcm.rate,
+            pcm.channels,
+            pcm.sample_width,
+        )
         return None
     return pcm
 
@@ -148,15 +158,27 @@ class _Job:
 class PromptCache:
     """Makes and keeps prompts under ``cache_dir``. Pass ``engine`` to override the config's (tests do)."""
 
-    def __init__(self, cache_dir: Path | str, *, engine: SpeechEngine | None = None,
-                 limiter: anyio.CapacityLimiter | None = None, synth_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | str,
+        *,
+        engine: SpeechEngine | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        synth_timeout: float = 60.0,
+    ) -> None:
         self.directory = Path(cache_dir) / "prompts"
         self._engine = engine
         self._limiter = limiter or anyio.CapacityLimiter(1)  # one thread: start-up is not a race
         self._synth_timeout = synth_timeout
 
-    async def prepare(self, config: PromptsConfig, rates: Sequence[int] = (16000, 8000), *,
-                      speaker_rate: int | None = None, call_rate: int = 16000) -> PromptSet:
+    async def prepare(
+        self,
+        config: PromptsConfig,
+        rates: Sequence[int] = (16000, 8000),
+        *,
+        speaker_rate: int | None = None,
+        call_rate: int = 16000,
+    ) -> PromptSet:
         """Make every prompt at each of ``rates``, at ``call_rate`` and for the speaker.
 
         :meth:`PromptSet.call_wav` is at ``call_rate``: 16 kHz by default, the clock rate of pjsua2's
@@ -193,11 +215,15 @@ class PromptCache:
             if job.missing:
                 await self._run(self._store_rates, job)
             native = job.native
-            speaker[name] = ((job.paths[speaker_rate], await self._run(_read_pcm, job.paths[speaker_rate]))
-                             if speaker_rate else (job.native_path, native))
+            speaker[name] = (
+                (job.paths[speaker_rate], await self._run(_read_pcm, job.paths[speaker_rate]))
+                if speaker_rate
+                else (job.native_path, native)
+            )
             paths[name] = {native.rate: job.native_path, **job.paths}
-            timings[name] = PromptTiming(name, "file" if recorded else "synth", hit, engine_seconds,
-                                         time.perf_counter() - started)
+            timings[name] = PromptTiming(
+                name, "file" if recorded else "synth", hit, engine_seconds, time.perf_counter() - started
+            )
             log.debug("prompt %s: %s in %.3f s", name, "cache hit" if hit else "made", timings[name].total_seconds)
         return PromptSet(paths, speaker, call_rate, timings)
 

@@ -62,11 +62,15 @@ class EspeakEngine:
     async def synthesize(self, text: str, voice: str) -> bytes:
         try:
             with anyio.fail_after(self._timeout):
-                result = await anyio.run_process([self._executable, "-v", voice, "--stdout"],
-                                                 input=text.encode("utf-8"), check=False)
+                result = await anyio.run_process(
+                    [self._executable, "-v", voice, "--stdout"], input=text.encode("utf-8"), check=False
+                )
         except FileNotFoundError as exc:
-            raise ConfigError(f"engine: espeak-ng not found ({self._executable!r}); install it with "
-                              "'apt install espeak-ng', or use engine = 'piper'", SOURCE) from exc
+            raise ConfigError(
+                f"engine: espeak-ng not found ({self._executable!r}); install it with "
+                "'apt install espeak-ng', or use engine = 'piper'",
+                SOURCE,
+            ) from exc
         except TimeoutError as exc:
             raise PromptError(f"espeak-ng took more than {self._timeout:.0f} s for {text[:40]!r}") from exc
         if result.returncode != 0:
@@ -127,16 +131,20 @@ def _import_piper() -> Any:
     try:
         import piper  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise ConfigError("engine: 'piper' is selected but piper-tts is not installed; install it with "
-                          "'.venv/bin/pip install piper-tts', or use engine = 'espeak-ng'", SOURCE) from exc
+        raise ConfigError(
+            "engine: 'piper' is selected but piper-tts is not installed; install it with "
+            "'.venv/bin/pip install piper-tts', or use engine = 'espeak-ng'",
+            SOURCE,
+        ) from exc
     return piper
 
 
 class PiperEngine:
     """Piper, in-process. Loading (seconds on a Pi) and synthesis run in a worker thread under ``limiter``."""
 
-    def __init__(self, model: PiperModel, *, limiter: anyio.CapacityLimiter | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, model: PiperModel, *, limiter: anyio.CapacityLimiter | None = None, timeout: float = 120.0
+    ) -> None:
         self._model = model
         self._limiter = limiter or anyio.CapacityLimiter(1)
         self._timeout = timeout
@@ -177,7 +185,6 @@ class PiperEngine:
 async def engine_for(config: PromptsConfig, *, limiter: anyio.CapacityLimiter | None = None) -> SpeechEngine:
     """The engine ``config`` selects; a piper model is checked (in a worker thread) before it is used."""
     if config.engine == "piper":
-        model = await anyio.to_thread.run_sync(check_piper_model, config.piper_model,
-                                               limiter=limiter)
+        model = await anyio.to_thread.run_sync(check_piper_model, config.piper_model, limiter=limiter)
         return PiperEngine(model, limiter=limiter)
     return EspeakEngine()

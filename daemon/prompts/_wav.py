@@ -61,7 +61,7 @@ def parse_wav(blob: bytes, *, strict: bool = True) -> Pcm:
         raise WavFormatError(f"RIFF size {riff_size + 8} does not match file length {len(blob)}")
     pos, fmt = 12, None
     while pos + 8 <= len(blob):
-        chunk_id, size = blob[pos:pos + 4], struct.unpack_from("<I", blob, pos + 4)[0]
+        chunk_id, size = blob[pos : pos + 4], struct.unpack_from("<I", blob, pos + 4)[0]
         body = pos + 8
         if chunk_id == b"fmt ":
             if size < 16 or body + size > len(blob):
@@ -85,7 +85,7 @@ def parse_wav(blob: bytes, *, strict: bool = True) -> Pcm:
                 raise WavFormatError(f"unsupported format: {channels} channel(s), {rate} Hz, {bits} bit")
             width = bits // 8
             usable = (end - body) // (width * channels) * (width * channels)
-            return Pcm(blob[body:body + usable], rate, channels, width)
+            return Pcm(blob[body : body + usable], rate, channels, width)
         pos = body + size + (size & 1)  # chunks are word-aligned
     raise WavFormatError("no data chunk")
 
@@ -93,9 +93,22 @@ def parse_wav(blob: bytes, *, strict: bool = True) -> Pcm:
 def encode_wav(pcm: Pcm) -> bytes:
     """A canonical 44-byte-header PCM WAV."""
     block = pcm.channels * pcm.sample_width
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm.data), b"WAVE", b"fmt ", 16, _PCM,
-                         pcm.channels, pcm.rate, pcm.rate * block, block, pcm.sample_width * 8,
-                         b"data", len(pcm.data))
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(pcm.data),
+        b"WAVE",
+        b"fmt ",
+        16,
+        _PCM,
+        pcm.channels,
+        pcm.rate,
+        pcm.rate * block,
+        block,
+        pcm.sample_width * 8,
+        b"data",
+        len(pcm.data),
+    )
     return header + pcm.data
 
 
@@ -124,12 +137,12 @@ def to_mono16(pcm: Pcm) -> Pcm:
         data = bytes(wide)
     elif width > 2:  # little endian: the two most significant bytes are the last two of each sample
         narrow = bytearray(len(data) // width * 2)
-        narrow[0::2] = data[width - 2::width]
-        narrow[1::2] = data[width - 1::width]
+        narrow[0::2] = data[width - 2 :: width]
+        narrow[1::2] = data[width - 1 :: width]
         data = bytes(narrow)
     if pcm.channels > 1:
         s, n = _samples(data), pcm.channels
-        data = _to_bytes(array("h", (sum(s[i:i + n]) // n for i in range(0, len(s) - n + 1, n))))
+        data = _to_bytes(array("h", (sum(s[i : i + n]) // n for i in range(0, len(s) - n + 1, n))))
     return Pcm(data, pcm.rate, 1, 2)
 
 

@@ -68,8 +68,11 @@ def write_capture_config(directory: Path, *, keep_all: bool = False, mic_raw: Pa
     raw_path = directory / "all.raw" if keep_all else None
     # A shell pipe ("|cmd") is the file plugin's way to append; only used with keep_all because the fork
     # adds a millisecond or two to every stream open.
-    inner = (f'{{ type file; file "|cat >> {raw_path}"; format "raw"; slave.pcm {{ type null }} }}'
-             if raw_path else "{ type null }")
+    inner = (
+        f'{{ type file; file "|cat >> {raw_path}"; format "raw"; slave.pcm {{ type null }} }}'
+        if raw_path
+        else "{ type null }"
+    )
     playback = f'{{ type file; file "{wav_path}"; format "wav"; slave.pcm {inner} }}'
     default = f"pcm.!default {playback}\n"
     if mic_raw is not None:
@@ -78,7 +81,8 @@ def write_capture_config(directory: Path, *, keep_all: bool = False, mic_raw: Pa
     config = directory / "asound.conf"
     config.write_text(
         "# Written by daemon/simulation/alsa.py: the default PCM records to a file and plays nowhere.\n"
-        + default + "ctl.!default { type hw card 0 }\n",
+        + default
+        + "ctl.!default { type hw card 0 }\n",
         encoding="utf-8",
     )
     return AlsaCapture(config, wav_path, raw_path)

@@ -82,8 +82,15 @@ class PeerProcess:
         # machine's own, or baresip's "alsa,null" player is unknown and it drops the call.
         env = {k: v for k, v in os.environ.items() if k != "ALSA_CONFIG_PATH"}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -126,8 +133,16 @@ class Baresip(PeerProcess):
 
     name = "baresip"
 
-    def __init__(self, workdir: Path, *, user: str = "resident", registrar: Registrar | None = None,
-                 answermode: str = "auto", audio_source: Path | None = None, listen_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        user: str = "resident",
+        registrar: Registrar | None = None,
+        answermode: str = "auto",
+        audio_source: Path | None = None,
+        listen_host: str = "127.0.0.1",
+    ) -> None:
         super().__init__(Path(workdir) / f"baresip-{user}-{listen_host}")
         self.user = user
         # Where its SIP socket is bound. Its From stays user@127.0.0.1 whatever this is: another loopback
@@ -159,11 +174,14 @@ class Baresip(PeerProcess):
             f"audio_source\taufile,{self.audio_source}\naudio_alert\talsa,null\nrtp_ports\t{10000 + self.port % 20000}-"
             f"{10099 + self.port % 20000}\nmodule_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\taufile.so\n"
             "module\talsa.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"
-            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{self.rec_dir}\n")
+            f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{self.rec_dir}\n"
+        )
         if self.registrar is not None:
             password = self.registrar.users[self.user]
-            account = (f"<sip:{self.user}@127.0.0.1:{self.registrar.port}>;auth_pass={password};"
-                       f"answermode={self.answermode};regint=600\n")
+            account = (
+                f"<sip:{self.user}@127.0.0.1:{self.registrar.port}>;auth_pass={password};"
+                f"answermode={self.answermode};regint=600\n"
+            )
         else:
             account = f"<sip:{self.user}@127.0.0.1>;regint=0;answermode={self.answermode}\n"
         (cfg / "accounts").write_text(account)
@@ -195,8 +213,10 @@ class Baresip(PeerProcess):
         loopback, always): so also ask ``reginfo`` until it reports the registration OK."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(e.get("type") == "REGISTER_OK" or (e.get("response") and "OK" in str(e.get("data", "")))
-                   for e in list(self.all_events)):
+            if any(
+                e.get("type") == "REGISTER_OK" or (e.get("response") and "OK" in str(e.get("data", "")))
+                for e in list(self.all_events)
+            ):
                 return
             self.command("reginfo")
             time.sleep(0.1)
@@ -214,7 +234,7 @@ class Baresip(PeerProcess):
                     if len(rest) < int(length) + 1:
                         break
                     message = json.loads(rest[: int(length)])
-                    buf = rest[int(length) + 1:]
+                    buf = rest[int(length) + 1 :]
                     self.all_events.append(message)
                     self.events.put(message)
 

@@ -24,11 +24,13 @@ def _request(uri: str, transport: str, local: tuple[str, int]) -> bytes:
     tag = random.getrandbits(32)
     branch = f"z9hG4bK{random.getrandbits(48):x}"
     host, port = local
-    return (f"OPTIONS {uri} SIP/2.0\r\n"
-            f"Via: SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport\r\n"
-            f"Max-Forwards: 70\r\nFrom: <sip:selftest@{host}>;tag={tag:x}\r\nTo: <{uri}>\r\n"
-            f"Call-ID: {random.getrandbits(64):x}@{host}\r\nCSeq: 1 OPTIONS\r\n"
-            f"Accept: application/sdp\r\nContent-Length: 0\r\n\r\n").encode()
+    return (
+        f"OPTIONS {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:selftest@{host}>;tag={tag:x}\r\nTo: <{uri}>\r\n"
+        f"Call-ID: {random.getrandbits(64):x}@{host}\r\nCSeq: 1 OPTIONS\r\n"
+        f"Accept: application/sdp\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 async def options_ping(uri: str, *, within: float = 2.0, transport: str = "udp") -> int:

@@ -142,7 +142,6 @@ class PjPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
         self.reached_end = True
 
 
-
 class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
     """A conference port exchanging a call's audio with Python through an :class:`AudioBridge` (builds
     without a sound device). Created, connected and dropped on the owner thread only.
@@ -192,6 +191,7 @@ class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
             frame.size = len(data)
         except Exception:
             self.bridge.callback_errors += 1
+
 
 @dataclass(eq=False)
 class CallRecord:

@@ -43,13 +43,18 @@ class InboundCalls:
         allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
         if allowed and not source_allowed(source, self._config.inbound_sources):
             allowed = False
-            log.warning("sip %s: caller is on inbound_allow but the INVITE came from %s, not from "
-                        "inbound_sources: refusing (a forged From?)", handle, source)
+            log.warning(
+                "sip %s: caller is on inbound_allow but the INVITE came from %s, not from "
+                "inbound_sources: refusing (a forged From?)",
+                handle,
+                source,
+            )
         # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
         # onIncomingCall aborts the process.
         self._pending_inbound.append((generation, allowed))
-        log.info("sip %s: incoming from %s, %s", handle, source,
-                 "allowed: answering" if allowed else "not allowed: refusing")
+        log.info(
+            "sip %s: incoming from %s, %s", handle, source, "allowed: answering" if allowed else "not allowed: refusing"
+        )
         self._emit(IncomingCall(handle, handle.remote_uri, allowed))
 
     def _settle_pending_inbound(self) -> None:
@@ -64,8 +69,13 @@ class InboundCalls:
         if self._pending_inbound:
             self._pace.held_back += 1
             if self._pace.held_back % 100 == 1:
-                log.warning("sip: INVITE flood: refusals paced to %d per %.1f s (%d waiting, held back %d times)",
-                            self._pace.budget, self._pace.window, len(self._pending_inbound), self._pace.held_back)
+                log.warning(
+                    "sip: INVITE flood: refusals paced to %d per %.1f s (%d waiting, held back %d times)",
+                    self._pace.budget,
+                    self._pace.window,
+                    len(self._pending_inbound),
+                    self._pace.held_back,
+                )
 
     def _refuse_one_waiting(self) -> bool:
         """Refuse the oldest waiting unwanted call now, out of pace, to free a call slot for our own dial."""

@@ -104,8 +104,11 @@ class MediaCommands:
         if rec.talk_port is None:
             rec.talk_port = self._talk_port()
         self._connect_when_media(rec)
-        log.info("sip %s: talk audio bridged through Python%s", rec.handle,
-                 "" if rec.media_active else " once its media is up")
+        log.info(
+            "sip %s: talk audio bridged through Python%s",
+            rec.handle,
+            "" if rec.media_active else " once its media is up",
+        )
         return rec.talk_port.bridge
 
     def _connect_when_media(self, rec: CallRecord) -> None:

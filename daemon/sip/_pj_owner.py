@@ -65,9 +65,14 @@ class PjOwner(InboundCalls, MediaCommands):
     """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
     they run on the owner thread only, called from a :class:`Command`'s function."""
 
-    def __init__(self, config: SipConfig, bridge: LoopBridge, deliver: Callable[[SipEvent], None],
-                 on_ready: Callable[[StartInfo | None, BaseException | None], None],
-                 on_finished: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        bridge: LoopBridge,
+        deliver: Callable[[SipEvent], None],
+        on_ready: Callable[[StartInfo | None, BaseException | None], None],
+        on_finished: Callable[[float], None],
+    ) -> None:
         self._config = config
         self._bridge = bridge
         self._deliver = deliver
@@ -118,9 +123,14 @@ class PjOwner(InboundCalls, MediaCommands):
         if not ONE_ENDPOINT.acquire(blocking=False):
             # pjsua2 allows one Endpoint per process, and a second one aborts it (a pj_thread_this assertion):
             # refused while another engine's owner thread has not finished (e.g. its stop timed out).
-            self._bridge.call(self._on_ready, None, SipError(
-                "SIP start-up failed: another SIP engine in this process has not stopped (one pjsua2 Endpoint "
-                "per process)"))
+            self._bridge.call(
+                self._on_ready,
+                None,
+                SipError(
+                    "SIP start-up failed: another SIP engine in this process has not stopped (one pjsua2 Endpoint "
+                    "per process)"
+                ),
+            )
             self._bridge.call(self._on_finished, 0.0)
             return
         destroy_seconds = 0.0
@@ -189,8 +199,9 @@ class PjOwner(InboundCalls, MediaCommands):
             silent = watch.feed(generation, count, now)
             if silent is not None:
                 rec.end_override = (408, f"media timeout (no RTP for {watch.timeout:g} s)")
-                log.warning("sip %s: no RTP received for %.1f s (%d packets in all), hanging up",
-                            rec.handle, silent, count)
+                log.warning(
+                    "sip %s: no RTP received for %.1f s (%d packets in all), hanging up", rec.handle, silent, count
+                )
                 self._hangup_quietly(rec, 0)
 
     def _rx_packets(self, rec: CallRecord) -> int | None:
@@ -198,8 +209,10 @@ class PjOwner(InboundCalls, MediaCommands):
         try:
             ci = rec.call.getInfo()  # bound first: ``getInfo().media`` reads freed memory
             media = ci.media
-            index = next((m.index for m in media
-                          if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE), None)
+            index = next(
+                (m.index for m in media if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE),
+                None,
+            )
             if index is None:
                 return None
             return int(rec.call.getStreamStat(index).rtcp.rxStat.pkt)
@@ -274,8 +287,9 @@ class PjOwner(InboundCalls, MediaCommands):
         self._bridge.call(self._deliver, event)
 
     def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None:
-        log.info("sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason,
-                 expires)
+        log.info(
+            "sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason, expires
+        )
         self._emit(RegistrationChanged(active, code, reason, expires))
 
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None:
@@ -408,8 +422,16 @@ class PjOwner(InboundCalls, MediaCommands):
     def snapshot(self, handle: CallHandle) -> CallSnapshot:
         rec = self._record(handle)
         answered = time.monotonic() - rec.answered_at if rec.answered_at else 0.0
-        return CallSnapshot(rec.handle, rec.state, rec.last_code, rec.last_reason, rec.media_active, answered,
-                            rec.player is not None, rec.recorder is not None)
+        return CallSnapshot(
+            rec.handle,
+            rec.state,
+            rec.last_code,
+            rec.last_reason,
+            rec.media_active,
+            answered,
+            rec.player is not None,
+            rec.recorder is not None,
+        )
 
     def live_calls(self) -> list[CallHandle]:
         return [rec.handle for rec in self._records.values()]

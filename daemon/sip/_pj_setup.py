@@ -17,8 +17,11 @@ __all__ = ["StartInfo", "create_account", "create_endpoint"]
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
 
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
-_SRTP = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
-         "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+_SRTP = {
+    "disabled": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,19 @@ def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
     adm = ep.audDevManager()
     has_sound_device = adm.getDevCount() > 0
     if not has_sound_device:
-        log.warning("sip: this pjsua2 build has no sound device; using the null device (talk mode "
-                    "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)")
+        log.warning(
+            "sip: this pjsua2 build has no sound device; using the null device (talk mode "
+            "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)"
+        )
         adm.setNullDev()
-    log.info("sip: started on %s port %d (%s)", c.transport, sip_port,
-             f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar")
+    log.info(
+        "sip: started on %s port %d (%s)",
+        c.transport,
+        sip_port,
+        f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar",
+    )
     return ep, StartInfo(sip_port, (wake_host, wake_port), has_sound_device, main_tid)
+
 
 def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks) -> PjAccount:
     """The panel's one account: registration (or direct IP), credentials, media and SRTP settings."""

@@ -95,9 +95,11 @@ class AudioBridge:
 
     def summary(self) -> str:
         r, m = self.received, self.mic
-        return (f"in {r.passed} frames ({r.dropped} dropped, peak queue {r.peak}), out {m.passed} "
-                f"({m.dropped} dropped, peak queue {m.peak}, {self.silence_sent} silent), "
-                f"{self.callback_errors} errors")
+        return (
+            f"in {r.passed} frames ({r.dropped} dropped, peak queue {r.peak}), out {m.passed} "
+            f"({m.dropped} dropped, peak queue {m.peak}, {self.silence_sent} silent), "
+            f"{self.callback_errors} errors"
+        )
 
     def close(self) -> None:
         """The call's audio is gone (call ended, engine stopped): the pump ends within one frame."""

@@ -82,8 +82,9 @@ class SipEngine:
         self._wake_socket.setblocking(False)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # Shielded: a cancelled app must still hang up its calls and destroy pjsua2 (or the process aborts).
         with anyio.CancelScope(shield=True):
             if self._owner is not None:
@@ -187,8 +188,7 @@ class SipEngine:
     async def answer(self, handle: CallHandle, status: int = 200) -> None:
         await self._run(f"answer {handle}", lambda o: o.answer(handle, status))
 
-    async def send_dtmf(self, handle: CallHandle, digits: str,
-                        method: Literal["rfc2833", "info"] = "rfc2833") -> None:
+    async def send_dtmf(self, handle: CallHandle, digits: str, method: Literal["rfc2833", "info"] = "rfc2833") -> None:
         await self._run(f"send_dtmf {handle}", lambda o: o.send_dtmf(handle, digits, method))
 
     async def play(self, handle: CallHandle, wav_path: str, loop: bool = False) -> None:

@@ -38,9 +38,21 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def render_config(*, port: int, rtp_port: int, state: Path, cache: Path, run: Path, residents: list[str],
-                  ring_timeout: float = 4, pulse_seconds: float = 1.0, registrar: str = "",
-                  account_uri: str = "sip:portao@127.0.0.1", username: str = "", waiting_text: str = "") -> str:
+def render_config(
+    *,
+    port: int,
+    rtp_port: int,
+    state: Path,
+    cache: Path,
+    run: Path,
+    residents: list[str],
+    ring_timeout: float = 4,
+    pulse_seconds: float = 1.0,
+    registrar: str = "",
+    account_uri: str = "sip:portao@127.0.0.1",
+    username: str = "",
+    waiting_text: str = "",
+) -> str:
     account = f'uri = "{account_uri}"\nregistrar = "{registrar}"\n'
     if username:
         account += f'username = "{username}"\n'
@@ -156,23 +168,57 @@ class Daemon:
         self.env: dict[str, str] = {}
 
     def write_config(self, residents: list[str], **kw: Any) -> None:
-        self.config_path.write_text(render_config(port=self.port, rtp_port=self.rtp_port, state=self.state,
-                                                  cache=self.cache, run=self.rundir, residents=residents, **kw))
+        self.config_path.write_text(
+            render_config(
+                port=self.port,
+                rtp_port=self.rtp_port,
+                state=self.state,
+                cache=self.cache,
+                run=self.rundir,
+                residents=residents,
+                **kw,
+            )
+        )
 
-    def start(self, *, env: dict[str, str] | None = None, wait_ready: bool = True,
-              on_ready: Callable[[], object] | None = None) -> Daemon:
+    def start(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        on_ready: Callable[[], object] | None = None,
+    ) -> Daemon:
         self.notify = NotifyListener(self.rundir / "notify", on_ready)
         # Whatever systemd or the developer's shell put in our own environment must not leak into the daemon's.
-        inherited = {k: v for k, v in os.environ.items()
-                     if k not in {"JOURNAL_STREAM", "WATCHDOG_PID", "WATCHDOG_USEC", "INTERCOM_CONFIG",
-                                  "INTERCOM_SIP_PASSWORD", "NOTIFY_SOCKET"}}
-        self.env = {**inherited, "ALSA_CONFIG_PATH": str(self.alsa.config_path),
-                    "NOTIFY_SOCKET": str(self.notify.path), "PYTHONUNBUFFERED": "1", **(env or {})}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "JOURNAL_STREAM",
+                "WATCHDOG_PID",
+                "WATCHDOG_USEC",
+                "INTERCOM_CONFIG",
+                "INTERCOM_SIP_PASSWORD",
+                "NOTIFY_SOCKET",
+            }
+        }
+        self.env = {
+            **inherited,
+            "ALSA_CONFIG_PATH": str(self.alsa.config_path),
+            "NOTIFY_SOCKET": str(self.notify.path),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         with open(self.stderr_path, "ab") as err:
             self.started_at = time.monotonic()
-            self.proc = subprocess.Popen([INTERCOMD, "--config", str(self.config_path), "run"],
-                                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=self.env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [INTERCOMD, "--config", str(self.config_path), "run"],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env=self.env,
+                start_new_session=True,
+            )
         if wait_ready:
             self.wait_ready()
         return self
@@ -207,8 +253,13 @@ class Daemon:
         return self.proc.wait(timeout)
 
     def ctl(self, *args: str, check: bool = True, timeout: float = 40) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([INTERCOMCTL, "--socket", str(self.socket), *args], capture_output=True,
-                                text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [INTERCOMCTL, "--socket", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"intercomctl {' '.join(args)} -> {result.returncode}: {result.stderr}")
         return result

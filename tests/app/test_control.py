@@ -23,8 +23,12 @@ def test_press_with_events_following_then_history(make_daemon: Callable[..., Dae
         daemon = make_daemon()
         daemon.write_config([phone.uri])
         daemon.start(env={"INTERCOM_LOG_LEVEL": "DEBUG"})
-        with subprocess.Popen([INTERCOMCTL, "--socket", str(daemon.socket), "events", "--follow", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as follower:
+        with subprocess.Popen(
+            [INTERCOMCTL, "--socket", str(daemon.socket), "events", "--follow", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as follower:
             # The daemon logs the command (at debug) and subscribes with no await in between: once the line
             # is there, the press below cannot beat the subscription.
             daemon.wait_log(": events", 5)
@@ -120,10 +124,15 @@ def test_open_and_bad_requests(make_daemon: Callable[..., Daemon]) -> None:
     assert daemon.status()["relay"]["energized"] is True
     daemon.until(lambda: "DOOR_OPEN" in [e["event"] for e in daemon.events()], 5, "DOOR_OPEN in events.jsonl")
 
-    for payload, code in ((b"this is not json\n", "bad_request"), (b'{"cmd": "reboot"}\n', "unknown_command"),
-                          (b'{"cmd": "press"}\n', "bad_request"), (b'{"cmd": "press", "button": 5}\n', "bad_request"),
-                          (b'{"cmd": "press", "button": "999"}\n', "refused"), (b"[1, 2]\n", "bad_request"),
-                          (b'{"cmd": "history", "limit": -3}\n', "bad_request")):
+    for payload, code in (
+        (b"this is not json\n", "bad_request"),
+        (b'{"cmd": "reboot"}\n', "unknown_command"),
+        (b'{"cmd": "press"}\n', "bad_request"),
+        (b'{"cmd": "press", "button": 5}\n', "bad_request"),
+        (b'{"cmd": "press", "button": "999"}\n', "refused"),
+        (b"[1, 2]\n", "bad_request"),
+        (b'{"cmd": "history", "limit": -3}\n', "bad_request"),
+    ):
         reply = _raw(daemon.socket, payload)
         assert reply["ok"] is False and reply["error"]["code"] == code, (payload, reply)
     refused = daemon.ctl("press", "999", check=False)

@@ -22,8 +22,9 @@ def test_password_and_code_appear_nowhere(make_daemon: Callable[..., Daemon], tm
     # its control connection is up), and what is under test is the panel's account, not the phone's.
     with Kamailio(tmp_path, {"panel": PASSWORD}) as kamailio, Baresip(tmp_path, user="101") as phone:
         daemon = make_daemon()
-        daemon.write_config([phone.uri], registrar=kamailio.registrar, account_uri=kamailio.uri("panel"),
-                            username="panel")
+        daemon.write_config(
+            [phone.uri], registrar=kamailio.registrar, account_uri=kamailio.uri("panel"), username="panel"
+        )
         # The way systemd's EnvironmentFile=/LoadCredential= hands it over; debug logging, the chattiest.
         daemon.start(env={"INTERCOM_SIP_PASSWORD": PASSWORD, "INTERCOM_LOG_LEVEL": "DEBUG"})
         # Registered: kamailio challenged and accepted the digest, so the daemon did use the password.
@@ -33,8 +34,10 @@ def test_password_and_code_appear_nowhere(make_daemon: Callable[..., Daemon], tm
         time.sleep(0.3)
         phone.command("sndcode", DOOR_CODE)
         daemon.until(lambda: daemon.completed() >= 1, 15, "the visit to end")
-        replies = "".join(daemon.ctl(*cmd, check=False).stdout for cmd in
-                          (("status", "--json"), ("history", "--json"), ("selftest", "--json")))
+        replies = "".join(
+            daemon.ctl(*cmd, check=False).stdout
+            for cmd in (("status", "--json"), ("history", "--json"), ("selftest", "--json"))
+        )
         daemon.signal(signal.SIGTERM)
         assert daemon.wait_exit(3) == 0
     (row,) = daemon.history_rows()

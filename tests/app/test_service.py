@@ -13,8 +13,7 @@ from tests.support.peers import sip_options
 RESIDENT = "sip:101@127.0.0.1:5999"  # never called by these tests: nothing needs to listen there
 
 
-def test_ready_only_after_prompts_are_cached_and_sip_is_up(make_daemon: Callable[..., Daemon],
-                                                           tmp_path: Path) -> None:
+def test_ready_only_after_prompts_are_cached_and_sip_is_up(make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     cold_cache = tmp_path / "cold-cache"  # a first boot: every prompt is synthesized before READY
     daemon = make_daemon(cache=cold_cache)
     daemon.write_config([RESIDENT])

@@ -14,8 +14,9 @@ from tests.support.peers import Baresip
 
 
 @pytest.mark.peers
-def test_sigterm_mid_call_hangs_up_records_the_visit_and_exits_0(make_daemon: Callable[..., Daemon],
-                                                                 tmp_path: Path) -> None:
+def test_sigterm_mid_call_hangs_up_records_the_visit_and_exits_0(
+    make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
     with Baresip(tmp_path, user="101") as phone:
         daemon = make_daemon()
         daemon.write_config([phone.uri])
@@ -59,8 +60,9 @@ def test_sigterm_mid_pulse_releases_the_relay_before_exit(make_daemon: Callable[
 
 
 @pytest.mark.peers
-def test_sighup_reloads_without_dropping_the_visit_in_progress(make_daemon: Callable[..., Daemon],
-                                                               tmp_path: Path) -> None:
+def test_sighup_reloads_without_dropping_the_visit_in_progress(
+    make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
     with Baresip(tmp_path, user="101", answermode="manual") as phone:
         daemon = make_daemon()
         daemon.write_config([phone.uri], ring_timeout=8)
@@ -87,8 +89,7 @@ def test_sighup_reloads_without_dropping_the_visit_in_progress(make_daemon: Call
 
 
 @pytest.mark.peers
-def test_sighup_with_a_bad_file_keeps_the_running_config(make_daemon: Callable[..., Daemon],
-                                                         tmp_path: Path) -> None:
+def test_sighup_with_a_bad_file_keeps_the_running_config(make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     with Baresip(tmp_path, user="101") as phone:
         daemon = make_daemon()
         daemon.write_config([phone.uri])

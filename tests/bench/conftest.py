@@ -17,10 +17,18 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 from daemon.config import GpioConfig
 from hw.pins import make_pin_factory
 
-ENV_PINS = ("INTERCOM_BENCH_PRESS_OUT", "INTERCOM_BENCH_BUTTON_IN", "INTERCOM_BENCH_RELAY_OUT",
-            "INTERCOM_BENCH_RELAY_SENSE")
-MOCK_PINS = {"INTERCOM_BENCH_PRESS_OUT": 20, "INTERCOM_BENCH_BUTTON_IN": 21, "INTERCOM_BENCH_RELAY_OUT": 26,
-             "INTERCOM_BENCH_RELAY_SENSE": 19}
+ENV_PINS = (
+    "INTERCOM_BENCH_PRESS_OUT",
+    "INTERCOM_BENCH_BUTTON_IN",
+    "INTERCOM_BENCH_RELAY_OUT",
+    "INTERCOM_BENCH_RELAY_SENSE",
+)
+MOCK_PINS = {
+    "INTERCOM_BENCH_PRESS_OUT": 20,
+    "INTERCOM_BENCH_BUTTON_IN": 21,
+    "INTERCOM_BENCH_RELAY_OUT": 26,
+    "INTERCOM_BENCH_RELAY_SENSE": 19,
+}
 LOCK_PATH = Path(os.environ.get("INTERCOM_BENCH_LOCK", "/tmp/intercom-bench.lock"))
 LOCK_WAIT_S = 120.0
 
@@ -89,10 +97,16 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
         factory = MockFactory()
         pins = MOCK_PINS
         # The jumpers: each output drives its input.
-        factory.pin(pins["INTERCOM_BENCH_PRESS_OUT"], pin_class=MockConnectedPin,
-                    input_pin=factory.pin(pins["INTERCOM_BENCH_BUTTON_IN"]))
-        factory.pin(pins["INTERCOM_BENCH_RELAY_OUT"], pin_class=MockConnectedPin,
-                    input_pin=factory.pin(pins["INTERCOM_BENCH_RELAY_SENSE"]))
+        factory.pin(
+            pins["INTERCOM_BENCH_PRESS_OUT"],
+            pin_class=MockConnectedPin,
+            input_pin=factory.pin(pins["INTERCOM_BENCH_BUTTON_IN"]),
+        )
+        factory.pin(
+            pins["INTERCOM_BENCH_RELAY_OUT"],
+            pin_class=MockConnectedPin,
+            input_pin=factory.pin(pins["INTERCOM_BENCH_RELAY_SENSE"]),
+        )
         kind, tolerance = "mock", 0.03
     else:
         real = _real_pins()
@@ -102,8 +116,15 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
         name = os.environ["INTERCOM_BENCH_FACTORY"]
         factory = make_pin_factory(GpioConfig(pin_factory="auto"), environ={"GPIOZERO_PIN_FACTORY": name})
         pins, kind, tolerance = real, name, 0.03
-    bench = Bench(kind, factory, pins["INTERCOM_BENCH_PRESS_OUT"], pins["INTERCOM_BENCH_BUTTON_IN"],
-                  pins["INTERCOM_BENCH_RELAY_OUT"], pins["INTERCOM_BENCH_RELAY_SENSE"], tolerance)
+    bench = Bench(
+        kind,
+        factory,
+        pins["INTERCOM_BENCH_PRESS_OUT"],
+        pins["INTERCOM_BENCH_BUTTON_IN"],
+        pins["INTERCOM_BENCH_RELAY_OUT"],
+        pins["INTERCOM_BENCH_RELAY_SENSE"],
+        tolerance,
+    )
     try:
         yield bench
     finally:

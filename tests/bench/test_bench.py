@@ -42,8 +42,11 @@ from tests.hw.helpers import Recorder, wait_until
 def test_press_gives_one_press_event(bench: Bench) -> None:
     recorder = Recorder()
     bench.presser()
-    button = DoorbellButton(ButtonConfig("bench", bench.button_in, min_press_ms=50, holdoff_ms=500),
-                            pin_factory=bench.factory, post=recorder.post)
+    button = DoorbellButton(
+        ButtonConfig("bench", bench.button_in, min_press_ms=50, holdoff_ms=500),
+        pin_factory=bench.factory,
+        post=recorder.post,
+    )
     try:
         before = time.monotonic()
         bench.press(0.08)
@@ -59,8 +62,9 @@ def test_press_gives_one_press_event(bench: Bench) -> None:
 def test_noise_shorter_than_the_minimum_gives_nothing(bench: Bench) -> None:
     recorder = Recorder()
     bench.presser()
-    button = DoorbellButton(ButtonConfig("bench", bench.button_in, min_press_ms=50), pin_factory=bench.factory,
-                            post=recorder.post)
+    button = DoorbellButton(
+        ButtonConfig("bench", bench.button_in, min_press_ms=50), pin_factory=bench.factory, post=recorder.post
+    )
     try:
         for _ in range(10):
             bench.press(0.01)
@@ -118,8 +122,12 @@ def test_relay_released_after_a_crash_restart(bench: Bench) -> None:
             left = DigitalOutputDevice(bench.relay_out, initial_value=True, pin_factory=bench.factory)
             bench.factory.release_all(left)
         else:
-            proc = subprocess.run([sys.executable, "-c", _CRASHER, str(bench.relay_out), bench.kind],
-                                  cwd=Path(__file__).parents[2], check=False, timeout=30)
+            proc = subprocess.run(
+                [sys.executable, "-c", _CRASHER, str(bench.relay_out), bench.kind],
+                cwd=Path(__file__).parents[2],
+                check=False,
+                timeout=30,
+            )
             assert proc.returncode == -9
         left_high = sense.is_active
         relay = Relay(RelayConfig(pin=bench.relay_out), pin_factory=bench.factory)
@@ -136,8 +144,9 @@ def test_relay_released_after_a_crash_restart(bench: Bench) -> None:
 def test_door_held_open_raises_the_alarm(bench: Bench) -> None:
     recorder = Recorder()
     presser = bench.presser()
-    door = DoorContact(DoorContactConfig(pin=bench.button_in, held_open_seconds=0.3), pin_factory=bench.factory,
-                       post=recorder.post)
+    door = DoorContact(
+        DoorContactConfig(pin=bench.button_in, held_open_seconds=0.3), pin_factory=bench.factory, post=recorder.post
+    )
     try:
         presser.off()  # the reed contact closes: door open
         opened = recorder.wait_for(DoorOpened)[0]
@@ -154,8 +163,12 @@ async def test_tamper_blocks_the_relay(bench: Bench) -> None:
     recorder = Recorder()
     presser = bench.presser()
     relay = Relay(RelayConfig(pin=bench.relay_out, pulse_seconds=5), pin_factory=bench.factory)
-    tamper = TamperSwitch(TamperConfig(pin=bench.button_in, block_seconds=0.3), pin_factory=bench.factory,
-                          post=recorder.post, on_tamper=lambda: relay.block(0.3))
+    tamper = TamperSwitch(
+        TamperConfig(pin=bench.button_in, block_seconds=0.3),
+        pin_factory=bench.factory,
+        post=recorder.post,
+        on_tamper=lambda: relay.block(0.3),
+    )
     sense = bench.sense()
     try:
         async with anyio.create_task_group() as tg:

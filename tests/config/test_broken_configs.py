@@ -35,60 +35,107 @@ BROKEN: list[tuple[str, str, str]] = [
     ("pulse-negative", with_lines("pulse_seconds = 3.0", "pulse_seconds = -1"), "pulse_seconds: must be more"),
     ("pulse-zero", with_lines("pulse_seconds = 3.0", "pulse_seconds = 0"), "pulse_seconds: must be more"),
     ("active-high-string", with_lines("active_high = true", "active_high = 'yes'"), "relay.active_high"),
-    ("ring-timeout-negative", with_lines("ring_timeout_seconds = 30", "ring_timeout_seconds = -5"),
-     "ring_timeout_seconds"),
-    ("warning-longer-than-call", with_lines("call_warning_seconds = 10", "call_warning_seconds = 500"),
-     "call_warning_seconds: must be less than max_call_seconds"),
+    (
+        "ring-timeout-negative",
+        with_lines("ring_timeout_seconds = 30", "ring_timeout_seconds = -5"),
+        "ring_timeout_seconds",
+    ),
+    (
+        "warning-longer-than-call",
+        with_lines("call_warning_seconds = 10", "call_warning_seconds = 500"),
+        "call_warning_seconds: must be less than max_call_seconds",
+    ),
     ("wrong-code-limit-zero", with_lines("wrong_code_limit = 3", "wrong_code_limit = 0"), "wrong_code_limit"),
-    ("second-press-bad", with_lines('second_press = "ignore"', 'second_press = "ring_again"'),
-     "timing.second_press: 'ring_again' is not accepted; accepted: 'ignore', 'restart_prompt'"),
+    (
+        "second-press-bad",
+        with_lines('second_press = "ignore"', 'second_press = "ring_again"'),
+        "timing.second_press: 'ring_again' is not accepted; accepted: 'ignore', 'restart_prompt'",
+    ),
     ("code-not-digits", with_lines('codes = ["1"]\nstrategy', 'codes = ["12a4"]\nstrategy'), "codes[0]"),
     ("code-too-long", with_lines('codes = ["1"]\nstrategy', 'codes = ["1234567890123"]\nstrategy'), "codes[0]"),
-    ("code-is-number", with_lines('codes = ["1"]\nstrategy', "codes = [1234]\nstrategy"),
-     "apartments[0].codes[0]: expected a string"),
-    ("resident-bad-uri", with_lines('residents = ["sip:101@127.0.0.1:5080"]', 'residents = ["101@host"]'),
-     "residents[0]: '101@host' is not a SIP URI"),
-    ("resident-http-uri", with_lines('residents = ["sip:101@127.0.0.1:5080"]', 'residents = ["http://x"]'),
-     "residents[0]"),
+    (
+        "code-is-number",
+        with_lines('codes = ["1"]\nstrategy', "codes = [1234]\nstrategy"),
+        "apartments[0].codes[0]: expected a string",
+    ),
+    (
+        "resident-bad-uri",
+        with_lines('residents = ["sip:101@127.0.0.1:5080"]', 'residents = ["101@host"]'),
+        "residents[0]: '101@host' is not a SIP URI",
+    ),
+    (
+        "resident-http-uri",
+        with_lines('residents = ["sip:101@127.0.0.1:5080"]', 'residents = ["http://x"]'),
+        "residents[0]",
+    ),
     ("no-residents", with_lines('residents = ["sip:101@127.0.0.1:5080"]', "residents = []"), "residents: at least"),
     ("fallback-bad-uri", with_lines('fallback = ""', 'fallback = "concierge"'), "fallback: 'concierge'"),
     ("strategy-bad", with_lines('strategy = "parallel"', 'strategy = "random"'), "apartments[0].strategy"),
     ("mode-bad", with_lines('mode = "talk"', 'mode = "video"'), "apartments[0].mode"),
     ("button-unknown", with_lines('buttons = ["101"]', 'buttons = ["102"]'), "no button named '102'"),
     ("button-twice", with_lines('buttons = ["concierge"]', 'buttons = ["101"]'), "already rings apartment"),
-    ("duplicate-button-name", with_lines('name = "concierge"\npin = 18', 'name = "101"\npin = 18'),
-     "buttons: the name '101' is used twice"),
+    (
+        "duplicate-button-name",
+        with_lines('name = "concierge"\npin = 18', 'name = "101"\npin = 18'),
+        "buttons: the name '101' is used twice",
+    ),
     ("duplicate-apartment", with_lines('name = "Portaria"', 'name = "101"'), "apartments: the name '101'"),
-    ("button-missing-pin", with_lines('name = "concierge"\npin = 18', 'name = "concierge"'),
-     "buttons[1].pin: required key is missing"),
+    (
+        "button-missing-pin",
+        with_lines('name = "concierge"\npin = 18', 'name = "concierge"'),
+        "buttons[1].pin: required key is missing",
+    ),
     ("transport-bad", with_lines('transport = "udp"', 'transport = "sctp"'), "sip.transport"),
     ("port-out-of-range", with_lines("port = 5070", "port = 70000"), "port: 70000 out of range"),
     ("rtp-in-ephemeral-range", with_lines("rtp_port = 20000", "rtp_port = 40000"), "rtp_port: 40000"),
-    ("allow-bad-uri", with_lines('inbound_allow = ["sip:concierge@127.0.0.1"]', 'inbound_allow = ["concierge"]'),
-     "inbound_allow[0]"),
-    ("inbound-source-not-an-address", with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["pbx.local"]'),
-     "inbound_sources[0]: 'pbx.local' is not an IP address or network"),
-    ("inbound-source-bad-prefix", with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["10.0.0.0/33"]'),
-     "inbound_sources[0]"),
-    ("refuse-status-2xx", with_lines("inbound_refuse_status = 603", "inbound_refuse_status = 200"),
-     "inbound_refuse_status"),
-    ("max-calls-beyond-the-ioqueue", with_lines("inbound_refuse_status = 603",
-                                                "inbound_refuse_status = 603\nmax_calls = 16"),
-     "max_calls: 16 out of range 1..12"),
+    (
+        "allow-bad-uri",
+        with_lines('inbound_allow = ["sip:concierge@127.0.0.1"]', 'inbound_allow = ["concierge"]'),
+        "inbound_allow[0]",
+    ),
+    (
+        "inbound-source-not-an-address",
+        with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["pbx.local"]'),
+        "inbound_sources[0]: 'pbx.local' is not an IP address or network",
+    ),
+    (
+        "inbound-source-bad-prefix",
+        with_lines('inbound_sources = ["127.0.0.1"]', 'inbound_sources = ["10.0.0.0/33"]'),
+        "inbound_sources[0]",
+    ),
+    (
+        "refuse-status-2xx",
+        with_lines("inbound_refuse_status = 603", "inbound_refuse_status = 200"),
+        "inbound_refuse_status",
+    ),
+    (
+        "max-calls-beyond-the-ioqueue",
+        with_lines("inbound_refuse_status = 603", "inbound_refuse_status = 603\nmax_calls = 16"),
+        "max_calls: 16 out of range 1..12",
+    ),
     ("account-uri-bad", with_lines('uri = "sip:portao@127.0.0.1"', 'uri = "portao"'), "sip.account: uri"),
     ("registrar-bad", with_lines('registrar = ""', 'registrar = "pbx.local"'), "registrar: 'pbx.local'"),
     ("tls-without-ca", with_lines('transport = "udp"', 'transport = "tls"'), "tls_ca_file: required"),
-    ("srtp-mandatory-over-udp", with_lines('transport = "udp"', 'transport = "udp"\nsrtp = "mandatory"'),
-     "srtp: 'mandatory' needs transport = 'tls'"),
+    (
+        "srtp-mandatory-over-udp",
+        with_lines('transport = "udp"', 'transport = "udp"\nsrtp = "mandatory"'),
+        "srtp: 'mandatory' needs transport = 'tls'",
+    ),
     ("volume-out-of-range", with_lines("volume = 1.0", "volume = 5"), "audio: volume"),
     ("language-bad", with_lines('language = "pt-BR"', 'language = "fr"'), "prompts.language"),
     ("prompt-unknown", BASE + '\n[prompts.text]\ngreeting = "Oi"\n', "text.greeting: unknown prompt"),
-    ("prompt-wav-missing", BASE + '\n[prompts.files]\nwaiting = "/nonexistent/wait.wav"\n',
-     "files.waiting: WAV file '/nonexistent/wait.wav' does not exist"),
+    (
+        "prompt-wav-missing",
+        BASE + '\n[prompts.files]\nwaiting = "/nonexistent/wait.wav"\n',
+        "files.waiting: WAV file '/nonexistent/wait.wav' does not exist",
+    ),
     ("piper-without-model", with_lines('engine = "espeak-ng"', 'engine = "piper"'), "piper_model: required"),
     ("pin-factory-bad", with_lines('pin_factory = "mock"', 'pin_factory = "wiringpi"'), "gpio.pin_factory"),
-    ("apartments-missing", BASE.split("[[apartments]]")[0] + BASE.split("[paths]")[1].join(["[paths]", ""]),
-     "apartments: at least one apartment is required"),
+    (
+        "apartments-missing",
+        BASE.split("[[apartments]]")[0] + BASE.split("[paths]")[1].join(["[paths]", ""]),
+        "apartments: at least one apartment is required",
+    ),
 ]
 
 
@@ -108,8 +155,13 @@ def test_broken_config_is_refused_naming_the_key(text: str, expected: str) -> No
 def test_check_config_exits_78_with_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "intercom.toml"
     path.write_text(with_lines("pulse_seconds = 3.0", "pulse_seconds = -1").replace("port = 5070", "port = -3"))
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(path), "check-config"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "--config", str(path), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 78
     assert "2 configuration problem(s)" in done.stderr
     assert "relay: pulse_seconds" in done.stderr and "sip: port: -3" in done.stderr
@@ -131,8 +183,13 @@ def test_password_file_readable_by_others_is_warned_about(tmp_path: Path) -> Non
 
 
 def test_print_default_config_is_the_shipped_example() -> None:
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "--print-default-config"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "--print-default-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert parse_config(done.stdout) == parse_config(BASE)
 
 

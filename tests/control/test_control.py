@@ -24,19 +24,28 @@ ROUND_TRIPS = [
     ({"cmd": "open"}, ("open", None), {"opened": True}),
     ({"cmd": "dial", "uri": "sip:101@pbx"}, ("dial", "sip:101@pbx"), {"call": 1, "uri": "sip:101@pbx"}),
     ({"cmd": "hangup"}, ("hangup", None), {"hung_up": 0}),
-    ({"cmd": "history", "limit": 2}, ("history", 2),
-     [{"visit": "v0", "apartment": "101", "outcome": "opened"},
-      {"visit": "v1", "apartment": "101", "outcome": "opened"}]),
+    (
+        {"cmd": "history", "limit": 2},
+        ("history", 2),
+        [
+            {"visit": "v0", "apartment": "101", "outcome": "opened"},
+            {"visit": "v1", "apartment": "101", "outcome": "opened"},
+        ],
+    ),
     ({"cmd": "history"}, ("history", 20), None),  # default limit
-    ({"cmd": "selftest"}, ("selftest", None),
-     [{"name": "gpio", "ok": True, "detail": "mock"}, {"name": "sip", "ok": False, "detail": "no route"}]),
+    (
+        {"cmd": "selftest"},
+        ("selftest", None),
+        [{"name": "gpio", "ok": True, "detail": "mock"}, {"name": "sip", "ok": False, "detail": "no route"}],
+    ),
     ({"cmd": "reload"}, ("reload", None), {"reloaded": True}),
 ]
 
 
 @pytest.mark.parametrize(("request_", "call", "result"), ROUND_TRIPS, ids=lambda v: str(v)[:30])
-async def test_every_command_round_trips(server: Path, handler: Any, open_client: Any,
-                                         request_: dict[str, Any], call: tuple[str, Any], result: Any) -> None:
+async def test_every_command_round_trips(
+    server: Path, handler: Any, open_client: Any, request_: dict[str, Any], call: tuple[str, Any], result: Any
+) -> None:
     async with open_client(server) as client:
         reply = await client.ask(request_)
     assert reply["ok"] is True, reply
@@ -74,7 +83,8 @@ BAD = [
 
 @pytest.mark.parametrize(("line", "code", "message"), BAD, ids=lambda v: str(v)[:30])
 async def test_bad_requests_get_json_errors_and_the_connection_survives(
-        server: Path, handler: Any, open_client: Any, line: bytes, code: str, message: str) -> None:
+    server: Path, handler: Any, open_client: Any, line: bytes, code: str, message: str
+) -> None:
     async with open_client(server) as client:
         await client.send_raw(line)
         reply = await client.read()
@@ -88,6 +98,7 @@ async def test_bad_requests_get_json_errors_and_the_connection_survives(
 async def test_huge_line_is_refused_and_closed_and_the_server_keeps_serving(server: Path, open_client: Any) -> None:
     # Sent in the background: the server stops reading at the limit, so a blocking send could stall.
     async with open_client(server) as client, anyio.create_task_group() as tg:
+
         async def flood() -> None:
             with contextlib.suppress(anyio.BrokenResourceError, OSError):
                 await client.send_raw(b'{"cmd": "' + b"x" * (MAX_LINE_BYTES * 2) + b'"}\n')
@@ -100,13 +111,17 @@ async def test_huge_line_is_refused_and_closed_and_the_server_keeps_serving(serv
         assert (await client.ask({"cmd": "status"}))["ok"] is True
 
 
-@pytest.mark.parametrize(("exc", "code", "message"), [
-    (SipError("registrar down", info="408 timeout"), "failed", "registrar down: 408 timeout"),
-    (RuntimeError("bug"), "failed", "RuntimeError: bug"),
-    (ControlError("door blocked by tamper"), "refused", "door blocked by tamper"),
-])
-async def test_handler_raising_gives_an_error_reply(server: Path, handler: Any, open_client: Any,
-                                                     exc: Exception, code: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [
+        (SipError("registrar down", info="408 timeout"), "failed", "registrar down: 408 timeout"),
+        (RuntimeError("bug"), "failed", "RuntimeError: bug"),
+        (ControlError("door blocked by tamper"), "refused", "door blocked by tamper"),
+    ],
+)
+async def test_handler_raising_gives_an_error_reply(
+    server: Path, handler: Any, open_client: Any, exc: Exception, code: str, message: str
+) -> None:
     handler.fail["open"] = exc
     async with open_client(server) as client:
         reply = await client.ask({"cmd": "open"})
@@ -164,8 +179,12 @@ async def test_idle_client_is_dropped(server: Path, open_client: Any) -> None:
 
 
 async def test_client_count_is_bounded(server: Path, open_client: Any) -> None:
-    async with open_client(server) as c1, open_client(server) as c2, open_client(server) as c3, \
-            open_client(server) as c4:
+    async with (
+        open_client(server) as c1,
+        open_client(server) as c2,
+        open_client(server) as c3,
+        open_client(server) as c4,
+    ):
         for c in (c1, c2, c3, c4):  # each answered: each holds one of the 4 slots
             assert (await c.ask({"cmd": "open"}))["ok"] is True
         async with open_client(server) as fifth:
@@ -206,6 +225,7 @@ async def test_peer_uid_is_logged(server: Path, open_client: Any, caplog: pytest
 
 
 # --- the socket file -------------------------------------------------------------------------------------
+
 
 async def test_socket_mode_is_0660_and_removed_at_stop(short_dir: Path, handler: Any) -> None:
     path = short_dir / "control.sock"

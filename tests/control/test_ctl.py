@@ -80,18 +80,30 @@ def test_selftest_accepts_check_and_passed_keys() -> None:
 
 def test_visit_log_events_print_time_and_name_first() -> None:
     out = io.StringIO()
-    ctl.print_event({"target": "sip:101@pbx", "text": "", "timestamp": "2025-01-01T12:00:00",
-                     "elapsed_seconds": 1.5, "visit": "v1", "name": "RINGING"}, out)
+    ctl.print_event(
+        {
+            "target": "sip:101@pbx",
+            "text": "",
+            "timestamp": "2025-01-01T12:00:00",
+            "elapsed_seconds": 1.5,
+            "visit": "v1",
+            "name": "RINGING",
+        },
+        out,
+    )
     assert out.getvalue() == "2025-01-01T12:00:00 RINGING target=sip:101@pbx text= elapsed_seconds=1.5 visit=v1\n"
 
 
-@pytest.mark.parametrize(("argv", "call", "line"), [
-    (["press", "101"], ("press", "101"), "visit:  v1"),
-    (["open"], ("open", None), "opened: yes"),
-    (["dial", "sip:101@pbx"], ("dial", "sip:101@pbx"), "uri:  sip:101@pbx"),
-    (["hangup"], ("hangup", None), "hung_up: 0"),
-    (["reload"], ("reload", None), "reloaded: yes"),
-])
+@pytest.mark.parametrize(
+    ("argv", "call", "line"),
+    [
+        (["press", "101"], ("press", "101"), "visit:  v1"),
+        (["open"], ("open", None), "opened: yes"),
+        (["dial", "sip:101@pbx"], ("dial", "sip:101@pbx"), "uri:  sip:101@pbx"),
+        (["hangup"], ("hangup", None), "hung_up: 0"),
+        (["reload"], ("reload", None), "reloaded: yes"),
+    ],
+)
 async def test_simple_commands(server: Path, handler: Any, argv: list[str], call: tuple[str, Any], line: str) -> None:
     status, out, _ = await run_ctl("--socket", str(server), *argv)
     assert status == 0

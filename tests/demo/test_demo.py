@@ -14,8 +14,13 @@ pytestmark = pytest.mark.peers
 
 
 def test_demo_visit_opens_the_door_and_shows_the_event_log(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "--workdir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     # The per-visit event log, in the replaced system's `NAME | {json}` form, as it happened.

@@ -10,10 +10,17 @@ from daemon.flow.codes import CodeGuard
 from daemon.flow.events import Dtmf, LegAnswered, LegEnded, LegRinging, SecondPress, Start, TimerFired
 from daemon.flow.machine import LegStatus, Phase, VisitState, inbound_visit, new_visit, step
 
-TIMING = TimingConfig(ring_timeout_seconds=20, max_call_seconds=60, call_warning_seconds=10,
-                      hangup_after_open_seconds=2, wrong_code_limit=3, lockout_seconds=300)
-PARALLEL = Apartment(name="101", buttons=("101",), residents=("sip:a@h", "sip:b@h"), codes=("1234",),
-                     fallback="sip:concierge@h")
+TIMING = TimingConfig(
+    ring_timeout_seconds=20,
+    max_call_seconds=60,
+    call_warning_seconds=10,
+    hangup_after_open_seconds=2,
+    wrong_code_limit=3,
+    lockout_seconds=300,
+)
+PARALLEL = Apartment(
+    name="101", buttons=("101",), residents=("sip:a@h", "sip:b@h"), codes=("1234",), fallback="sip:concierge@h"
+)
 SEQUENTIAL = replace(PARALLEL, strategy="sequential")
 
 
@@ -121,7 +128,7 @@ def test_resident_hangs_up_before_the_scheduled_hang_up_cancels_it() -> None:
 
 
 def test_wrong_codes_lock_out_and_the_lockout_outlives_the_visit() -> None:
-    state, commands = digits(answered(), "0000" "1111" "2222")
+    state, commands = digits(answered(), "000011112222")
     assert len([c for c in of(cmd.Log, commands) if isinstance(c, cmd.Log) and c.event == "CODE_REJECTED"]) == 3
     assert any(isinstance(c, cmd.Log) and c.event == "LOCKOUT" for c in commands)
     assert state.guard.locked(100.0)

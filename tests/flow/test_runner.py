@@ -84,20 +84,24 @@ class Recorder:
         return Path(name)
 
 
-def make(apt: Apartment = APT, timing: TimingConfig = TIMING) -> tuple[VisitRunner, FakeCalls, FakeSpeaker,
-                                                                         FakeDoor, Recorder]:
+def make(
+    apt: Apartment = APT, timing: TimingConfig = TIMING
+) -> tuple[VisitRunner, FakeCalls, FakeSpeaker, FakeDoor, Recorder]:
     calls, speaker, door, rec = FakeCalls(), FakeSpeaker(), FakeDoor(), Recorder()
-    runner = VisitRunner("v1", new_visit(apt, timing), calls=calls, speaker=speaker, door=door, leds=rec,
-                         prompts=rec, visit_log=rec)
+    runner = VisitRunner(
+        "v1", new_visit(apt, timing), calls=calls, speaker=speaker, door=door, leds=rec, prompts=rec, visit_log=rec
+    )
     return runner, calls, speaker, door, rec
 
 
 async def test_code_opens_the_door_and_the_scheduled_hang_up_fires() -> None:
     runner, calls, speaker, door, rec = make()
     async with anyio.create_task_group() as tg:
+
         async def visit() -> None:
             result = await runner.run(Start(sip_ready=True))
             assert result.outcome == "door_opened"
+
         tg.start_soon(visit)
         await anyio.sleep(0.01)
         runner.post(LegAnswered(1))
@@ -159,8 +163,16 @@ class ExplodingSpeaker(FakeSpeaker):
 
 async def test_an_unexpected_error_releases_the_relay_and_hangs_up_every_leg() -> None:
     calls, door, rec = FakeCalls(), FakeDoor(), Recorder()
-    runner = VisitRunner("v1", new_visit(APT, TIMING), calls=calls, speaker=ExplodingSpeaker(), door=door,
-                         leds=rec, prompts=rec, visit_log=rec)
+    runner = VisitRunner(
+        "v1",
+        new_visit(APT, TIMING),
+        calls=calls,
+        speaker=ExplodingSpeaker(),
+        door=door,
+        leds=rec,
+        prompts=rec,
+        visit_log=rec,
+    )
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner.run, Start(True))

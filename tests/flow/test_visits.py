@@ -18,8 +18,11 @@ pytestmark = pytest.mark.anyio
 
 A = Apartment(name="A", buttons=("a",), residents=("sip:a@h",), codes=("1",))
 B = Apartment(name="B", buttons=("b",), residents=("sip:b@h",), codes=("2",))
-CONFIG = Config(buttons=(ButtonConfig("a", 17), ButtonConfig("b", 18)), apartments=(A, B),
-                timing=TimingConfig(ring_timeout_seconds=30))
+CONFIG = Config(
+    buttons=(ButtonConfig("a", 17), ButtonConfig("b", 18)),
+    apartments=(A, B),
+    timing=TimingConfig(ring_timeout_seconds=30),
+)
 
 
 class Harness:
@@ -28,12 +31,26 @@ class Harness:
         self.done: list[tuple[VisitResult, VisitRequest]] = []
         self.refused: list[str] = []
         self.ids = iter(f"v{i}" for i in range(100))
-        self.visits = Visits(config, self.runner, new_id=lambda: next(self.ids), sip_ready=lambda: True,
-                             on_done=self.on_done, refuse=lambda req, prompt: self.refused.append(req.apartment.name))
+        self.visits = Visits(
+            config,
+            self.runner,
+            new_id=lambda: next(self.ids),
+            sip_ready=lambda: True,
+            on_done=self.on_done,
+            refuse=lambda req, prompt: self.refused.append(req.apartment.name),
+        )
 
     def runner(self, visit: str, state: VisitState) -> VisitRunner:
-        return VisitRunner(visit, state, calls=self.calls, speaker=self.speaker, door=FakeDoor(), leds=self.rec,
-                           prompts=self.rec, visit_log=self.rec)
+        return VisitRunner(
+            visit,
+            state,
+            calls=self.calls,
+            speaker=self.speaker,
+            door=FakeDoor(),
+            leds=self.rec,
+            prompts=self.rec,
+            visit_log=self.rec,
+        )
 
     async def on_done(self, result: VisitResult, request: VisitRequest) -> None:
         self.done.append((result, request))

@@ -18,7 +18,10 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 def visit(n: int, **changes: object) -> VisitRecord:
     fields: dict[str, object] = {
-        "visit": f"v{n:04d}", "apartment": "101", "button": "101", "started_at": T0 + timedelta(minutes=n),
+        "visit": f"v{n:04d}",
+        "apartment": "101",
+        "button": "101",
+        "started_at": T0 + timedelta(minutes=n),
         "outcome": "no_answer",
     }
     fields.update(changes)
@@ -26,10 +29,21 @@ def visit(n: int, **changes: object) -> VisitRecord:
 
 
 async def test_full_record_survives_reopen(tmp_path: Path) -> None:
-    full = visit(1, outcome="door_opened", answered_by="sip:a@h", answered_at=T0 + timedelta(seconds=70),
-                 door_opened=True, opened_by="sip:a@h", open_method="dtmf", ended_at=T0 + timedelta(seconds=90),
-                 ring_seconds=9.5, call_seconds=20.0, duration_seconds=30.0, failure="",
-                 extra={"legs": ["sip:a@h", "sip:b@h"], "wrong_codes": 1})
+    full = visit(
+        1,
+        outcome="door_opened",
+        answered_by="sip:a@h",
+        answered_at=T0 + timedelta(seconds=70),
+        door_opened=True,
+        opened_by="sip:a@h",
+        open_method="dtmf",
+        ended_at=T0 + timedelta(seconds=90),
+        ring_seconds=9.5,
+        call_seconds=20.0,
+        duration_seconds=30.0,
+        failure="",
+        extra={"legs": ["sip:a@h", "sip:b@h"], "wrong_codes": 1},
+    )
     async with VisitHistory.in_state_dir(tmp_path) as history:
         assert await history.record(full)
         await history.record(visit(2, failure="sip:a@h: 486 Busy Here", outcome="busy"))
@@ -53,8 +67,9 @@ async def test_recent_orders_by_time_across_offsets_and_limits(tmp_path: Path) -
         assert [r.visit for r in await history.recent(2)] == ["v0001", "v0002"]
 
 
-async def test_unwritable_database_keeps_a_backlog_and_recovers(tmp_path: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_unwritable_database_keeps_a_backlog_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # As root, permissions do not stop SQLite; a regular file where the directory should be does.
     blocker = tmp_path / "state"
     blocker.write_text("not a directory")

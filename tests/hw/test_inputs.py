@@ -78,8 +78,9 @@ def test_edge_storm_then_hold_gives_at_most_one_press_per_holdoff(factory: MockF
 
 
 def test_held_button_is_one_press(factory: MockFactory, recorder: Recorder) -> None:
-    button = DoorbellButton(ButtonConfig("a", 17, min_press_ms=20, holdoff_ms=50), pin_factory=factory,
-                            post=recorder.post)
+    button = DoorbellButton(
+        ButtonConfig("a", 17, min_press_ms=20, holdoff_ms=50), pin_factory=factory, post=recorder.post
+    )
     try:
         hold(factory.pin(17), 0.3)
         time.sleep(0.05)
@@ -89,8 +90,9 @@ def test_held_button_is_one_press(factory: MockFactory, recorder: Recorder) -> N
 
 
 def test_pull_down_button_is_active_high(factory: MockFactory, recorder: Recorder) -> None:
-    button = DoorbellButton(ButtonConfig("pd", 4, pull_up=False, min_press_ms=10), pin_factory=factory,
-                            post=recorder.post)
+    button = DoorbellButton(
+        ButtonConfig("pd", 4, pull_up=False, min_press_ms=10), pin_factory=factory, post=recorder.post
+    )
     try:
         hold(factory.pin(4), 0.03, pull_up=False)
         assert recorder.wait_for(ButtonPressed)[0] == ButtonPressed("pd", recorder.events[0].at)
@@ -99,8 +101,9 @@ def test_pull_down_button_is_active_high(factory: MockFactory, recorder: Recorde
 
 
 def test_post_latency_is_tiny_over_many_presses(factory: MockFactory, recorder: Recorder) -> None:
-    button = DoorbellButton(ButtonConfig("x", 17, min_press_ms=5, holdoff_ms=0), pin_factory=factory,
-                            post=recorder.post)
+    button = DoorbellButton(
+        ButtonConfig("x", 17, min_press_ms=5, holdoff_ms=0), pin_factory=factory, post=recorder.post
+    )
     latencies = []
     try:
         pin = factory.pin(17)
@@ -111,8 +114,9 @@ def test_post_latency_is_tiny_over_many_presses(factory: MockFactory, recorder: 
             latencies.append(button.last_post_latency)
     finally:
         button.close()
-    print(f"\npress post latency: median {statistics.median(latencies) * 1e3:.3f} ms, "
-          f"max {max(latencies) * 1e3:.3f} ms")
+    print(
+        f"\npress post latency: median {statistics.median(latencies) * 1e3:.3f} ms, max {max(latencies) * 1e3:.3f} ms"
+    )
     assert statistics.median(latencies) < 0.005, latencies
 
 
@@ -132,8 +136,9 @@ def test_exit_button_runs_its_action_then_posts(factory: MockFactory, recorder: 
         calls.append(time.monotonic())
         return True
 
-    exit_button = ExitButton(InputConfig(pin=22, min_press_ms=20), pin_factory=factory, post=recorder.post,
-                             action=action)
+    exit_button = ExitButton(
+        InputConfig(pin=22, min_press_ms=20), pin_factory=factory, post=recorder.post, action=action
+    )
     try:
         hold(factory.pin(22), 0.04)
         (event,) = recorder.wait_for(ExitRequested)
@@ -146,8 +151,9 @@ def test_exit_button_reports_a_refused_door(factory: MockFactory, recorder: Reco
     def refuse() -> bool:
         raise HardwareError("relay: open refused, its run() task is not running")
 
-    exit_button = ExitButton(InputConfig(pin=22, min_press_ms=10), pin_factory=factory, post=recorder.post,
-                             action=refuse)
+    exit_button = ExitButton(
+        InputConfig(pin=22, min_press_ms=10), pin_factory=factory, post=recorder.post, action=refuse
+    )
     try:
         hold(factory.pin(22), 0.03)
         assert recorder.wait_for(ExitRequested)[0].opened is False  # type: ignore[union-attr]
@@ -201,13 +207,18 @@ def test_door_open_at_start_up_is_reported(factory: MockFactory, recorder: Recor
 
 
 @pytest.mark.parametrize("tampered_when_active", [True, False])
-def test_tamper_triggers_action_and_clears(factory: MockFactory, recorder: Recorder,
-                                          tampered_when_active: bool) -> None:
+def test_tamper_triggers_action_and_clears(
+    factory: MockFactory, recorder: Recorder, tampered_when_active: bool
+) -> None:
     # A normally-closed loop is closed (low) while the case is shut.
     pin = factory.pin(24, pin_class=MockPin if tampered_when_active else ClosedContactPin)
     blocked: list[bool] = []
-    tamper = TamperSwitch(TamperConfig(pin=24, tampered_when_active=tampered_when_active), pin_factory=factory,
-                          post=recorder.post, on_tamper=lambda: blocked.append(True))
+    tamper = TamperSwitch(
+        TamperConfig(pin=24, tampered_when_active=tampered_when_active),
+        pin_factory=factory,
+        post=recorder.post,
+        on_tamper=lambda: blocked.append(True),
+    )
     try:
         time.sleep(CONTACT_SETTLE_S * 2)
         assert recorder.events == [] and not tamper.tampered

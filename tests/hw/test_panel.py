@@ -72,8 +72,9 @@ def test_a_failing_device_closes_the_half_built_panel(factory: MockFactory, reco
     try:
         with pytest.raises(HardwareError, match="tamper"):
             Panel(CONFIG, pin_factory=factory, post=recorder.post)
-        Panel(Config(relay=RelayConfig(pin=27)), pin_factory=factory,
-              post=recorder.post).close()  # the relay pin was freed again
+        Panel(
+            Config(relay=RelayConfig(pin=27)), pin_factory=factory, post=recorder.post
+        ).close()  # the relay pin was freed again
     finally:
         blocker.close()
 
@@ -108,8 +109,9 @@ def test_pin_factory_selection() -> None:
         make_pin_factory(GpioConfig("lgpio"))
 
 
-async def test_selftest_on_a_live_mock_panel(factory: MockFactory, recorder: Recorder,
-                                             alsa_capture: AlsaCapture) -> None:
+async def test_selftest_on_a_live_mock_panel(
+    factory: MockFactory, recorder: Recorder, alsa_capture: AlsaCapture
+) -> None:
     # The bench jumper: relay output wired to a sense input on GPIO25.
     factory.pin(27, pin_class=MockConnectedPin, input_pin=factory.pin(25))
     with Panel(CONFIG, pin_factory=factory, post=recorder.post) as panel:
@@ -122,14 +124,14 @@ async def test_selftest_on_a_live_mock_panel(factory: MockFactory, recorder: Rec
         assert panel.leds is not None and panel.leds.state is LedState.CALLING  # restored
     table = {r.check: r for r in results}
     assert all(r.passed for r in results), results
-    assert set(table) == {"relay at rest", "relay sense GPIO25", "leds", "tamper", "door contact", "buttons",
-                          "speaker"}
+    assert set(table) == {"relay at rest", "relay sense GPIO25", "leds", "tamper", "door contact", "buttons", "speaker"}
     assert alsa_capture.last().nframes == 1600
 
 
 async def test_selftest_reports_failures(factory: MockFactory, recorder: Recorder) -> None:
-    config = Config(relay=RelayConfig(pin=27), audio=AudioConfig(output_device="no-such-card"),
-                    tamper=TamperConfig(pin=24))
+    config = Config(
+        relay=RelayConfig(pin=27), audio=AudioConfig(output_device="no-such-card"), tamper=TamperConfig(pin=24)
+    )
     with Panel(config, pin_factory=factory, post=recorder.post) as panel:
         factory.pin(24).drive_low()
         await anyio.sleep(0.05)

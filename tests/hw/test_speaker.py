@@ -35,10 +35,10 @@ def noise(nbytes: int, seed: int = 1) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize(("rate", "channels", "width"), [(8000, 1, 2), (22050, 1, 2), (44100, 2, 2),
-                                                          (48000, 2, 4), (16000, 1, 1)])
-async def test_prompt_reaches_alsa_byte_exact(alsa_capture: AlsaCapture, rate: int, channels: int,
-                                              width: int) -> None:
+@pytest.mark.parametrize(
+    ("rate", "channels", "width"), [(8000, 1, 2), (22050, 1, 2), (44100, 2, 2), (48000, 2, 4), (16000, 1, 1)]
+)
+async def test_prompt_reaches_alsa_byte_exact(alsa_capture: AlsaCapture, rate: int, channels: int, width: int) -> None:
     fmt = PcmFormat(rate, channels, width)
     pcm = noise(fmt.frame_bytes * 3001)  # not a whole number of buffers
     speaker = Speaker(AudioConfig())
@@ -123,7 +123,8 @@ async def test_cancelling_play_stops_the_worker_before_the_next_prompt(alsa_capt
 
 
 async def test_missing_device_is_logged_and_retried_on_the_next_prompt(
-        alsa_capture: AlsaCapture, caplog: pytest.LogCaptureFixture) -> None:
+    alsa_capture: AlsaCapture, caplog: pytest.LogCaptureFixture
+) -> None:
     speaker = Speaker(AudioConfig(output_device="no-such-card"))
     try:
         result = await speaker.play(b"\x00\x00" * 100, PcmFormat(8000))
@@ -169,7 +170,8 @@ class _FailingAfter:
 
 
 async def test_device_failing_mid_prompt_is_logged_and_reopened_for_the_next(
-        alsa_capture: AlsaCapture, caplog: pytest.LogCaptureFixture) -> None:
+    alsa_capture: AlsaCapture, caplog: pytest.LogCaptureFixture
+) -> None:
     made: list[_FailingAfter] = []
 
     def factory() -> _FailingAfter:  # the first PyAudio's stream fails; the one made to recover works
@@ -216,8 +218,12 @@ async def test_play_to_first_buffer_latency(alsa_capture: AlsaCapture) -> None:
     lat = sorted(speaker.latencies)
     assert len(lat) == 120 and hooked == list(speaker.latencies)
     median, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
-    report = {"plays": len(lat), "median_ms": round(median * 1000, 3), "p99_ms": round(p99 * 1000, 3),
-              "max_ms": round(lat[-1] * 1000, 3)}
+    report = {
+        "plays": len(lat),
+        "median_ms": round(median * 1000, 3),
+        "p99_ms": round(p99 * 1000, 3),
+        "max_ms": round(lat[-1] * 1000, 3),
+    }
     print(f"\nplay-to-first-buffer-in-ALSA latency: {json.dumps(report)}")
     if out := os.environ.get("INTERCOM_LATENCY_REPORT"):
         await anyio.Path(out).write_text(json.dumps(report), encoding="utf-8")
@@ -242,8 +248,9 @@ def test_alsa_capture_keep_all_appends_every_stream(tmp_path: Path) -> None:
         "        assert cap.last().frames == b'\\x02\\x00' * 50\n"
         "anyio.run(main)\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "alsa")], check=True,
-                   cwd=Path(__file__).parents[2], timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "alsa")], check=True, cwd=Path(__file__).parents[2], timeout=60
+    )
 
 
 def test_wav_helper_roundtrip(tmp_path: Path) -> None:

@@ -47,11 +47,12 @@ async def test_call_audio_reaches_alsa_even_without_a_microphone(alsa_capture: A
     finally:
         speaker.close()
     assert pump.last is not None and pump.last.output_ok and not pump.last.input_ok
-    assert alsa_capture.last().frames[:len(frames) * len(frames[0])] == b"".join(frames)
+    assert alsa_capture.last().frames[: len(frames) * len(frames[0])] == b"".join(frames)
 
 
-async def test_cancelling_the_talk_ends_it_within_a_frame_and_frees_the_speaker(alsa_capture: AlsaCapture,
-                                                                                  tmp_path: Path) -> None:
+async def test_cancelling_the_talk_ends_it_within_a_frame_and_frees_the_speaker(
+    alsa_capture: AlsaCapture, tmp_path: Path
+) -> None:
     config = AudioConfig()
     speaker = Speaker(config)
     pump = TalkPump(config, speaker=speaker)

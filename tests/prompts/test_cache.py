@@ -120,7 +120,7 @@ async def test_recorded_wav_overrides_synthesis_and_is_converted(tmp_path: Path)
         pcm = parse_wav(prompts.path("door_open", rate).read_bytes())
         assert pcm.rate == rate and pcm.frames == n * rate // 44100
     # a changed recording is picked up (its size and mtime are in the key)
-    recording.write_bytes(encode_wav(Pcm(left.tobytes()[: n], 44100)))
+    recording.write_bytes(encode_wav(Pcm(left.tobytes()[:n], 44100)))
     again = await PromptCache(tmp_path / "cache", engine=engine).prepare(config, rates=(16000, 8000))
     assert again.speaker_pcm("door_open").frames == n // 2
 
@@ -134,7 +134,8 @@ async def test_recorded_file_that_is_not_a_wav_is_refused(tmp_path: Path) -> Non
 
 async def test_fixed_speaker_rate(tmp_path: Path) -> None:
     prompts = await PromptCache(tmp_path, engine=CountingEngine()).prepare(
-        PromptsConfig(), rates=(8000,), speaker_rate=48000)
+        PromptsConfig(), rates=(8000,), speaker_rate=48000
+    )
     assert prompts.speaker_pcm("busy").rate == 48000
     assert prompts.rates("busy") == (8000, 16000, 22050, 48000)  # 16 kHz: the default call rate
     with pytest.raises(KeyError, match="11025"):

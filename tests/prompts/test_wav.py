@@ -45,7 +45,7 @@ def test_upsampling_keeps_frequency() -> None:
 def test_downsampling_suppresses_content_above_new_nyquist() -> None:
     # 6 kHz would alias to 2 kHz at 8 kHz: the anti-aliasing low-pass must take most of it out
     out = resample(sine(6000, 22050), 8000)
-    tail = Pcm(out.data[len(out.data) // 2:], 8000)  # after the filter settles
+    tail = Pcm(out.data[len(out.data) // 2 :], 8000)  # after the filter settles
     assert peak(tail) < 16000 * 0.1
 
 

@@ -15,18 +15,35 @@ from typing import Any
 from daemon.config import Apartment, Config, SipAccountConfig, default_config_text, parse_config
 from tests.scenario.conftest import Panel, scenario_config
 
-__all__ = ["LogCapture", "apartment", "capture_logs", "config_with", "history_rows", "played", "resources",
-           "with_registrar"]
+__all__ = [
+    "LogCapture",
+    "apartment",
+    "capture_logs",
+    "config_with",
+    "history_rows",
+    "played",
+    "resources",
+    "with_registrar",
+]
 
 
-def apartment(name: str, *residents: str, codes: tuple[str, ...] = ("1",), buttons: tuple[str, ...] = ("101",),
-              **kw: Any) -> Apartment:
+def apartment(
+    name: str, *residents: str, codes: tuple[str, ...] = ("1",), buttons: tuple[str, ...] = ("101",), **kw: Any
+) -> Apartment:
     return Apartment(name=name, buttons=buttons, residents=residents, codes=codes, **kw)
 
 
-def config_with(tmp_path: Path, cache: Path, apartments: list[Apartment], *, sip: dict[str, Any] | None = None,
-                relay: dict[str, Any] | None = None, audio: dict[str, Any] | None = None,
-                inbound_codes: tuple[str, ...] | None = None, **timing: Any) -> Config:
+def config_with(
+    tmp_path: Path,
+    cache: Path,
+    apartments: list[Apartment],
+    *,
+    sip: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
+    audio: dict[str, Any] | None = None,
+    inbound_codes: tuple[str, ...] | None = None,
+    **timing: Any,
+) -> Config:
     config = scenario_config(tmp_path, cache, apartments, **timing)
     # Both default buttons: "101" on GPIO17, "concierge" on GPIO18.
     config = replace(config, buttons=parse_config(default_config_text()).buttons)

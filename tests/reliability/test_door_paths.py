@@ -43,11 +43,12 @@ def relay_ever_energized(panel: Panel) -> bool:
 
 
 @pytest.mark.peers
-async def test_another_apartments_code_does_not_open(tmp_path: Path, prompt_cache: Path,
-                                                     speaker: AlsaCapture) -> None:
+async def test_another_apartments_code_does_not_open(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
     with Baresip(tmp_path, user="a") as a:
-        apts = [apartment("A", a.uri, codes=("11",), buttons=("101",)),
-                apartment("B", "sip:b@127.0.0.1:9", codes=("22",), buttons=("concierge",))]
+        apts = [
+            apartment("A", a.uri, codes=("11",), buttons=("101",)),
+            apartment("B", "sip:b@127.0.0.1:9", codes=("22",), buttons=("concierge",)),
+        ]
         config = config_with(tmp_path, prompt_cache, apts, inbound_codes=("33",))
         async with run_panel(config) as panel:
             await panel.press()
@@ -65,11 +66,13 @@ async def test_another_apartments_code_does_not_open(tmp_path: Path, prompt_cach
 
 
 @pytest.mark.peers
-async def test_brute_force_locks_out_and_the_lockout_holds_across_visits(tmp_path: Path, prompt_cache: Path,
-                                                                        speaker: AlsaCapture) -> None:
+async def test_brute_force_locks_out_and_the_lockout_holds_across_visits(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="a") as a:
-        config = config_with(tmp_path, prompt_cache, [apartment("A", a.uri, codes=("5",))], wrong_code_limit=3,
-                             lockout_seconds=300)
+        config = config_with(
+            tmp_path, prompt_cache, [apartment("A", a.uri, codes=("5",))], wrong_code_limit=3, lockout_seconds=300
+        )
         async with run_panel(config) as panel:
             await panel.press()
             await a.wait_event("CALL_ESTABLISHED", 10)
@@ -122,14 +125,20 @@ def test_digits_before_answer_or_from_a_losing_leg_are_ignored() -> None:
 
 
 @pytest.mark.peers
-async def test_inbound_only_allowlisted_callers_with_inbound_codes(tmp_path: Path, prompt_cache: Path,
-                                                                   speaker: AlsaCapture) -> None:
-    with Baresip(tmp_path, user="concierge") as concierge, Baresip(tmp_path, user="mallory") as mallory, \
-            Baresip(tmp_path, user="concierge", listen_host="127.0.0.2") as forger:
-        config = config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9", codes=("1",))],
-                             inbound_codes=("9",))
-        config = replace(config, sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",),
-                                             inbound_sources=("127.0.0.1",)))
+async def test_inbound_only_allowlisted_callers_with_inbound_codes(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with (
+        Baresip(tmp_path, user="concierge") as concierge,
+        Baresip(tmp_path, user="mallory") as mallory,
+        Baresip(tmp_path, user="concierge", listen_host="127.0.0.2") as forger,
+    ):
+        config = config_with(
+            tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9", codes=("1",))], inbound_codes=("9",)
+        )
+        config = replace(
+            config, sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.1",))
+        )
         async with run_panel(config) as panel:
             target = f"sip:portao@127.0.0.1:{panel.app.sip.sip_port}"
             mallory.command("dial", target)  # not on the allowlist: refused (603), her digits go nowhere
@@ -175,16 +184,19 @@ def control(path: Path, *lines: bytes) -> list[dict[str, Any]]:
 
 
 @pytest.mark.peers
-async def test_exit_button_and_control_open_and_a_control_dial_cannot(tmp_path: Path, prompt_cache: Path,
-                                                                      speaker: AlsaCapture) -> None:
+async def test_exit_button_and_control_open_and_a_control_dial_cannot(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="a") as a:
-        config = config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9")],
-                             relay={"pulse_seconds": 0.3})
+        config = config_with(
+            tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9")], relay={"pulse_seconds": 0.3}
+        )
         async with run_panel(config) as panel:
             sock = Path(config.paths.runtime_dir) / "control.sock"
             # A call placed from the control socket belongs to no visit: its digits open nothing.
-            (dialed,) = await anyio.to_thread.run_sync(control, sock, json.dumps({"cmd": "dial", "uri": a.uri})
-                                                       .encode())
+            (dialed,) = await anyio.to_thread.run_sync(
+                control, sock, json.dumps({"cmd": "dial", "uri": a.uri}).encode()
+            )
             await a.wait_event("CALL_ESTABLISHED", 10)
             await anyio.sleep(0.3)
             await send_digits(a, "1")
@@ -192,8 +204,15 @@ async def test_exit_button_and_control_open_and_a_control_dial_cannot(tmp_path: 
             a.hangup()
             assert not relay_ever_energized(panel)
             # Malformed, huge and unknown requests against the real app: refused, the server goes on.
-            bad = [b"{not json", b"\xff\xfe", b"[1,2]", b'{"cmd": "opne"}', b'{"cmd": "open", "force": true}',
-                   b'{"cmd": "press", "button": 101}', b"{" + b" " * 2_000_000]
+            bad = [
+                b"{not json",
+                b"\xff\xfe",
+                b"[1,2]",
+                b'{"cmd": "opne"}',
+                b'{"cmd": "open", "force": true}',
+                b'{"cmd": "press", "button": 101}',
+                b"{" + b" " * 2_000_000,
+            ]
             replies = await anyio.to_thread.run_sync(control, sock, *bad[:-1])
             huge = await anyio.to_thread.run_sync(control, sock, bad[-1])
             assert not relay_ever_energized(panel)

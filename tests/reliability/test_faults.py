@@ -42,8 +42,9 @@ async def open_with_code(panel: Panel, phone: Baresip, code: str = "1", *, estab
     await panel.until(lambda: panel.relay_energized, 5, "relay energized")
 
 
-async def test_registrar_down_at_start_then_up_then_restarted(tmp_path: Path, prompt_cache: Path,
-                                                              speaker: AlsaCapture) -> None:
+async def test_registrar_down_at_start_then_up_then_restarted(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     kamailio = Kamailio(tmp_path, users={"panel": "s3cret", "101": "r3sident"}, max_expires=6)
     base = config_with(tmp_path, prompt_cache, [apartment("101", kamailio.uri("101"))])
     config = with_registrar(base, kamailio.registrar)
@@ -79,10 +80,14 @@ async def test_registrar_down_at_start_then_up_then_restarted(tmp_path: Path, pr
 
 
 async def test_registration_rejected_is_logged_and_the_visitor_hears_out_of_service(
-        tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Kamailio(tmp_path, users={"panel": "s3cret"}) as kamailio, capture_logs() as logs:
-        config = with_registrar(config_with(tmp_path, prompt_cache, [apartment("101", kamailio.uri("101"))]),
-                                kamailio.registrar, password="wrong")
+        config = with_registrar(
+            config_with(tmp_path, prompt_cache, [apartment("101", kamailio.uri("101"))]),
+            kamailio.registrar,
+            password="wrong",
+        )
         async with run_panel(config) as panel:
             await panel.until(lambda: bool(logs.matching("registration down", "ERROR")), 5, "rejection logged")
             await panel.press()
@@ -93,19 +98,22 @@ async def test_registration_rejected_is_logged_and_the_visitor_hears_out_of_serv
     assert heard == ["out_of_service"]
 
 
-@pytest.mark.parametrize(("scenario", "prompt", "outcome"), [
-    ("uas_busy", "busy", "busy"),
-    ("uas_decline", "nobody_answered", "no_answer"),
-    ("uas_not_found", "nobody_answered", "no_answer"),
-    ("uas_unavailable", "nobody_answered", "no_answer"),
-    ("uas_never_answer", "nobody_answered", "no_answer"),
-    ("uas_answer_random_bye", "door_not_opened", "not_opened"),
-])
-async def test_resident_side_failures(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture, scenario: str,
-                                      prompt: str, outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "prompt", "outcome"),
+    [
+        ("uas_busy", "busy", "busy"),
+        ("uas_decline", "nobody_answered", "no_answer"),
+        ("uas_not_found", "nobody_answered", "no_answer"),
+        ("uas_unavailable", "nobody_answered", "no_answer"),
+        ("uas_never_answer", "nobody_answered", "no_answer"),
+        ("uas_answer_random_bye", "door_not_opened", "not_opened"),
+    ],
+)
+async def test_resident_side_failures(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture, scenario: str, prompt: str, outcome: str
+) -> None:
     with Sipp(tmp_path, scenario) as far, Baresip(tmp_path, user="201") as phone:
-        apts = [apartment("101", far.uri("101"), buttons=("101",)),
-                apartment("201", phone.uri, buttons=("concierge",))]
+        apts = [apartment("101", far.uri("101"), buttons=("101",)), apartment("201", phone.uri, buttons=("concierge",))]
         config = config_with(tmp_path, prompt_cache, apts, ring_timeout_seconds=1.5)
         async with run_panel(config) as panel:
             await panel.press(17)
@@ -121,12 +129,18 @@ async def test_resident_side_failures(tmp_path: Path, prompt_cache: Path, speake
     assert record.outcome == outcome and heard[-1] == prompt, (record, heard)
 
 
-async def test_media_never_arrives_ends_at_the_media_timeout(tmp_path: Path, prompt_cache: Path,
-                                                             speaker: AlsaCapture) -> None:
+async def test_media_never_arrives_ends_at_the_media_timeout(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     # sipp answers and never sends RTP: the engine's media timeout ends the call long before max_call.
     with Sipp(tmp_path, "uas_answer_silent") as far:
-        config = config_with(tmp_path, prompt_cache, [apartment("101", far.uri("101"))],
-                             sip={"media_timeout_seconds": 2}, max_call_seconds=30)
+        config = config_with(
+            tmp_path,
+            prompt_cache,
+            [apartment("101", far.uri("101"))],
+            sip={"media_timeout_seconds": 2},
+            max_call_seconds=30,
+        )
         async with run_panel(config) as panel:
             await panel.press()
             await panel.visit_done(timeout=15)
@@ -140,10 +154,11 @@ async def test_media_never_arrives_ends_at_the_media_timeout(tmp_path: Path, pro
     assert 1.5 < (record.call_seconds or 0) < 4
 
 
-async def test_speaker_missing_calls_still_placed_and_door_opens(tmp_path: Path, prompt_cache: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_speaker_missing_calls_still_placed_and_door_opens(
+    tmp_path: Path, prompt_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asound = tmp_path / "asound.conf"
-    asound.write_text('pcm.!default { type hw card 97 device 0 }\nctl.!default { type hw card 97 }\n')
+    asound.write_text("pcm.!default { type hw card 97 device 0 }\nctl.!default { type hw card 97 }\n")
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(asound))
     with Baresip(tmp_path, user="101") as phone, capture_logs() as logs:
         config = config_with(tmp_path, prompt_cache, [apartment("101", phone.uri)])
@@ -156,11 +171,13 @@ async def test_speaker_missing_calls_still_placed_and_door_opens(tmp_path: Path,
     assert logs.matching("not played", "ERROR"), logs.text[-2000:]
 
 
-async def test_history_unwritable_keeps_records_until_fixed(tmp_path: Path, prompt_cache: Path,
-                                                            speaker: AlsaCapture) -> None:
+async def test_history_unwritable_keeps_records_until_fixed(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     dead = free_port()
-    config = with_registrar(config_with(tmp_path, prompt_cache, [apartment("101", f"sip:101@127.0.0.1:{dead}")]),
-                            f"sip:127.0.0.1:{dead}")
+    config = with_registrar(
+        config_with(tmp_path, prompt_cache, [apartment("101", f"sip:101@127.0.0.1:{dead}")]), f"sip:127.0.0.1:{dead}"
+    )
     state = Path(config.paths.state_dir)
     (state / "history.sqlite3").mkdir(parents=True)  # a directory where the database file should be
     with capture_logs() as logs:
@@ -177,8 +194,9 @@ async def test_history_unwritable_keeps_records_until_fixed(tmp_path: Path, prom
     assert logs.matching("writable again")
 
 
-async def test_corrupt_prompt_cache_is_rebuilt_at_start(tmp_path: Path, prompt_cache: Path,
-                                                        speaker: AlsaCapture) -> None:
+async def test_corrupt_prompt_cache_is_rebuilt_at_start(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     async with run_panel(config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9")])):
         pass  # make sure the shared cache is complete
     cache = tmp_path / "cache"
@@ -196,8 +214,9 @@ async def test_corrupt_prompt_cache_is_rebuilt_at_start(tmp_path: Path, prompt_c
     assert victim.stat().st_size == size and len(pcm.data) > 8000
 
 
-async def test_sip_events_for_unknown_calls_and_a_raising_callback(tmp_path: Path, prompt_cache: Path,
-                                                                   speaker: AlsaCapture) -> None:
+async def test_sip_events_for_unknown_calls_and_a_raising_callback(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="101") as phone, capture_logs() as logs:
         config = config_with(tmp_path, prompt_cache, [apartment("101", phone.uri)])
         async with run_panel(config) as panel:

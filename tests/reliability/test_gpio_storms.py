@@ -59,8 +59,10 @@ async def test_edge_storms_on_every_input(tmp_path: Path) -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(panel.relay.run)
                 await anyio.sleep(0.05)
-                took = {name: await storm(factory.pin(pin), 4000, rng, settle_low=False)
-                        for name, pin in (("doorbell", 17), ("exit", 22), ("door", 23), ("tamper", 24))}
+                took = {
+                    name: await storm(factory.pin(pin), 4000, rng, settle_low=False)
+                    for name, pin in (("doorbell", 17), ("exit", 22), ("door", 23), ("tamper", 24))
+                }
                 await anyio.sleep(0.5)  # pulses end, contacts settle
                 energized_after = panel.relay.energized
                 door_open = panel.door.is_open if panel.door else None
@@ -70,8 +72,10 @@ async def test_edge_storms_on_every_input(tmp_path: Path) -> None:
     presses = [e for e in events if isinstance(e, ButtonPressed)]
     exits = [e for e in events if isinstance(e, ExitRequested)]
     doors = [e for e in events if isinstance(e, DoorOpened | DoorClosed)]
-    print(f"\nedges: 4 x 4000; storm seconds {took}; presses {len(presses)}, exits {len(exits)}, "
-          f"door events {len(doors)}, tamper {sum(isinstance(e, TamperTriggered) for e in events)}")
+    print(
+        f"\nedges: 4 x 4000; storm seconds {took}; presses {len(presses)}, exits {len(exits)}, "
+        f"door events {len(doors)}, tamper {sum(isinstance(e, TamperTriggered) for e in events)}"
+    )
     assert len(presses) <= math.ceil(took["doorbell"] / 1.0) + 1
     assert len(exits) <= math.ceil(took["exit"] / 0.5) + 1
     times = [p.at for p in presses]

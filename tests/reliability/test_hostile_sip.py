@@ -25,6 +25,7 @@ from tests.support.sip_flood import SDP, request, run_flood
 
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
 
+
 def torture_messages(port: int, lport: int) -> dict[str, list[bytes]]:
     """Messages by RFC 4475 class. None of them may open the door or crash the daemon."""
     uri = f"sip:portao@127.0.0.1:{port}"
@@ -32,9 +33,13 @@ def torture_messages(port: int, lport: int) -> dict[str, list[bytes]]:
     rng = random.Random(4475)
     out: dict[str, list[bytes]] = {
         "bad start line": [
-            b"INVITE\r\n\r\n", b"INVITE sip:x SIP/7.0\r\n\r\n", b"SIP/2.0 OK\r\n\r\n", b"  \r\n\tINVITE  \r\n",
+            b"INVITE\r\n\r\n",
+            b"INVITE sip:x SIP/7.0\r\n\r\n",
+            b"SIP/2.0 OK\r\n\r\n",
+            b"  \r\n\tINVITE  \r\n",
             request("INVITE", uri, port, lport, next(n)).replace(b" SIP/2.0\r\n", b" SIP/2.0 extra\r\n", 1),
-            request("invite", uri, port, lport, next(n)), b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n",
+            request("invite", uri, port, lport, next(n)),
+            b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n",
             request("INVITE", uri, port, lport, next(n)).replace(b"INVITE ", b"INVITE\t\t", 1),
         ],
         "huge headers": [
@@ -50,26 +55,52 @@ def torture_messages(port: int, lport: int) -> dict[str, list[bytes]]:
             request("INVITE", uri, port, lport, next(n), body=SDP, content_length="ten"),
             request("OPTIONS", uri, port, lport, next(n), content_length="99999999999999999999"),
         ],
-        "unknown methods": [request(m, uri, port, lport, next(n)) for m in
-                            ("BREW", "NOTAMETHOD", "OPEN", "X" * 300, "REGISTER", "SUBSCRIBE", "PUBLISH")],
-        "invalid URIs": [request("INVITE", target, port, lport, next(n), body=SDP) for target in
-                         ("sip:@@@", "<sip:portao@127.0.0.1>", "http://127.0.0.1/", "sip:portao@[::1",
-                          "sip:portao@127.0.0.1:99999", "sip:%00%ff@127.0.0.1", "tel:+1-555", "sip:" + "a" * 3000)],
-        "garbage bytes": [b"", b"\r\n", b"\x00" * 64, b"\xff\xfe\xfd" * 100, rng.randbytes(1400),
-                          rng.randbytes(8000), "INVITE sip:é@ñ SIP/2.0\r\n\r\n".encode("latin-1")],
-        "missing headers": [request("INVITE", uri, port, lport, next(n), body=SDP, omit=(h,)) for h in
-                            ("Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards")],
+        "unknown methods": [
+            request(m, uri, port, lport, next(n))
+            for m in ("BREW", "NOTAMETHOD", "OPEN", "X" * 300, "REGISTER", "SUBSCRIBE", "PUBLISH")
+        ],
+        "invalid URIs": [
+            request("INVITE", target, port, lport, next(n), body=SDP)
+            for target in (
+                "sip:@@@",
+                "<sip:portao@127.0.0.1>",
+                "http://127.0.0.1/",
+                "sip:portao@[::1",
+                "sip:portao@127.0.0.1:99999",
+                "sip:%00%ff@127.0.0.1",
+                "tel:+1-555",
+                "sip:" + "a" * 3000,
+            )
+        ],
+        "garbage bytes": [
+            b"",
+            b"\r\n",
+            b"\x00" * 64,
+            b"\xff\xfe\xfd" * 100,
+            rng.randbytes(1400),
+            rng.randbytes(8000),
+            "INVITE sip:é@ñ SIP/2.0\r\n\r\n".encode("latin-1"),
+        ],
+        "missing headers": [
+            request("INVITE", uri, port, lport, next(n), body=SDP, omit=(h,))
+            for h in ("Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards")
+        ],
         "no-SDP INVITE": [request("INVITE", uri, port, lport, next(n)) for _ in range(5)],
-        "Max-Forwards 0": [request("INVITE", uri, port, lport, next(n), body=SDP, max_forwards="0"),
-                           request("OPTIONS", uri, port, lport, next(n), max_forwards="0")],
-        "bad SDP": [request("INVITE", uri, port, lport, next(n), body="v=0\r\nm=audio x RTP/AVP\r\n"),
-                    request("INVITE", uri, port, lport, next(n), body="v=0\r\n" + "a=x\r\n" * 500),
-                    request("INVITE", uri, port, lport, next(n), body=SDP.replace("29000", "0"))],
+        "Max-Forwards 0": [
+            request("INVITE", uri, port, lport, next(n), body=SDP, max_forwards="0"),
+            request("OPTIONS", uri, port, lport, next(n), max_forwards="0"),
+        ],
+        "bad SDP": [
+            request("INVITE", uri, port, lport, next(n), body="v=0\r\nm=audio x RTP/AVP\r\n"),
+            request("INVITE", uri, port, lport, next(n), body="v=0\r\n" + "a=x\r\n" * 500),
+            request("INVITE", uri, port, lport, next(n), body=SDP.replace("29000", "0")),
+        ],
         "out-of-dialog DTMF and teardown": [
             request("INFO", uri, port, lport, next(n), body="Signal=1\r\nDuration=160\r\n"),
-            request("BYE", uri, port, lport, next(n)), request("CANCEL", uri, port, lport, next(n)),
+            request("BYE", uri, port, lport, next(n)),
+            request("CANCEL", uri, port, lport, next(n)),
             request("ACK", uri, port, lport, next(n)),
-            request("INVITE", uri, port, lport, next(n), body=SDP, caller="concierge\"<sip:x@y>"),
+            request("INVITE", uri, port, lport, next(n), body=SDP, caller='concierge"<sip:x@y>'),
         ],
     }
     return out
@@ -100,10 +131,10 @@ async def legitimate_visit(panel: Panel, phone: Baresip, count: int) -> None:
     await panel.visit_done(count)
 
 
-async def test_torture_messages_then_a_flood_then_a_legitimate_visit(tmp_path: Path, prompt_cache: Path,
-                                                                     speaker: AlsaCapture) -> None:
-    with Baresip(tmp_path, user="101") as phone, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+async def test_torture_messages_then_a_flood_then_a_legitimate_visit(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101") as phone, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -125,14 +156,27 @@ async def test_torture_messages_then_a_flood_then_a_legitimate_visit(tmp_path: P
 
             # The flood: 100 INVITEs with SDP from a caller not on the allowlist, 20 ms apart.
             for i in range(100):
-                sock.sendto(request("INVITE", f"sip:portao@127.0.0.1:{target[1]}", target[1], lport, 50_000 + i,
-                                    body=SDP, caller=f"flood{i}"), target)
+                sock.sendto(
+                    request(
+                        "INVITE",
+                        f"sip:portao@127.0.0.1:{target[1]}",
+                        target[1],
+                        lport,
+                        50_000 + i,
+                        body=SDP,
+                        caller=f"flood{i}",
+                    ),
+                    target,
+                )
                 await anyio.sleep(0.02)
             replies = await drain(sock, 3.0)
             # 50/s is above the refusal pace (daemon/sip/_teardown_pace.py): some are refused by us (603),
             # the rest by pjsua while every call slot is taken (486), never with a media transport.
-            refused = {r.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0] for r in replies
-                       if r.startswith((b"SIP/2.0 603", b"SIP/2.0 486")) and b"Call-ID: " in r}
+            refused = {
+                r.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0]
+                for r in replies
+                if r.startswith((b"SIP/2.0 603", b"SIP/2.0 486")) and b"Call-ID: " in r
+            }
             opened_by_flood = panel.app.visits.completed != 1
             await legitimate_visit(panel, phone, 2)
             live = await panel.app.sip.live_calls()

@@ -25,20 +25,23 @@ CODE = "73019"  # a 5-digit token no port (<= 65535) can be
 WRONG = "86420"
 
 
-async def test_password_and_codes_never_logged_or_stored(tmp_path: Path, prompt_cache: Path,
-                                                         speaker: AlsaCapture, capfd: pytest.CaptureFixture[str]
-                                                         ) -> None:
+async def test_password_and_codes_never_logged_or_stored(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture, capfd: pytest.CaptureFixture[str]
+) -> None:
     toml = tmp_path / "intercom.toml"
     with Kamailio(tmp_path, users={"panel": PASSWORD, "101": "r3sident"}) as kamailio:
-        toml.write_text(f'[sip.account]\nuri = "sip:panel@127.0.0.1:{kamailio.port}"\n'
-                        f'registrar = "{kamailio.registrar}"\nusername = "panel"\n'
-                        '[[apartments]]\nname = "101"\nbuttons = ["101"]\nresidents = ["sip:101@127.0.0.1"]\n'
-                        f'codes = ["{CODE}"]\n[[buttons]]\nname = "101"\npin = 17\n')
+        toml.write_text(
+            f'[sip.account]\nuri = "sip:panel@127.0.0.1:{kamailio.port}"\n'
+            f'registrar = "{kamailio.registrar}"\nusername = "panel"\n'
+            '[[apartments]]\nname = "101"\nbuttons = ["101"]\nresidents = ["sip:101@127.0.0.1"]\n'
+            f'codes = ["{CODE}"]\n[[buttons]]\nname = "101"\npin = 17\n'
+        )
         loaded, _ = load_config(toml, environ={"INTERCOM_SIP_PASSWORD": PASSWORD})
         assert loaded.sip.account.password == PASSWORD
         with Baresip(tmp_path, user="101") as phone, capture_logs() as logs:
-            base = config_with(tmp_path, prompt_cache, [apartment("101", phone.uri, codes=(CODE,))],
-                               inbound_codes=("55501",))
+            base = config_with(
+                tmp_path, prompt_cache, [apartment("101", phone.uri, codes=(CODE,))], inbound_codes=("55501",)
+            )
             config = replace(base, sip=replace(base.sip, account=loaded.sip.account))
             async with run_panel(config) as panel:
                 await panel.until(lambda: panel.app.registered, 10, "registered")

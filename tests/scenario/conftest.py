@@ -36,13 +36,17 @@ def scenario_config(tmp_path: Path, cache: Path, apartments: list[Apartment], **
     base = parse_config(default_config_text())
     return replace(
         base,
-        sip=replace(base.sip, bind_address="127.0.0.1", port=free_port(),
-                    rtp_port=22000 + (free_port() % 40) * 200, inbound_allow=()),
+        sip=replace(
+            base.sip,
+            bind_address="127.0.0.1",
+            port=free_port(),
+            rtp_port=22000 + (free_port() % 40) * 200,
+            inbound_allow=(),
+        ),
         apartments=tuple(apartments),
         buttons=base.buttons[:1],
         timing=replace(base.timing, **{"ring_timeout_seconds": 4, "hangup_after_open_seconds": 0.5, **timing}),
-        paths=PathsConfig(state_dir=str(tmp_path / "state"), cache_dir=str(cache),
-                          runtime_dir=str(tmp_path / "run")),
+        paths=PathsConfig(state_dir=str(tmp_path / "state"), cache_dir=str(cache), runtime_dir=str(tmp_path / "run")),
     )
 
 

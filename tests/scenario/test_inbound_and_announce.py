@@ -18,13 +18,15 @@ from tests.support.peers import Baresip
 pytestmark = [pytest.mark.anyio, pytest.mark.peers]
 
 
-async def test_allowlisted_concierge_calls_in_and_opens_with_its_code(tmp_path: Path, prompt_cache: Path,
-                                                                      speaker: AlsaCapture) -> None:
+async def test_allowlisted_concierge_calls_in_and_opens_with_its_code(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="concierge") as concierge, Baresip(tmp_path, user="101") as resident:
         apt = Apartment(name="101", buttons=("101",), residents=(resident.uri,), codes=("1",))
         config = scenario_config(tmp_path, prompt_cache, [apt])
-        config = replace(config, inbound_codes=("9",),
-                         sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",)))
+        config = replace(
+            config, inbound_codes=("9",), sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",))
+        )
         async with run_panel(config) as panel:
             concierge.command("dial", f"sip:panel@127.0.0.1:{config.sip.port}")
             await concierge.wait_event("CALL_ESTABLISHED", 10)
@@ -39,13 +41,15 @@ async def test_allowlisted_concierge_calls_in_and_opens_with_its_code(tmp_path: 
     assert record.outcome == "door_opened" and record.extra["inbound"] is True
 
 
-async def test_caller_not_on_the_allowlist_is_refused_and_cannot_open(tmp_path: Path, prompt_cache: Path,
-                                                                      speaker: AlsaCapture) -> None:
+async def test_caller_not_on_the_allowlist_is_refused_and_cannot_open(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="stranger") as stranger:
         apt = Apartment(name="101", buttons=("101",), residents=("sip:101@127.0.0.1:9",), codes=("1",))
         config = scenario_config(tmp_path, prompt_cache, [apt])
-        config = replace(config, inbound_codes=("9",),
-                         sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",)))
+        config = replace(
+            config, inbound_codes=("9",), sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",))
+        )
         async with run_panel(config) as panel:
             stranger.command("dial", f"sip:panel@127.0.0.1:{config.sip.port}")
             await stranger.wait_event("CALL_CLOSED", 10)
@@ -56,8 +60,9 @@ async def test_caller_not_on_the_allowlist_is_refused_and_cannot_open(tmp_path: 
     assert not any(e.get("type") == "CALL_ESTABLISHED" for e in stranger.all_events)
 
 
-async def test_announce_mode_plays_the_announcement_to_the_resident(tmp_path: Path, prompt_cache: Path,
-                                                                   speaker: AlsaCapture) -> None:
+async def test_announce_mode_plays_the_announcement_to_the_resident(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="101") as phone:
         apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="announce")
         config = scenario_config(tmp_path, prompt_cache, [apt])

@@ -24,8 +24,9 @@ MIC_RATE = 16000  # the talk port's rate: the pump opens the microphone at it
 
 
 def write_mic_raw(path: Path, hz: float, seconds: float) -> Path:
-    samples = array.array("h", (round(9000 * math.sin(2 * math.pi * hz * i / MIC_RATE))
-                                for i in range(int(MIC_RATE * seconds))))
+    samples = array.array(
+        "h", (round(9000 * math.sin(2 * math.pi * hz * i / MIC_RATE)) for i in range(int(MIC_RATE * seconds)))
+    )
     path.write_bytes(samples.tobytes())  # little-endian on every machine this runs on (x86, ARM)
     return path
 
@@ -33,8 +34,10 @@ def write_mic_raw(path: Path, hz: float, seconds: float) -> Path:
 async def test_talk_mode_carries_audio_both_ways(tmp_path: Path, prompt_cache: Path) -> None:
     mic = write_mic_raw(tmp_path / "mic.raw", 600, 30)
     resident_voice = write_tones_wav(tmp_path / "voice.wav", [(1000, 60.0)])
-    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, \
-            Baresip(tmp_path, user="101", audio_source=resident_voice) as phone:
+    with (
+        capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker,
+        Baresip(tmp_path, user="101", audio_source=resident_voice) as phone,
+    ):
         apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="talk")
         config = scenario_config(tmp_path, prompt_cache, [apt])
         async with run_panel(config) as panel:
@@ -53,8 +56,7 @@ async def test_talk_mode_door_open_prompt_is_heard_whole_after_the_call(tmp_path
     """In talk mode the call's audio holds the speaker, so "porta aberta" waits for the call to end; the
     visit's end (the hang-up after opening) must neither cut it nor stall on it."""
     mic = write_mic_raw(tmp_path / "mic.raw", 600, 30)
-    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, \
-            Baresip(tmp_path, user="101") as phone:
+    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, Baresip(tmp_path, user="101") as phone:
         apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="talk")
         config = scenario_config(tmp_path, prompt_cache, [apt])
         async with run_panel(config) as panel:
@@ -71,18 +73,24 @@ async def test_talk_mode_door_open_prompt_is_heard_whole_after_the_call(tmp_path
     assert took < 2 * len(door_open) / (2 * 22050) + 2  # the prompt's own length and some slack, not 15 s
 
 
-async def test_inbound_concierge_talks_both_ways(tmp_path: Path, prompt_cache: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_inbound_concierge_talks_both_ways(
+    tmp_path: Path, prompt_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """An allowlisted inbound call is bridged as soon as it is answered, before its media is up: the bridge
     must still join the call when the media comes (it once failed with 'no active audio media')."""
     mic = write_mic_raw(tmp_path / "mic.raw", 600, 30)
     concierge_voice = write_tones_wav(tmp_path / "voice.wav", [(1000, 60.0)])
-    with capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker, \
-            Baresip(tmp_path, user="concierge", audio_source=concierge_voice) as concierge:
+    with (
+        capture_alsa(tmp_path / "alsa", keep_all=True, mic_raw=mic) as speaker,
+        Baresip(tmp_path, user="concierge", audio_source=concierge_voice) as concierge,
+    ):
         apt = Apartment(name="101", buttons=("101",), residents=("sip:101@127.0.0.1:9",), codes=("1",))
         config = scenario_config(tmp_path, prompt_cache, [apt])
-        config = replace(config, inbound_codes=("9",), sip=replace(
-            config.sip, inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.1",)))
+        config = replace(
+            config,
+            inbound_codes=("9",),
+            sip=replace(config.sip, inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.1",)),
+        )
         async with run_panel(config) as panel:
             concierge.command("dial", f"sip:panel@127.0.0.1:{config.sip.port}")
             await concierge.wait_event("CALL_ESTABLISHED", 10)
@@ -114,7 +122,7 @@ def tone_seconds(raw: bytes, rate: int, hz: float, slice_s: float = 0.05) -> flo
     pure = 0
     for i in range(0, len(samples) - n, n):
         s1 = s2 = energy = 0.0
-        for x in samples[i:i + n]:
+        for x in samples[i : i + n]:
             s1, s2 = x + coeff * s1 - s2, s1
             energy += x * x
         if energy > n * 300.0**2 and (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * energy) > 0.3:

@@ -20,8 +20,9 @@ def apartment(*residents: str, **kw: object) -> Apartment:
     return Apartment(name="101", buttons=("101",), residents=residents, codes=("1",), **kw)  # type: ignore[arg-type]
 
 
-async def test_answered_right_code_opens_the_door_then_hangs_up(tmp_path: Path, prompt_cache: Path,
-                                                                speaker: AlsaCapture) -> None:
+async def test_answered_right_code_opens_the_door_then_hangs_up(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     # Answered by hand 0.4 s after it rings: an auto-answer within ~5 ms stops the waiting prompt before
     # PortAudio has handed ALSA more than its silence priming, and the check below would have nothing to see.
     with Baresip(tmp_path, user="101", answermode="manual") as phone:
@@ -53,8 +54,9 @@ async def test_answered_right_code_opens_the_door_then_hangs_up(tmp_path: Path, 
     assert all(e["text"].endswith("*") for e in panel.events() if e["event"] == "DTMF")
 
 
-async def test_wrong_codes_lock_out_and_the_door_stays_shut(tmp_path: Path, prompt_cache: Path,
-                                                            speaker: AlsaCapture) -> None:
+async def test_wrong_codes_lock_out_and_the_door_stays_shut(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="101") as phone:
         config = scenario_config(tmp_path, prompt_cache, [apartment(phone.uri)], wrong_code_limit=3)
         async with run_panel(config) as panel:
@@ -76,10 +78,13 @@ async def test_wrong_codes_lock_out_and_the_door_stays_shut(tmp_path: Path, prom
     assert record.outcome == "not_opened" and not record.door_opened
 
 
-async def test_nobody_answers_then_fallback_then_nobody_answered(tmp_path: Path, prompt_cache: Path,
-                                                                 speaker: AlsaCapture) -> None:
-    with Baresip(tmp_path, user="101", answermode="manual") as phone, \
-            Baresip(tmp_path, user="concierge", answermode="manual") as concierge:
+async def test_nobody_answers_then_fallback_then_nobody_answered(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with (
+        Baresip(tmp_path, user="101", answermode="manual") as phone,
+        Baresip(tmp_path, user="concierge", answermode="manual") as concierge,
+    ):
         apt = apartment(phone.uri, fallback=concierge.uri)
         config = scenario_config(tmp_path, prompt_cache, [apt], ring_timeout_seconds=1.5)
         async with run_panel(config) as panel:
@@ -93,7 +98,8 @@ async def test_nobody_answers_then_fallback_then_nobody_answered(tmp_path: Path,
 
 
 async def test_parallel_group_second_leg_answers_and_the_first_is_cancelled(
-        tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="a", answermode="manual") as a, Baresip(tmp_path, user="b", answermode="manual") as b:
         config = scenario_config(tmp_path, prompt_cache, [apartment(a.uri, b.uri)])
         async with run_panel(config) as panel:
@@ -109,8 +115,9 @@ async def test_parallel_group_second_leg_answers_and_the_first_is_cancelled(
     assert record.answered_by == b.uri and record.outcome == "not_opened"
 
 
-async def test_sequential_hunt_rings_one_after_the_other(tmp_path: Path, prompt_cache: Path,
-                                                         speaker: AlsaCapture) -> None:
+async def test_sequential_hunt_rings_one_after_the_other(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="a", answermode="manual") as a, Baresip(tmp_path, user="b") as b:
         apt = apartment(a.uri, b.uri, strategy="sequential")
         config = scenario_config(tmp_path, prompt_cache, [apt], ring_timeout_seconds=1.5)
@@ -128,12 +135,17 @@ async def test_sequential_hunt_rings_one_after_the_other(tmp_path: Path, prompt_
     assert record.answered_by == b.uri and record.outcome == "door_opened"
 
 
-async def test_resident_hangs_up_before_the_scheduled_hang_up(tmp_path: Path, prompt_cache: Path,
-                                                              speaker: AlsaCapture) -> None:
+async def test_resident_hangs_up_before_the_scheduled_hang_up(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     with Baresip(tmp_path, user="101") as phone:
         config = scenario_config(tmp_path, prompt_cache, [apartment(phone.uri)])
-        config = config.__class__(**{**config.__dict__, "timing": config.timing.__class__(
-            **{**config.timing.__dict__, "hangup_after_open_seconds": 30.0})})
+        config = config.__class__(
+            **{
+                **config.__dict__,
+                "timing": config.timing.__class__(**{**config.timing.__dict__, "hangup_after_open_seconds": 30.0}),
+            }
+        )
         async with run_panel(config) as panel:
             await panel.press()
             await phone.wait_event("CALL_ESTABLISHED", 10)
@@ -148,19 +160,25 @@ async def test_resident_hangs_up_before_the_scheduled_hang_up(tmp_path: Path, pr
     assert record.outcome == "door_opened"
 
 
-async def test_registrar_down_says_out_of_service_at_once(tmp_path: Path, prompt_cache: Path,
-                                                          speaker: AlsaCapture) -> None:
+async def test_registrar_down_says_out_of_service_at_once(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
     dead = free_port()  # nothing listens there
     config = scenario_config(tmp_path, prompt_cache, [apartment(f"sip:101@127.0.0.1:{dead}")])
-    account = config.sip.account.__class__(uri="sip:panel@127.0.0.1", registrar=f"sip:127.0.0.1:{dead}",
-                                           username="panel", password="x")
-    config = config.__class__(**{**config.__dict__, "sip": config.sip.__class__(
-        **{**config.sip.__dict__, "account": account})})
+    account = config.sip.account.__class__(
+        uri="sip:panel@127.0.0.1", registrar=f"sip:127.0.0.1:{dead}", username="panel", password="x"
+    )
+    config = config.__class__(
+        **{**config.__dict__, "sip": config.sip.__class__(**{**config.sip.__dict__, "account": account})}
+    )
     async with run_panel(config) as panel:
         pressed = time.monotonic()
         await panel.press()
-        await panel.until(lambda: "out_of_service" in [e["text"] for e in panel.events()
-                                                       if e["event"] == "PLAYBACK_START"], 3, "out of service")
+        await panel.until(
+            lambda: "out_of_service" in [e["text"] for e in panel.events() if e["event"] == "PLAYBACK_START"],
+            3,
+            "out of service",
+        )
         heard_after = time.monotonic() - pressed
         await panel.visit_done()
         (record,) = await panel.app.history.recent(5)
@@ -168,11 +186,11 @@ async def test_registrar_down_says_out_of_service_at_once(tmp_path: Path, prompt
     assert heard_after < 1.5  # "within a second" of the press, with slack for a loaded CI machine
 
 
-async def test_visit_deadline_tears_everything_down(tmp_path: Path, prompt_cache: Path,
-                                                    speaker: AlsaCapture) -> None:
+async def test_visit_deadline_tears_everything_down(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
     with Baresip(tmp_path, user="101", answermode="manual") as phone:
-        config = scenario_config(tmp_path, prompt_cache, [apartment(phone.uri)], ring_timeout_seconds=30,
-                                 visit_deadline_seconds=2)
+        config = scenario_config(
+            tmp_path, prompt_cache, [apartment(phone.uri)], ring_timeout_seconds=30, visit_deadline_seconds=2
+        )
         async with run_panel(config) as panel:
             await panel.press()
             await phone.wait_event("CALL_INCOMING", 10)

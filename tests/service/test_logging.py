@@ -28,10 +28,16 @@ def record(level: int, msg: str, *, exc: bool = False, **extra: object) -> loggi
     return rec
 
 
-@pytest.mark.parametrize(("level", "prefix"), [
-    (logging.CRITICAL, "<2>"), (logging.ERROR, "<3>"), (logging.WARNING, "<4>"),
-    (logging.INFO, "<6>"), (logging.DEBUG, "<7>"),
-])
+@pytest.mark.parametrize(
+    ("level", "prefix"),
+    [
+        (logging.CRITICAL, "<2>"),
+        (logging.ERROR, "<3>"),
+        (logging.WARNING, "<4>"),
+        (logging.INFO, "<6>"),
+        (logging.DEBUG, "<7>"),
+    ],
+)
 def test_journal_formatter_priority_prefix(level: int, prefix: str) -> None:
     assert JournalFormatter("%(message)s").format(record(level, "hello")) == f"{prefix}daemon.flow: hello"
 
@@ -121,16 +127,15 @@ def parse_native(data: bytes) -> dict[str, str]:
             data = rest
         else:
             (size,) = struct.unpack("<Q", rest[:8])
-            fields[head.decode()] = rest[8:8 + size].decode()
-            assert rest[8 + size:9 + size] == b"\n"
-            data = rest[9 + size:]
+            fields[head.decode()] = rest[8 : 8 + size].decode()
+            assert rest[8 + size : 9 + size] == b"\n"
+            data = rest[9 + size :]
     return fields
 
 
 @pytest.fixture
 def journal_socket() -> Iterator[tuple[socket.socket, Path]]:
-    with tempfile.TemporaryDirectory(prefix="ic-") as d, \
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    with tempfile.TemporaryDirectory(prefix="ic-") as d, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         path = Path(d) / "journal.sock"
         sock.bind(str(path))
         sock.settimeout(2)
@@ -138,8 +143,9 @@ def journal_socket() -> Iterator[tuple[socket.socket, Path]]:
 
 
 @pytest.mark.usefixtures("restore_root_logger")
-def test_native_journal_carries_visit_id_as_a_field(journal_socket: tuple[socket.socket, Path],
-                                                    stderr_file: io.TextIOWrapper) -> None:
+def test_native_journal_carries_visit_id_as_a_field(
+    journal_socket: tuple[socket.socket, Path], stderr_file: io.TextIOWrapper
+) -> None:
     sock, path = journal_socket
     handler = setup_logging("INFO", environ=journal_env(stderr_file), stream=stderr_file, journal_socket=path)
     assert isinstance(handler, JournalHandler)
@@ -163,8 +169,9 @@ def test_native_journal_carries_visit_id_as_a_field(journal_socket: tuple[socket
 
 
 @pytest.mark.usefixtures("restore_root_logger")
-def test_native_journal_falls_back_to_stderr_when_journald_is_gone(journal_socket: tuple[socket.socket, Path],
-                                                                   stderr_file: io.TextIOWrapper) -> None:
+def test_native_journal_falls_back_to_stderr_when_journald_is_gone(
+    journal_socket: tuple[socket.socket, Path], stderr_file: io.TextIOWrapper
+) -> None:
     _, path = journal_socket
     setup_logging("INFO", environ=journal_env(stderr_file), stream=stderr_file, journal_socket=path)
     path.unlink()  # journald restarting

@@ -17,8 +17,7 @@ from daemon.service import sd_notify, watchdog_interval, watchdog_task
 
 @pytest.fixture
 def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    with tempfile.TemporaryDirectory(prefix="ic-") as d, \
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    with tempfile.TemporaryDirectory(prefix="ic-") as d, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         path = str(Path(d) / "notify")
         sock.bind(path)
         sock.setblocking(False)
@@ -59,14 +58,17 @@ def test_nobody_listening_is_not_an_error(tmp_path: Path) -> None:
     assert sd_notify("READY=1", environ={"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({}, None),
-    ({"WATCHDOG_USEC": "10000000"}, 10.0),
-    ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}, 10.0),
-    ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
-    ({"WATCHDOG_USEC": "0"}, None),
-    ({"WATCHDOG_USEC": "soon"}, None),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"WATCHDOG_USEC": "10000000"}, 10.0),
+        ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}, 10.0),
+        ({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+    ],
+)
 def test_watchdog_interval(env: dict[str, str], expected: float | None) -> None:
     assert watchdog_interval(env) == expected
 
@@ -77,7 +79,8 @@ async def test_watchdog_task_without_watchdog_returns_at_once() -> None:
 
 
 async def test_watchdog_pings_at_half_the_interval_and_stop_when_the_loop_is_blocked(
-        notify_socket: tuple[socket.socket, str]) -> None:
+    notify_socket: tuple[socket.socket, str],
+) -> None:
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}  # 0.2 s: a ping every 0.1 s
     async with anyio.create_task_group() as tg:

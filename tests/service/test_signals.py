@@ -33,8 +33,9 @@ async def test_sighup_reloads_and_sigterm_terminates() -> None:
     rec = Recorder()
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            await tg.start(lambda task_status: handle_signals(terminate=rec.terminate, reload=rec.reload,
-                                                              task_status=task_status))
+            await tg.start(
+                lambda task_status: handle_signals(terminate=rec.terminate, reload=rec.reload, task_status=task_status)
+            )
             os.kill(os.getpid(), signal.SIGHUP)
             await rec.reloaded.wait()
             assert rec.reloads == 1
@@ -48,8 +49,9 @@ async def test_a_failing_reload_is_logged_and_the_daemon_keeps_going(caplog: pyt
     rec = Recorder(fail_reload=True)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            await tg.start(lambda task_status: handle_signals(terminate=rec.terminate, reload=rec.reload,
-                                                              task_status=task_status))
+            await tg.start(
+                lambda task_status: handle_signals(terminate=rec.terminate, reload=rec.reload, task_status=task_status)
+            )
             os.kill(os.getpid(), signal.SIGHUP)
             await rec.reloaded.wait()
             await anyio.sleep(0.05)

@@ -25,7 +25,7 @@ def tone_sequence(path: Path, freqs: list[float], slice_s: float = 0.1, min_rms:
     step = int(rate * slice_s)
     out: list[float] = []
     for i in range(0, len(samples) - step, step):
-        chunk = samples[i:i + step]
+        chunk = samples[i : i + step]
         if math.sqrt(sum(x * x for x in chunk) / step) < min_rms:
             continue
         powers = {f: _goertzel(chunk, rate, f) for f in freqs}

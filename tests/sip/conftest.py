@@ -25,8 +25,12 @@ E = TypeVar("E")
 def make_config(**changes: Any) -> SipConfig:
     """A SipConfig on a free UDP port with a free RTP range below 32768; ``account`` may be a dict."""
     account = {"uri": "sip:panel@127.0.0.1", **changes.pop("account", {})}
-    base = SipConfig(bind_address="127.0.0.1", port=free_port(), rtp_port=21000 + (free_port() % 50) * 200,
-                     account=SipAccountConfig(**account))
+    base = SipConfig(
+        bind_address="127.0.0.1",
+        port=free_port(),
+        rtp_port=21000 + (free_port() % 50) * 200,
+        account=SipAccountConfig(**account),
+    )
     return replace(base, **changes)
 
 
@@ -44,14 +48,16 @@ class EventLog:
 
     def _find(self, kind: type[E], handle: CallHandle | None) -> E | None:
         for i, event in enumerate(self.history):
-            if i not in self._taken and isinstance(event, kind) and (
-                    handle is None or getattr(event, "handle", None) == handle):
+            if (
+                i not in self._taken
+                and isinstance(event, kind)
+                and (handle is None or getattr(event, "handle", None) == handle)
+            ):
                 self._taken.add(i)
                 return event
         return None
 
-    async def wait(self, kind: type[E], handle: CallHandle | None = None,
-                   timeout: float = 10.0) -> E:
+    async def wait(self, kind: type[E], handle: CallHandle | None = None, timeout: float = 10.0) -> E:
         with anyio.fail_after(timeout):
             while (found := self._find(kind, handle)) is None:
                 self.history.append(await self.engine.events.receive())

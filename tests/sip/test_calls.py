@@ -83,9 +83,15 @@ async def test_sip_info_dtmf_from_sipp(tmp_path: Path, bridge) -> None:
             await log.wait(CallEnded, call)
 
 
-@pytest.mark.parametrize(("scenario", "code"), [
-    ("uas_busy", 486), ("uas_decline", 603), ("uas_not_found", 404), ("uas_unavailable", 480),
-])
+@pytest.mark.parametrize(
+    ("scenario", "code"),
+    [
+        ("uas_busy", 486),
+        ("uas_decline", 603),
+        ("uas_not_found", 404),
+        ("uas_unavailable", 480),
+    ],
+)
 async def test_failure_status_reported(tmp_path: Path, bridge, scenario: str, code: int) -> None:
     with Sipp(tmp_path, scenario) as far:
         async with SipEngine(make_config(), bridge) as engine:

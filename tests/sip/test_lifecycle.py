@@ -119,6 +119,7 @@ async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) ->
             log = EventLog(engine)
             polls = 0
             async with anyio.create_task_group() as tg:
+
                 async def poll() -> None:
                     nonlocal polls
                     while True:
@@ -126,6 +127,7 @@ async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) ->
                             await engine.live_calls()
                         _ = engine.registration
                         polls += 1
+
                 for _ in range(4):
                     tg.start_soon(poll)
                 for _ in range(10):

@@ -36,15 +36,51 @@ def make_pki(directory: Path, name: str, san: str = "IP:127.0.0.1") -> Pki:
     d = directory / name
     d.mkdir()
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", d / "ca.key", "-out", d / "ca.pem", "-days", "1",
-             "-subj", f"/CN=throwaway test CA {name}", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    _openssl("req", *ec, "-keyout", d / "server.key", "-out", d / "server.csr",
-             "-subj", f"/CN={san.split(',', maxsplit=1)[0].split(':', 1)[1]}")
-    (d / "ext.cnf").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n"
-                               "basicConstraints=CA:FALSE\n")
-    _openssl("x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
-             "-CAcreateserial", "-days", "1", "-extfile", d / "ext.cnf", "-out", d / "server.pem")
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        d / "ca.key",
+        "-out",
+        d / "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        f"/CN=throwaway test CA {name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    _openssl(
+        "req",
+        *ec,
+        "-keyout",
+        d / "server.key",
+        "-out",
+        d / "server.csr",
+        "-subj",
+        f"/CN={san.split(',', maxsplit=1)[0].split(':', 1)[1]}",
+    )
+    (d / "ext.cnf").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        d / "server.csr",
+        "-CA",
+        d / "ca.pem",
+        "-CAkey",
+        d / "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        d / "ext.cnf",
+        "-out",
+        d / "server.pem",
+    )
     return Pki(d / "ca.pem", d / "server.pem", d / "server.key")
 
 
@@ -54,10 +90,8 @@ def pki(tmp_path: Path) -> Pki:
 
 
 def _tls_config(k: Kamailio, ca: Path, user: str = "panel", password: str = "s3cret", **changes: object):
-    account = {"uri": f"sip:{user}@127.0.0.1", "registrar": k.tls_registrar, "username": user,
-               "password": password}
-    return make_config(transport="tls", tls_ca_file=str(ca), tls_verify_server=True, account=account,
-                       **changes)
+    account = {"uri": f"sip:{user}@127.0.0.1", "registrar": k.tls_registrar, "username": user, "password": password}
+    return make_config(transport="tls", tls_ca_file=str(ca), tls_verify_server=True, account=account, **changes)
 
 
 async def test_registers_over_tls_with_verified_server(tmp_path: Path, bridge, pki: Pki) -> None:
@@ -98,8 +132,9 @@ class TlsBaresip(Baresip):
     ``pki``'s certificate), and/or with ``mediaenc`` (e.g. "srtp-mand"). Adjusts the files
     :meth:`Baresip.start` wrote, just before it spawns baresip."""
 
-    def __init__(self, workdir: Path, *, pki: Pki | None = None, kamailio: Kamailio | None = None,
-                 mediaenc: str = "") -> None:
+    def __init__(
+        self, workdir: Path, *, pki: Pki | None = None, kamailio: Kamailio | None = None, mediaenc: str = ""
+    ) -> None:
         super().__init__(workdir)
         self.pki, self.kamailio, self.mediaenc = pki, kamailio, mediaenc
 
@@ -126,8 +161,10 @@ class TlsBaresip(Baresip):
         params = f";mediaenc={self.mediaenc}" if self.mediaenc else ""
         if self.kamailio is not None:
             password = self.kamailio.users[self.user]
-            account = (f"<sip:{self.user}@127.0.0.1:{self.kamailio.tls_port};transport=tls>;auth_pass={password};"
-                       f"answermode={self.answermode};regint=600{params}\n")
+            account = (
+                f"<sip:{self.user}@127.0.0.1:{self.kamailio.tls_port};transport=tls>;auth_pass={password};"
+                f"answermode={self.answermode};regint=600{params}\n"
+            )
             (cfg / "accounts").write_text(account)
         else:
             (cfg / "accounts").write_text((cfg / "accounts").read_text().rstrip("\n") + params + "\n")
@@ -155,8 +192,10 @@ async def _call_with_dtmf(engine: SipEngine, phone: Baresip, uri: str) -> None:
 async def test_call_over_tls_through_kamailio(tmp_path: Path, bridge, pki: Pki, srtp: str) -> None:
     users = {"panel": "s3cret", "resident": "r3s"}
     mediaenc = "srtp-mand" if srtp == "mandatory" else ""
-    with Kamailio(tmp_path, users=users, tls=(pki.cert, pki.key)) as k, \
-            TlsBaresip(tmp_path, pki=pki, kamailio=k, mediaenc=mediaenc) as phone:
+    with (
+        Kamailio(tmp_path, users=users, tls=(pki.cert, pki.key)) as k,
+        TlsBaresip(tmp_path, pki=pki, kamailio=k, mediaenc=mediaenc) as phone,
+    ):
         async with SipEngine(_tls_config(k, pki.ca, srtp=srtp), bridge) as engine:
             assert (await EventLog(engine).wait(RegistrationChanged)).active
             await _call_with_dtmf(engine, phone, f"sip:resident@127.0.0.1:{k.tls_port};transport=tls")

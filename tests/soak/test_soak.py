@@ -45,16 +45,30 @@ FLOOD_INVITES = 100
 @pytest.mark.timeout(max(120, VISITS * 6))
 async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
     rng = random.Random(SEED)
-    with Baresip(tmp_path, user="ok") as phone, Sipp(tmp_path, "uas_busy") as busy, \
-            Sipp(tmp_path, "uas_never_answer") as silent, Sipp(tmp_path, "uas_answer_random_bye") as bye:
-        apts = [apartment("ok", phone.uri, codes=("1",), buttons=("ok",)),
-                apartment("busy", busy.uri("busy"), buttons=("busy",)),
-                apartment("silent", silent.uri("silent"), buttons=("silent",)),
-                apartment("bye", bye.uri("bye"), buttons=("bye",))]
-        config = config_with(tmp_path, prompt_cache, apts, relay={"pulse_seconds": 0.2}, ring_timeout_seconds=0.8,
-                             hangup_after_open_seconds=0.2, wrong_code_limit=10_000)
-        buttons = tuple(ButtonConfig(name, pin, holdoff_ms=200) for name, pin, _ in
-                        {(b, p, 0) for b, p, _ in KINDS.values()})
+    with (
+        Baresip(tmp_path, user="ok") as phone,
+        Sipp(tmp_path, "uas_busy") as busy,
+        Sipp(tmp_path, "uas_never_answer") as silent,
+        Sipp(tmp_path, "uas_answer_random_bye") as bye,
+    ):
+        apts = [
+            apartment("ok", phone.uri, codes=("1",), buttons=("ok",)),
+            apartment("busy", busy.uri("busy"), buttons=("busy",)),
+            apartment("silent", silent.uri("silent"), buttons=("silent",)),
+            apartment("bye", bye.uri("bye"), buttons=("bye",)),
+        ]
+        config = config_with(
+            tmp_path,
+            prompt_cache,
+            apts,
+            relay={"pulse_seconds": 0.2},
+            ring_timeout_seconds=0.8,
+            hangup_after_open_seconds=0.2,
+            wrong_code_limit=10_000,
+        )
+        buttons = tuple(
+            ButtonConfig(name, pin, holdoff_ms=200) for name, pin, _ in {(b, p, 0) for b, p, _ in KINDS.values()}
+        )
         config = replace(config, buttons=buttons)
         expected: list[str] = []
         series: dict[int, int] = {}  # visit number -> RSS kB
@@ -105,17 +119,29 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
             records = await panel.app.history.recent(VISITS + 10)
             state_dir = config.paths.state_dir
             energized_at_end = panel.relay_energized
-            pulses = sum(1 for a, b in zip(relay_pin.states, relay_pin.states[1:], strict=False)
-                         if not a.state and b.state)
+            pulses = sum(
+                1 for a, b in zip(relay_pin.states, relay_pin.states[1:], strict=False) if not a.state and b.state
+            )
             faults = panel.app.sip.fault_counters
         rows = history_rows(state_dir)
     outcomes = [r.outcome for r in sorted(records, key=lambda r: r.started_at)]
-    figures = {"visits": VISITS, "seed": SEED, "kinds": kinds, "history_rows": rows, "live_calls_at_end": len(live),
-               "relay_pulses": pulses, "door_opened_visits": outcomes.count("door_opened"),
-               "relay_energized_at_end": energized_at_end, "before": before, "after": after,
-               "callback_faults": faults, "rss_kb_by_visit": series, "baresip_events_cleared": baresip_events,
-               "flood_invites_sent": sum(int(str(f["sent"])) for f in floods),
-               "flood_invites_unanswered": sum(int(str(f["unanswered"])) for f in floods)}
+    figures = {
+        "visits": VISITS,
+        "seed": SEED,
+        "kinds": kinds,
+        "history_rows": rows,
+        "live_calls_at_end": len(live),
+        "relay_pulses": pulses,
+        "door_opened_visits": outcomes.count("door_opened"),
+        "relay_energized_at_end": energized_at_end,
+        "before": before,
+        "after": after,
+        "callback_faults": faults,
+        "rss_kb_by_visit": series,
+        "baresip_events_cleared": baresip_events,
+        "flood_invites_sent": sum(int(str(f["sent"])) for f in floods),
+        "flood_invites_unanswered": sum(int(str(f["unanswered"])) for f in floods),
+    }
     print("\nsoak figures:", json.dumps(figures))
     assert rows == VISITS and len(records) == VISITS
     assert outcomes == expected

@@ -34,9 +34,11 @@ def sip_options(port: int, timeout: float = 0.3) -> int | None:
         s.settimeout(timeout)
         lport = s.getsockname()[1]
         branch = f"z9hG4bK{time.time_ns()}"
-        msg = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch}"
-               f"\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: {time.time_ns()}\r\n"
-               "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        msg = (
+            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch}"
+            f"\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: {time.time_ns()}\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
         s.sendto(msg.encode(), ("127.0.0.1", port))
         try:
             data = s.recv(4096)
@@ -58,8 +60,9 @@ class Kamailio(PeerProcess):
 
     name = "kamailio"
 
-    def __init__(self, workdir: Path, users: dict[str, str], *, max_expires: int = 3600,
-                 tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, users: dict[str, str], *, max_expires: int = 3600, tls: tuple[Path, Path] | None = None
+    ) -> None:
         super().__init__(Path(workdir) / "kamailio")
         self.users = dict(users)
         self.max_expires = max_expires
@@ -85,8 +88,9 @@ class Kamailio(PeerProcess):
         cert, key = self.tls
         side = "method = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
         tls_cfg = self.workdir / "tls.cfg"
-        tls_cfg.write_text(f"[server:default]\n{side}certificate = {cert}\nprivate_key = {key}\n\n"
-                           f"[client:default]\n{side}")
+        tls_cfg.write_text(
+            f"[server:default]\n{side}certificate = {cert}\nprivate_key = {key}\n\n[client:default]\n{side}"
+        )
         core = f"enable_tls=yes\nlisten=tls:127.0.0.1:{self.tls_port}\nalias=127.0.0.1:{self.tls_port}\n"
         return core, f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\n'
 
@@ -159,8 +163,25 @@ request_route {{
         run.mkdir(exist_ok=True)
         cfg = self.workdir / "kamailio.cfg"
         cfg.write_text(self._config())
-        self._spawn(["kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(run), "-P", str(run / "k.pid"),
-                     "-m", "32", "-M", "8", "-w", str(run)])
+        self._spawn(
+            [
+                "kamailio",
+                "-f",
+                str(cfg),
+                "-DD",
+                "-E",
+                "-Y",
+                str(run),
+                "-P",
+                str(run / "k.pid"),
+                "-m",
+                "32",
+                "-M",
+                "8",
+                "-w",
+                str(run),
+            ]
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if not self.running():
@@ -207,9 +228,25 @@ class Sipp(PeerProcess):
         return f"sip:{user}@127.0.0.1:{self.port}"
 
     def _argv(self, extra: list[str]) -> list[str]:
-        return ["sipp", "-sf", str(self.scenario_path), "-i", "127.0.0.1", "-p", str(self.port), "-nostdin",
-                "-trace_msg", "-message_file", str(self.messages_path), "-trace_err",
-                "-error_file", str(self.workdir / "errors.log"), "-mp", str(free_port()), *extra]
+        return [
+            "sipp",
+            "-sf",
+            str(self.scenario_path),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-nostdin",
+            "-trace_msg",
+            "-message_file",
+            str(self.messages_path),
+            "-trace_err",
+            "-error_file",
+            str(self.workdir / "errors.log"),
+            "-mp",
+            str(free_port()),
+            *extra,
+        ]
 
     def start(self, max_calls: int | None = None) -> Self:
         """Start a UAS; returns once its port is bound."""
@@ -225,12 +262,23 @@ class Sipp(PeerProcess):
             time.sleep(0.02)
         raise RuntimeError("sipp did not bind its port")
 
-    async def run_uac(self, target_port: int, *, user: str = "panel", calls: int = 1,
-                      timeout: float = 20) -> int:
+    async def run_uac(self, target_port: int, *, user: str = "panel", calls: int = 1, timeout: float = 20) -> int:
         """Place ``calls`` calls to ``sip:user@127.0.0.1:target_port``; return sipp's exit status
         (0: every call went exactly as scripted)."""
-        self._spawn(self._argv([f"127.0.0.1:{target_port}", "-s", user, "-m", str(calls),
-                                "-timeout", f"{int(timeout)}s", "-timeout_error"]))
+        self._spawn(
+            self._argv(
+                [
+                    f"127.0.0.1:{target_port}",
+                    "-s",
+                    user,
+                    "-m",
+                    str(calls),
+                    "-timeout",
+                    f"{int(timeout)}s",
+                    "-timeout_error",
+                ]
+            )
+        )
         assert self.proc is not None
         proc = self.proc
         with anyio.fail_after(timeout + 5):

@@ -20,15 +20,28 @@ import anyio
 
 __all__ = ["SDP", "FloodResult", "request", "run_flood"]
 
-SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-       "m=audio 29000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+SDP = (
+    "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 29000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+)
 
 FloodResult = dict[str, object]  # {"sent", "seconds", "final": {status: count}, "unanswered", "kernel_drops"}
 
 
-def request(method: str, target: str, port: int, lport: int, n: int, *, body: str = "", extra: str = "",
-            content_length: str | None = None, caller: str = "mallory", max_forwards: str = "70",
-            omit: tuple[str, ...] = ()) -> bytes:
+def request(
+    method: str,
+    target: str,
+    port: int,
+    lport: int,
+    n: int,
+    *,
+    body: str = "",
+    extra: str = "",
+    content_length: str | None = None,
+    caller: str = "mallory",
+    max_forwards: str = "70",
+    omit: tuple[str, ...] = (),
+) -> bytes:
     """One SIP request as bytes, from ``caller`` at 127.0.0.1:``lport``; ``n`` makes its Call-ID/branch unique."""
     headers = {
         "Via": f"SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-torture-{n}",
@@ -74,8 +87,7 @@ def flood(port: int, count: int, gap_ms: float, method: str = "INVITE", settle: 
         # Call-IDs and branches unique across floods: two floods at once reusing them would look like
         # retransmissions of each other's requests, and pjsip answers a retransmission only once.
         first = random.randrange(1_000_000, 2**40)
-        messages = [request(method, uri, port, lport, first + i, body=body, caller=f"flood{i}")
-                    for i in range(count)]
+        messages = [request(method, uri, port, lport, first + i, body=body, caller=f"flood{i}") for i in range(count)]
         final: dict[bytes, bytes] = {}
 
         def receive() -> None:
@@ -106,14 +118,20 @@ def flood(port: int, count: int, gap_ms: float, method: str = "INVITE", settle: 
     statuses = Counter(status.decode() for status in final.values())
     # A datagram the daemon never read (its socket buffer full while it was busy) is not answered; a real
     # client would retransmit it. Counted machine-wide, so an upper bound on this flood's share.
-    return {"sent": count, "seconds": round(seconds, 3), "final": dict(statuses), "unanswered": count - len(final),
-            "kernel_drops": drops}
+    return {
+        "sent": count,
+        "seconds": round(seconds, 3),
+        "final": dict(statuses),
+        "unanswered": count - len(final),
+        "kernel_drops": drops,
+    }
 
 
 async def run_flood(port: int, count: int, gap_ms: float, method: str = "INVITE") -> FloodResult:
     """Run :func:`flood` in a child process and return its result."""
-    result = await anyio.run_process([sys.executable, "-m", "tests.support.sip_flood", str(port), str(count),
-                                      str(gap_ms), method])
+    result = await anyio.run_process(
+        [sys.executable, "-m", "tests.support.sip_flood", str(port), str(count), str(gap_ms), method]
+    )
     parsed: FloodResult = json.loads(result.stdout)
     return parsed
 

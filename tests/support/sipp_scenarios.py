@@ -64,14 +64,24 @@ _RING = _REPLY.format(code=180, reason="Ringing")
 
 
 def _uas_refuse(code: int, reason: str) -> str:
-    return (_RECV_INVITE + _RING + _REPLY.format(code=code, reason=reason) + '  <recv request="ACK"/>\n')
+    return _RECV_INVITE + _RING + _REPLY.format(code=code, reason=reason) + '  <recv request="ACK"/>\n'
 
 
-_UAS_NEVER_ANSWER = _RECV_INVITE + _RING + """  <recv request="CANCEL"/>
-""" + _REPLY.format(code=200, reason="OK") + _REPLY.format(code=487, reason="Request Terminated").replace(
-    "[last_CSeq:]", "CSeq: [$invite_cseq]") + '  <recv request="ACK"/>\n'
+_UAS_NEVER_ANSWER = (
+    _RECV_INVITE
+    + _RING
+    + """  <recv request="CANCEL"/>
+"""
+    + _REPLY.format(code=200, reason="OK")
+    + _REPLY.format(code=487, reason="Request Terminated").replace("[last_CSeq:]", "CSeq: [$invite_cseq]")
+    + '  <recv request="ACK"/>\n'
+)
 
-_UAS_INFO_DTMF = _RECV_INVITE + _RING + _OK_SDP + """  <recv request="ACK"/>
+_UAS_INFO_DTMF = (
+    _RECV_INVITE
+    + _RING
+    + _OK_SDP
+    + """  <recv request="ACK"/>
   <pause milliseconds="300"/>
   <send retrans="500"><![CDATA[
 INFO [$remote_contact] SIP/2.0
@@ -89,11 +99,16 @@ Signal={digit}
 Duration=160
 ]]></send>
   <recv response="200"/>
-""" + _WAIT_BYE
+"""
+    + _WAIT_BYE
+)
 
 # Answers, then hangs up after a random 0.05-0.8 s unless the engine hangs up first (an unexpected BYE
 # arriving during the pause is answered by sipp's default behaviour, and the call counted as failed).
-_UAS_ANSWER_RANDOM_BYE = _RECV_INVITE + _OK_SDP + """  <recv request="ACK">
+_UAS_ANSWER_RANDOM_BYE = (
+    _RECV_INVITE
+    + _OK_SDP
+    + """  <recv request="ACK">
     <action><sample assign_to="hold" distribution="uniform" min="50" max="800"/></action>
   </recv>
   <pause variable="hold"/>
@@ -111,6 +126,7 @@ Content-Length: 0
 ]]></send>
   <recv response="200"/>
 """
+)
 
 # Answers with SDP, then sends no RTP at all until the engine's BYE: "media never arrives". (sipp sends RTP
 # only when a scenario asks it to, or with -rtp_echo; neither is used here.)
@@ -163,8 +179,13 @@ def _uac_expect(status: int, *, sdp: bool) -> str:
     return _INVITE.replace("{body}", body) + _PROVISIONALS + f'  <recv response="{status}"/>\n' + _ACK
 
 
-_UAC_ANSWERED = _INVITE.replace("{body}", _SDP_BODY) + _PROVISIONALS + """  <recv response="200" rrs="true"/>
-""" + _ACK + """  <pause milliseconds="{hold_ms}"/>
+_UAC_ANSWERED = (
+    _INVITE.replace("{body}", _SDP_BODY)
+    + _PROVISIONALS
+    + """  <recv response="200" rrs="true"/>
+"""
+    + _ACK
+    + """  <pause milliseconds="{hold_ms}"/>
   <send retrans="500"><![CDATA[
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -178,6 +199,7 @@ Content-Length: 0
 ]]></send>
   <recv response="200"/>
 """
+)
 
 SCENARIOS: dict[str, str] = {
     "uas_busy": _uas_refuse(486, "Busy Here"),
@@ -209,5 +231,6 @@ def render(name: str, **fields: object) -> str:
     body = "".join(kept)
     if "<action>\n    </action>" in body:
         body = body.replace("\n    <action>\n    </action>\n  </recv>", "/>").replace(
-            '<recv request="INVITE">/>', '<recv request="INVITE"/>')
+            '<recv request="INVITE">/>', '<recv request="INVITE"/>'
+        )
     return _HEAD.replace("{name}", name) + body + _TAIL

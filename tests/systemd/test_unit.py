@@ -118,8 +118,14 @@ def test_unit_parses_as_ini() -> None:
 
 
 def test_install_script_dry_run() -> None:
-    result = subprocess.run(["sh", str(INSTALL)], env={**os.environ, "DRY_RUN": "1"},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["sh", str(INSTALL)],
+        env={**os.environ, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     steps = result.stdout
     assert "+ usermod --append --groups gpio,audio intercom" in steps

@@ -75,13 +75,16 @@ def test_elapsed_counts_from_first_event_and_outcome_ends_the_visit() -> None:
     assert len(vlog.new_visit_id()) == 12
 
 
-@pytest.mark.parametrize(("name", "text", "shown"), [
-    ("DTMF", "rfc2833: 4", "rfc2833: *"),
-    ("DTMF", "4", "*"),
-    ("CODE_REJECTED", "sip:a@h: 1234#", "sip:a@h: *****"),
-    ("DTMF_IGNORED", "info: not from the answered call", "info: not from the answered call"),
-    ("ANSWERED", "apartment 101", "apartment 101"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "shown"),
+    [
+        ("DTMF", "rfc2833: 4", "rfc2833: *"),
+        ("DTMF", "4", "*"),
+        ("CODE_REJECTED", "sip:a@h: 1234#", "sip:a@h: *****"),
+        ("DTMF_IGNORED", "info: not from the answered call", "info: not from the answered call"),
+        ("ANSWERED", "apartment 101", "apartment 101"),
+    ],
+)
 def test_keypad_digits_are_masked(name: str, text: str, shown: str) -> None:
     assert VisitLog(None).emit("v", name, "sip:101@h", text).text == shown
 
@@ -99,15 +102,26 @@ async def test_door_codes_never_reach_any_output(tmp_path: Path, caplog: pytest.
     outputs = [r.getMessage() for r in caplog.records] + [(tmp_path / "events.jsonl").read_text()]
     async with events:
         outputs += [e.line() async for e in events]
-    assert outputs and not any("4711" in out or "47\"" in out for out in outputs)
+    assert outputs and not any("4711" in out or '47"' in out for out in outputs)
     rejected = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[1])
     assert rejected["code"] == "****" and rejected["digits"] == "**" and rejected["attempts"] == 2
 
 
 async def test_jsonl_file_gets_one_object_per_event(tmp_path: Path) -> None:
     vlog = VisitLog.in_state_dir(tmp_path / "state")
-    names = ["BUTTON_PRESSED", "SYNTHESIS_START", "PLAYBACK_START", "PLAYBACK_END", "CALL_START", "RINGING",
-             "ANSWERED", "DTMF", "DOOR_OPEN", "HANGUP", "OUTCOME"]
+    names = [
+        "BUTTON_PRESSED",
+        "SYNTHESIS_START",
+        "PLAYBACK_START",
+        "PLAYBACK_END",
+        "CALL_START",
+        "RINGING",
+        "ANSWERED",
+        "DTMF",
+        "DOOR_OPEN",
+        "HANGUP",
+        "OUTCOME",
+    ]
     async with anyio.create_task_group() as tg:
         await tg.start(vlog.run)
         visit = vlog.start_visit()
