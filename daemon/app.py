@@ -22,7 +22,7 @@ from daemon import __version__
 from daemon.app_parts import PanelPorts, SipCalls, hw_event_text, make_record
 from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import Config, load_config
-from daemon.errors import ConfigError, IntercomError
+from daemon.errors import ConfigError, IntercomError, hw_errors
 from daemon.flow.events import Dtmf, LegAnswered, LegEnded, LegRinging
 from daemon.flow.runner import VisitResult, VisitRunner
 from daemon.history import History
@@ -77,12 +77,13 @@ class IntercomApp:
         await anyio.Path(state_dir).mkdir(parents=True, exist_ok=True)
         bridge = LoopBridge()
         hw_channel: EventChannel[hw_events.HwEvent] = EventChannel(bridge)
-        factory = self._pin_factory or make_pin_factory(cfg.gpio)
         async with AsyncExitStack() as stack:
             stack.callback(bridge.close)
             stack.callback(hw_channel.close)
             # The panel releases the relay at construction: fail-secure after a crash or power cut.
-            self.panel = stack.enter_context(Panel(cfg, pin_factory=factory, post=hw_channel.post))
+            with hw_errors():
+                factory = self._pin_factory or make_pin_factory(cfg.gpio)
+                self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_log.set_codes(_all_codes(cfg))  # codes are masked wherever they would be logged
             self.history = History.in_state_dir(state_dir)

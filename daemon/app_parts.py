@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.errors import translate_hw_error
 from daemon.history import VisitRecord
 from hw.leds import LedState
 from hw.speaker import PcmFormat
@@ -37,7 +38,7 @@ class PanelPorts:
         pcm = self.prompts.speaker_pcm(name)
         result = await self._panel.speaker.play(pcm.data, PcmFormat(pcm.rate, pcm.channels, pcm.sample_width))
         if result.error is not None:
-            raise result.error
+            raise translate_hw_error(result.error)
 
     def open(self) -> None:
         self._panel.relay.open()

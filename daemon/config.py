@@ -19,6 +19,18 @@ from typing import Literal
 from daemon.errors import ConfigError
 from daemon.prompt_texts import DEFAULT_PROMPTS_EN, DEFAULT_PROMPTS_PT, PROMPT_NAMES
 from daemon.settings_schema import build
+from hw.settings import (
+    AudioConfig,
+    ButtonConfig,
+    DoorContactConfig,
+    GpioConfig,
+    InputConfig,
+    LedConfig,
+    PanelConfig,
+    RelayConfig,
+    TamperConfig,
+    positive,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -61,104 +73,6 @@ def _sip_uri_problems(key: str, value: str) -> list[str]:
 
 def _is_code(code: str) -> bool:
     return code.isascii() and code.isdigit() and 1 <= len(code) <= 12
-
-
-def _positive(key: str, value: float, *, zero_ok: bool = False) -> list[str]:
-    if value > 0 or (zero_ok and value == 0):
-        return []
-    return [f"{key}: must be {'zero or more' if zero_ok else 'more than zero'}, got {value}"]
-
-
-@dataclass(frozen=True)
-class GpioConfig:
-    # "auto": gpiozero's own choice (lgpio on current Pi OS), or $GPIOZERO_PIN_FACTORY when set.
-    # "mock": gpiozero's MockFactory, a simulated panel. Never chosen silently on a Pi.
-    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native"] = "auto"
-
-
-@dataclass(frozen=True)
-class ButtonConfig:
-    """A doorbell button. Wiring: one leg to the GPIO, the other to ground (internal pull-up)."""
-
-    name: str
-    pin: int
-    pull_up: bool = True
-    min_press_ms: float = 50.0  # contact must be held this long: rejects noise on long cable runs
-    holdoff_ms: float = 1000.0  # at most one press per button per hold-off
-
-    def problems(self) -> list[str]:
-        out = _positive("min_press_ms", self.min_press_ms, zero_ok=True)
-        out += _positive("holdoff_ms", self.holdoff_ms, zero_ok=True)
-        if not self.name.strip():
-            out.append("name: must not be empty")
-        return out
-
-
-@dataclass(frozen=True)
-class RelayConfig:
-    """Door-lock relay (fail-secure: de-energized unless pulsing)."""
-
-    pin: int = 27
-    active_high: bool = True
-    pulse_seconds: float = 3.0
-
-    def problems(self) -> list[str]:
-        return _positive("pulse_seconds", self.pulse_seconds)
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    """A contact input such as the exit (request-to-exit) button. One leg to GPIO, one to ground."""
-
-    pin: int
-    pull_up: bool = True
-    min_press_ms: float = 50.0
-
-
-@dataclass(frozen=True)
-class DoorContactConfig:
-    pin: int
-    pull_up: bool = True
-    open_when_active: bool = True  # contact closes to ground (active) when the door opens
-    held_open_seconds: float = 60.0
-
-    def problems(self) -> list[str]:
-        return _positive("held_open_seconds", self.held_open_seconds)
-
-
-@dataclass(frozen=True)
-class TamperConfig:
-    pin: int
-    pull_up: bool = True
-    block_seconds: float = 0.0  # relay blocked this long after tamper (0: never blocked)
-    # True: the switch closes to ground (active) on tamper. False: a normally-closed loop that opens on
-    # tamper, the fail-safe wiring (a cut wire also reads as tamper).
-    tampered_when_active: bool = True
-
-    def problems(self) -> list[str]:
-        return _positive("block_seconds", self.block_seconds, zero_ok=True)
-
-
-@dataclass(frozen=True)
-class LedConfig:
-    """Status LED. Wiring: GPIO -> resistor -> LED anode; cathode to ground."""
-
-    pin: int
-    active_high: bool = True
-
-
-@dataclass(frozen=True)
-class AudioConfig:
-    output_device: str = "default"  # PortAudio device name (substring match); "default" is ALSA default
-    input_device: str = "default"
-    volume: float = 1.0
-    frames_per_buffer: int = 256  # a stop takes effect within one buffer
-
-    def problems(self) -> list[str]:
-        out = [] if 0.0 <= self.volume <= 2.0 else [f"volume: {self.volume} out of range 0.0..2.0"]
-        if not 32 <= self.frames_per_buffer <= 8192:
-            out.append(f"frames_per_buffer: {self.frames_per_buffer} out of range 32..8192")
-        return out
 
 
 @dataclass(frozen=True)
@@ -234,7 +148,7 @@ class SipConfig:
         if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
             # Each call holds 2 of pjlib's 64 ioqueue sockets, and more are kept for paced refusals.
             out.append(f"max_calls: {self.max_calls} out of range 1..{MAX_CALLS_LIMIT}")
-        out += _positive("media_timeout_seconds", self.media_timeout_seconds, zero_ok=True)
+        out += positive("media_timeout_seconds", self.media_timeout_seconds, zero_ok=True)
         return out
 
 
@@ -253,9 +167,9 @@ class TimingConfig:
     def problems(self) -> list[str]:
         out: list[str] = []
         for name in ("ring_timeout_seconds", "max_call_seconds", "visit_deadline_seconds", "lockout_seconds"):
-            out += _positive(name, getattr(self, name))
-        out += _positive("hangup_after_open_seconds", self.hangup_after_open_seconds, zero_ok=True)
-        out += _positive("call_warning_seconds", self.call_warning_seconds, zero_ok=True)
+            out += positive(name, getattr(self, name))
+        out += positive("hangup_after_open_seconds", self.hangup_after_open_seconds, zero_ok=True)
+        out += positive("call_warning_seconds", self.call_warning_seconds, zero_ok=True)
         if self.call_warning_seconds >= self.max_call_seconds:
             out.append("call_warning_seconds: must be less than max_call_seconds")
         if self.wrong_code_limit < 1:
@@ -341,6 +255,19 @@ class Config:
     apartments: tuple[Apartment, ...] = ()
     inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+    @property
+    def panel(self) -> PanelConfig:
+        """The panel's device settings, as hw/ takes them."""
+        return PanelConfig(
+            buttons=self.buttons,
+            relay=self.relay,
+            exit_button=self.exit_button,
+            door_contact=self.door_contact,
+            tamper=self.tamper,
+            leds=self.leds,
+            audio=self.audio,
+        )
 
     def problems(self) -> list[str]:
         out: list[str] = [

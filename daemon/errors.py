@@ -8,6 +8,11 @@ ImportError)``), so generic handlers keep working.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hw import errors as hw
+
 __all__ = [
     "AudioError",
     "CallGoneError",
@@ -16,6 +21,8 @@ __all__ = [
     "HardwareError",
     "IntercomError",
     "SipError",
+    "hw_errors",
+    "translate_hw_error",
 ]
 
 
@@ -47,11 +54,25 @@ class CallGoneError(SipError, LookupError):
 
 
 class HardwareError(IntercomError, OSError):
-    """A GPIO device could not be set up or driven."""
+    """A GPIO device could not be set up or driven (hw/'s :class:`hw.errors.HardwareError`, translated)."""
 
 
 class AudioError(HardwareError):
     """The speaker (or microphone) device is missing, busy or failed mid-stream."""
+
+
+def translate_hw_error(exc: hw.HwError) -> HardwareError:
+    """hw/'s error as the daemon's: hw/ knows nothing of :class:`IntercomError`."""
+    return AudioError(str(exc)) if isinstance(exc, hw.AudioError) else HardwareError(str(exc))
+
+
+@contextmanager
+def hw_errors() -> Iterator[None]:
+    """Wrap calls into hw/: its errors leave as the daemon's (``HardwareError``/``AudioError``)."""
+    try:
+        yield
+    except hw.HwError as exc:
+        raise translate_hw_error(exc) from exc
 
 
 class ControlError(IntercomError, ValueError):

@@ -1,6 +1,6 @@
 """The panel's hardware: gpiozero devices, the door relay, status LEDs and the prompt speaker.
 
-Nothing here imports the daemon beyond :mod:`daemon.config` and :mod:`daemon.errors`; events leave
+Nothing here imports the daemon: settings are :mod:`hw.settings`, errors :mod:`hw.errors`; events leave
 through a ``post`` callable given to each device.
 """
 

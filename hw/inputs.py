@@ -18,9 +18,8 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, GPIOZeroError
 
-from daemon.config import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
-from daemon.errors import HardwareError
 from hw._timing import Dispatcher, Handle, PressFilter, SettleFilter
+from hw.errors import HardwareError
 from hw.events import (
     ButtonPressed,
     DoorClosed,
@@ -31,6 +30,7 @@ from hw.events import (
     TamperCleared,
     TamperTriggered,
 )
+from hw.settings import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
 
 __all__ = ["CONTACT_SETTLE_S", "EXIT_HOLDOFF_S", "DoorContact", "DoorbellButton", "ExitButton", "TamperSwitch"]
 

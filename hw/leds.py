@@ -11,8 +11,8 @@ from typing import Any
 
 from gpiozero import LED, GPIOZeroError
 
-from daemon.config import LedConfig
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
+from hw.settings import LedConfig
 
 __all__ = ["PATTERNS", "Blink", "LedState", "StatusLeds"]
 

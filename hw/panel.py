@@ -1,4 +1,4 @@
-"""The whole panel: every device built from :class:`~daemon.config.Config`, one owner, one ``close()``."""
+"""The whole panel: every device built from :class:`~hw.settings.PanelConfig`, one owner, one ``close()``."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import anyio
 
-from daemon.config import Config
 from hw._timing import Dispatcher
 from hw.events import HwEvent
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
 from hw.leds import LedState, StatusLeds
 from hw.relay import Relay
+from hw.settings import PanelConfig
 from hw.speaker import Speaker
 
 __all__ = ["Panel"]
@@ -36,7 +36,7 @@ class Panel:
     """
 
     def __init__(
-        self, config: Config, *, pin_factory: Any, post: Callable[[HwEvent], None], speaker: Speaker | None = None
+        self, config: PanelConfig, *, pin_factory: Any, post: Callable[[HwEvent], None], speaker: Speaker | None = None
     ) -> None:
         self.config = config
         self.pin_factory = pin_factory

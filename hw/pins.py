@@ -1,4 +1,4 @@
-"""Choosing the gpiozero pin factory from :class:`~daemon.config.GpioConfig`.
+"""Choosing the gpiozero pin factory from :class:`~hw.settings.GpioConfig`.
 
 Devices never pick a factory themselves: the panel passes the one made here to every device
 (``pin_factory=``), so tests and the daemon can run side by side without gpiozero's global default.
@@ -15,8 +15,8 @@ from typing import Any
 from gpiozero import Device, GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 
-from daemon.config import GpioConfig
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
+from hw.settings import GpioConfig
 
 __all__ = ["make_pin_factory"]
 

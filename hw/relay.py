@@ -20,9 +20,9 @@ import anyio.from_thread
 import anyio.lowlevel
 from gpiozero import DigitalOutputDevice, GPIOZeroError
 
-from daemon.config import RelayConfig
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
 from hw.events import HwEvent, RelayChanged
+from hw.settings import RelayConfig
 
 __all__ = ["Relay"]
 

@@ -17,7 +17,7 @@ import anyio.from_thread
 import anyio.lowlevel
 from gpiozero import DigitalInputDevice, GPIOZeroError
 
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
 from hw.leds import PATTERNS, LedState
 from hw.panel import Panel
 from hw.speaker import tone

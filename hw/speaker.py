@@ -27,8 +27,8 @@ import anyio
 import anyio.to_thread
 import pyaudio
 
-from daemon.config import AudioConfig
-from daemon.errors import AudioError
+from hw.errors import AudioError
+from hw.settings import AudioConfig
 
 __all__ = ["PcmFormat", "PlayResult", "Speaker", "read_wav", "scale_volume", "tone"]
 

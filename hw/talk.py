@@ -24,8 +24,8 @@ import anyio
 import anyio.to_thread
 import pyaudio
 
-from daemon.config import AudioConfig
-from daemon.errors import AudioError
+from hw.errors import AudioError
+from hw.settings import AudioConfig
 from hw.speaker import STOP_GRACE_S, Speaker, scale_volume
 
 __all__ = ["TalkLink", "TalkPump", "TalkStats"]

@@ -11,8 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
 from hw.events import (
     ButtonPressed,
     DoorClosed,
@@ -24,6 +23,7 @@ from hw.events import (
     TamperTriggered,
 )
 from hw.inputs import CONTACT_SETTLE_S, DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.settings import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
 from tests.hw.helpers import Recorder, hold
 
 BELL = ButtonConfig(name="101", pin=17, min_press_ms=50, holdoff_ms=300)

@@ -9,27 +9,27 @@ import anyio.lowlevel
 import pytest
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from daemon.config import (
-    AudioConfig,
-    ButtonConfig,
-    Config,
-    DoorContactConfig,
-    GpioConfig,
-    InputConfig,
-    LedConfig,
-    RelayConfig,
-    TamperConfig,
-)
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
 from hw.events import ButtonPressed, ExitRequested, RelayChanged, TamperTriggered
 from hw.leds import PATTERNS, LedState, StatusLeds
 from hw.panel import Panel
 from hw.pins import make_pin_factory
 from hw.selftest import run_selftest
+from hw.settings import (
+    AudioConfig,
+    ButtonConfig,
+    DoorContactConfig,
+    GpioConfig,
+    InputConfig,
+    LedConfig,
+    PanelConfig,
+    RelayConfig,
+    TamperConfig,
+)
 from tests.hw.helpers import Recorder, hold, wait_until
 from tests.support.alsa import AlsaCapture
 
-CONFIG = Config(
+CONFIG = PanelConfig(
     buttons=(ButtonConfig("101", 17, min_press_ms=20), ButtonConfig("102", 18, min_press_ms=20)),
     relay=RelayConfig(pin=27, pulse_seconds=0.1),
     exit_button=InputConfig(pin=22, min_press_ms=20),
@@ -73,7 +73,7 @@ def test_a_failing_device_closes_the_half_built_panel(factory: MockFactory, reco
         with pytest.raises(HardwareError, match="tamper"):
             Panel(CONFIG, pin_factory=factory, post=recorder.post)
         Panel(
-            Config(relay=RelayConfig(pin=27)), pin_factory=factory, post=recorder.post
+            PanelConfig(relay=RelayConfig(pin=27)), pin_factory=factory, post=recorder.post
         ).close()  # the relay pin was freed again
     finally:
         blocker.close()
@@ -129,7 +129,7 @@ async def test_selftest_on_a_live_mock_panel(
 
 
 async def test_selftest_reports_failures(factory: MockFactory, recorder: Recorder) -> None:
-    config = Config(
+    config = PanelConfig(
         relay=RelayConfig(pin=27), audio=AudioConfig(output_device="no-such-card"), tamper=TamperConfig(pin=24)
     )
     with Panel(config, pin_factory=factory, post=recorder.post) as panel:

@@ -10,10 +10,10 @@ import anyio.lowlevel
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from daemon.config import RelayConfig
-from daemon.errors import HardwareError
+from hw.errors import HardwareError
 from hw.events import RelayChanged
 from hw.relay import Relay
+from hw.settings import RelayConfig
 from tests.hw.helpers import Recorder, wait_until
 
 PIN = 27

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.config import AudioConfig
+from hw.settings import AudioConfig
 from hw.speaker import PcmFormat, Speaker, read_wav, scale_volume, tone
 from tests.support.alsa import AlsaCapture
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.config import AudioConfig
 from daemon.sip.audio_bridge import AudioBridge, FrameQueue
+from hw.settings import AudioConfig
 from hw.speaker import Speaker
 from hw.talk import TalkPump
 from tests.support.alsa import AlsaCapture

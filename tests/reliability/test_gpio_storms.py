@@ -55,7 +55,7 @@ async def test_edge_storms_on_every_input(tmp_path: Path) -> None:
     factory = MockFactory()
     rng = random.Random(7)
     try:
-        with Panel(config, pin_factory=factory, post=events.append, speaker=FakeSpeaker()) as panel:  # type: ignore[arg-type]
+        with Panel(config.panel, pin_factory=factory, post=events.append, speaker=FakeSpeaker()) as panel:  # type: ignore[arg-type]
             async with anyio.create_task_group() as tg:
                 tg.start_soon(panel.relay.run)
                 await anyio.sleep(0.05)
@@ -91,7 +91,7 @@ async def test_button_held_rings_once_in_real_time() -> None:
     events: list[HwEvent] = []
     factory = MockFactory()
     try:
-        with Panel(config, pin_factory=factory, post=events.append, speaker=FakeSpeaker()):  # type: ignore[arg-type]
+        with Panel(config.panel, pin_factory=factory, post=events.append, speaker=FakeSpeaker()):  # type: ignore[arg-type]
             pin = factory.pin(17)
             pin.drive_low()
             await anyio.sleep(2.5)  # well past the 1 s hold-off
