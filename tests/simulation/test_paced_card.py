@@ -1,0 +1,89 @@
+"""The paced virtual card: audio takes its real time, and the echo path couples speaker into microphone."""
+
+from __future__ import annotations
+
+import array
+import math
+import os
+import shutil
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
+from hw.settings import AudioConfig
+from hw.speaker import Speaker, tone
+
+pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None, reason="needs Debian's pulseaudio")
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Iterator[PacedCard]:
+    previous = {k: os.environ.get(k) for k in ("ALSA_CONFIG_PATH", "PULSE_SERVER")}
+    with paced_card(tmp_path / "card") as running:
+        os.environ.update(running.alsa_environ())
+        try:
+            yield running
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _samples(path: Path) -> array.array[int]:
+    with wave.open(str(path), "rb") as w:
+        return array.array("h", w.readframes(w.getnframes()))
+
+
+def _rms_db(samples: array.array[int]) -> float:
+    if not samples:
+        return -120.0
+    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
+    return 20 * math.log10(max(rms, 1e-3) / 32768)
+
+
+async def test_a_prompt_takes_its_real_duration(card: PacedCard) -> None:
+    """On the file PCM a 1.5 s prompt 'plays' in milliseconds; on the paced card it takes 1.5 s or more."""
+    speaker = Speaker(AudioConfig(frames_per_buffer=256))
+    pcm, fmt = tone(440, 1.5)
+    try:
+        with card.record_speaker(card.directory / "heard.wav") as heard:
+            started = time.monotonic()
+            with anyio.fail_after(15):
+                result = await speaker.play(pcm, fmt)
+            elapsed = time.monotonic() - started
+    finally:
+        speaker.close()
+    assert result.ok, result.error
+    assert elapsed >= 1.4, f"a 1.5 s prompt took {elapsed:.3f} s: the card is not paced"
+    loud = [i for i, s in enumerate(_samples(heard)) if abs(s) > 3000]
+    assert loud, "nothing reached the speaker's monitor"
+    # Heard at its real length, within 0.2 s: through PortAudio -> ALSA's pulse plugin about 0.1 s of a 1.5 s
+    # prompt is lost today (measured 1.376-1.40 s heard), and the drain returns ~1.8 s after the last write. Both
+    # are open findings for the talk-audio work (issue 14), which decides who owns the card.
+    assert 1.3 <= (loud[-1] - loud[0]) / 16000 <= 1.6
+
+
+async def test_echo_path_couples_speaker_into_microphone(card: PacedCard, tmp_path: Path) -> None:
+    """What the panel plays comes back at its microphone, attenuated by the echo path's loss."""
+    module = card.add_echo_path(EchoPath(delay_ms=40, gain_db=-12.0))
+    speaker = Speaker(AudioConfig(frames_per_buffer=256))
+    pcm, fmt = tone(440, 1.0, level=0.3)
+    try:
+        with card.record_microphone(tmp_path / "mic.wav") as mic, anyio.fail_after(15):
+            result = await speaker.play(pcm, fmt)
+    finally:
+        speaker.close()
+    card.remove_module(module)
+    assert result.ok, result.error
+    samples = _samples(mic)
+    played = _rms_db(array.array("h", pcm))
+    window = 1600  # the loudest 100 ms of what the microphone picked up
+    heard = max(_rms_db(samples[i : i + window]) for i in range(0, max(1, len(samples) - window), window))
+    assert -18 <= heard - played <= -6, f"echo at {heard - played:.1f} dB, path set to -12 dB"
