@@ -1,0 +1,113 @@
+"""The keypad on gpiozero's mock pins: a matrix whose keys join rows to columns, and one button per key."""
+
+from __future__ import annotations
+
+import time
+
+from gpiozero.pins.mock import MockFactory
+
+from hw.keypad import LAYOUT_3X4, ButtonKeypad, KeyPressed, KeyStuck, MatrixKeypad, MatrixKeypadConfig
+from tests.hw.helpers import Recorder, hold
+from tests.support.keypad_matrix import MockMatrix
+
+ROWS, COLUMNS = (5, 6, 13, 19), (12, 16, 20)
+CONFIG = MatrixKeypadConfig(ROWS, COLUMNS, LAYOUT_3X4, settle_ms=10, stuck_seconds=0.5)
+
+
+def tap(matrix: MockMatrix, key: str, seconds: float = 0.05) -> None:
+    matrix.press(key)
+    time.sleep(seconds)
+    matrix.release(key)
+    time.sleep(0.03)
+
+
+def keys(recorder: Recorder) -> str:
+    return "".join(e.key for e in recorder.of(KeyPressed))  # type: ignore[attr-defined]
+
+
+def test_every_key_of_the_matrix_is_read_once_per_press(factory: MockFactory, recorder: Recorder) -> None:
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+    keypad = MatrixKeypad(CONFIG, pin_factory=factory, post=recorder.post)  # type: ignore[arg-type]
+    try:
+        for key in "123456789*0#":
+            tap(matrix, key)
+        recorder.wait_for(KeyPressed, 12)
+        assert keys(recorder) == "123456789*0#"
+        tap(matrix, "5", seconds=0.3)  # held: still one press
+        recorder.wait_for(KeyPressed, 13)
+        time.sleep(0.05)
+        assert keys(recorder) == "123456789*0#5"
+    finally:
+        keypad.close()
+
+
+def test_rest_state_drives_every_row_and_costs_no_scan(factory: MockFactory, recorder: Recorder) -> None:
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+    keypad = MatrixKeypad(CONFIG, pin_factory=factory, post=recorder.post)  # type: ignore[arg-type]
+    try:
+        assert all(not row.state for row in matrix.rows)  # all rows low: any key pulls its column low
+        for row in matrix.rows:
+            row.clear_states()
+        time.sleep(0.1)
+        assert all(len(row.states) == 1 for row in matrix.rows)  # nothing toggled while idle: no polling
+    finally:
+        keypad.close()
+
+
+def test_ghost_keys_are_ignored(factory: MockFactory, recorder: Recorder) -> None:
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+    keypad = MatrixKeypad(CONFIG, pin_factory=factory, post=recorder.post)  # type: ignore[arg-type]
+    try:
+        for key in "124":  # a rectangle's three corners: '5' reads as pressed too
+            matrix.press(key)
+            time.sleep(0.03)
+        time.sleep(0.05)
+        first = keys(recorder)
+        assert first == "1"  # the first key alone was real; the rest never reported
+        for key in "124":
+            matrix.release(key)
+        time.sleep(0.05)
+        tap(matrix, "9")
+        recorder.wait_for(KeyPressed, 2)
+        assert keys(recorder) == "19"
+    finally:
+        keypad.close()
+
+
+def test_a_stuck_key_is_reported_once_and_ignored_until_released(factory: MockFactory, recorder: Recorder) -> None:
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+    keypad = MatrixKeypad(CONFIG, pin_factory=factory, post=recorder.post)  # type: ignore[arg-type]
+    try:
+        matrix.press("7")
+        stuck = recorder.wait_for(KeyStuck, 1, timeout=2)
+        assert [e.key for e in stuck] == ["7"]  # type: ignore[attr-defined]
+        tap(matrix, "3")  # another column: works while '7' is jammed
+        recorder.wait_for(KeyPressed, 2)
+        matrix.release("7")
+        time.sleep(0.05)
+        tap(matrix, "7")
+        recorder.wait_for(KeyPressed, 3)
+        assert keys(recorder) == "737"
+        assert len(recorder.of(KeyStuck)) == 1
+    finally:
+        keypad.close()
+
+
+def test_button_keypad_posts_keys(factory: MockFactory, recorder: Recorder) -> None:
+    pins = {"1": 17, "2": 18, "#": 27}
+    keypad = ButtonKeypad(pins, pin_factory=factory, post=recorder.post, min_press_ms=10, holdoff_ms=50)  # type: ignore[arg-type]
+    try:
+        for key in "12#":
+            hold(factory.pin(pins[key]), 0.03)
+            time.sleep(0.02)
+        recorder.wait_for(KeyPressed, 3)
+        assert keys(recorder) == "12#"
+    finally:
+        keypad.close()
+
+
+def test_layout_problems() -> None:
+    assert MatrixKeypadConfig(ROWS, COLUMNS).problems() == []
+    assert MatrixKeypadConfig(ROWS[:3], COLUMNS).problems()
+    assert MatrixKeypadConfig(ROWS, (12, 16, 5)).problems()  # GPIO5 is a row too
+    assert MatrixKeypadConfig(ROWS, COLUMNS, ("121", "456", "789", "*0#")).problems()
