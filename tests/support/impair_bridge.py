@@ -86,15 +86,15 @@ def main(a_if: str, b_if: str, seed: int = 1) -> None:
                     return
                 print(_control(line.split(), impairment, directions), flush=True)
                 continue
-            d: Direction = key.data
+            side: Direction = key.data
             while True:
                 try:
-                    frame, address = d.rx.recvfrom(65535)
+                    frame, address = side.rx.recvfrom(65535)
                 except BlockingIOError:
                     break
                 if address[2] == PACKET_OUTGOING:
                     continue  # our own transmission on this end
-                _forward(frame, d, impairment, queue, order)
+                _forward(frame, side, impairment, queue, order)
         now = time.monotonic()
         while queue and queue[0][0] <= now:
             _, _, tx, frame = heapq.heappop(queue)

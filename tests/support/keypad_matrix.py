@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 __all__ = ["MockMatrix"]
 
 
-class _RowPin(MockPin):
+class _RowPin(MockPin):  # type: ignore[misc]  # gpiozero is untyped
     def __init__(self, factory: Any, info: Any, matrix: MockMatrix | None = None) -> None:
         super().__init__(factory, info)
         self.matrix = matrix

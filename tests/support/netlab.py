@@ -110,9 +110,9 @@ class NetLab:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=5)
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         if self.bridge.poll() is None:
             with suppress(RuntimeError, OSError):
                 self._control("quit")
