@@ -1,0 +1,158 @@
+"""Idle cost of the whole process, thread by thread, beside an idle baresip: the issue-18 anchor figure.
+
+Starts a local kamailio, then ``intercomd run`` (mock pins, registered) and a registered baresip, waits for both to
+be registered, and samples ``/proc/PID/task/*`` for ``--seconds``: CPU ticks and context switches per thread. A
+voluntary context switch is a sleep, so switches per second approximate wake-ups per second (what a Pi's power and
+a C client's 0 are compared by).
+
+    python -m benchmarks.idle_wakeups --seconds 60 [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from daemon.simulation.phone import Baresip
+from tests.support.peers import Kamailio, free_port
+
+__all__ = ["ThreadCost", "main", "sample_process"]
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ThreadCost:
+    name: str
+    cpu_seconds: float
+    switches: int  # voluntary + involuntary context switches in the window
+
+
+def _threads(pid: int) -> dict[int, tuple[str, float, int]]:
+    out: dict[int, tuple[str, float, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            status = (task / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended while we looked
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / TICK
+        switches = sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
+        out[int(task.name)] = (name, cpu, switches)
+    return out
+
+
+def sample_process(pid: int, seconds: float) -> list[ThreadCost]:
+    """CPU and context switches of each thread of ``pid`` over ``seconds`` (threads born in the window count whole)."""
+    before = _threads(pid)
+    time.sleep(seconds)  # the measured process is another process: this one only waits
+    after = _threads(pid)
+    costs = []
+    for tid, (name, cpu, switches) in after.items():
+        _, cpu0, switches0 = before.get(tid, (name, 0.0, 0))
+        costs.append(ThreadCost(name, cpu - cpu0, switches - switches0))
+    return sorted(costs, key=lambda c: -c.switches)
+
+
+def _config(tmp: Path, kamailio: Kamailio) -> Path:
+    path = tmp / "intercom.toml"
+    path.write_text(
+        f"""panel_name = "idle bench"
+[gpio]
+pin_factory = "mock"
+[[buttons]]
+name = "101"
+pin = 17
+[sip]
+bind_address = "127.0.0.1"
+port = {free_port()}
+rtp_port = 24000
+[sip.account]
+uri = "sip:portao@127.0.0.1"
+registrar = "{kamailio.registrar}"
+username = "portao"
+password_file = "{tmp / "password"}"
+[prompts]
+language = "en"
+[[apartments]]
+name = "101"
+buttons = ["101"]
+residents = ["{kamailio.uri("resident")}"]
+codes = ["48213579"]
+[paths]
+state_dir = "{tmp / "state"}"
+cache_dir = "{tmp / "cache"}"
+runtime_dir = "{tmp / "run"}"
+""",
+        encoding="utf-8",
+    )
+    (tmp / "password").write_text("portao-secret\n", encoding="utf-8")
+    (tmp / "password").chmod(0o600)
+    return path
+
+
+def _wait_registered(intercomctl: str, socket: Path, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            [intercomctl, "--socket", str(socket), "status", "--json"], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0 and '"active": true' in result.stdout.replace("\n", " "):
+            return True
+        time.sleep(0.2)  # polling another process's socket from a benchmark script
+    return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    bindir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="idle-") as tmpdir:
+        tmp = Path(tmpdir)
+        with Kamailio(tmp / "kamailio", users={"portao": "portao-secret", "resident": "resident-secret"}) as kam:
+            config = _config(tmp, kam)
+            with Baresip(tmp, user="resident", registrar=kam) as phone:
+                daemon = subprocess.Popen(
+                    [str(bindir / "intercomd"), "--config", str(config), "--log-level", "warning", "run"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    if not _wait_registered(str(bindir / "intercomctl"), tmp / "run" / "control.sock", 30):
+                        raise SystemExit("intercomd did not register within 30 s")
+                    time.sleep(2)  # start-up work (prompt cache writes) settles
+                    ours = sample_process(daemon.pid, args.seconds)
+                    assert phone.proc is not None
+                    theirs = sample_process(phone.proc.pid, args.seconds)
+                finally:
+                    daemon.terminate()
+                    daemon.wait(timeout=10)
+    report = {}
+    for label, costs in (("intercomd", ours), ("baresip", theirs)):
+        cpu = sum(c.cpu_seconds for c in costs)
+        wakeups = sum(c.switches for c in costs)
+        report[label] = {
+            "cpu_percent": round(100 * cpu / args.seconds, 3),
+            "wakeups_per_second": round(wakeups / args.seconds, 2),
+            "threads": [asdict(c) for c in costs],
+        }
+        print(f"{label}: {report[label]['cpu_percent']} % of a core, {report[label]['wakeups_per_second']} wake-ups/s")
+        for c in costs:
+            print(f"    {c.name:<16} {c.switches / args.seconds:8.2f}/s  {c.cpu_seconds:6.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
