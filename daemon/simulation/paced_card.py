@@ -174,7 +174,7 @@ def _alsa_config(server: str) -> str:
     # hint { show on }: pjmedia lists only hinted PCMs (alsa_dev.c uses snd_device_name_hint).
     return (
         "# Written by daemon/simulation/paced_card.py: ALSA's default PCM is the paced virtual card.\n"
-        f'pcm.!default {{ type pulse; server "{server}"; device "spk"; hint {{ show on description "paced card" }} }}\n'
+        f'pcm.!default {{ type pulse; server "{server}"; hint {{ show on description "paced card" }} }}\n'
         f'ctl.!default {{ type pulse; server "{server}" }}\n'
     )
 
