@@ -37,12 +37,16 @@ _KEYPAD_SAFE_FIELDS: Final = frozenset({"leg", "method", "attempts", "wrong_code
 _SECRET_WORDS: Final = frozenset(
     {"code", "codes", "digit", "digits", "dtmf", "key", "keys", "pin", "password", "passwd", "secret", "typed"}
 )
+# Counts and settings that name a secret without holding one.
+_NOT_SECRET: Final = frozenset({"wrong_codes", "wrong_code_limit", "dtmf_method"})
 _WORD = re.compile(r"[a-z]+")
 _KEYS = re.compile(r"[0-9A-D*#]+")  # the sixteen DTMF keys, a run of them at a time
 
 
 def is_secret_key(name: str) -> bool:
     """True for field names such as ``code``, ``digits``, ``matched_code``, ``sip_password``."""
+    if name.lower() in _NOT_SECRET:
+        return False
     return any(word in _SECRET_WORDS for word in _WORD.findall(name.lower()))
 
 

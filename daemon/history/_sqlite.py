@@ -69,7 +69,9 @@ def is_corrupt(exc: BaseException) -> bool:
     """Damage (move the file aside), as opposed to trouble that passes (locked, unwritable, disk full)."""
     if isinstance(exc, CorruptDatabaseError):
         return True
-    return isinstance(exc, sqlite3.DatabaseError) and exc.sqlite_errorname in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+    # sqlite_errorname is set on errors from SQLite itself, not on those raised in Python (prepare's)
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(exc, sqlite3.DatabaseError) and name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 def file_identity(path: Path) -> FileIdentity | None:

@@ -65,6 +65,8 @@ class Writer:
         self._salvaged: list[VisitRecord] = []  # rows read from a file deleted or replaced under us
         self._db: sqlite3.Connection | None = None
         self._identity: sql.FileIdentity | None = None
+        self._wal_paths = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+        self._wal_identities: dict[Path, sql.FileIdentity | None] = dict.fromkeys(self._wal_paths)
         self._startup_done = False  # the spool replayed and the previous run's "in progress" rows marked
         self._abandoned = False  # the loop gave up waiting at shutdown and spooled pending itself
         self._failing = False
@@ -117,29 +119,40 @@ class Writer:
     def _main(self) -> None:
         while True:
             try:
-                jobs = [self._jobs.get(timeout=self._retry if self._pending else self._check_interval)]
-            except queue.Empty:
-                jobs = []
-            while True:
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            calls: list[_Call] = []
-            for job in jobs:
-                if isinstance(job, _Put):
-                    self._add(job.record)
-                elif isinstance(job, _Call):
-                    calls.append(job)
-                else:
-                    for call in calls:
-                        self._answer(call)
-                    self._shutdown(job.deadline)
+                if self._step():
                     return
-            if self._pending or not self._startup_done or not jobs:
-                self.write()  # with no job, the periodic check: the file still ours, the backlog retried
-            for call in calls:
-                self._answer(call)
+            except Exception:
+                # A bug here must not end the thread: every record after it would wait forever.
+                log.exception("history %s: writer error; going on", self.path)
+                time.sleep(self._retry)
+
+    def _step(self) -> bool:
+        """One round: take the queued jobs, write, answer. True once stopped."""
+        try:
+            jobs = [self._jobs.get(timeout=self._retry if self._pending else self._check_interval)]
+        except queue.Empty:
+            jobs = []
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                break
+        calls: list[_Call] = []
+        for job in jobs:
+            if isinstance(job, _Put):
+                self._add(job.record)
+            elif isinstance(job, _Call):
+                calls.append(job)
+            else:
+                for call in calls:
+                    self._answer(call)
+                self._shutdown(job.deadline)
+                return True
+        if self._pending or not self._startup_done or not jobs:
+            self.write()  # with no job, the periodic check: the file still ours, the backlog retried
+        for call in calls:
+            self._answer(call)
+        return False
 
     def _answer(self, call: _Call) -> None:
         if not call.future.set_running_or_notify_cancel():
@@ -267,6 +280,8 @@ class Writer:
         if self._db is None:
             self._db = self._open()
             self._identity = sql.file_identity(self.path)
+        if None in self._wal_identities.values():  # the WAL files appear with the first transaction
+            self._wal_identities = {p: sql.file_identity(p) for p in self._wal_paths}
         return self._db
 
     def _open(self) -> sqlite3.Connection:
@@ -300,7 +315,13 @@ class Writer:
             self._salvaged = sql.select_all(self._db)
         except sqlite3.Error:
             self._salvaged = []
+        wal_identities = self._wal_identities
         self._close()
+        # SQLite leaves our WAL behind when the file went (checked): the next connection would apply it to
+        # whatever file is there now, overwriting its pages. The rows are salvaged above; the WAL goes.
+        for wal, identity in wal_identities.items():
+            if identity is not None and sql.file_identity(wal) == identity:
+                wal.unlink(missing_ok=True)
         self._note = f"the file was {what} while running ({_now()}); {len(self._salvaged)} row(s) carried over"
         log.error(
             "history %s was %s while running: reopening, %d row(s) carried over", self.path, what, len(self._salvaged)
@@ -340,6 +361,7 @@ class Writer:
     def _close(self) -> None:
         db, self._db = self._db, None
         self._identity = None
+        self._wal_identities = dict.fromkeys(self._wal_paths)
         if db is not None:
             try:
                 db.close()
