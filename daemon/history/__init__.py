@@ -13,6 +13,7 @@ aside (``<name>.corrupt-<UTC time>``) and a new one made; a file deleted or repl
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from daemon.history._record import (
     VisitRecord,
 )
 from daemon.history._writer import Writer
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "INTERRUPTED",
@@ -121,8 +124,10 @@ class History:
         self._put(record)
 
     def _put(self, record: VisitRecord) -> None:
-        if self._closed:
-            raise RuntimeError("history is closed")
+        if self._closed:  # a wiring bug; the visit path must not raise for it
+            self._writer.dropped += 1
+            log.error("history %s: visit %s handed over after close: not recorded", self.path, record.visit)
+            return
         self._writer.start()
         self._writer.put(record)
 

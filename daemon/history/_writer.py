@@ -62,6 +62,8 @@ class Writer:
         self._jobs: queue.SimpleQueue[_Put | _Call | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()  # pending and the spool, shared with abandon() at a stuck shutdown
         self._pending: dict[str, VisitRecord] = {}  # not yet committed, oldest first
+        self._count_lock = threading.Lock()  # never held across I/O: put() takes it on the loop thread
+        self._queued = 0  # put() but not yet taken into pending
         self._salvaged: list[VisitRecord] = []  # rows read from a file deleted or replaced under us
         self._db: sqlite3.Connection | None = None
         self._identity: sql.FileIdentity | None = None
@@ -89,9 +91,13 @@ class Writer:
 
     @property
     def backlog_size(self) -> int:
-        return len(self._pending)
+        """Records handed over and not yet committed: waiting in ``pending`` or still in the job queue."""
+        with self._count_lock:
+            return len(self._pending) + self._queued
 
     def put(self, record: VisitRecord) -> None:
+        with self._count_lock:
+            self._queued += 1
         self._jobs.put(_Put(record))
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
@@ -112,7 +118,8 @@ class Writer:
             self._abandoned = True
             self._take_queued()
             self._spool(list(self._pending.values()), "at shutdown (the writer was stuck)")
-            self._pending.clear()
+            with self._count_lock:
+                self._pending.clear()
 
     # -- the writer thread --
 
@@ -176,16 +183,19 @@ class Writer:
             with self._lock:
                 self._add(record, locked=True)
             return
-        previous = self._pending.pop(record.visit, None)
-        if previous is not None and record.in_progress and not previous.in_progress:
-            record = previous  # a late begin never undoes a finished visit
-        self._pending[record.visit] = record
+        with self._count_lock:
+            self._queued -= 1
+            previous = self._pending.pop(record.visit, None)
+            if previous is not None and record.in_progress and not previous.in_progress:
+                record = previous  # a late begin never undoes a finished visit
+            self._pending[record.visit] = record
         if len(self._pending) > self._backlog_limit:
             # Memory is bounded; the records are not lost: finished ones go to the spool, replayed later.
             overflow = [r for r in self._pending.values() if not r.in_progress][: len(self._pending) // 2]
             self._spool(overflow, f"(backlog over {self._backlog_limit})")
             for r in overflow:
-                del self._pending[r.visit]
+                with self._count_lock:
+                    del self._pending[r.visit]
 
     def _spool(self, records: list[VisitRecord], why: str) -> None:
         if not records:
@@ -246,7 +256,8 @@ class Writer:
                 self.spool.unlink(missing_ok=True)
             for record in batch:
                 if self._pending.get(record.visit) is record:  # not replaced by a newer one meanwhile
-                    del self._pending[record.visit]
+                    with self._count_lock:
+                        del self._pending[record.visit]
         if self._failing:
             self._failing = False
             log.warning("history %s: writable again; backlog written", self.path)
@@ -355,7 +366,8 @@ class Writer:
         with self._lock:
             if not self._abandoned:
                 self._spool(list(self._pending.values()), "at shutdown")
-                self._pending.clear()
+                with self._count_lock:
+                    self._pending.clear()
         self._close()
 
     def _close(self) -> None:
