@@ -149,7 +149,11 @@ class History:
     async def recent(self, limit: int = 20) -> list[VisitRecord]:
         """The newest ``limit`` visits, newest first, including those not yet written."""
         self._writer.start()
-        result: list[VisitRecord] = await self._ask(lambda: self._writer.recent(limit), self._read_timeout)
+        try:
+            result: list[VisitRecord] = await self._ask(lambda: self._writer.recent(limit), self._read_timeout)
+        except TimeoutError:
+            log.warning("history %s: no answer within %g s; nothing to show", self.path, self._read_timeout)
+            return []
         return result
 
     def health(self) -> StorageHealth:
@@ -166,9 +170,9 @@ class History:
             return StorageHealth(False, f"{self.path}: no answer from the database within {self._read_timeout:g} s")
         return result
 
-    async def run(self, interval: float = 60.0) -> None:
-        """For the app's task group: an integrity check every ``interval`` (the writer checks the file's
-        identity and retries the backlog on its own)."""
+    async def run(self, interval: float = 3600.0) -> None:
+        """For the app's task group: an integrity check every ``interval`` (``quick_check`` reads the whole
+        file, hence hourly; the writer checks the file's identity every few seconds on its own)."""
         while True:
             await anyio.sleep(interval)
             await self.check()
@@ -189,6 +193,8 @@ class History:
 
     async def _ask(self, fn: Any, timeout: float) -> Any:  # noqa: ASYNC109
         """Run ``fn`` on the writer thread and wait for its answer (in a worker thread, so the loop never blocks)."""
+        if self._closed:
+            raise TimeoutError("history is closed")  # the writer answers nothing after its stop
         future = self._writer.call(fn)
         try:
             return await anyio.to_thread.run_sync(future.result, timeout, abandon_on_cancel=True)

@@ -121,6 +121,10 @@ class VisitRecord:
     failure: str = ""  # why it did not work, for the people reading the history
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Redacted on the way in, so that no copy (the backlog shown by recent(), the spool) ever holds a secret.
+        object.__setattr__(self, "extra", {k: redact_field(k, v, keypad=False) for k, v in self.extra.items()})
+
     @property
     def in_progress(self) -> bool:
         return self.outcome == IN_PROGRESS
@@ -132,7 +136,6 @@ class VisitRecord:
             # UTC, so the text sorts in time order whatever offset the caller used
             return None if t is None else t.astimezone(UTC).isoformat()
 
-        extra = {k: redact_field(k, v, keypad=False) for k, v in self.extra.items()}
         return (
             self.visit,
             self.apartment,
@@ -149,7 +152,7 @@ class VisitRecord:
             self.call_seconds,
             self.duration_seconds,
             self.failure,
-            json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str),
+            json.dumps(dict(self.extra), ensure_ascii=False, sort_keys=True, default=str),
         )
 
     @classmethod

@@ -179,8 +179,10 @@ async def test_newer_schema_is_refused_and_records_wait(tmp_path: Path) -> None:
         assert not history.health().ok
 
 
-async def test_secret_named_extra_fields_are_never_stored(tmp_path: Path) -> None:
+async def test_secret_named_extra_fields_are_never_stored_or_shown(tmp_path: Path) -> None:
     async with History(tmp_path / "h.db") as history:
         await history.record(visit(1, extra={"code": "4711", "matched_code": 2, "digits": "47", "legs": 2}))
+        [shown] = await history.recent(1)  # what the control socket's history reply is made from
+        assert shown.extra == {"code": "*", "matched_code": "*", "digits": "*", "legs": 2}
     raw = json.loads(sqlite3.connect(tmp_path / "h.db").execute("SELECT extra FROM visits").fetchone()[0])
     assert raw == {"code": "*", "matched_code": "*", "digits": "*", "legs": 2}
