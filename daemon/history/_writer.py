@@ -9,6 +9,7 @@ never waits on the database. At stop the writer tries until a deadline and spool
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ __all__ = ["Writer"]
 log = logging.getLogger("daemon.history")
 
 _RETRY_FIRST, _RETRY_MAX = 0.05, 2.0  # seconds between attempts while the database refuses
+_MOVE_ASIDE_HOLDOFF = 60.0  # seconds
 _LOCK_ERRORS = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})  # the connection is fine: keep it
 
 
@@ -74,6 +76,7 @@ class Writer:
         self._failing = False
         self._retry = _RETRY_FIRST
         self._note = ""  # the last incident, kept in the health detail
+        self._moved_aside_at = -math.inf
         self.last_error = ""
         self.dropped = 0  # records neither written nor spooled (the spool unwritable too): logged each time
         self.health = StorageHealth(False, f"{path}: not opened yet")
@@ -221,7 +224,7 @@ class Writer:
                 why,
             )
 
-    def write(self) -> bool:
+    def write(self, *, again: bool = True) -> bool:
         """Commit the backlog (and the start-up work, and any spool); True when nothing is left waiting."""
         with self._lock:
             batch = list(self._pending.values())
@@ -244,6 +247,8 @@ class Writer:
                     raise
         except (sqlite3.Error, OSError) as exc:
             self._failed(exc)
+            if again and sql.is_corrupt(exc):
+                return self.write(again=False)  # moved aside: the new database takes the batch at once
             return False
         self._salvaged = []
         if interrupted:
@@ -269,11 +274,17 @@ class Writer:
     def check(self) -> StorageHealth:
         """The selftest's check: the file is still ours and passes ``quick_check``; the backlog retried."""
         try:
-            sql.quick_check(self._ensure_db())
+            self._ensure_db()
+            # A connection of its own: the writer's connection trusts its page cache while no other connection
+            # writes, so damage done to the file in place would pass its check.
+            probe = self._connect(self.path)
+            try:
+                sql.quick_check(probe)
+            finally:
+                probe.close()
         except (sqlite3.Error, OSError) as exc:
-            self._failed(exc)
-        else:
-            self.write()
+            self._failed(exc)  # moves a damaged file aside; the write below makes the new one
+        self.write()
         return self.health
 
     def recent(self, limit: int) -> list[VisitRecord]:
@@ -314,6 +325,7 @@ class Writer:
         return db
 
     def _move_aside(self, exc: BaseException) -> None:
+        self._moved_aside_at = time.monotonic()
         aside = sql.move_aside(self.path)
         self._note = f"a damaged database was moved aside to {aside.name} ({_now()})"
         log.error("history %s is damaged (%s): moved aside to %s and a new one made", self.path, exc, aside.name)
@@ -340,10 +352,15 @@ class Writer:
 
     def _failed(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
-        if sql.is_corrupt(exc) and self._db is not None:
+        # Damage again right after a move aside is a failing disk, not a damaged file: no file after file.
+        if sql.is_corrupt(exc) and time.monotonic() - self._moved_aside_at > _MOVE_ASIDE_HOLDOFF:
             self._close()
-            self._move_aside(exc)  # the next attempt makes a new one
-        elif getattr(exc, "sqlite_errorname", "") not in _LOCK_ERRORS:
+            if self.path.exists():
+                self._move_aside(exc)
+            self._retry = _RETRY_FIRST  # not a failure burst: the next attempt makes a new database
+            self.health = StorageHealth(False, f"{self.path}: damaged ({exc}); moved aside, making a new one")
+            return
+        if getattr(exc, "sqlite_errorname", "") not in _LOCK_ERRORS:
             self._close()  # a connection that failed mid-write may be unusable (I/O error): reopen next time
         if not self._failing:
             self._failing = True  # once per failure burst

@@ -280,3 +280,22 @@ async def test_a_file_replaced_by_garbage_is_moved_aside(tmp_path: Path) -> None
         assert await history.flush(5)
     assert rows(path).keys() == {"v0001", "v0002"}
     assert len(files(tmp_path, "history.sqlite3.corrupt-*")) == 1
+
+
+async def test_a_file_damaged_in_place_while_running_is_moved_aside_by_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    async with History(path) as history:
+        for n in range(300):
+            await history.record(visit(n, failure="x" * 200))
+        assert await history.flush(5)
+        await history.aclose()  # checkpointed: every row is in the main file now
+    async with History(path) as history:
+        with path.open("r+b") as f:  # same inode: only the integrity check can tell
+            f.seek(4096 * 2)
+            f.write(b"\xff" * 4096 * 3)
+        health = await history.check()
+        assert health.ok and "moved aside" in health.detail, health
+        await history.record(visit(1000))
+        assert await history.flush(5)
+    assert rows(path).keys() == {"v1000"}
+    assert len(files(tmp_path, "history.sqlite3.corrupt-*[0-9]Z")) == 1
