@@ -216,13 +216,7 @@ class Writer:
                 ", ".join(r.visit for r in records),
             )
         else:
-            log.warning(
-                "history %s: %d record(s) spooled to %s %s; written at the next start",
-                self.path,
-                len(records),
-                self.spool.name,
-                why,
-            )
+            log.warning("history %s: %d record(s) spooled %s; written at the next start", self.path, len(records), why)
 
     def write(self, *, again: bool = True) -> bool:
         """Commit the backlog (and the start-up work, and any spool); True when nothing is left waiting."""
@@ -378,11 +372,11 @@ class Writer:
     def _shutdown(self, deadline: float) -> None:
         # Each attempt can take the busy timeout; stop early enough to spool before the deadline.
         margin = sql.BUSY_TIMEOUT + 0.05
-        while self._pending and time.monotonic() + margin < deadline and not self.write():
+        while (self._pending or self._salvaged) and time.monotonic() + margin < deadline and not self.write():
             time.sleep(min(self._retry, max(0.0, deadline - margin - time.monotonic())))
         with self._lock:
             if not self._abandoned:
-                self._spool(list(self._pending.values()), "at shutdown")
+                self._spool([*self._salvaged, *self._pending.values()], "at shutdown")
                 with self._count_lock:
                     self._pending.clear()
         self._close()
