@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.history import History
-from tests.history.test_durability import locked
+from tests.history._support import locked
 from tests.reliability._support import apartment, config_with, with_registrar
 from tests.scenario.conftest import run_panel
 from tests.support.alsa import AlsaCapture

@@ -11,10 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +21,7 @@ import anyio
 import pytest
 
 from daemon.history import INTERRUPTED, INTERRUPTED_DETAIL, History, VisitRecord
+from tests.history._support import locked
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,29 +132,6 @@ async def test_sigkill_after_the_door_opened_leaves_an_interrupted_row(tmp_path:
 
 
 # -- a locked database: never on the visit path, bounded at shutdown --
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Another connection holding the write lock (BEGIN EXCLUSIVE) until the block ends."""
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        holding.set()
-        release.wait(30)
-        db.execute("ROLLBACK")
-        db.close()
-
-    holder = threading.Thread(target=hold, name="lock-holder")
-    holder.start()
-    assert holding.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join(10)
 
 
 async def test_visit_path_calls_return_at_once_with_the_database_locked(tmp_path: Path) -> None:
