@@ -8,8 +8,13 @@ written by :meth:`VisitLog.run`, a task the app owns, in a worker thread), and t
 (``intercomctl events --follow``). :meth:`VisitLog.event` is synchronous and never blocks: it is called
 from the visit runner on the loop thread.
 
-Door codes never reach any of the three: keypad digits are masked in the events that carry them, keys
-named like secrets are masked in every event, and any registered code is masked wherever it appears.
+Typed keys never reach any of the three, by structure rather than by searching text for codes
+(:mod:`daemon.redaction`): an event that carries keys (DTMF, a code accepted or rejected) is written with
+its method and ``*`` and only its known fields; a field named like a secret is ``*`` in every event; every
+other field is written exactly as given (a resident URI that contains a code's digits included).
+
+:meth:`VisitLog.health` says whether the file is being written, and notices it being deleted or replaced
+(logrotate's move-and-recreate is the usual reason: the next batch makes a new file).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -31,14 +35,13 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["KEYPAD_EVENTS", "NO_VISIT", "VisitEvent", "VisitLog", "new_visit_id"]
+from daemon.history import StorageHealth
+from daemon.redaction import KEYPAD_EVENTS, redact_field, redact_keypad_text
+
+__all__ = ["KEYPAD_EVENTS", "NO_VISIT", "StorageHealth", "VisitEvent", "VisitLog", "new_visit_id"]
 
 log = logging.getLogger(__name__)
 
-# Events whose text may hold keypad input: every DTMF character in them is masked.
-KEYPAD_EVENTS = frozenset({"DTMF", "DTMF_IGNORED", "CODE_REJECTED", "CODE_ACCEPTED", "LOCKOUT", "DOOR_OPEN"})
-_SECRET_KEYS = re.compile(r"code|digit|pin|password|secret", re.IGNORECASE)
-_DTMF = re.compile(r"[0-9#]")  # door codes are digits only (config); "*" is already a mask
 NO_VISIT = frozenset({"", "-"})
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -104,7 +107,6 @@ class VisitLog:
         *,
         logger: logging.Logger | None = None,
         queue_size: int = 10_000,
-        codes: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -125,7 +127,9 @@ class VisitLog:
         self._unwritten = 0  # queued or being written: what flush() waits for
         self._running = False
         self._failing = False
-        self.set_codes(codes)
+        self._identity: tuple[int, int] | None = None  # the file the last batch went to
+        self._note = ""  # the last time the file was found gone or replaced
+        self._last_error = ""
 
     @classmethod
     def in_state_dir(cls, state_dir: Path | str, **kwargs: Any) -> VisitLog:
@@ -136,9 +140,23 @@ class VisitLog:
         return self._dropped
 
     def set_codes(self, codes: Iterable[str]) -> None:
-        """Door codes to mask wherever they appear (longest first; one-digit codes only in keypad events)."""
-        usable = sorted({c for c in codes if len(c) >= 2}, key=len, reverse=True)
-        self._codes = re.compile("|".join(map(re.escape, usable))) if usable else None
+        """Does nothing: kept while callers still pass the codes. Nothing is masked by searching for a code
+        any more (that altered innocent fields and pointed at the code); see :mod:`daemon.redaction`."""
+
+    def health(self) -> StorageHealth:
+        """Whether events reach the file (for ``status`` and ``selftest``); without a file, always ok."""
+        if self.path is None:
+            return StorageHealth(True, "no event file")
+        if self._failing:
+            return StorageHealth(
+                False, f"{self.path}: cannot write ({self._last_error}); {self._dropped} event(s) lost"
+            )
+        parts = [f"{self.path}: ok"]
+        if self._dropped:
+            parts.append(f"{self._dropped} event(s) not written since start")
+        if self._note:
+            parts.append(self._note)
+        return StorageHealth(True, "; ".join(parts))
 
     @staticmethod
     def new_visit_id() -> str:
@@ -166,14 +184,15 @@ class VisitLog:
         started = now if visit in NO_VISIT else self._started.setdefault(visit, now)
         if name == "OUTCOME":
             self.end_visit(visit)
+        keypad = name in KEYPAD_EVENTS
         ev = VisitEvent(
             visit,
             name,
-            self._mask(target, False),
-            self._mask(text, name in KEYPAD_EVENTS),
+            target,  # who or what (a URI, an apartment): written as given
+            redact_keypad_text(text) if keypad else text,
             datetime.fromtimestamp(self._clock(), UTC).astimezone(),
             now - started,
-            {k: self._mask_value(k, v) for k, v in extra.items()},
+            {k: redact_field(k, v, keypad=keypad) for k, v in extra.items()},
         )
         self._logger.info("%s", ev.line(), extra={"visit_id": visit, "visit_event": name})
         if self._queue_send is not None:
@@ -186,22 +205,6 @@ class VisitLog:
                 self._count_drop("the log is closed")
         self._publish(ev)
         return ev
-
-    def _mask(self, text: str, keypad: bool) -> str:
-        if self._codes is not None:
-            text = self._codes.sub(lambda m: "*" * len(m.group()), text)
-        if keypad:
-            # keep the "method:" prefix the flow writes (e.g. "rfc2833: 1"), mask what follows
-            head, sep, tail = text.rpartition(":")
-            text = head + sep + _DTMF.sub("*", tail) if sep else _DTMF.sub("*", text)
-        return text
-
-    def _mask_value(self, key: str, value: object) -> object:
-        if _SECRET_KEYS.search(key):
-            return "*" * len(value) if isinstance(value, str) else "***"
-        if isinstance(value, str):
-            return self._mask(value, False)
-        return value
 
     def _count_drop(self, why: str) -> None:
         self._dropped += 1
@@ -270,13 +273,25 @@ class VisitLog:
         assert self.path is not None  # run() only gets events when there is a path
         try:
             with anyio.fail_after(10):
-                await anyio.to_thread.run_sync(_append, self.path, text, limiter=self._limiter)
+                # abandoned on timeout: a write stuck in a dead file system must not hold the writer for ever
+                identity = await anyio.to_thread.run_sync(
+                    _append, self.path, text, limiter=self._limiter, abandon_on_cancel=True
+                )
         except (OSError, TimeoutError) as exc:
             self._dropped += len(batch)
+            self._last_error = f"{type(exc).__name__}: {exc}"
             if not self._failing:
                 self._failing = True  # once per failure burst; the lines are still in the journal
                 log.error("visit log %s: cannot write (%s); events go to the journal only", self.path, exc)
         else:
+            existed, now_identity = identity
+            if self._identity is not None and (not existed or now_identity != self._identity):
+                # Opened per batch, so a moved or deleted file is simply made anew; say when it happened.
+                # (Not existing is the sure sign: a new file may get the deleted one's inode number.)
+                what = "rotated or replaced" if existed else "deleted or moved"
+                self._note = f"file {what} while running, a new one started {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+                log.info("visit log %s: %s", self.path, self._note)
+            self._identity = now_identity
             if self._failing:
                 self._failing = False
                 log.warning("visit log %s: writable again", self.path)
@@ -291,7 +306,7 @@ class VisitLog:
                 await self._written.wait()
         return self._unwritten == 0
 
-    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def aclose(self, timeout: float = 1.0) -> None:  # noqa: ASYNC109
         """Stop taking events, let :meth:`run` write what is queued, end the subscribers' streams."""
         for send, _ in self._subscribers:
             send.close()
@@ -306,9 +321,13 @@ class VisitLog:
             self._queue.close()
 
 
-def _append(path: Path, text: str) -> None:
+def _append(path: Path, text: str) -> tuple[bool, tuple[int, int]]:
+    """Append ``text``; returns whether the file existed before, and its (device, inode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
     # opened per batch, so logrotate's move-and-recreate needs no signal to us
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
+        st = os.fstat(f.fileno())
         f.write(text)
+    return existed, (st.st_dev, st.st_ino)

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from daemon.flow.ports import VisitLogPort
-from daemon.visitlog import VisitEvent, VisitLog, new_visit_id
+from daemon.visitlog import StorageHealth, VisitEvent, VisitLog, new_visit_id
 
 LINE = re.compile(r"^([A-Z_]+) \| (\{.*\})$")
 
@@ -78,33 +78,80 @@ def test_elapsed_counts_from_first_event_and_outcome_ends_the_visit() -> None:
 @pytest.mark.parametrize(
     ("name", "text", "shown"),
     [
-        ("DTMF", "rfc2833: 4", "rfc2833: *"),
+        ("DTMF", "rfc2833: 4", "telephone-event: *"),
+        ("DTMF", "info: #", "sip-info: *"),
         ("DTMF", "4", "*"),
-        ("CODE_REJECTED", "sip:a@h: 1234#", "sip:a@h: *****"),
-        ("DTMF_IGNORED", "info: not from the answered call", "info: not from the answered call"),
+        ("DTMF", "rfc2833: door already open", "telephone-event: door already open"),
+        ("CODE_REJECTED", "sip:a@h: 1234#", "sip:a@h: *"),  # a run of keys is one "*": no length
+        ("CODE_ACCEPTED", "12345678", "*"),
+        ("DTMF_IGNORED", "info: not from the answered call", "sip-info: not from the answered call"),
+        ("DTMF_IGNORED", "rfc2833: 9 after the door opened", "telephone-event: * after the door opened"),
         ("ANSWERED", "apartment 101", "apartment 101"),
+        ("LOCKOUT", "3 wrong codes: locked 300 s", "3 wrong codes: locked 300 s"),
     ],
 )
-def test_keypad_digits_are_masked(name: str, text: str, shown: str) -> None:
+def test_keypad_events_carry_no_key(name: str, text: str, shown: str) -> None:
     assert VisitLog(None).emit("v", name, "sip:101@h", text).text == shown
 
 
-async def test_door_codes_never_reach_any_output(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    vlog = VisitLog(tmp_path / "events.jsonl", codes=["4711", "9"])
+def test_a_resident_uri_containing_a_codes_digits_is_written_unaltered(caplog: pytest.LogCaptureFixture) -> None:
+    # The old masking turned this into "sip:res@**7.0.0.1" next to the clear URI elsewhere: the code given away.
+    uri = "sip:1234@127.0.0.1:5062"
+    vlog = VisitLog(None)
+    vlog.set_codes(["1234", "127"])  # the apartment's codes (what the app passes; nothing is searched for now)
+    with caplog.at_level(logging.INFO, logger="daemon.visitlog"):
+        for name in ("CALL_START", "RINGING", "ANSWERED", "HANGUP", "DTMF", "CODE_REJECTED"):
+            ev = vlog.emit("v", name, uri, f"{uri}: 200 OK" if name == "HANGUP" else "", uri=uri, leg=1)
+            assert ev.target == uri, name
+            if name not in ("DTMF", "CODE_REJECTED"):
+                assert ev.extra == {"uri": uri, "leg": 1} and ev.text in ("", f"{uri}: 200 OK")
+    assert all(uri in r.getMessage() for r in caplog.records)
+
+
+def test_a_dtmf_events_fields_and_journal_line_hold_no_digit(caplog: pytest.LogCaptureFixture) -> None:
+    vlog = VisitLog(None, clock=lambda: 1_700_000_000.0)
+    with caplog.at_level(logging.DEBUG):
+        for typed in "0123456789*#ABCD":
+            vlog.event(
+                "visit", "DTMF", "sip:res@h", f"rfc2833: {typed}", digit=typed, key=typed, method="rfc2833", value=typed
+            )
+        vlog.event("visit", "CODE_ACCEPTED", "sip:res@h", "code 4711 matched", code_index=2, length=4, prefix="47")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 17
+    for line in lines:
+        name, fields = parse(line)
+        del fields["timestamp"], fields["elapsed_seconds"]  # the clock's digits, not the keypad's
+        assert not any(ch.isdigit() for ch in json.dumps(fields)), line
+        assert name in ("DTMF", "CODE_ACCEPTED")
+    name, last = parse(lines[-1])
+    assert last["code_index"] == last["length"] == last["prefix"] == "*"  # nothing derived from a code
+
+
+async def test_no_typed_key_reaches_the_file_the_journal_or_a_subscriber(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vlog = VisitLog(tmp_path / "events.jsonl")
     events = vlog.subscribe()
     async with anyio.create_task_group() as tg:
         await tg.start(vlog.run)
         with caplog.at_level(logging.DEBUG):
             vlog.event("v", "DTMF", "sip:a@h", "rfc2833: 4711")
             vlog.event("v", "CODE_REJECTED", "sip:a@h", "got 4711", code="4711", digits="47", attempts=2)
-            vlog.event("v", "NOTE", "sip:a@h", "someone typed 4711 somewhere")
+            vlog.event("v", "OUTCOME", "101", "door_opened", matched_code="4711", typed_digits=4)
         await vlog.aclose()
     outputs = [r.getMessage() for r in caplog.records] + [(tmp_path / "events.jsonl").read_text()]
     async with events:
         outputs += [e.line() async for e in events]
-    assert outputs and not any("4711" in out or '47"' in out for out in outputs)
+    assert len(outputs) == 7 and not any("47" in out for out in outputs)
     rejected = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[1])
-    assert rejected["code"] == "****" and rejected["digits"] == "**" and rejected["attempts"] == 2
+    assert rejected["code"] == "*" and rejected["digits"] == "*" and rejected["attempts"] == 2
+
+
+def test_set_codes_is_a_no_op_kept_for_callers() -> None:
+    vlog = VisitLog(None)
+    vlog.set_codes(["12", "4711"])
+    ev = vlog.emit("v", "CALL_START", "sip:12@10.4.7.11", "dialing 4711 12")
+    assert (ev.target, ev.text) == ("sip:12@10.4.7.11", "dialing 4711 12")
 
 
 async def test_jsonl_file_gets_one_object_per_event(tmp_path: Path) -> None:
@@ -198,3 +245,33 @@ async def test_closed_subscriber_is_forgotten() -> None:
     stream.close()
     vlog.event("v", "BUTTON_PRESSED")
     assert vlog.subscriber_count == 0
+
+
+async def test_health_follows_the_file(tmp_path: Path) -> None:
+    assert VisitLog(None).health().ok
+    path = tmp_path / "events.jsonl"
+    vlog = VisitLog(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(vlog.run)
+        vlog.event("v", "BUTTON_PRESSED")
+        assert await vlog.flush(5)
+        assert vlog.health() == StorageHealth(True, f"{path}: ok")
+        path.unlink()  # deleted while running: the next batch starts a new file, and health says so
+        vlog.event("v", "OUTCOME")
+        assert await vlog.flush(5)
+        assert vlog.health().ok and "deleted or moved while running" in vlog.health().detail
+        (tmp_path / "other").write_text("")
+        path.rename(tmp_path / "events.jsonl.1")  # logrotate's move, then create: another file under the name
+        (tmp_path / "other").rename(path)
+        vlog.event("v", "BUTTON_PRESSED")
+        assert await vlog.flush(5)
+        assert "rotated or replaced while running" in vlog.health().detail
+        assert [json.loads(line)["event"] for line in (tmp_path / "events.jsonl.1").read_text().splitlines()] == [
+            "OUTCOME"
+        ]
+        path.unlink()
+        path.mkdir()  # unwritable now
+        vlog.event("v", "BUTTON_PRESSED")
+        await vlog.flush(5)
+        assert not vlog.health().ok and "cannot write" in vlog.health().detail
+        await vlog.aclose()
