@@ -88,7 +88,7 @@ def _where(path: str) -> str:
 
 def _show(path: str, data: object) -> str:
     """The value as a problem may quote it: door codes and passwords only by their type."""
-    return f"a {type(data).__name__}" if _SECRET.search(path) else repr(data)
+    return f"a value of type {type(data).__name__}" if _SECRET.search(path) else repr(data)
 
 
 def _convert(tp: Any, data: object, problems: list[str], path: str, bounds: Range | None = None) -> object:
@@ -179,8 +179,11 @@ def _in_range(
         raise TypeError(f"settings_schema: {path} is a number without a Range")
     # Compare before converting: float() of a huge TOML integer (1e400 written out) raises OverflowError.
     if not bounds.low <= value <= bounds.high:
-        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else "a huge number"
-        problems.append(f"{_where(path)}: {shown} out of range; accepted: {bounds.describe()}")
+        if isinstance(value, float):
+            shown = f"{value:g}"
+        else:
+            shown = str(value) if abs(value) < 10**15 else "a huge number"
+        problems.append(f"{_where(path)}: {shown} out of range {bounds.describe()}")
         return _MISSING
     return float(value) if as_float else value
 

@@ -43,19 +43,27 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 
 def read_text(path: Path, what: str, limit: int) -> str:
-    """The UTF-8 text of ``path`` (a regular file of at most ``limit`` bytes), or a ConfigError saying why not."""
+    """The UTF-8 text of ``path`` (a regular file of at most ``limit`` bytes), or a ConfigError saying why not.
+
+    Opened without blocking and checked to be a regular file before reading: a FIFO or a device given by
+    mistake must not hang or flood the daemon.
+    """
     try:
-        with path.open("rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"{what} is not a regular file", str(path))
-            data = file.read(limit + 1)
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{what} is a directory, not a file", str(path)) from exc
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} does not exist", str(path)) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {what}: {exc.strerror}", str(path)) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory, not a file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(f"{what} is {kind}", str(path))
+    with os.fdopen(fd, "rb") as file:
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what}: {exc.strerror}", str(path)) from exc
     if len(data) > limit:
         raise ConfigError(f"{what} is larger than {limit:,} bytes; is it the right file?", str(path))
     try:
@@ -85,12 +93,13 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
         warnings += _world_readable(path, "sip.account.password")
     if account.password_file:
         secret = Path(account.password_file)
+        what = f"sip.account.password_file: {secret}"
         try:
-            password = read_text(secret, "sip.account.password_file", _MAX_SECRET_BYTES).strip()
+            password = read_text(secret, what, _MAX_SECRET_BYTES).strip()
         except ConfigError as exc:
-            raise ConfigError([f"sip.account.password_file: {p}" for p in exc.problems], str(path)) from exc
+            raise ConfigError(exc.problems, str(path)) from exc
         if not password:
-            raise ConfigError(f"sip.account.password_file: {secret} is empty", str(path))
+            raise ConfigError(f"{what} is empty", str(path))
         warnings += _world_readable(secret, "sip.account.password_file")
         account = replace(account, password=password)
     if env.get("INTERCOM_SIP_PASSWORD"):
