@@ -179,10 +179,8 @@ def _in_range(
         raise TypeError(f"settings_schema: {path} is a number without a Range")
     # Compare before converting: float() of a huge TOML integer (1e400 written out) raises OverflowError.
     if not bounds.low <= value <= bounds.high:
-        if isinstance(value, float):
-            shown = f"{value:g}"
-        else:
-            shown = str(value) if abs(value) < 10**15 else "a huge number"
+        exact = str(value) if abs(value) < 10**15 else "a huge number"  # not 400 digits of a pasted number
+        shown = f"{value:g}" if isinstance(value, float) else exact
         problems.append(f"{_where(path)}: {shown} out of range {bounds.describe()}")
         return _MISSING
     return float(value) if as_float else value

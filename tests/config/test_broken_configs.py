@@ -345,7 +345,11 @@ BROKEN_FILES: list[tuple[str, Callable[[Path], Path], str]] = [
         lambda d: write(d / "c.toml", BASE.encode("latin-1")),
         "the configuration file is not UTF-8: byte 0xe3 at offset",
     ),
-    ("binary", lambda d: write(d / "c.toml", b"\x7fELF\x02\x01\x01\x00\xff\xfe"), "is not UTF-8: byte 0xff at offset 8"),
+    (
+        "binary",
+        lambda d: write(d / "c.toml", b"\x7fELF\x02\x01\x01\x00\xff\xfe"),
+        "is not UTF-8: byte 0xff at offset 8",
+    ),
     (
         "password-file-missing",
         lambda d: write(d / "c.toml", account(f'username = "p"\npassword_file = "{d}/nope"')),
