@@ -13,35 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import default_config_text, host_problems, load_config, parse_config
+from daemon.config import host_problems, load_config, parse_config
 from daemon.errors import ConfigError
-
-BASE = default_config_text()
-APT0_CODES = 'codes = ["4711"]'
-APT1_CODES = 'codes = ["2580"]'
-RESIDENT = 'residents = ["sip:101@127.0.0.1:5080"]'
-
-
-def with_lines(old: str, new: str, text: str = BASE) -> str:
-    assert old in text, old
-    return text.replace(old, new, 1)
-
-
-def resident(uri: str) -> str:
-    return with_lines(RESIDENT, f'residents = ["{uri}"]')
-
-
-def sip(lines: str) -> str:
-    return with_lines("inbound_refuse_status = 603", f"inbound_refuse_status = 603\n{lines}")
-
-
-def timing(lines: str) -> str:
-    return with_lines('other_apartment_press = "queue"', f'other_apartment_press = "queue"\n{lines}')
-
-
-def account(lines: str) -> str:
-    return with_lines('registrar = ""', f'registrar = ""\n{lines}')
-
+from tests.config.configs import (
+    APT0_CODES,
+    APT1_CODES,
+    BASE,
+    RESIDENT,
+    account,
+    hermetic,
+    resident,
+    sip,
+    timing,
+    with_lines,
+    write,
+)
 
 # (case id, config text, a string the problem report must contain: the key it names and what is wrong)
 BROKEN: list[tuple[str, str, str]] = [
@@ -321,15 +307,8 @@ def test_a_utf8_byte_order_mark_is_accepted() -> None:
     assert parse_config("\ufeff" + BASE) == parse_config(BASE)
 
 
-def hermetic(tmp_path: Path, text: str = BASE) -> str:
-    """``text`` with its directories under ``tmp_path``: host checks then see only what the test made."""
-    for key, default in (("state_dir", "/var/lib"), ("cache_dir", "/var/cache"), ("runtime_dir", "/run")):
-        text = text.replace(f'{key} = "{default}/intercom"', f'{key} = "{tmp_path / key}"')
-    return text
-
-
-def write(path: Path, data: str | bytes) -> Path:
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
     return path
 
 
@@ -337,7 +316,7 @@ def write(path: Path, data: str | bytes) -> Path:
 BROKEN_FILES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("missing", lambda d: d / "nowhere.toml", "the configuration file does not exist"),
     ("a-directory", lambda d: d, "the configuration file is a directory, not a file"),
-    ("a-fifo", lambda d: (os.mkfifo(d / "fifo"), d / "fifo")[1], "the configuration file is not a regular file"),
+    ("a-fifo", lambda d: fifo(d / "fifo"), "the configuration file is not a regular file"),
     ("empty", lambda d: write(d / "c.toml", ""), "the file is empty"),
     ("huge", lambda d: write(d / "c.toml", "#" * (1 << 20) + "\n"), "is larger than 1,048,576 bytes"),
     (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import default_config_text, parse_config
-from tests.config.test_broken_configs import BASE, hermetic, with_lines
+from tests.config.configs import BASE, hermetic, with_lines
 
 
 def intercomd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

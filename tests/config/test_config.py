@@ -10,7 +10,7 @@ import pytest
 
 from daemon.config import Config, default_config_text, load_config, parse_config
 from daemon.errors import ConfigError
-from tests.config.test_broken_configs import account, with_lines
+from tests.config.configs import account, with_lines
 
 
 def test_default_config_parses_into_a_simulated_panel() -> None:
