@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
+import shutil
 import socket
+import ssl
 from pathlib import Path
 
 from daemon.config._model import Config
@@ -26,6 +28,7 @@ _MADE_BY_SYSTEMD = {
     "cache_dir": "/var/cache/intercom",
     "runtime_dir": "/run/intercom",
 }
+_MAX_RECORDING_BYTES = 50 << 20  # a minute of 48 kHz stereo is 11 MB; a prompt is seconds
 _PIN_FACTORY_MODULES = {"lgpio": "lgpio", "rpigpio": "RPi.GPIO", "pigpio": "pigpio"}
 
 
@@ -37,6 +40,8 @@ def host_problems(config: Config) -> list[str]:
     out += _socket_path_problems(Path(config.paths.runtime_dir) / CONTROL_SOCKET_NAME)
     out += _address_problems(config)
     out += _tls_file_problems(config)
+    out += _prompt_problems(config)
+    out += _control_socket_problems(Path(config.paths.runtime_dir) / CONTROL_SOCKET_NAME)
     module = _PIN_FACTORY_MODULES.get(config.gpio.pin_factory)
     if module is not None and not _importable(module):
         out.append(
@@ -130,4 +135,56 @@ def _tls_file_problems(config: Config) -> list[str]:
             out.append(f"sip.{key}: {name!r} does not exist or is not a file")
         elif not os.access(path, os.R_OK):
             out.append(f"sip.{key}: {name!r} is not readable ({_who()})")
+    if out:
+        return out
+    # Loaded the way pjsip's OpenSSL will: a file that is not PEM would otherwise fail the transport at start.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if sip.tls_ca_file:
+        try:
+            context.load_verify_locations(cafile=sip.tls_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            out.append(f"sip.tls_ca_file: {sip.tls_ca_file!r} holds no usable PEM certificate: {exc}")
+    if sip.tls_cert_file and sip.tls_key_file:
+        try:
+            context.load_cert_chain(sip.tls_cert_file, sip.tls_key_file)
+        except (ssl.SSLError, OSError) as exc:
+            out.append(f"sip.tls_cert_file and tls_key_file: not a PEM certificate with its key: {exc}")
     return out
+
+
+def _prompt_problems(config: Config) -> list[str]:
+    # Imported here: daemon.prompts imports this configuration package.
+    from daemon.errors import ConfigError
+    from daemon.prompts import WavFormatError, parse_wav, to_mono16
+    from daemon.prompts._engines import check_piper_model
+
+    prompts = config.prompts
+    out: list[str] = []
+    if prompts.engine == "espeak-ng" and shutil.which("espeak-ng") is None:
+        out.append("prompts.engine: espeak-ng is not installed (apt install espeak-ng), or use engine = 'piper'")
+    if prompts.engine == "piper":
+        try:
+            check_piper_model(prompts.piper_model)
+        except ConfigError as exc:
+            out += [f"prompts.{p}" for p in exc.problems]
+        if not _importable("piper"):
+            out.append("prompts.engine: 'piper' is selected but piper-tts is not installed in the daemon's environment")
+    for name, recorded in prompts.files.items():
+        path = Path(recorded).expanduser()
+        try:
+            if path.stat().st_size > _MAX_RECORDING_BYTES:
+                out.append(f"prompts.files.{name}: {recorded!r} is larger than {_MAX_RECORDING_BYTES:,} bytes")
+                continue
+            if to_mono16(parse_wav(path.read_bytes(), strict=False)).frames == 0:
+                out.append(f"prompts.files.{name}: {recorded!r} has no audio")
+        except OSError as exc:
+            out.append(f"prompts.files.{name}: cannot read {recorded!r}: {exc.strerror or exc}")
+        except WavFormatError as exc:
+            out.append(f"prompts.files.{name}: {recorded!r} is not a usable WAV: {exc}")
+    return out
+
+
+def _control_socket_problems(path: Path) -> list[str]:
+    if (path.exists() or path.is_symlink()) and not path.is_socket():
+        return [f"paths.runtime_dir: {path} exists and is not a socket; remove it or choose another runtime_dir"]
+    return []

@@ -102,6 +102,11 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
             raise ConfigError(f"{what} is empty", str(path))
         warnings += _world_readable(secret, "sip.account.password_file")
         account = replace(account, password=password)
+    if config.gpio.pin_factory == "mock" and env.get("INVOCATION_ID"):  # systemd sets it for every service
+        warnings.append(
+            f"{path}: gpio.pin_factory = 'mock' under systemd: the pins are SIMULATED, this panel's buttons and "
+            'door relay do nothing; use pin_factory = "auto" on a real panel'
+        )
     if env.get("INTERCOM_SIP_PASSWORD"):
         if not account.username:
             warnings.append(

@@ -89,9 +89,9 @@ class PromptsConfig:
                 if name not in PROMPT_NAMES:
                     out.append(f"{table}.{name}: unknown prompt; accepted: {', '.join(PROMPT_NAMES)}")
         for name, path in self.files.items():
-            if not Path(path).is_file():
+            if not Path(path).expanduser().is_file():
                 out.append(f"files.{name}: WAV file {path!r} does not exist")
-            elif not os.access(path, os.R_OK):
+            elif not os.access(Path(path).expanduser(), os.R_OK):
                 out.append(f"files.{name}: WAV file {path!r} is not readable")
         for name, text in self.text.items():
             if not text.strip():

@@ -416,6 +416,38 @@ BROKEN_HOSTS: list[tuple[str, Callable[[Path], str], str]] = [
         "sip.tls_ca_file: ",
     ),
     (
+        "tls-ca-not-pem",
+        lambda d: hermetic(
+            d,
+            with_lines('transport = "udp"', f'transport = "tls"\ntls_ca_file = "{write(d / "ca.pem", "not PEM")}"')
+            .replace("sip:101@127.0.0.1:5080", "sips:101@127.0.0.1:5080")
+            .replace("sip:concierge@127.0.0.1:5080", "sips:concierge@127.0.0.1:5080"),
+        ),
+        "holds no usable PEM certificate",
+    ),
+    (
+        "prompt-file-not-a-wav",
+        lambda d: hermetic(d, BASE + f'\n[prompts.files]\nwaiting = "{write(d / "w.wav", "RIFF? no")}"\n'),
+        "prompts.files.waiting: ",
+    ),
+    (
+        "prompt-file-empty-wav",
+        lambda d: hermetic(d, BASE + f'\n[prompts.files]\nwaiting = "{write(d / "w.wav", b"")}"\n'),
+        "prompts.files.waiting: ",
+    ),
+    (
+        "piper-model-without-its-json",
+        lambda d: hermetic(
+            d, with_lines('engine = "espeak-ng"', f'engine = "piper"\npiper_model = "{write(d / "v.onnx", "x")}"')
+        ),
+        "prompts.piper_model: ",
+    ),
+    (
+        "control-socket-path-is-a-file",
+        lambda d: (d.joinpath("runtime_dir").mkdir(), write(d / "runtime_dir" / "control.sock", ""), hermetic(d))[2],
+        "control.sock exists and is not a socket",
+    ),
+    (
         "pin-factory-not-installed",
         lambda d: hermetic(d, with_lines('pin_factory = "mock"', 'pin_factory = "pigpio"')),
         "gpio.pin_factory: 'pigpio' needs the Python module pigpio, which is not installed",

@@ -97,3 +97,9 @@ def test_an_inbound_source_wider_than_a_slash_8_is_warned_about(tmp_path: Path, 
     text = with_lines('inbound_sources = ["127.0.0.1"]', f'inbound_sources = ["127.0.0.1", "{network}"]')
     _, warnings = _load(tmp_path, text)
     assert any(f"sip.inbound_sources[1]: {network!r} is" in w for w in warnings) is warned, warnings
+
+
+def test_mock_pins_under_systemd_are_warned_about(tmp_path: Path) -> None:
+    _, warnings = _load(tmp_path, default_config_text(), {"INVOCATION_ID": "0123abcd"})
+    assert any("gpio.pin_factory = 'mock' under systemd: the pins are SIMULATED" in w for w in warnings), warnings
+    assert _load(tmp_path, default_config_text())[1] == []
