@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from daemon import __version__
-from daemon.config import DEFAULT_CONFIG_PATH, Config, default_config_text, host_problems, load_config
+from daemon.config import DEFAULT_CONFIG_PATH, check_config, default_config_text
 from daemon.errors import ConfigError, IntercomError
 
 __all__ = ["LOG_LEVELS", "main"]
@@ -76,15 +76,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def check(path: Path) -> tuple[Config, list[str]]:
-    """Everything ``run`` checks before it starts: the file, its secrets, and whether this host can run it."""
-    config, warnings = load_config(path)
-    problems = host_problems(config)
-    if problems:
-        raise ConfigError(problems, str(path))
-    return config, warnings
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.print_default_config:
@@ -104,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(visits=args.visits, workdir=args.workdir)
     try:
-        config, warnings = check(args.config)
+        config, warnings = check_config(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"intercomd: {exc}\n")
         return EX_CONFIG

@@ -10,8 +10,10 @@ declares no range at all, so a new field cannot forget one.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 __all__ = [
     "GPIO_PIN",
@@ -25,6 +27,7 @@ __all__ = [
     "Range",
     "RelayConfig",
     "TamperConfig",
+    "range_problems",
 ]
 
 
@@ -44,6 +47,24 @@ class Range:
     def describe(self) -> str:
         text = f"{self.low:g}..{self.high:g}" + (f" {self.unit}" if self.unit else "")
         return f"{text} ({self.note})" if self.note else text
+
+
+def range_problems(settings: object) -> list[str]:
+    """The fields of one settings dataclass that lie outside their declared :class:`Range`, or are not finite.
+
+    For instances built in code: the TOML loader refuses such values before it builds anything.
+    """
+    hints = get_type_hints(type(settings), include_extras=True)
+    out: list[str] = []
+    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        bounds = next((e for e in get_args(hint)[1:] if isinstance(e, Range)), None)
+        if get_origin(hint) is not Annotated or bounds is None:
+            continue
+        value = getattr(settings, f.name)
+        if not math.isfinite(value) or not bounds.low <= value <= bounds.high:
+            out.append(f"{f.name}: {value} out of range {bounds.describe()}")
+    return out
 
 
 # BCM numbers on the Pi's 40-pin header.
@@ -69,7 +90,7 @@ class ButtonConfig:
     holdoff_ms: Annotated[float, Range(0, 60_000, "ms")] = 1000.0  # at most one press per button per hold-off
 
     def problems(self) -> list[str]:
-        return [] if self.name.strip() else ["name: must not be empty"]
+        return range_problems(self) + ([] if self.name.strip() else ["name: must not be empty"])
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.config._host import host_problems
-from daemon.config._load import default_config_text, load_config, parse_config
+from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
 from daemon.config._uris import uri_problems
@@ -53,6 +53,7 @@ __all__ = [
     "SipConfig",
     "TamperConfig",
     "TimingConfig",
+    "check_config",
     "config_warnings",
     "default_config_text",
     "host_problems",

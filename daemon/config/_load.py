@@ -14,11 +14,12 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from daemon.config._host import host_problems
 from daemon.config._model import Config, config_warnings
 from daemon.errors import ConfigError
 from daemon.settings_schema import build
 
-__all__ = ["MAX_CONFIG_BYTES", "default_config_text", "load_config", "parse_config"]
+__all__ = ["MAX_CONFIG_BYTES", "check_config", "default_config_text", "load_config", "parse_config"]
 
 # A panel's configuration is a few kilobytes; a larger file is a mistake (a log, an image) and is not parsed.
 MAX_CONFIG_BYTES = 1 << 20
@@ -114,6 +115,16 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
             )
         account = replace(account, password=env["INTERCOM_SIP_PASSWORD"])
     return replace(config, sip=replace(config.sip, account=account)), warnings
+
+
+def check_config(path: Path | str, *, environ: dict[str, str] | None = None) -> tuple[Config, list[str]]:
+    """Everything ``run`` checks before it starts anything (``check-config`` and a reload check the same):
+    :func:`load_config`, then whether this host can run it (:func:`~daemon.config.host_problems`)."""
+    config, warnings = load_config(path, environ=environ)
+    problems = host_problems(config)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return config, warnings
 
 
 def _world_readable(path: Path, key: str) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from daemon.config._uris import dial_problems, uri_problems
-from hw.settings import Range
+from hw.settings import Range, range_problems
 
 __all__ = ["MAX_CALLS_LIMIT", "SipAccountConfig", "SipConfig", "ipv4_problems"]
 
@@ -44,7 +44,8 @@ class SipAccountConfig:
 
     def problems(self) -> list[str]:
         # pjsip writes the From header without the idUri's port: a port here is silently lost.
-        out = uri_problems("uri", self.uri, port_allowed=False)
+        out = range_problems(self)
+        out += uri_problems("uri", self.uri, port_allowed=False)
         if self.registrar:
             out += uri_problems("registrar", self.registrar)
         if self.password and self.password_file:
@@ -81,7 +82,7 @@ class SipConfig:
     media_timeout_seconds: Annotated[float, Range(0, 3600, "seconds", "0: never")] = 20.0
 
     def problems(self) -> list[str]:
-        out: list[str] = []
+        out = range_problems(self)
         if self.bind_address not in ("", "0.0.0.0"):
             out += ipv4_problems("bind_address", self.bind_address)
         out += self._port_problems()

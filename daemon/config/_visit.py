@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from daemon.config._uris import uri_problems
 from daemon.prompt_texts import DEFAULT_PROMPTS_EN, DEFAULT_PROMPTS_PT, PROMPT_NAMES
-from hw.settings import Range
+from hw.settings import Range, range_problems
 
 __all__ = [
     "CODE_LENGTH",
@@ -68,9 +68,10 @@ class TimingConfig:
     other_apartment_press: Literal["queue", "refuse"] = "queue"
 
     def problems(self) -> list[str]:
+        out = range_problems(self)
         if self.call_warning_seconds >= self.max_call_seconds:
-            return ["call_warning_seconds: must be less than max_call_seconds"]
-        return []
+            out.append("call_warning_seconds: must be less than max_call_seconds")
+        return out
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,19 @@ def test_a_dataclass_with_an_unranged_number_is_refused_before_reading_anything(
 
     with pytest.raises(TypeError, match="numeric settings without a Range: seconds"):
         build(Forgetful, {}, [])
+
+
+def test_settings_built_in_code_report_their_ranges_too() -> None:
+    """``problems()`` of an instance made without the loader (tests, the demo) names the same ranges."""
+    from daemon.config import ButtonConfig, SipConfig, TimingConfig
+
+    assert SipConfig(media_timeout_seconds=-1).problems() == [
+        "media_timeout_seconds: -1 out of range 0..3600 seconds (0: never)"
+    ]
+    assert TimingConfig(lockout_seconds=float("inf")).problems() == [
+        "lockout_seconds: inf out of range 1..86400 seconds"
+    ]
+    assert ButtonConfig(name="a", pin=17, holdoff_ms=float("nan")).problems() == [
+        "holdoff_ms: nan out of range 0..60000 ms"
+    ]
+    assert SipConfig().problems() == TimingConfig().problems() == []
