@@ -36,6 +36,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"TOML syntax error: {exc}", source) from exc
+    except RecursionError as exc:  # tomllib recurses once per nested [ or {: a few hundred exhaust the stack
+        raise ConfigError("TOML nested too deeply (arrays or inline tables inside each other)", source) from exc
     problems: list[str] = []
     config = build(Config, data, problems)
     if problems or config is None:

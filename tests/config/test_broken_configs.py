@@ -35,6 +35,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ("toml-syntax", BASE + "\n[relay\n", "TOML syntax error"),
     ("toml-a-list", "[1, 2]\n", "TOML syntax error"),
     ("empty", "", "the file is empty"),
+    ("deeply-nested", BASE + "x = " + "[" * 5000 + "]" * 5000 + "\n", "TOML nested too deeply"),
     ("comments-only", "# nothing yet\n", "apartments: at least one apartment is required"),
     ("unknown-top-key", BASE + "\ncolour = 'red'\n", "colour: unknown key"),
     ("unknown-section-key", with_lines("pulse_seconds = 3.0", "pulse_seconds = 3.0\nlength = 2"), "relay.length"),
