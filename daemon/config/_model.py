@@ -152,6 +152,8 @@ def config_warnings(config: Config, source: str) -> list[str]:
             f"{source}: sip.inbound_allow matches the caller's From header, which anyone can forge; "
             "set sip.inbound_sources to the PBX's or the callers' addresses"
         )
+    if config.inbound_codes and not sip.inbound_allow:
+        out.append(f"{source}: inbound_codes are set but sip.inbound_allow is empty: nobody is answered to type them")
     for i, network in enumerate(sip.inbound_sources):
         parsed = ipaddress.ip_network(network, strict=False)  # validated by SipConfig.problems
         if parsed.prefixlen < WIDE_PREFIX:

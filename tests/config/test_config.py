@@ -103,3 +103,9 @@ def test_mock_pins_under_systemd_are_warned_about(tmp_path: Path) -> None:
     _, warnings = _load(tmp_path, default_config_text(), {"INVOCATION_ID": "0123abcd"})
     assert any("gpio.pin_factory = 'mock' under systemd: the pins are SIMULATED" in w for w in warnings), warnings
     assert _load(tmp_path, default_config_text())[1] == []
+
+
+def test_inbound_codes_nobody_may_type_are_warned_about(tmp_path: Path) -> None:
+    text = with_lines('inbound_allow = ["sip:concierge@127.0.0.1"]', "inbound_allow = []")
+    _, warnings = _load(tmp_path, text)
+    assert any("inbound_codes are set but sip.inbound_allow is empty" in w for w in warnings), warnings
