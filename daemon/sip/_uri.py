@@ -109,7 +109,8 @@ def _hostport(hostport: str) -> tuple[str, int | None]:
         raise SipUriError("has no host")
     port: int | None = None
     if colon:
-        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text[:6]) <= 65535:
+        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+        if not digits or not 1 <= int(port_text) <= 65535:
             raise SipUriError(f"port {port_text!r} is not a port number 1..65535")
         port = int(port_text)
     if _NUMERIC_HOST.fullmatch(host):

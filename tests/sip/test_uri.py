@@ -78,6 +78,8 @@ def test_parse_accepts_what_pjsua_dials(text: str, parsed: SipUri) -> None:
         ("sip:@host", "user part '' is empty"),
         ("sip:101@host:99999", "port '99999' is not a port number 1..65535"),
         ("sip:101@host:0", "port '0'"),
+        ("sip:101@host:0005060", "port '0005060'"),
+        ("sip:101@host:" + "9" * 5000, "is not a port number"),
         ("sip:101@host:", "port ''"),
         ("sip:101@host:5060:5060", "port '5060:5060'"),
         ("sip:101@host:-1", "port '-1'"),
