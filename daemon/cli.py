@@ -1,4 +1,9 @@
-"""``intercomd``: the daemon's command line. The only place an event loop is started (``anyio.run``)."""
+"""``intercomd``: the daemon's command line. The only place an event loop is started (``anyio.run``).
+
+A user's mistake (a bad file, a bad option, a host that cannot run the configuration) is one message and exit
+status 78 (``EX_CONFIG``: systemd's ``RestartPreventExitStatus=78`` then stops retrying), never a traceback.
+``check-config`` runs exactly the checks ``run`` runs before starting anything.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +12,68 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from daemon import __version__
-from daemon.config import DEFAULT_CONFIG_PATH, Config, default_config_text, load_config
+from daemon.config import DEFAULT_CONFIG_PATH, check_config, default_config_text
 from daemon.errors import ConfigError, IntercomError
 
-__all__ = ["main"]
+__all__ = ["LOG_LEVELS", "main"]
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 EX_SOFTWARE = 70
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 log = logging.getLogger("daemon")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="intercomd", description="Building-intercom daemon for the Raspberry Pi.")
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 78 like configuration errors: under systemd a wrong option in ``ExecStart=`` is one,
+    and any other status would have the unit restart the daemon forever."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_CONFIG, f"{self.prog}: error: {message}\n")
+
+
+def _global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes. Subcommands take them too (``intercomd check-config --config F``),
+    with no defaults of their own so that they never overwrite one given before the subcommand."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
     p.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("INTERCOM_CONFIG", DEFAULT_CONFIG_PATH)),
-        help=f"TOML configuration file (default {DEFAULT_CONFIG_PATH})",
+        default=default(Path(os.environ.get("INTERCOM_CONFIG", DEFAULT_CONFIG_PATH))),
+        help=f"TOML configuration file (default {DEFAULT_CONFIG_PATH}, or $INTERCOM_CONFIG)",
     )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default(os.environ.get("INTERCOM_LOG_LEVEL", "INFO")),
+        help="log level (default INFO, or $INTERCOM_LOG_LEVEL)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="intercomd", description="Building-intercom daemon for the Raspberry Pi.")
+    _global_options(p, defaults=True)
     p.add_argument("--print-default-config", action="store_true", help="print the example configuration and exit")
-    p.add_argument("--log-level", default=os.environ.get("INTERCOM_LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"intercomd {__version__}")
-    sub = p.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the daemon (the default)")
-    sub.add_parser("check-config", help="validate the configuration and exit (status 78 when invalid)")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    _global_options(sub.add_parser("run", help="run the daemon (the default)"), defaults=False)
+    _global_options(
+        sub.add_parser("check-config", help="validate the configuration and exit (status 78 when invalid)"),
+        defaults=False,
+    )
     demo = sub.add_parser("demo", help="a simulated panel: a visitor rings, the resident answers and opens")
+    _global_options(demo, defaults=False)
     demo.add_argument("--visits", type=int, default=1, help="how many visits to simulate")
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its files")
     return p
-
-
-def _load(path: Path) -> Config:
-    config, warnings = load_config(path)
-    for warning in warnings:
-        log.warning("%s", warning)
-    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,19 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_default_config:
         sys.stdout.write(default_config_text())
         return 0
+    level = str(args.log_level).upper()
+    if level not in LOG_LEVELS:  # only a default from $INTERCOM_LOG_LEVEL gets here unchecked
+        sys.stderr.write(f"intercomd: INTERCOM_LOG_LEVEL: {args.log_level!r} is not a log level; accepted: ")
+        sys.stderr.write(f"{', '.join(LOG_LEVELS)}\n")
+        return EX_CONFIG
     from daemon.service import setup_logging
 
-    setup_logging(args.log_level)
+    setup_logging(level)
     command = args.command or "run"
     if command == "demo":
         from daemon.demo import run_demo
 
         return run_demo(visits=args.visits, workdir=args.workdir)
     try:
-        config = _load(args.config)
+        config, warnings = check_config(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"intercomd: {exc}\n")
         return EX_CONFIG
+    for warning in warnings:
+        log.warning("%s", warning)
     if command == "check-config":
         sys.stdout.write(f"{args.config}: configuration is valid\n")
         return 0

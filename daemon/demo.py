@@ -73,9 +73,10 @@ async def _demo(config: Config, phone: Baresip, visits: int) -> int:
             _say(f"visit {n}: a visitor presses the doorbell of {button.name!r} (GPIO{button.pin})")
             await _press(factory, button.pin)
             await phone.wait_event("CALL_ESTABLISHED", STEP_TIMEOUT)
-            _say("the resident answered; after a moment they type the door code 1 on the phone")
+            code = config.apartment_for_button(button.name).codes[0]  # type: ignore[union-attr]
+            _say(f"the resident answered; after a moment they type the door code {code} on the phone")
             await anyio.sleep(1.0)
-            phone.command("sndcode", "1")
+            phone.command("sndcode", code)
             with anyio.fail_after(STEP_TIMEOUT):
                 await app.visits.wait_completed(n)
         await app.visit_log.flush()

@@ -2,14 +2,21 @@
 
 The daemon's configuration (:mod:`daemon.config`) composes these; its generic TOML loader fills them and calls each
 one's ``problems()`` for checks across its own fields.
+
+Every number carries its accepted range next to it (``Annotated[float, Range(...)]``): the loader refuses NaN,
+infinities and anything outside the range, naming the key, and refuses to load a dataclass whose numeric field
+declares no range at all, so a new field cannot forget one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 __all__ = [
+    "GPIO_PIN",
     "AudioConfig",
     "ButtonConfig",
     "DoorContactConfig",
@@ -17,16 +24,51 @@ __all__ = [
     "InputConfig",
     "LedConfig",
     "PanelConfig",
+    "Range",
     "RelayConfig",
     "TamperConfig",
-    "positive",
+    "range_problems",
 ]
 
 
-def positive(key: str, value: float, *, zero_ok: bool = False) -> list[str]:
-    if value > 0 or (zero_ok and value == 0):
-        return []
-    return [f"{key}: must be {'zero or more' if zero_ok else 'more than zero'}, got {value}"]
+@dataclass(frozen=True)
+class Range:
+    """The finite, inclusive range a numeric setting must lie in; ``unit`` and ``note`` only explain it."""
+
+    low: float
+    high: float
+    unit: str = ""
+    note: str = ""  # what an edge value means, e.g. "0: never"
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.low <= self.high < float("inf")):
+            raise ValueError(f"Range({self.low}, {self.high}): must be finite with 0 <= low <= high")
+
+    def describe(self) -> str:
+        text = f"{self.low:g}..{self.high:g}" + (f" {self.unit}" if self.unit else "")
+        return f"{text} ({self.note})" if self.note else text
+
+
+def range_problems(settings: object) -> list[str]:
+    """The fields of one settings dataclass that lie outside their declared :class:`Range`, or are not finite.
+
+    For instances built in code: the TOML loader refuses such values before it builds anything.
+    """
+    hints = get_type_hints(type(settings), include_extras=True)
+    out: list[str] = []
+    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        bounds = next((e for e in get_args(hint)[1:] if isinstance(e, Range)), None)
+        if get_origin(hint) is not Annotated or bounds is None:
+            continue
+        value = getattr(settings, f.name)
+        if not math.isfinite(value) or not bounds.low <= value <= bounds.high:
+            out.append(f"{f.name}: {value} out of range {bounds.describe()}")
+    return out
+
+
+# BCM numbers on the Pi's 40-pin header.
+GPIO_PIN = Range(0, 27, note="a BCM GPIO number on the header")
 
 
 @dataclass(frozen=True)
@@ -41,69 +83,59 @@ class ButtonConfig:
     """A doorbell button. Wiring: one leg to the GPIO, the other to ground (internal pull-up)."""
 
     name: str
-    pin: int
+    pin: Annotated[int, GPIO_PIN]
     pull_up: bool = True
-    min_press_ms: float = 50.0  # contact must be held this long: rejects noise on long cable runs
-    holdoff_ms: float = 1000.0  # at most one press per button per hold-off
+    # The contact must be held this long: rejects noise on long cable runs (beyond 2 s nobody holds it).
+    min_press_ms: Annotated[float, Range(0, 2000, "ms")] = 50.0
+    holdoff_ms: Annotated[float, Range(0, 60_000, "ms")] = 1000.0  # at most one press per button per hold-off
 
     def problems(self) -> list[str]:
-        out = positive("min_press_ms", self.min_press_ms, zero_ok=True)
-        out += positive("holdoff_ms", self.holdoff_ms, zero_ok=True)
-        if not self.name.strip():
-            out.append("name: must not be empty")
-        return out
+        return range_problems(self) + ([] if self.name.strip() else ["name: must not be empty"])
 
 
 @dataclass(frozen=True)
 class RelayConfig:
     """Door-lock relay (fail-secure: de-energized unless pulsing)."""
 
-    pin: int = 27
+    pin: Annotated[int, GPIO_PIN] = 27
     active_high: bool = True
-    pulse_seconds: float = 3.0
-
-    def problems(self) -> list[str]:
-        return positive("pulse_seconds", self.pulse_seconds)
+    # Seconds, not days: an open must end on its own. A minute is already a door held by the daemon.
+    pulse_seconds: Annotated[float, Range(0.1, 60, "seconds")] = 3.0
 
 
 @dataclass(frozen=True)
 class InputConfig:
     """A contact input such as the exit (request-to-exit) button. One leg to GPIO, one to ground."""
 
-    pin: int
+    pin: Annotated[int, GPIO_PIN]
     pull_up: bool = True
-    min_press_ms: float = 50.0
+    min_press_ms: Annotated[float, Range(0, 2000, "ms")] = 50.0
 
 
 @dataclass(frozen=True)
 class DoorContactConfig:
-    pin: int
+    pin: Annotated[int, GPIO_PIN]
     pull_up: bool = True
     open_when_active: bool = True  # contact closes to ground (active) when the door opens
-    held_open_seconds: float = 60.0
-
-    def problems(self) -> list[str]:
-        return positive("held_open_seconds", self.held_open_seconds)
+    held_open_seconds: Annotated[float, Range(1, 3600, "seconds")] = 60.0
 
 
 @dataclass(frozen=True)
 class TamperConfig:
-    pin: int
+    pin: Annotated[int, GPIO_PIN]
     pull_up: bool = True
-    block_seconds: float = 0.0  # relay blocked this long after tamper (0: never blocked)
+    # Relay blocked this long after tamper; a day at most, so a stuck switch cannot lock the door for good.
+    block_seconds: Annotated[float, Range(0, 86_400, "seconds", "0: never blocked")] = 0.0
     # True: the switch closes to ground (active) on tamper. False: a normally-closed loop that opens on
     # tamper, the fail-safe wiring (a cut wire also reads as tamper).
     tampered_when_active: bool = True
-
-    def problems(self) -> list[str]:
-        return positive("block_seconds", self.block_seconds, zero_ok=True)
 
 
 @dataclass(frozen=True)
 class LedConfig:
     """Status LED. Wiring: GPIO -> resistor -> LED anode; cathode to ground."""
 
-    pin: int
+    pin: Annotated[int, GPIO_PIN]
     active_high: bool = True
 
 
@@ -111,14 +143,8 @@ class LedConfig:
 class AudioConfig:
     output_device: str = "default"  # PortAudio device name (substring match); "default" is ALSA default
     input_device: str = "default"
-    volume: float = 1.0
-    frames_per_buffer: int = 256  # a stop takes effect within one buffer
-
-    def problems(self) -> list[str]:
-        out = [] if 0.0 <= self.volume <= 2.0 else [f"volume: {self.volume} out of range 0.0..2.0"]
-        if not 32 <= self.frames_per_buffer <= 8192:
-            out.append(f"frames_per_buffer: {self.frames_per_buffer} out of range 32..8192")
-        return out
+    volume: Annotated[float, Range(0, 2, note="1.0: unchanged")] = 1.0
+    frames_per_buffer: Annotated[int, Range(32, 8192, "frames")] = 256  # a stop takes effect within one buffer
 
 
 @dataclass(frozen=True)

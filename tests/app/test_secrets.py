@@ -23,7 +23,7 @@ def test_password_and_code_appear_nowhere(make_daemon: Callable[..., Daemon], tm
     with Kamailio(tmp_path, {"panel": PASSWORD}) as kamailio, Baresip(tmp_path, user="101") as phone:
         daemon = make_daemon()
         daemon.write_config(
-            [phone.uri], registrar=kamailio.registrar, account_uri=kamailio.uri("panel"), username="panel"
+            [phone.uri], registrar=kamailio.registrar, account_uri="sip:panel@127.0.0.1", username="panel"
         )
         # The way systemd's EnvironmentFile=/LoadCredential= hands it over; debug logging, the chattiest.
         daemon.start(env={"INTERCOM_SIP_PASSWORD": PASSWORD, "INTERCOM_LOG_LEVEL": "DEBUG"})

@@ -1,0 +1,165 @@
+"""The whole configuration (:class:`Config`) and the checks that span its sections."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from daemon.config._sip import WIDE_PREFIX, SipConfig
+from daemon.config._uris import dial_problems
+from daemon.config._visit import Apartment, PathsConfig, PromptsConfig, TimingConfig, code_problems
+from hw.settings import (
+    AudioConfig,
+    ButtonConfig,
+    DoorContactConfig,
+    GpioConfig,
+    InputConfig,
+    LedConfig,
+    PanelConfig,
+    RelayConfig,
+    TamperConfig,
+)
+
+__all__ = ["Config", "config_warnings"]
+
+_LED_NAMES = ("status", "fault")
+
+
+@dataclass(frozen=True)
+class Config:
+    panel_name: str = "Portão"
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    buttons: tuple[ButtonConfig, ...] = ()
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    exit_button: InputConfig | None = None
+    door_contact: DoorContactConfig | None = None
+    tamper: TamperConfig | None = None
+    leds: dict[str, LedConfig] = field(default_factory=dict)  # "status", "fault"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    apartments: tuple[Apartment, ...] = ()
+    inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    @property
+    def panel(self) -> PanelConfig:
+        """The panel's device settings, as hw/ takes them."""
+        return PanelConfig(
+            buttons=self.buttons,
+            relay=self.relay,
+            exit_button=self.exit_button,
+            door_contact=self.door_contact,
+            tamper=self.tamper,
+            leds=self.leds,
+            audio=self.audio,
+        )
+
+    def problems(self) -> list[str]:
+        out = code_problems("inbound_codes", self.inbound_codes)
+        out += self._pin_problems()
+        out += self._button_problems()
+        for i, apt in enumerate(self.apartments):
+            out += self._apartment_problems(f"apartments[{i}]", apt)
+        if not self.apartments:
+            out.append("apartments: at least one apartment is required")
+        return out
+
+    def apartment_for_button(self, button: str) -> Apartment | None:
+        return next((a for a in self.apartments if button in a.buttons), None)
+
+    def _pin_problems(self) -> list[str]:
+        out: list[str] = []
+        pins: dict[int, str] = {}  # pin -> the key that claimed it first
+
+        def claim(pin: int, key: str) -> None:
+            if pin in pins:
+                out.append(f"{key}: GPIO {pin} is already used by {pins[pin]}")
+            else:
+                pins[pin] = key
+
+        for i, b in enumerate(self.buttons):
+            claim(b.pin, f"buttons[{i}].pin")
+        claim(self.relay.pin, "relay.pin")
+        for key, dev in (
+            ("exit_button", self.exit_button),
+            ("door_contact", self.door_contact),
+            ("tamper", self.tamper),
+        ):
+            if dev is not None:
+                claim(dev.pin, f"{key}.pin")
+        for name, led in self.leds.items():
+            if name not in _LED_NAMES:
+                out.append(f"leds.{name}: unknown LED; accepted: {', '.join(_LED_NAMES)}")
+            claim(led.pin, f"leds.{name}.pin")
+        return out
+
+    def _button_problems(self) -> list[str]:
+        out: list[str] = []
+        names = [b.name for b in self.buttons]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            out.append(f"buttons: the name {dup!r} is used twice")
+        apt_names = [a.name for a in self.apartments]
+        for dup in sorted({n for n in apt_names if apt_names.count(n) > 1}):
+            out.append(f"apartments: the name {dup!r} is used twice")
+        owner: dict[str, str] = {}  # button -> the apartment it rings
+        for i, apt in enumerate(self.apartments):
+            for button in apt.buttons:
+                if button not in names:
+                    out.append(f"apartments[{i}].buttons: no button named {button!r}; defined: {names}")
+                elif button in owner:
+                    out.append(f"apartments[{i}].buttons: {button!r} already rings apartment {owner[button]!r}")
+                else:
+                    owner[button] = apt.name
+        for i, b in enumerate(self.buttons):
+            if self.apartments and b.name not in owner:
+                out.append(
+                    f"buttons[{i}]: {b.name!r} rings no apartment (a visitor pressing it hears nothing); "
+                    "add it to an apartment's buttons or remove it"
+                )
+        return out
+
+    def _apartment_problems(self, key: str, apt: Apartment) -> list[str]:
+        out: list[str] = []
+        transport = self.sip.transport
+        for i, uri in enumerate(apt.residents):
+            out += dial_problems(f"{key}.residents[{i}]", uri, transport)
+        if apt.fallback:
+            out += dial_problems(f"{key}.fallback", apt.fallback, transport)
+        if apt.strategy == "parallel" and len(apt.residents) > self.sip.max_calls:
+            out.append(
+                f"{key}.residents: {len(apt.residents)} rung at once (strategy 'parallel') but sip.max_calls is "
+                f"{self.sip.max_calls}: the calls beyond it would fail; raise max_calls or ring 'sequential'"
+            )
+        t = self.timing
+        ring = apt.ring_stages * t.ring_timeout_seconds
+        if t.visit_deadline_seconds <= ring:
+            out.append(
+                f"timing.visit_deadline_seconds: {t.visit_deadline_seconds:g} s ends a visit to {key} "
+                f"({apt.name!r}) before its {apt.ring_stages} ring stage(s) of ring_timeout_seconds "
+                f"{t.ring_timeout_seconds:g} s ({ring:g} s) are over; make it longer than {ring:g} s"
+            )
+        return out
+
+
+def config_warnings(config: Config, source: str) -> list[str]:
+    """What is valid but probably not what the installer meant; logged at start and by check-config."""
+    out: list[str] = []
+    sip = config.sip
+    if sip.inbound_allow and not sip.inbound_sources:
+        out.append(
+            f"{source}: sip.inbound_allow matches the caller's From header, which anyone can forge; "
+            "set sip.inbound_sources to the PBX's or the callers' addresses"
+        )
+    if config.inbound_codes and not sip.inbound_allow:
+        out.append(f"{source}: inbound_codes are set but sip.inbound_allow is empty: nobody is answered to type them")
+    for i, network in enumerate(sip.inbound_sources):
+        parsed = ipaddress.ip_network(network, strict=False)  # validated by SipConfig.problems
+        if parsed.prefixlen < WIDE_PREFIX:
+            out.append(
+                f"{source}: sip.inbound_sources[{i}]: {network!r} is {parsed.num_addresses:,} addresses wide: "
+                "it hardly limits where an allowlisted call may come from, and silences the forged-From "
+                "warning; list the PBX's or the callers' own addresses"
+            )
+    return out

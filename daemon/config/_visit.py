@@ -1,0 +1,161 @@
+"""What a visit needs: timing, prompts, the apartments (who a button rings, which codes open) and paths."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from daemon.config._uris import uri_problems
+from daemon.prompt_texts import DEFAULT_PROMPTS_EN, DEFAULT_PROMPTS_PT, PROMPT_NAMES
+from hw.settings import Range, range_problems
+
+__all__ = [
+    "CODE_LENGTH",
+    "Apartment",
+    "PathsConfig",
+    "PromptsConfig",
+    "TimingConfig",
+    "code_problems",
+]
+
+# A door on a public street: fewer than 4 digits is guessed in minutes; more than 12 nobody types on a phone.
+CODE_LENGTH = range(4, 13)
+
+
+def code_problems(key: str, codes: tuple[str, ...]) -> list[str]:
+    """Door codes: digits only, 4 to 12 of them, none a prefix of another. Problems never quote a code."""
+    out: list[str] = []
+    for i, code in enumerate(codes):
+        digits = code.isascii() and code.isdigit()
+        if not digits or len(code) not in CODE_LENGTH:
+            out.append(
+                f"{key}[{i}]: a door code is {CODE_LENGTH.start} to {CODE_LENGTH.stop - 1} digits 0-9 "
+                f"(this one has {len(code)} character(s){'' if digits else ', not all digits'})"
+            )
+        elif _guessed_first(code):
+            out.append(f"{key}[{i}]: one digit repeated or a run like 1234: the first codes anyone tries; change it")
+    for i, shorter in enumerate(codes):
+        for j, longer in enumerate(codes):
+            if i == j or not longer.startswith(shorter):
+                continue
+            if shorter == longer and i < j:
+                out.append(f"{key}[{j}]: the same code as {key}[{i}]")
+            elif len(shorter) < len(longer):
+                # Digits are matched as they come: typing the longer code would open at the shorter one.
+                out.append(f"{key}[{i}]: a prefix of {key}[{j}], which would then open at {key}[{i}]'s last digit")
+    return out
+
+
+def _guessed_first(code: str) -> bool:
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(code)}
+    return steps <= {0} or steps in ({1}, {-1})
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    ring_timeout_seconds: Annotated[float, Range(1, 300, "seconds")] = 30.0
+    max_call_seconds: Annotated[float, Range(10, 3600, "seconds")] = 120.0
+    # The "call ending" prompt plays this long before max_call_seconds.
+    call_warning_seconds: Annotated[float, Range(0, 600, "seconds", "0: no warning")] = 10.0
+    visit_deadline_seconds: Annotated[float, Range(10, 7200, "seconds")] = 300.0
+    hangup_after_open_seconds: Annotated[float, Range(0, 60, "seconds")] = 3.0
+    wrong_code_limit: Annotated[int, Range(1, 20, "codes")] = 3
+    lockout_seconds: Annotated[float, Range(1, 86_400, "seconds")] = 300.0
+    second_press: Literal["ignore", "restart_prompt"] = "ignore"
+    other_apartment_press: Literal["queue", "refuse"] = "queue"
+
+    def problems(self) -> list[str]:
+        out = range_problems(self)
+        if self.call_warning_seconds >= self.max_call_seconds:
+            out.append("call_warning_seconds: must be less than max_call_seconds")
+        return out
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    language: Literal["pt-BR", "en"] = "pt-BR"
+    engine: Literal["espeak-ng", "piper"] = "espeak-ng"
+    voice: str = ""  # empty: the language's default voice (espeak-ng "pt-br" / "en-us")
+    piper_model: str = ""  # path to a piper .onnx voice model, with engine = "piper"
+    text: dict[str, str] = field(default_factory=dict)  # overrides per prompt name
+    files: dict[str, str] = field(default_factory=dict)  # recorded WAV instead of synthesis
+
+    def problems(self) -> list[str]:
+        out = []
+        for table, entries in (("text", self.text), ("files", self.files)):
+            for name in entries:
+                if name not in PROMPT_NAMES:
+                    out.append(f"{table}.{name}: unknown prompt; accepted: {', '.join(PROMPT_NAMES)}")
+        for name, path in self.files.items():
+            if not Path(path).expanduser().is_file():
+                out.append(f"files.{name}: WAV file {path!r} does not exist")
+            elif not os.access(Path(path).expanduser(), os.R_OK):
+                out.append(f"files.{name}: WAV file {path!r} is not readable")
+        for name, text in self.text.items():
+            if not text.strip():
+                out.append(f"text.{name}: empty; remove the line to keep the default text")
+        if self.engine == "piper":
+            if not self.piper_model:
+                out.append("piper_model: required with engine = 'piper' (path to a .onnx voice)")
+            elif not Path(self.piper_model).is_file():
+                out.append(f"piper_model: {self.piper_model!r} does not exist")
+        return out
+
+    def texts(self) -> dict[str, str]:
+        base = DEFAULT_PROMPTS_PT if self.language == "pt-BR" else DEFAULT_PROMPTS_EN
+        return {**base, **self.text}
+
+    def voice_name(self) -> str:
+        return self.voice or ("pt-br" if self.language == "pt-BR" else "en-us")
+
+
+@dataclass(frozen=True)
+class Apartment:
+    name: str
+    buttons: tuple[str, ...]
+    residents: tuple[str, ...]
+    codes: tuple[str, ...] = ()
+    strategy: Literal["parallel", "sequential"] = "parallel"
+    fallback: str = ""  # e.g. the concierge, called when no resident answers
+    mode: Literal["talk", "announce"] = "talk"
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.name.strip():
+            out.append("name: must not be empty (it names the apartment in logs, history and status)")
+        if not self.buttons:
+            # Keypad entry may reach an apartment one day; until then no button means no visit ever.
+            out.append("buttons: at least one button is required (no button rings this apartment)")
+        if not self.residents:
+            out.append("residents: at least one SIP address is required")
+        for i, uri in enumerate(self.residents):
+            out += uri_problems(f"residents[{i}]", uri)
+        if self.fallback:
+            out += uri_problems("fallback", self.fallback)
+        out += code_problems("codes", self.codes)
+        return out
+
+    @property
+    def ring_stages(self) -> int:
+        """How many ring timeouts a visit may wait through: one per stage (the fallback is the last stage)."""
+        stages = 1 if self.strategy == "parallel" else len(self.residents)
+        return stages + (1 if self.fallback else 0)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str = "/var/lib/intercom"  # history database, event log
+    cache_dir: str = "/var/cache/intercom"  # synthesized prompts
+    runtime_dir: str = "/run/intercom"  # control socket
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        for key in ("state_dir", "cache_dir", "runtime_dir"):
+            value: str = getattr(self, key)
+            if not value.startswith("/"):
+                # systemd starts the daemon in /: a relative path would land somewhere else than check-config saw.
+                out.append(f"{key}: {value!r} must be an absolute path")
+        return out
