@@ -99,6 +99,7 @@ class MatrixKeypad:
         self._rest: tuple[bool, ...] = ()  # the columns' levels with every row driven: what a change changes
         self._generation = 0
         self._current: str | None = None  # the one key held now (reported already)
+        self._candidate: tuple[str, float] | None = None  # seen at a press edge, not yet settled
         self._stuck: set[str] = set()
         self._rows: list[DigitalOutputDevice] = []
         self._columns: list[DigitalInputDevice] = []
@@ -131,6 +132,12 @@ class MatrixKeypad:
             self._rest = levels
             self._generation += 1
             generation = self._generation
+            if any(levels) and self._candidate is None:
+                # A first look at once (a few GPIO writes): if the settle check runs late on a loaded machine, the
+                # key may be up again by then, and a press the visitor made would be lost.
+                held = self._scan() - self._stuck
+                if len(held) == 1:
+                    self._candidate = (next(iter(held)), at)
         self._dispatcher.call_at(at + self._config.settle_ms / 1000, lambda: self._settled(generation, at))
 
     def _scan(self) -> set[str]:
@@ -155,21 +162,34 @@ class MatrixKeypad:
         with self._lock:
             if generation != self._generation:
                 return  # more edges came: a later check will look
-            held = self._scan()
-            self._stuck &= held  # a stuck key that was released works again
-            held -= self._stuck
-            if len(held) > 1:
-                log.debug("keypad: %d keys at once ignored (rollover or ghosting)", len(held))
-                return
-            key = next(iter(held), None)
-            if key == self._current:
-                return
-            self._current = key
-            if key is None:
-                return
+            report = self._decide(at)
             generation = self._generation
-        self._post(KeyPressed(key, at))
-        self._dispatcher.call_at(at + self._config.stuck_seconds, lambda: self._check_stuck(key, generation))
+        if report is not None:
+            self._post(report)
+            if report.key == self._current:
+                key = report.key
+                self._dispatcher.call_at(
+                    report.at + self._config.stuck_seconds, lambda: self._check_stuck(key, generation)
+                )
+
+    def _decide(self, at: float) -> KeyPressed | None:
+        """What a settled keypad means: a new key, or nothing. Called with the lock held."""
+        held = self._scan()
+        self._stuck &= held  # a stuck key that was released works again
+        held -= self._stuck
+        candidate, self._candidate = self._candidate, None
+        if len(held) > 1:
+            log.debug("keypad: %d keys at once ignored (rollover or ghosting)", len(held))
+            return None
+        key = next(iter(held), None)
+        if key is None and candidate is not None and at - candidate[1] >= self._config.settle_ms / 1000:
+            # Pressed and already released by the time this check ran, but held longer than a bounce.
+            self._current = None
+            return KeyPressed(*candidate)
+        if key == self._current:
+            return None
+        self._current = key
+        return None if key is None else KeyPressed(key, at)
 
     def _check_stuck(self, key: str, generation: int) -> None:
         with self._lock:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from gpiozero.pins.mock import MockFactory
 
+from hw._timing import Dispatcher, Handle
 from hw.keypad import LAYOUT_3X4, ButtonKeypad, KeyPressed, KeyStuck, MatrixKeypad, MatrixKeypadConfig
 from tests.hw.helpers import Recorder, hold
 from tests.support.keypad_matrix import MockMatrix
@@ -111,3 +113,25 @@ def test_layout_problems() -> None:
     assert MatrixKeypadConfig(ROWS[:3], COLUMNS).problems()
     assert MatrixKeypadConfig(ROWS, (12, 16, 5)).problems()  # GPIO5 is a row too
     assert MatrixKeypadConfig(ROWS, COLUMNS, ("121", "456", "789", "*0#")).problems()
+
+
+class LateDispatcher(Dispatcher):
+    """A loaded machine: every deadline runs 150 ms late."""
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> Handle:
+        return super().call_at(when + 0.15, fn)
+
+
+def test_a_short_press_is_not_lost_when_the_settle_check_runs_late(factory: MockFactory, recorder: Recorder) -> None:
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+    dispatcher = LateDispatcher("late")
+    keypad = MatrixKeypad(CONFIG, pin_factory=factory, post=recorder.post, dispatcher=dispatcher)  # type: ignore[arg-type]
+    try:
+        for key in "42":
+            tap(matrix, key, seconds=0.05)  # released long before its settle check runs
+            time.sleep(0.2)
+        recorder.wait_for(KeyPressed, 2)
+        assert keys(recorder) == "42"
+    finally:
+        keypad.close()
+        dispatcher.close()
