@@ -36,7 +36,7 @@ from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
 __all__ = ["main"]
 
 RATE = 16000
-WINDOW = RATE // 4  # 250 ms
+WINDOW = RATE  # 1 s: runs start a few tens of ms apart, and speech energy over 1 s is steady enough to compare
 RESIDENT_TEXT = (
     "Oi, quem é? Pode entrar, vou abrir o portão agora. Empurre com força, ele está emperrado desde ontem. "
     "Se não abrir, me chame de novo pelo interfone, por favor."
@@ -150,11 +150,13 @@ def analyse(runs: dict[str, Path], near_alone: Path, far_seconds: float) -> dict
         res = windows(samples(path))
         erle = [round(b - r, 1) for b, r in zip(base, res, strict=False) if b > -60]  # windows with far-end echo
         converged = next((i for i in range(len(erle)) if all(e >= 30 for e in erle[i:])), None)
+        off_all, on_all = samples(runs["off"]), samples(path)
+        tail = slice(2 * RATE, min(len(off_all), len(on_all)))
         dt_path = runs.get(f"{name}+dt")
         entry: dict[str, Any] = {
-            "erle_db_by_250ms": erle,
-            "erle_median_after_2s": round(sorted(erle[8:])[len(erle[8:]) // 2], 1) if len(erle) > 8 else None,
-            "converged_after_s": None if converged is None else converged / 4,
+            "erle_db_by_second": erle,
+            "erle_db_after_2s": round(level_db(off_all[tail]) - level_db(on_all[tail]), 1),
+            "converged_after_s": converged,
         }
         if dt_path is not None:
             dt = samples(dt_path)
