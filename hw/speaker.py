@@ -25,17 +25,28 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import pyaudio
 
+from hw import _portaudio
 from hw.errors import AudioError
 from hw.settings import AudioConfig
 
-__all__ = ["PcmFormat", "PlayResult", "Speaker", "read_wav", "scale_volume", "tone"]
+__all__ = ["PcmFormat", "PlayResult", "Speaker", "SpeakerHealth", "read_wav", "scale_volume", "tone"]
 
 log = logging.getLogger(__name__)
 
 # How long a cancelled play() waits for its worker to notice the stop flag (one buffer is ~5-50 ms).
 STOP_GRACE_S = 2.0
+# After a failed PortAudio probe, a prompt tries again at most this often: an installer who fixes asound.conf gets
+# the speaker back without a restart, and a panel without one does not spawn a probe per prompt.
+PROBE_RETRY_S = 60.0
+
+
+@dataclass(frozen=True)
+class SpeakerHealth:
+    """What the last attempt to reach the speaker found: shown by the app's status and self-test."""
+
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,10 @@ class Speaker:
 
     ``last_first_buffer_latency`` and ``on_first_buffer`` expose the time from :meth:`play` being called
     to the first buffer written into ALSA: it is on the critical path from the doorbell press.
+
+    The speaker is optional at run time: a missing card or a broken ALSA setup makes every prompt a logged error
+    result and :meth:`health` says why, while the panel goes on calling. PortAudio is initialized in this process
+    only after a child process survived doing so (:mod:`hw._portaudio`): with no ALSA PCM at all it aborts.
     """
 
     def __init__(self, config: AudioConfig, *, pyaudio_factory: Callable[[], Any] | None = None) -> None:
@@ -123,6 +138,10 @@ class Speaker:
         self._turn = anyio.Lock()  # held until the worker has really finished, even after a cancel
         self._stop: threading.Event | None = None
         self._closed = False
+        self._done: threading.Event | None = None  # set when the prompt's worker has closed its stream
+        self._health = SpeakerHealth(False, "not checked yet")
+        self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
+        _portaudio.quiet_jack_environment()
         self.last_first_buffer_latency: float | None = None
         self.latencies: deque[float] = deque(maxlen=1000)
         self.on_first_buffer: Callable[[float], None] | None = None  # called in the worker thread
@@ -138,13 +157,19 @@ class Speaker:
     def playing(self) -> bool:
         return self._stop is not None
 
+    def health(self) -> SpeakerHealth:
+        """The speaker's state as of its last use (:meth:`start`, a prompt, the talk pump)."""
+        return self._health
+
     async def start(self) -> None:
-        """Open PortAudio and find the device now, so the first prompt does not pay for it. Logs, never
-        raises: the next prompt retries."""
+        """Probe PortAudio, open it and find the device now, so the first prompt does not pay for it and the log
+        says at start whether the panel has a speaker. Never raises: the next prompt retries."""
         try:
             await anyio.to_thread.run_sync(self._device_index, limiter=self._limiter)
         except AudioError as exc:
-            log.error("%s", exc)
+            log.error("speaker unavailable, the panel goes on calling without it: %s", exc)
+        else:
+            log.info("speaker: %s", self._health.detail)
 
     async def play_wav(self, source: str | Path | bytes) -> PlayResult:
         called = time.monotonic()
@@ -164,7 +189,7 @@ class Speaker:
             return PlayResult(0, error=exc)
         async with self._turn:
             stop = self._stop = threading.Event()
-            done = threading.Event()
+            done = self._done = threading.Event()
             try:
                 return await anyio.to_thread.run_sync(
                     self._play_blocking, pcm, fmt, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
@@ -185,8 +210,15 @@ class Speaker:
             stop.set()
 
     def close(self) -> None:
+        """Stop, wait (bounded) for a prompt's worker to close its stream, then terminate PortAudio. Terminating
+        under a stream another thread still writes to can crash the process, so if the worker does not finish in
+        time PortAudio is left to the process's exit instead."""
         self._closed = True
         self.stop()
+        done = self._done
+        if done is not None and not done.wait(STOP_GRACE_S):
+            log.error("speaker: a prompt is still playing after %.0f s; PortAudio not terminated", STOP_GRACE_S)
+            return
         with self._pa_lock:
             self._terminate()
 
@@ -196,9 +228,9 @@ class Speaker:
         """The speaker's PyAudio instance, created if need be, for the talk pump (hw.talk): one instance per
         process, because PortAudio's initialize/terminate are not thread-safe and a second instance would be
         made and terminated in another worker thread, racing this one's. Call it from a worker thread while
-        holding :attr:`turn`. Raises :class:`AudioError` if the output device is missing."""
-        self._device_index()
-        return self._pa
+        holding :attr:`turn`. Raises :class:`AudioError` when PortAudio cannot be used (:meth:`health` says why)."""
+        with self._pa_lock:
+            return self._portaudio()
 
     def _play_blocking(
         self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event, called: float
@@ -227,6 +259,8 @@ class Speaker:
                     stream.stop_stream()  # drains: the prompt's tail is heard
             finally:
                 stream.close()  # on a stop this discards what is still buffered (Pa_CloseStream aborts)
+            if not self._health.ok:
+                self._mark_ok(self._pa, index)  # a device that failed before works again
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency)
         except OSError as exc:
             error = (
@@ -235,6 +269,7 @@ class Speaker:
                 else AudioError(f"speaker: {self._config.output_device!r}: playback failed: {exc}")
             )
             log.error("%s (will reopen the device for the next prompt)", error)
+            self._health = SpeakerHealth(False, str(error))
             with self._pa_lock:
                 self._terminate()
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency, error=error)
@@ -248,43 +283,59 @@ class Speaker:
             self.on_first_buffer(latency)
 
     def _device_index(self) -> int:
-        with self._pa_lock:
-            if self._pa is None:
-                self._pa = self._new_pyaudio()
-            elif self._index is not None:
-                return self._index
-            pa = self._pa
-        self._index = self._find_output(pa)
+        """The output device's index, initializing PortAudio first if need be. Updates :meth:`health`."""
+        try:
+            with self._pa_lock:
+                pa = self._portaudio()
+                if self._index is not None:
+                    return self._index
+            self._index = self._find_output(pa)
+        except AudioError as exc:
+            self._health = SpeakerHealth(False, str(exc))
+            raise
+        self._mark_ok(pa, self._index)
         return self._index
 
+    def _portaudio(self) -> Any:
+        """The PyAudio instance, made if need be (``_pa_lock`` held)."""
+        if self._pa is None:
+            try:
+                self._pa = self._new_pyaudio()
+            except AudioError as exc:
+                self._health = SpeakerHealth(False, str(exc))
+                raise
+        return self._pa
+
+    def _mark_ok(self, pa: Any, index: int) -> None:
+        name = pa.get_device_info_by_index(index)["name"]
+        self._health = SpeakerHealth(True, f"{self._config.output_device!r} is PortAudio device {name!r}")
+
     def _find_output(self, pa: Any) -> int:
-        wanted = self._config.output_device
-        outputs: list[tuple[int, str]] = []
-        for i in range(pa.get_device_count()):
-            info = pa.get_device_info_by_index(i)
-            if int(info.get("maxOutputChannels", 0)) > 0:
-                outputs.append((i, str(info["name"])))
-        for i, name in outputs:
-            if name == wanted:
-                return i
-        for i, name in outputs:
-            if wanted.lower() in name.lower():
-                return i
-        if wanted == "default" and outputs:
-            return int(pa.get_default_output_device_info()["index"])
-        with self._pa_lock:
-            self._terminate()  # re-enumerate next time: the device may be plugged in later
-        names = ", ".join(repr(n) for _, n in outputs) or "none"
-        raise AudioError(f"speaker: output device {wanted!r} not found; PortAudio output devices: {names}")
+        try:
+            return _portaudio.find_device(pa, self._config.output_device, "output")
+        except AudioError as exc:
+            with self._pa_lock:
+                self._terminate()  # re-enumerate next time: the device may be plugged in later
+            raise AudioError(f"speaker: {exc}") from exc
 
     def _new_pyaudio(self) -> Any:
+        """A new PortAudio instance, after a child process has shown that initializing one does not
+        abort (:func:`hw._portaudio.probe`). Probes before every new instance, since the ALSA setup may have
+        changed since the last one; after a failure, at most once per :data:`PROBE_RETRY_S`."""
+        if self._pyaudio_factory is not None:
+            return self._pyaudio_factory()
+        now = time.monotonic()
+        if self._probe_failure is not None and now - self._probe_failure[0] < PROBE_RETRY_S:
+            raise AudioError(f"speaker: {self._probe_failure[1]}")
+        result = _portaudio.probe()
+        if not result.ok:
+            self._probe_failure = (now, result.detail)
+            raise AudioError(f"speaker: {result.detail}")
+        self._probe_failure = None
         try:
-            if self._pyaudio_factory is not None:
-                return self._pyaudio_factory()
-            # PortAudio reads ALSA's configuration here (Pa_Initialize), not when pyaudio is imported.
-            return pyaudio.PyAudio()
-        except OSError as exc:
-            raise AudioError(f"speaker: PortAudio failed to initialize: {exc}") from exc
+            return _portaudio.initialize()
+        except AudioError as exc:
+            raise AudioError(f"speaker: {exc}") from exc
 
     def _open(self, fmt: PcmFormat, index: int) -> Any:
         pa = self._pa

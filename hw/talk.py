@@ -8,7 +8,9 @@ frame from the input stream into the call. The call's 20 ms frames pace the loop
 device does not block); on real hardware the blocking write and read pace it as well.
 
 The output device is the speaker's: the pump holds :attr:`Speaker.turn` for the whole call, so a prompt
-can never play into the same stream at the same time (the runner stops the prompt first anyway).
+can never play into the same stream at the same time (the runner stops the prompt first anyway). PortAudio is the
+speaker's too (:meth:`Speaker.shared_pyaudio`): one instance per process, made only after the speaker's probe showed
+that initializing it does not abort the process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import anyio
 import anyio.to_thread
 import pyaudio
 
-from hw.errors import AudioError
+from hw._portaudio import find_device
 from hw.settings import AudioConfig
 from hw.speaker import STOP_GRACE_S, Speaker, scale_volume
 
@@ -68,14 +69,11 @@ class TalkPump:
     """Duplex pyaudio pump for one call at a time: ``await pump.run(link)`` until the link closes or the
     caller is cancelled (the worker notices within one frame)."""
 
-    def __init__(
-        self, config: AudioConfig, *, speaker: Speaker | None = None, pyaudio_factory: Callable[[], Any] | None = None
-    ) -> None:
+    def __init__(self, config: AudioConfig, *, speaker: Speaker) -> None:
         self._config = config
-        self._turn = speaker.turn if speaker is not None else anyio.Lock()
-        # The speaker's own PyAudio when there is a speaker: never a second PortAudio instance beside it.
-        self._shared = speaker.shared_pyaudio if speaker is not None and pyaudio_factory is None else None
-        self._pyaudio_factory = pyaudio_factory or pyaudio.PyAudio
+        self._turn = speaker.turn
+        # The speaker's own PyAudio: never a second PortAudio instance beside it.
+        self._shared_pyaudio = speaker.shared_pyaudio
         self._limiter = anyio.CapacityLimiter(1)
         self.last: TalkStats | None = None
 
@@ -102,9 +100,8 @@ class TalkPump:
         frames_out = frames_in = 0
         latency: float | None = None
         out = inp = None
-        pa: Any = None
         try:
-            pa = self._shared() if self._shared is not None else self._pyaudio_factory()
+            pa = self._shared_pyaudio()
             out = self._open(pa, link, output=True)
             inp = self._open(pa, link, output=False)
             output_ok, input_ok = out is not None, inp is not None
@@ -143,8 +140,6 @@ class TalkPump:
         finally:
             _close(out)
             _close(inp)
-            if pa is not None and self._shared is None:
-                pa.terminate()
             done.set()
 
     def _open(self, pa: Any, link: TalkLink, *, output: bool) -> Any:
@@ -152,7 +147,7 @@ class TalkPump:
         wanted = self._config.output_device if output else self._config.input_device
         what = "speaker" if output else "microphone"
         try:
-            index = _find_device(pa, wanted, "maxOutputChannels" if output else "maxInputChannels")
+            index = find_device(pa, wanted, "output" if output else "input")
             return pa.open(
                 format=pyaudio.paInt16,
                 channels=1,
@@ -165,28 +160,6 @@ class TalkPump:
         except (OSError, ValueError) as exc:
             log.error("talk: %s %r unavailable, the call goes on without it: %s", what, wanted, exc)
             return None
-
-
-def _find_device(pa: Any, wanted: str, channels_key: str) -> int:
-    """PortAudio index of ``wanted``: exact name, then case-insensitive substring, then ``"default"``."""
-    found: list[tuple[int, str]] = []
-    for i in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(i)
-        if int(info.get(channels_key, 0)) > 0:
-            found.append((i, str(info["name"])))
-    for match in (lambda n: n == wanted, lambda n: wanted.lower() in n.lower()):
-        for i, name in found:
-            if match(name):
-                return i
-    if wanted == "default" and found:
-        getter = (
-            pa.get_default_output_device_info
-            if channels_key == "maxOutputChannels"
-            else pa.get_default_input_device_info
-        )
-        return int(getter()["index"])
-    names = ", ".join(repr(n) for _, n in found) or "none"
-    raise AudioError(f"device {wanted!r} not found; PortAudio devices: {names}")
 
 
 def _close(stream: Any) -> None:
