@@ -17,8 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
-__all__ = ["Dispatcher", "PressFilter", "SettleFilter"]
+from hw.events import EventSink, HwEvent
+
+__all__ = ["Dispatcher", "Outbox", "PressFilter", "SettleFilter"]
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +115,9 @@ class Handle:
 class Dispatcher:
     """One daemon thread that runs callbacks at monotonic deadlines, in deadline then FIFO order.
 
-    Callbacks run on this thread and may block briefly (``EventChannel.post`` waits for the loop);
-    an exception in one is logged and does not stop the others.
+    Callbacks run on this thread and must be quick and never wait for the event loop (events leave through an
+    :class:`Outbox`), so deadlines stay on time whatever the loop does; an exception in one is logged and does
+    not stop the others.
     """
 
     def __init__(self, name: str = "hw-dispatch") -> None:
@@ -169,3 +173,23 @@ class Dispatcher:
                 handle.fn()
             except Exception:
                 log.exception("hw dispatcher: callback %r failed", handle.fn)
+
+
+class Outbox:
+    """An :class:`~hw.events.EventSink` that returns at once: events are handed to the real sink (the daemon's
+    ``EventChannel.post``, which waits until the loop has taken each one) from a thread of their own, in order.
+
+    So a busy or wedged loop delays only the events, never the panel's timing: press qualification, the exit
+    button's relay pulse and a tamper block run on the panel's :class:`Dispatcher`, which never waits for it.
+    """
+
+    def __init__(self, sink: EventSink, name: str = "hw-outbox") -> None:
+        self._sink = sink
+        self._dispatcher = Dispatcher(name)
+
+    def __call__(self, event: HwEvent, /) -> None:
+        self._dispatcher.call_soon(partial(self._sink, event))
+
+    def close(self) -> None:
+        """Stop delivering; events not yet delivered are dropped (the app is shutting down)."""
+        self._dispatcher.close()

@@ -91,10 +91,10 @@ HwEvent = (
 class EventSink(Protocol):
     """The one thing hw/ needs from the daemon: a way to hand an event to its loop, once per event.
 
-    Devices call it only from a :class:`hw._timing.Dispatcher` thread (gpiozero's callbacks and the relay's timer
-    hand their events to one), never from the loop or a gpiozero thread. It may block that thread until the loop has
-    taken the event, and must not run the daemon's work there: ``daemon.bridge.EventChannel.post`` is the
-    implementation, and hw never reaches the loop any other way.
+    The panel calls it from one thread of its own (:class:`hw._timing.Outbox`), never from the loop, a gpiozero
+    callback or the thread timing the relay. It may block that thread until the loop has taken the event, and must
+    not run the daemon's work there: ``daemon.bridge.EventChannel.post`` is the implementation, and hw never
+    reaches the loop any other way.
     """
 
     def __call__(self, event: HwEvent, /) -> None: ...

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from hw._timing import Dispatcher
+from hw._timing import Dispatcher, Outbox
 from hw.events import EventSink
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
 from hw.leds import LedState, StatusLeds
@@ -28,8 +28,8 @@ class Panel:
     module IN on GPIO27, exit button GPIO22 to ground, door reed contact GPIO23 to ground, tamper switch
     GPIO24 to ground, status LED GPIO5 and fault LED GPIO6 through 330 ohm to ground.
 
-    Events go to ``post`` (``daemon.bridge.EventChannel.post``) from the panel's dispatcher thread, once per
-    event: that is the only way hw reaches the daemon's loop. Two things happen locally, without waiting for the
+    Events go to ``post`` (``daemon.bridge.EventChannel.post``) from the panel's outbox thread, once per event:
+    that is the only way hw reaches the daemon's loop. Two things happen locally, without waiting for the
     daemon's flow: the exit button pulses the relay, and a tamper blocks the relay for ``tamper.block_seconds``.
     The app's task group must run :meth:`run` (it holds the relay's lifetime: the relay opens only meanwhile);
     :meth:`close` releases the relay and frees every pin.
@@ -41,6 +41,9 @@ class Panel:
         self.config = config
         self.pin_factory = pin_factory
         self.dispatcher = Dispatcher("hw-panel")
+        # Every device posts here: it returns at once, so the dispatcher's deadlines (and the relay's pulses) never
+        # wait for the event loop; the outbox's own thread hands each event to ``post``.
+        self.outbox = Outbox(post)
         self.buttons: dict[str, DoorbellButton] = {}
         self.exit_button: ExitButton | None = None
         self.door: DoorContact | None = None
@@ -50,29 +53,29 @@ class Panel:
         self._closed = False
         try:
             # The relay first: after a crash the lock must be released before anything else can fail.
-            self.relay = Relay(config.relay, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher)
+            self.relay = Relay(config.relay, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher)
             for button in config.buttons:
                 self.buttons[button.name] = DoorbellButton(
-                    button, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                    button, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
             if config.exit_button is not None:
                 self.exit_button = ExitButton(
                     config.exit_button,
                     pin_factory=pin_factory,
-                    post=post,
+                    post=self.outbox,
                     action=self.relay.open,
                     dispatcher=self.dispatcher,
                 )
             if config.door_contact is not None:
                 self.door = DoorContact(
-                    config.door_contact, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                    config.door_contact, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
             self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
             if config.tamper is not None:
                 self.tamper = TamperSwitch(
                     config.tamper,
                     pin_factory=pin_factory,
-                    post=post,
+                    post=self.outbox,
                     on_tamper=self._on_tamper,
                     dispatcher=self.dispatcher,
                 )
@@ -110,6 +113,7 @@ class Panel:
         if relay is not None:
             relay.close()
         self.dispatcher.close()
+        self.outbox.close()
         devices: list[Any] = [*self.buttons.values(), self.exit_button, self.door, self.tamper, self.leds]
         for device in devices:
             if device is not None:

@@ -6,10 +6,10 @@ de-energized: construction (so a restart after a crash releases a relay the dead
 driving the pin. :meth:`Relay.open` refuses to energize when no :meth:`Relay.run` task holds the relay's
 lifetime in the app.
 
-The end of a pulse is a deadline on a :class:`~hw._timing.Dispatcher` thread of the relay's own, which does
-nothing but drive the pin: a pulse ends on time even when the event loop is busy or wedged, and nothing on
-the relay's path waits for the loop. Its events (:class:`RelayChanged`) leave through the panel's dispatcher,
-in the order the pin changed.
+The end of a pulse is a deadline on a :class:`~hw._timing.Dispatcher` thread (the panel's), which never waits for
+the event loop: a pulse ends on time even when the loop is busy or wedged. The relay's events
+(:class:`RelayChanged`) go to ``post`` in the order the pin changed; ``post`` must return at once (the panel gives
+its :class:`~hw._timing.Outbox`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import math
 import threading
 import time
-from functools import partial
 from typing import Any
 
 import anyio
@@ -48,7 +47,8 @@ class Relay:
     The app's task group runs :meth:`run`; :meth:`open`, :meth:`release` and :meth:`block` are quick calls safe
     from any thread (the loop, or the panel's dispatcher for the exit button and the tamper switch). A second
     :meth:`open` during a pulse extends it to ``max(current end, now + seconds)``: it never stacks.
-    ``post`` receives :class:`RelayChanged` from ``dispatcher`` (the panel's; the relay makes its own if None).
+    ``dispatcher`` times the pulses (the panel's; the relay makes its own if None). ``post`` receives
+    :class:`RelayChanged` with the relay's lock held, from whichever thread changed the pin: it must not block.
     """
 
     def __init__(
@@ -67,9 +67,8 @@ class Relay:
         self._blocked_until = 0.0
         self._energized = False
         self._running = False
-        self._owns_events = dispatcher is None
-        self._events = dispatcher or Dispatcher("hw-relay-events")
-        self._timer = Dispatcher("hw-relay")
+        self._owns_timer = dispatcher is None
+        self._timer = dispatcher or Dispatcher("hw-relay")
         try:
             # initial_value=False drives the pin to the de-energized level at once, whatever state a
             # crashed predecessor left it in.
@@ -77,7 +76,7 @@ class Relay:
                 config.pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
             )
         except (GPIOZeroError, OSError) as exc:
-            self._close_threads()
+            self._close_timer()
             raise HardwareError(f"relay: cannot use GPIO{config.pin}: {exc}") from exc
         log.info("relay on GPIO%d de-energized (active_%s)", config.pin, "high" if config.active_high else "low")
 
@@ -163,9 +162,9 @@ class Relay:
                 self._release_locked()
 
     def close(self) -> None:
-        """Release, stop the relay's threads, then free the pin. Idempotent."""
+        """Release, stop the relay's own timer (if it made one), then free the pin. Idempotent."""
         self.release()
-        self._close_threads()
+        self._close_timer()
         try:
             self._device.close()
         except (GPIOZeroError, OSError) as exc:
@@ -215,12 +214,11 @@ class Relay:
         return changed
 
     def _notify(self, energized: bool, at: float) -> None:
-        """Log and queue a :class:`RelayChanged` (lock held, so events leave in the order the pin changed)."""
+        """Log and post a :class:`RelayChanged` (lock held, so events leave in the order the pin changed)."""
         log.info("relay %s", "energized" if energized else "released")
         if self._post is not None:
-            self._events.call_soon(partial(self._post, RelayChanged(energized, at)))
+            self._post(RelayChanged(energized, at))
 
-    def _close_threads(self) -> None:
-        self._timer.close()
-        if self._owns_events:
-            self._events.close()
+    def _close_timer(self) -> None:
+        if self._owns_timer:
+            self._timer.close()

@@ -27,15 +27,18 @@ import anyio
 import anyio.to_thread
 
 from hw import _portaudio
+from hw._portaudio import PROBE_TIMEOUT_S
+from hw._worker import STOP_GRACE_S, WorkerJob
 from hw.errors import AudioError
 from hw.settings import AudioConfig
 
-__all__ = ["PcmFormat", "PlayResult", "Speaker", "SpeakerHealth", "read_wav", "scale_volume", "tone"]
+__all__ = ["STOP_GRACE_S", "PcmFormat", "PlayResult", "Speaker", "SpeakerHealth", "read_wav", "scale_volume", "tone"]
 
 log = logging.getLogger(__name__)
 
-# How long a cancelled play() waits for its worker to notice the stop flag (one buffer is ~5-50 ms).
-STOP_GRACE_S = 2.0
+# Beyond its own length, how long a prompt may take before the speaker counts as hung: the first prompt may
+# include the PortAudio probe (up to PROBE_TIMEOUT_S) and opening the device.
+PLAY_SLACK_S = PROBE_TIMEOUT_S + 5.0
 # After a failed PortAudio probe, a prompt tries again at most this often: an installer who fixes asound.conf gets
 # the speaker back without a restart, and a panel without one does not spawn a probe per prompt.
 PROBE_RETRY_S = 60.0
@@ -126,19 +129,30 @@ class Speaker:
     The speaker is optional at run time: a missing card or a broken ALSA setup makes every prompt a logged error
     result and :meth:`health` says why, while the panel goes on calling. PortAudio is initialized in this process
     only after a child process survived doing so (:mod:`hw._portaudio`): with no ALSA PCM at all it aborts.
+
+    ``pyaudio_factory`` replaces PortAudio (tests; no probe then). A prompt that has not finished ``play_slack``
+    seconds after its own length counts as a hung device: it ends with an error result and PortAudio is left alone
+    until the stuck worker returns.
     """
 
-    def __init__(self, config: AudioConfig, *, pyaudio_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: AudioConfig,
+        *,
+        pyaudio_factory: Callable[[], Any] | None = None,
+        play_slack: float = PLAY_SLACK_S,
+    ) -> None:
         self._config = config
+        self._play_slack = play_slack
         self._pyaudio_factory = pyaudio_factory
         self._pa: Any = None
         self._index: int | None = None  # the output device's PortAudio index, valid with this _pa
         self._pa_lock = threading.Lock()  # the PyAudio instance, between worker and close()
         self._limiter = anyio.CapacityLimiter(1)
         self._turn = anyio.Lock()  # held until the worker has really finished, even after a cancel
-        self._stop: threading.Event | None = None
+        self._job: WorkerJob | None = None  # the prompt playing
+        self._stuck: WorkerJob | None = None  # a job whose worker never let go of PortAudio (a hung device)
         self._closed = False
-        self._done: threading.Event | None = None  # set when the prompt's worker has closed its stream
         self._health = SpeakerHealth(False, "not checked yet")
         self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
         _portaudio.quiet_jack_environment()
@@ -155,7 +169,21 @@ class Speaker:
 
     @property
     def playing(self) -> bool:
-        return self._stop is not None
+        return self._job is not None
+
+    def hung(self) -> AudioError | None:
+        """Why PortAudio must not be touched now: a worker is still stuck inside it (a device that stopped taking
+        audio). None when it may be used. The talk pump asks too; both report a stuck job with :meth:`note_stuck`."""
+        stuck = self._stuck
+        if stuck is None or stuck.finished:
+            self._stuck = None
+            return None
+        return AudioError("speaker: a previous audio job is still stuck in PortAudio (device hung?); not using it")
+
+    def note_stuck(self, job: WorkerJob) -> None:
+        if not job.finished:
+            self._stuck = job
+            self._health = SpeakerHealth(False, "audio device hung: a write or read did not return")
 
     def health(self) -> SpeakerHealth:
         """The speaker's state as of its last use (:meth:`start`, a prompt, the talk pump)."""
@@ -188,26 +216,35 @@ class Speaker:
             log.error("%s", exc)
             return PlayResult(0, error=exc)
         async with self._turn:
-            stop = self._stop = threading.Event()
-            done = self._done = threading.Event()
+            if (hung := self.hung()) is not None:
+                return PlayResult(0, error=hung)
+            job = self._job = WorkerJob()
+            # A device that stops taking audio (a hung USB card) blocks the write for ever: bound the prompt.
+            limit = len(pcm) / (fmt.rate * fmt.frame_bytes) + self._play_slack
             try:
-                return await anyio.to_thread.run_sync(
-                    self._play_blocking, pcm, fmt, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
-                )
+                with anyio.move_on_after(limit):
+                    return await anyio.to_thread.run_sync(
+                        self._play_blocking, pcm, fmt, job, called, limiter=self._limiter, abandon_on_cancel=True
+                    )
+                if not await job.cancel():
+                    self.note_stuck(job)
+                error = AudioError(f"speaker: {self._config.output_device!r} took no audio for {limit:.0f} s (hung?)")
+                log.error("%s", error)
+                self._health = SpeakerHealth(False, str(error))
+                return PlayResult(0, error=error)
             except anyio.get_cancelled_exc_class():
-                stop.set()
                 # Keep our turn until the worker has closed the stream, so the next prompt cannot overlap.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(done.wait, STOP_GRACE_S)
+                if not await job.cancel():
+                    self.note_stuck(job)
                 raise
             finally:
-                self._stop = None
+                self._job = None
 
     def stop(self) -> None:
         """Stop the prompt playing now (within one buffer). Safe from any thread; no-op when idle."""
-        stop = self._stop
-        if stop is not None:
-            stop.set()
+        job = self._job
+        if job is not None:
+            job.stop.set()
 
     def close(self) -> None:
         """Stop, wait (bounded) for a prompt's worker to close its stream, then terminate PortAudio. Terminating
@@ -215,10 +252,10 @@ class Speaker:
         time PortAudio is left to the process's exit instead."""
         self._closed = True
         self.stop()
-        done = self._done
-        if done is not None and not done.wait(STOP_GRACE_S):
-            log.error("speaker: a prompt is still playing after %.0f s; PortAudio not terminated", STOP_GRACE_S)
-            return
+        for job in (self._job, self._stuck):
+            if job is not None and not job.finished and not job.done.wait(STOP_GRACE_S):
+                log.error("speaker: audio still stuck in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
+                return
         with self._pa_lock:
             self._terminate()
 
@@ -232,12 +269,13 @@ class Speaker:
         with self._pa_lock:
             return self._portaudio()
 
-    def _play_blocking(
-        self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event, called: float
-    ) -> PlayResult:
+    def _play_blocking(self, pcm: bytes, fmt: PcmFormat, job: WorkerJob, called: float) -> PlayResult:
         frames = 0
         latency: float | None = None
+        stop = job.stop
         try:
+            if not job.begin():
+                return PlayResult(0, stopped=True)
             if self._closed:
                 raise AudioError("speaker: closed")
             index = self._device_index()
@@ -274,7 +312,7 @@ class Speaker:
                 self._terminate()
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency, error=error)
         finally:
-            done.set()
+            job.end()
 
     def _record(self, latency: float) -> None:
         self.last_first_buffer_latency = latency

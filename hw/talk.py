@@ -16,7 +16,6 @@ that initializing it does not abort the process.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,8 +25,9 @@ import anyio.to_thread
 import pyaudio
 
 from hw._portaudio import find_device
+from hw._worker import WorkerJob
 from hw.settings import AudioConfig
-from hw.speaker import STOP_GRACE_S, Speaker, scale_volume
+from hw.speaker import Speaker, scale_volume
 
 __all__ = ["TalkLink", "TalkPump", "TalkStats"]
 
@@ -71,6 +71,7 @@ class TalkPump:
 
     def __init__(self, config: AudioConfig, *, speaker: Speaker) -> None:
         self._config = config
+        self._speaker = speaker
         self._turn = speaker.turn
         # The speaker's own PyAudio: never a second PortAudio instance beside it.
         self._shared_pyaudio = speaker.shared_pyaudio
@@ -80,27 +81,34 @@ class TalkPump:
     async def run(self, link: TalkLink) -> TalkStats:
         called = time.monotonic()
         async with self._turn:
-            stop, done = threading.Event(), threading.Event()
+            if (hung := self._speaker.hung()) is not None:
+                log.error("talk: %s; the call goes on without the panel's audio", hung)
+                stats = TalkStats(0, 0, False, False)
+                self.last = stats
+                return stats
+            job = WorkerJob()
             try:
                 stats = await anyio.to_thread.run_sync(
-                    self._pump, link, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
+                    self._pump, link, job, called, limiter=self._limiter, abandon_on_cancel=True
                 )
             except anyio.get_cancelled_exc_class():
-                stop.set()
                 # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(done.wait, STOP_GRACE_S)
+                if not await job.cancel():
+                    self._speaker.note_stuck(job)
                 raise
         self.last = stats
         return stats
 
     # -- worker-thread side ------------------------------------------------------------------------------
 
-    def _pump(self, link: TalkLink, stop: threading.Event, done: threading.Event, called: float) -> TalkStats:
+    def _pump(self, link: TalkLink, job: WorkerJob, called: float) -> TalkStats:
         frames_out = frames_in = 0
+        stop = job.stop
         latency: float | None = None
         out = inp = None
         try:
+            if not job.begin():
+                return TalkStats(0, 0, False, False)
             pa = self._shared_pyaudio()
             out = self._open(pa, link, output=True)
             inp = self._open(pa, link, output=False)
@@ -140,7 +148,7 @@ class TalkPump:
         finally:
             _close(out)
             _close(inp)
-            done.set()
+            job.end()
 
     def _open(self, pa: Any, link: TalkLink, *, output: bool) -> Any:
         """An open stream, or None (logged) when the device is missing or busy: the other way still works."""
