@@ -240,7 +240,7 @@ def test_alsa_capture_keep_all_appends_every_stream(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from tests.support.alsa import capture_alsa\n"
         "from hw.speaker import Speaker, PcmFormat\n"
-        "from daemon.config import AudioConfig\n"
+        "from hw.settings import AudioConfig\n"
         "async def main():\n"
         "    with capture_alsa(Path(sys.argv[1]), keep_all=True) as cap:\n"
         "        s = Speaker(AudioConfig())\n"
