@@ -17,7 +17,7 @@ from gpiozero import DigitalInputDevice, GPIOZeroError
 from hw.errors import HardwareError
 from hw.leds import PATTERNS, LedState
 from hw.panel import Panel
-from hw.speaker import tone
+from hw.pcm import tone
 
 __all__ = ["CheckResult", "run_selftest"]
 

@@ -9,16 +9,12 @@ was busy, is retried then. The stream is opened per prompt because the SIP engin
 
 from __future__ import annotations
 
-import array
-import io
 import logging
-import math
-import sys
 import threading
 import time
-import wave
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +26,10 @@ from hw import _portaudio
 from hw._portaudio import PROBE_TIMEOUT_S
 from hw._worker import STOP_GRACE_S, WorkerJob
 from hw.errors import AudioError
+from hw.pcm import PcmFormat, read_wav, scale_volume, tone
 from hw.settings import AudioConfig
 
+# PcmFormat and the PCM helpers live in hw.pcm; re-exported because callers have always found them here.
 __all__ = ["STOP_GRACE_S", "PcmFormat", "PlayResult", "Speaker", "SpeakerHealth", "read_wav", "scale_volume", "tone"]
 
 log = logging.getLogger(__name__)
@@ -53,19 +51,6 @@ class SpeakerHealth:
 
 
 @dataclass(frozen=True)
-class PcmFormat:
-    """Interleaved little-endian PCM: ``sample_width`` bytes per sample (1 = unsigned 8-bit)."""
-
-    rate: int
-    channels: int = 1
-    sample_width: int = 2
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.channels * self.sample_width
-
-
-@dataclass(frozen=True)
 class PlayResult:
     """What happened to one prompt. ``error`` is set (and logged) instead of raising: a missing speaker
     must never stop a visitor's call."""
@@ -78,43 +63,6 @@ class PlayResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def read_wav(source: str | Path | bytes) -> tuple[bytes, PcmFormat]:
-    """PCM frames and format of a WAV file (path or bytes). Raises :class:`AudioError` if unreadable."""
-    try:
-        with wave.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), "rb") as wav:
-            fmt = PcmFormat(wav.getframerate(), wav.getnchannels(), wav.getsampwidth())
-            return wav.readframes(wav.getnframes()), fmt
-    except (OSError, EOFError, wave.Error) as exc:
-        raise AudioError(f"speaker: cannot read WAV {str(source)[:80]!r}: {exc}") from exc
-
-
-def scale_volume(pcm: bytes, sample_width: int, volume: float) -> bytes:
-    """``pcm`` scaled by ``volume`` and clipped (not wrapped) at full scale."""
-    if volume == 1.0:
-        return pcm
-    if sample_width == 1:
-        return bytes(min(255, max(0, round((b - 128) * volume) + 128)) for b in pcm)
-    code = {2: "h", 4: "i"}[sample_width]
-    samples = array.array(code, pcm)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    top = (1 << (8 * sample_width - 1)) - 1
-    out = array.array(code, (min(top, max(-top - 1, round(s * volume))) for s in samples))
-    if sys.byteorder == "big":
-        out.byteswap()
-    return out.tobytes()
-
-
-def tone(hz: float, seconds: float, rate: int = 16000, level: float = 0.3) -> tuple[bytes, PcmFormat]:
-    """A sine tone as 16-bit mono PCM (the self-test's test tone)."""
-    n = int(rate * seconds)
-    amp = int(32767 * level)
-    samples = array.array("h", (round(amp * math.sin(2 * math.pi * hz * i / rate)) for i in range(n)))
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples.tobytes(), PcmFormat(rate)
 
 
 class Speaker:
@@ -152,6 +100,7 @@ class Speaker:
         self._turn = anyio.Lock()  # held until the worker has really finished, even after a cancel
         self._job: WorkerJob | None = None  # the prompt playing
         self._stuck: WorkerJob | None = None  # a job whose worker never let go of PortAudio (a hung device)
+        self._talk: WorkerJob | None = None  # the talk pump's job (hw.talk), while a call's audio runs
         self._closed = False
         self._health = SpeakerHealth(False, "not checked yet")
         self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
@@ -184,6 +133,15 @@ class Speaker:
         if not job.finished:
             self._stuck = job
             self._health = SpeakerHealth(False, "audio device hung: a write or read did not return")
+
+    @contextmanager
+    def talking(self, job: WorkerJob) -> Iterator[None]:
+        """The talk pump's job uses this speaker's PortAudio for the duration: :meth:`close` waits for it too."""
+        self._talk = job
+        try:
+            yield
+        finally:
+            self._talk = None
 
     def health(self) -> SpeakerHealth:
         """The speaker's state as of its last use (:meth:`start`, a prompt, the talk pump)."""
@@ -252,10 +210,16 @@ class Speaker:
         time PortAudio is left to the process's exit instead."""
         self._closed = True
         self.stop()
-        for job in (self._job, self._stuck):
-            if job is not None and not job.finished and not job.done.wait(STOP_GRACE_S):
-                log.error("speaker: audio still stuck in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
-                return
+        stuck = self._stuck
+        if stuck is not None and not stuck.finished:
+            log.error("speaker: audio still stuck in PortAudio; not terminated")
+            return
+        for job in (self._job, self._talk):
+            if job is not None:
+                job.stop.set()
+                if not job.finished and not job.done.wait(STOP_GRACE_S):
+                    log.error("speaker: audio still in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
+                    return
         with self._pa_lock:
             self._terminate()
 

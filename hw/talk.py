@@ -26,8 +26,9 @@ import pyaudio
 
 from hw._portaudio import find_device
 from hw._worker import WorkerJob
+from hw.pcm import scale_volume
 from hw.settings import AudioConfig
-from hw.speaker import Speaker, scale_volume
+from hw.speaker import Speaker
 
 __all__ = ["TalkLink", "TalkPump", "TalkStats"]
 
@@ -87,15 +88,16 @@ class TalkPump:
                 self.last = stats
                 return stats
             job = WorkerJob()
-            try:
-                stats = await anyio.to_thread.run_sync(
-                    self._pump, link, job, called, limiter=self._limiter, abandon_on_cancel=True
-                )
-            except anyio.get_cancelled_exc_class():
-                # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
-                if not await job.cancel():
-                    self._speaker.note_stuck(job)
-                raise
+            with self._speaker.talking(job):
+                try:
+                    stats = await anyio.to_thread.run_sync(
+                        self._pump, link, job, called, limiter=self._limiter, abandon_on_cancel=True
+                    )
+                except anyio.get_cancelled_exc_class():
+                    # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
+                    if not await job.cancel():
+                        self._speaker.note_stuck(job)
+                    raise
         self.last = stats
         return stats
 

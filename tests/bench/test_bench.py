@@ -31,11 +31,11 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 
-from daemon.config import ButtonConfig, DoorContactConfig, LedConfig, RelayConfig, TamperConfig
 from hw.events import ButtonPressed, DoorClosed, DoorHeldOpen, DoorOpened, TamperTriggered
 from hw.inputs import DoorbellButton, DoorContact, TamperSwitch
 from hw.leds import PATTERNS, LedState, StatusLeds
 from hw.relay import Relay
+from hw.settings import ButtonConfig, DoorContactConfig, LedConfig, RelayConfig, TamperConfig
 from tests.bench.conftest import Bench
 from tests.hw.helpers import Recorder, wait_until
 
