@@ -1,12 +1,13 @@
-"""Edge timing for the panel's inputs: pure filters plus one dispatcher thread that runs deadlines.
+"""Edge timing for the panel's inputs: pure filters, one dispatcher thread that runs deadlines, one outbox.
 
 Why not gpiozero's ``hold_time``: its hold thread starts timing when *it* wakes up, not at the edge, and
 each :class:`gpiozero.Button` owns a thread. Here the filters are sans-I/O (fed ``(state, at)`` and asked
 ``check(generation, now)``), so they are tested with plain numbers, and a single :class:`Dispatcher`
 thread per panel sleeps until the earliest deadline (``Condition.wait`` on the monotonic clock, well under
-a millisecond late) and calls ``post`` from there. gpiozero's callbacks therefore only record the edge and
-return: they never block on the event loop, even when they fire on the loop thread itself (a test calling
-``MockPin.drive_low()`` there).
+a millisecond late), qualifies the press, drives the relay when that is the panel's own job (exit button,
+tamper block, the end of a pulse) and drops the event into the :class:`Outbox`, whose thread hands it to the
+loop. gpiozero's callbacks therefore only record the edge and return, and nothing on the dispatcher waits for
+the event loop: a busy or wedged loop delays events, never the panel's timing.
 """
 
 from __future__ import annotations

@@ -220,8 +220,14 @@ class Speaker:
                 if not job.finished and not job.done.wait(STOP_GRACE_S):
                     log.error("speaker: audio still in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
                     return
-        with self._pa_lock:
+        # start() may still be probing or initializing PortAudio (the probe alone may take PROBE_TIMEOUT_S).
+        if not self._pa_lock.acquire(timeout=STOP_GRACE_S):
+            log.error("speaker: PortAudio still starting after %.0f s; not terminated", STOP_GRACE_S)
+            return
+        try:
             self._terminate()
+        finally:
+            self._pa_lock.release()
 
     # -- worker-thread side ----------------------------------------------------------------------------
 
