@@ -94,10 +94,6 @@ class Relay:
     def blocked(self) -> bool:
         return time.monotonic() < self._blocked_until
 
-    @property
-    def release_at(self) -> float | None:
-        return self._release_at
-
     def __repr__(self) -> str:
         state = "energized" if self._energized else "released"
         return f"<Relay GPIO{self._config.pin} {state}{' blocked' if self.blocked else ''}>"

@@ -71,7 +71,7 @@ class Speaker:
 
     Wiring: a USB sound card or the Pi's headphone jack into a small amplifier; nothing on the GPIO.
 
-    ``last_first_buffer_latency`` and ``on_first_buffer`` expose the time from :meth:`play` being called
+    ``latencies`` and ``on_first_buffer`` expose the time from :meth:`play` being called
     to the first buffer written into ALSA: it is on the critical path from the doorbell press.
 
     The speaker is optional at run time: a missing card or a broken ALSA setup makes every prompt a logged error
@@ -105,7 +105,6 @@ class Speaker:
         self._health = SpeakerHealth(False, "not checked yet")
         self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
         _portaudio.quiet_jack_environment()
-        self.last_first_buffer_latency: float | None = None
         self.latencies: deque[float] = deque(maxlen=1000)
         self.on_first_buffer: Callable[[float], None] | None = None  # called in the worker thread
         self.on_buffer: Callable[[int], None] | None = None  # after each buffer, with its index (tests)
@@ -285,7 +284,6 @@ class Speaker:
             job.end()
 
     def _record(self, latency: float) -> None:
-        self.last_first_buffer_latency = latency
         self.latencies.append(latency)
         if self.on_first_buffer is not None:
             self.on_first_buffer(latency)
