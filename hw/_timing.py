@@ -192,5 +192,6 @@ class Outbox:
         self._dispatcher.call_soon(partial(self._sink, event))
 
     def close(self) -> None:
-        """Stop delivering; events not yet delivered are dropped (the app is shutting down)."""
-        self._dispatcher.close()
+        """Stop delivering; events not yet delivered are dropped (the app is shutting down). Does not wait for an
+        event being delivered: the loop itself closes the panel, and the delivery may be waiting for that loop."""
+        self._dispatcher.close(timeout=0)

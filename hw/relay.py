@@ -136,7 +136,10 @@ class Relay:
             self._release_locked()
 
     def block(self, seconds: float) -> None:
-        """Release now and refuse :meth:`open` for ``seconds`` (tamper). Safe from any thread."""
+        """Release now and refuse :meth:`open` for ``seconds`` (tamper). Safe from any thread. A NaN blocks until
+        the restart (``max`` would silently ignore it and leave the relay free: fail-open)."""
+        if math.isnan(seconds):
+            seconds = math.inf
         with self._lock:
             self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
             self._release_locked()

@@ -75,6 +75,22 @@ async def test_a_wedged_loop_delays_events_but_not_the_exit_button_or_the_pulse(
     assert kinds == [ButtonPressed, RelayChanged, ExitRequested, RelayChanged], kinds
 
 
+async def test_closing_the_panel_does_not_wait_for_an_event_stuck_on_its_way(factory: MockFactory) -> None:
+    # The loop closes the panel; an event the outbox is handing to that same loop cannot arrive meanwhile, and
+    # waiting for it (the dispatcher's 2 s join) only delayed shutdown.
+    sink = WedgedLoop()
+    panel = Panel(CONFIG, pin_factory=factory, post=sink)
+    try:
+        await anyio.to_thread.run_sync(hold, factory.pin(17), 0.03)
+        await wait_until(lambda: sink.events, 2)
+        started = time.monotonic()
+        panel.close()
+        assert time.monotonic() - started < 0.5
+    finally:
+        sink.release.set()
+        panel.close()
+
+
 async def test_panel_wires_exit_button_and_tamper_to_the_relay(factory: MockFactory, recorder: Recorder) -> None:
     with Panel(CONFIG, pin_factory=factory, post=recorder.post) as panel:
         async with anyio.create_task_group() as tg:

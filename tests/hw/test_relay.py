@@ -209,3 +209,14 @@ async def test_events_leave_in_the_order_the_pin_changed(factory: MockFactory, r
         tg.cancel_scope.cancel()
     relay.close()
     assert [e.energized for e in recorder.of(RelayChanged)] == [True, False] * 50  # type: ignore[union-attr]
+
+
+async def test_a_nan_block_blocks_instead_of_being_ignored(factory: MockFactory) -> None:
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        relay.block(math.nan)
+        assert relay.blocked and relay.open() is False and not level(factory)
+        tg.cancel_scope.cancel()
+    relay.close()
