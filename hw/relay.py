@@ -108,7 +108,7 @@ class Relay:
         * False (logged) while blocked by tamper, and for a pulse that is not a finite number of seconds in
           ``(0, MAX_PULSE_S]``;
         * :class:`HardwareError` when no :meth:`run` task is running (the app is not up, or shutting down), the
-          relay is closed, or the pin cannot be driven (the relay is then released).
+          relay or its timer is closed, or the pin cannot be driven (the relay is then released).
         """
         seconds = self._config.pulse_seconds if seconds is None else seconds
         if not (math.isfinite(seconds) and 0 < seconds <= MAX_PULSE_S):
@@ -121,11 +121,19 @@ class Relay:
             if now < self._blocked_until:
                 log.warning("relay: open refused, blocked for %.1f s more", self._blocked_until - now)
                 return False
-            changed = self._drive(True)
-            self._release_at = max(self._release_at or now, now + seconds)
+            release_at = max(self._release_at or now, now + seconds)
+            # The end is scheduled before the pin moves: a timer that is already stopped would never end it.
+            pulse_end = self._timer.call_at(release_at, self._end_pulse)
+            if pulse_end.cancelled:
+                raise HardwareError("relay: open refused, its timer is stopped (the panel is closing)")
+            try:
+                changed = self._drive(True)
+            except HardwareError:
+                pulse_end.cancel()
+                raise
             if self._pulse_end is not None:
                 self._pulse_end.cancel()
-            self._pulse_end = self._timer.call_at(self._release_at, self._end_pulse)
+            self._release_at, self._pulse_end = release_at, pulse_end
             if changed:
                 self._notify(True, now)
         return True

@@ -11,6 +11,7 @@ import anyio.lowlevel
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from hw._timing import Dispatcher
 from hw.errors import HardwareError
 from hw.events import RelayChanged
 from hw.relay import MAX_PULSE_S, Relay
@@ -191,7 +192,7 @@ async def test_open_after_close_raises_and_stays_locked(factory: MockFactory) ->
         tg.start_soon(relay.run)
         await anyio.lowlevel.checkpoint()
         relay.close()
-        with pytest.raises(HardwareError, match="closed"):
+        with pytest.raises(HardwareError, match=r"closed|timer is stopped"):
             relay.open()
         tg.cancel_scope.cancel()
     assert not relay.energized
@@ -218,5 +219,19 @@ async def test_a_nan_block_blocks_instead_of_being_ignored(factory: MockFactory)
         await anyio.lowlevel.checkpoint()
         relay.block(math.nan)
         assert relay.blocked and relay.open() is False and not level(factory)
+        tg.cancel_scope.cancel()
+    relay.close()
+
+
+async def test_open_with_its_timer_stopped_raises_and_stays_locked(factory: MockFactory) -> None:
+    timer = Dispatcher("test-relay-timer")
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory, dispatcher=timer)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        timer.close()  # the panel is closing: nothing would end a pulse now
+        with pytest.raises(HardwareError, match="timer is stopped"):
+            relay.open()
+        assert not relay.energized and not level(factory)
         tg.cancel_scope.cancel()
     relay.close()
