@@ -133,6 +133,10 @@ class Speaker:
             self._stuck = job
             self._health = SpeakerHealth(False, "audio device hung: a write or read did not return")
 
+    def note_failure(self, detail: str) -> None:
+        """The talk pump found the output device failing: :meth:`health` says so until the next good prompt."""
+        self._health = SpeakerHealth(False, detail)
+
     @contextmanager
     def talking(self, job: WorkerJob) -> Iterator[None]:
         """The talk pump's job uses this speaker's PortAudio for the duration: :meth:`close` waits for it too."""

@@ -123,9 +123,9 @@ class TalkPump:
                     try:
                         out.write(scale_volume(frame or silence, 2, self._config.volume), exception_on_underflow=False)
                     except OSError as exc:
-                        log.error(
-                            "talk: speaker %r failed mid-call, going on without it: %s", self._config.output_device, exc
-                        )
+                        detail = f"talk: speaker {self._config.output_device!r} failed mid-call: {exc}"
+                        log.error("%s; going on without it", detail)
+                        self._speaker.note_failure(detail)
                         _close(out)
                         out = None
                     frames_out += 1
@@ -146,6 +146,7 @@ class TalkPump:
             return TalkStats(frames_out, frames_in, output_ok, input_ok, latency)
         except OSError as exc:
             log.error("talk: PortAudio failed: %s", exc)
+            self._speaker.note_failure(f"talk: PortAudio failed: {exc}")
             return TalkStats(frames_out, frames_in, False, False, latency)
         finally:
             _close(out)
@@ -169,6 +170,8 @@ class TalkPump:
             )
         except (OSError, ValueError) as exc:
             log.error("talk: %s %r unavailable, the call goes on without it: %s", what, wanted, exc)
+            if output:
+                self._speaker.note_failure(f"talk: speaker {wanted!r} unavailable: {exc}")
             return None
 
 
