@@ -165,14 +165,16 @@ class _NativeHooks:
         # The ctypes callbacks must outlive every call the libraries may make into them: kept on the singleton.
         self._jack_cb = _JackCallback(self._on_jack)
         self._alsa_cb = _AlsaCallback(self._on_alsa)
-        self._asound = _load("asound")
-        if self._asound is not None:
-            self._asound.snd_lib_error_set_local.restype = ctypes.c_void_p
-            self._asound.snd_lib_error_set_local.argtypes = [ctypes.c_void_p]
+        # Looked up by name, so a library without the hook (an alsa-lib older than 1.1.6) just keeps its chatter.
+        self._set_local = _symbol(_load("asound"), "snd_lib_error_set_local")
+        if self._set_local is not None:
+            self._set_local.restype = ctypes.c_void_p
+            self._set_local.argtypes = [ctypes.c_void_p]
         jack = _load("jack")
-        if jack is not None:
-            jack.jack_set_error_function(self._jack_cb)
-            jack.jack_set_info_function(self._jack_cb)
+        for name in ("jack_set_error_function", "jack_set_info_function"):
+            setter = _symbol(jack, name)
+            if setter is not None:
+                setter(self._jack_cb)
 
     @classmethod
     def get(cls) -> _NativeHooks:
@@ -205,14 +207,14 @@ class _Quiet:
     def __enter__(self) -> None:
         with self._hooks._lock:
             self._hooks._initializing += 1
-        asound = self._hooks._asound
-        if asound is not None:
-            self._previous = asound.snd_lib_error_set_local(ctypes.cast(self._hooks._alsa_cb, ctypes.c_void_p))
+        set_local = self._hooks._set_local
+        if set_local is not None:
+            self._previous = set_local(ctypes.cast(self._hooks._alsa_cb, ctypes.c_void_p))
 
     def __exit__(self, *exc: object) -> None:
-        asound = self._hooks._asound
-        if asound is not None:
-            asound.snd_lib_error_set_local(self._previous)
+        set_local = self._hooks._set_local
+        if set_local is not None:
+            set_local(self._previous)
         with self._hooks._lock:
             self._hooks._initializing -= 1
 
@@ -226,4 +228,15 @@ def _load(name: str) -> Any:
         return ctypes.CDLL(path)
     except OSError as exc:
         log.debug("portaudio: cannot load %s: %s", path, exc)
+        return None
+
+
+def _symbol(library: Any, name: str) -> Any:
+    """``library.name``, or None when there is no library or it lacks that function."""
+    if library is None:
+        return None
+    try:
+        return getattr(library, name)
+    except AttributeError:
+        log.debug("portaudio: %s has no %s", library, name)
         return None

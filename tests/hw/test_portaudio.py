@@ -6,6 +6,7 @@ PortAudio initialization and a SIGABRT would take the test runner with it.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hw._portaudio import find_device, probe
+from hw._portaudio import _symbol, find_device, probe
 from hw.errors import AudioError
 
 ROOT = Path(__file__).parents[2]
@@ -150,3 +151,11 @@ def test_device_lookup_one_rule_for_both_directions() -> None:
         find_device(pa, "HDMI", "input")
     with pytest.raises(AudioError, match="devices: none"):
         find_device(FakePortAudio([]), "default", "output")
+
+
+def test_a_library_without_the_message_hook_is_tolerated() -> None:
+    # An alsa-lib older than 1.1.6 has no snd_lib_error_set_local: its chatter stays, PortAudio still starts.
+    libc = ctypes.CDLL(None)
+    assert _symbol(libc, "snd_lib_error_set_local_not_here") is None
+    assert _symbol(None, "jack_set_error_function") is None
+    assert _symbol(libc, "getpid") is not None
