@@ -1,4 +1,7 @@
-"""The one way a foreign thread (a pjsua2 callback, a gpiozero pin callback) reaches the event loop.
+"""The one way a foreign thread (the SIP owner thread, the hw panel's outbox thread) reaches the event loop.
+
+This is the only module that uses ``anyio.from_thread`` (a test greps daemon/ and hw/ for it). hw/ reaches the loop
+only through :meth:`EventChannel.post`, which implements its :class:`hw.events.EventSink`: once per event.
 
 Rules this module enforces so that callers cannot get them wrong:
 
@@ -43,13 +46,6 @@ class LoopBridge:
         self._loop_thread = threading.get_ident()
         self._closed = False
         self.dropped = 0
-
-    @property
-    def loop_thread_id(self) -> int:
-        return self._loop_thread
-
-    def on_loop_thread(self) -> bool:
-        return threading.get_ident() == self._loop_thread
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
         """Run ``fn(*args)`` in the loop and return once it has run (or at once if the loop is gone).

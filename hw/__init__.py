@@ -1,7 +1,7 @@
 """The panel's hardware: gpiozero devices, the door relay, status LEDs and the prompt speaker.
 
 Nothing here imports the daemon: settings are :mod:`hw.settings`, errors :mod:`hw.errors`; events leave
-through a ``post`` callable given to each device.
+through the :class:`~hw.events.EventSink` given to the panel (``daemon.bridge.EventChannel.post``), once per event.
 """
 
 from hw.events import (
@@ -9,6 +9,7 @@ from hw.events import (
     DoorClosed,
     DoorHeldOpen,
     DoorOpened,
+    EventSink,
     ExitRequested,
     HwEvent,
     RelayChanged,
@@ -18,10 +19,11 @@ from hw.events import (
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
 from hw.leds import LedState, StatusLeds
 from hw.panel import Panel
+from hw.pcm import PcmFormat, read_wav
 from hw.pins import make_pin_factory
 from hw.relay import Relay
 from hw.selftest import CheckResult, run_selftest
-from hw.speaker import PcmFormat, PlayResult, Speaker, read_wav
+from hw.speaker import PlayResult, Speaker, SpeakerHealth
 
 __all__ = [
     "ButtonPressed",
@@ -31,6 +33,7 @@ __all__ = [
     "DoorHeldOpen",
     "DoorOpened",
     "DoorbellButton",
+    "EventSink",
     "ExitButton",
     "ExitRequested",
     "HwEvent",
@@ -41,6 +44,7 @@ __all__ = [
     "Relay",
     "RelayChanged",
     "Speaker",
+    "SpeakerHealth",
     "StatusLeds",
     "TamperCleared",
     "TamperSwitch",

@@ -1,12 +1,13 @@
-"""Edge timing for the panel's inputs: pure filters plus one dispatcher thread that runs deadlines.
+"""Edge timing for the panel's inputs: pure filters, one dispatcher thread that runs deadlines, one outbox.
 
 Why not gpiozero's ``hold_time``: its hold thread starts timing when *it* wakes up, not at the edge, and
 each :class:`gpiozero.Button` owns a thread. Here the filters are sans-I/O (fed ``(state, at)`` and asked
 ``check(generation, now)``), so they are tested with plain numbers, and a single :class:`Dispatcher`
 thread per panel sleeps until the earliest deadline (``Condition.wait`` on the monotonic clock, well under
-a millisecond late) and calls ``post`` from there. gpiozero's callbacks therefore only record the edge and
-return: they never block on the event loop, even when they fire on the loop thread itself (a test calling
-``MockPin.drive_low()`` there).
+a millisecond late), qualifies the press, drives the relay when that is the panel's own job (exit button,
+tamper block, the end of a pulse) and drops the event into the :class:`Outbox`, whose thread hands it to the
+loop. gpiozero's callbacks therefore only record the edge and return, and nothing on the dispatcher waits for
+the event loop: a busy or wedged loop delays events, never the panel's timing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
-__all__ = ["Dispatcher", "PressFilter", "SettleFilter"]
+from hw.events import EventSink, HwEvent
+
+__all__ = ["Dispatcher", "Outbox", "PressFilter", "SettleFilter"]
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +116,9 @@ class Handle:
 class Dispatcher:
     """One daemon thread that runs callbacks at monotonic deadlines, in deadline then FIFO order.
 
-    Callbacks run on this thread and may block briefly (``EventChannel.post`` waits for the loop);
-    an exception in one is logged and does not stop the others.
+    Callbacks run on this thread and must be quick and never wait for the event loop (events leave through an
+    :class:`Outbox`), so deadlines stay on time whatever the loop does; an exception in one is logged and does
+    not stop the others.
     """
 
     def __init__(self, name: str = "hw-dispatch") -> None:
@@ -169,3 +174,24 @@ class Dispatcher:
                 handle.fn()
             except Exception:
                 log.exception("hw dispatcher: callback %r failed", handle.fn)
+
+
+class Outbox:
+    """An :class:`~hw.events.EventSink` that returns at once: events are handed to the real sink (the daemon's
+    ``EventChannel.post``, which waits until the loop has taken each one) from a thread of their own, in order.
+
+    So a busy or wedged loop delays only the events, never the panel's timing: press qualification, the exit
+    button's relay pulse and a tamper block run on the panel's :class:`Dispatcher`, which never waits for it.
+    """
+
+    def __init__(self, sink: EventSink, name: str = "hw-outbox") -> None:
+        self._sink = sink
+        self._dispatcher = Dispatcher(name)
+
+    def __call__(self, event: HwEvent, /) -> None:
+        self._dispatcher.call_soon(partial(self._sink, event))
+
+    def close(self) -> None:
+        """Stop delivering; events not yet delivered are dropped (the app is shutting down). Does not wait for an
+        event being delivered: the loop itself closes the panel, and the delivery may be waiting for that loop."""
+        self._dispatcher.close(timeout=0)

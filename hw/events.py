@@ -8,12 +8,14 @@ latency measurements start from what the visitor did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "ButtonPressed",
     "DoorClosed",
     "DoorHeldOpen",
     "DoorOpened",
+    "EventSink",
     "ExitRequested",
     "HwEvent",
     "RelayChanged",
@@ -84,3 +86,15 @@ HwEvent = (
     | TamperCleared
     | RelayChanged
 )
+
+
+class EventSink(Protocol):
+    """The one thing hw/ needs from the daemon: a way to hand an event to its loop, once per event.
+
+    The panel calls it from one thread of its own (:class:`hw._timing.Outbox`), never from the loop, a gpiozero
+    callback or the thread timing the relay. It may block that thread until the loop has taken the event, and must
+    not run the daemon's work there: ``daemon.bridge.EventChannel.post`` is the implementation, and hw never
+    reaches the loop any other way.
+    """
+
+    def __call__(self, event: HwEvent, /) -> None: ...

@@ -25,8 +25,8 @@ from hw.events import (
     DoorClosed,
     DoorHeldOpen,
     DoorOpened,
+    EventSink,
     ExitRequested,
-    HwEvent,
     TamperCleared,
     TamperTriggered,
 )
@@ -36,7 +36,6 @@ __all__ = ["CONTACT_SETTLE_S", "EXIT_HOLDOFF_S", "DoorContact", "DoorbellButton"
 
 log = logging.getLogger(__name__)
 
-Post = Callable[[HwEvent], None]
 
 # Reed and micro switches bounce for a few ms; 20 ms of stable state is well above that and far below
 # anything a person notices on a door.
@@ -137,7 +136,7 @@ class DoorbellButton(_PressInput):
     """
 
     def __init__(
-        self, config: ButtonConfig, *, pin_factory: Any, post: Post, dispatcher: Dispatcher | None = None
+        self, config: ButtonConfig, *, pin_factory: Any, post: EventSink, dispatcher: Dispatcher | None = None
     ) -> None:
         self.name = config.name
         self._post = post
@@ -168,7 +167,7 @@ class ExitButton(_PressInput):
         config: InputConfig,
         *,
         pin_factory: Any,
-        post: Post,
+        post: EventSink,
         action: Callable[[], bool] | None = None,
         dispatcher: Dispatcher | None = None,
     ) -> None:
@@ -250,7 +249,7 @@ class DoorContact(_SettledInput):
     """
 
     def __init__(
-        self, config: DoorContactConfig, *, pin_factory: Any, post: Post, dispatcher: Dispatcher | None = None
+        self, config: DoorContactConfig, *, pin_factory: Any, post: EventSink, dispatcher: Dispatcher | None = None
     ) -> None:
         self._config = config
         self._post = post
@@ -308,7 +307,7 @@ class TamperSwitch(_SettledInput):
         config: TamperConfig,
         *,
         pin_factory: Any,
-        post: Post,
+        post: EventSink,
         on_tamper: Callable[[], None] | None = None,
         dispatcher: Dispatcher | None = None,
     ) -> None:

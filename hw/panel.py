@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import anyio
 
-from hw._timing import Dispatcher
-from hw.events import HwEvent
+from hw._timing import Dispatcher, Outbox
+from hw.events import EventSink
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
 from hw.leds import LedState, StatusLeds
 from hw.relay import Relay
@@ -29,18 +28,22 @@ class Panel:
     module IN on GPIO27, exit button GPIO22 to ground, door reed contact GPIO23 to ground, tamper switch
     GPIO24 to ground, status LED GPIO5 and fault LED GPIO6 through 330 ohm to ground.
 
-    Events go to ``post`` (e.g. ``EventChannel.post``) from the panel's dispatcher thread. Two things
-    happen locally, without waiting for the daemon's flow: the exit button pulses the relay, and a tamper
-    blocks the relay for ``tamper.block_seconds``. The app's task group must run :meth:`run` (it owns the
-    relay's pulse timing); :meth:`close` releases the relay and frees every pin.
+    Events go to ``post`` (``daemon.bridge.EventChannel.post``) from the panel's outbox thread, once per event:
+    that is the only way hw reaches the daemon's loop. Two things happen locally, without waiting for the
+    daemon's flow: the exit button pulses the relay, and a tamper blocks the relay for ``tamper.block_seconds``.
+    The app's task group must run :meth:`run` (it holds the relay's lifetime: the relay opens only meanwhile);
+    :meth:`close` releases the relay and frees every pin.
     """
 
     def __init__(
-        self, config: PanelConfig, *, pin_factory: Any, post: Callable[[HwEvent], None], speaker: Speaker | None = None
+        self, config: PanelConfig, *, pin_factory: Any, post: EventSink, speaker: Speaker | None = None
     ) -> None:
         self.config = config
         self.pin_factory = pin_factory
         self.dispatcher = Dispatcher("hw-panel")
+        # Every device posts here: it returns at once, so the dispatcher's deadlines (and the relay's pulses) never
+        # wait for the event loop; the outbox's own thread hands each event to ``post``.
+        self.outbox = Outbox(post)
         self.buttons: dict[str, DoorbellButton] = {}
         self.exit_button: ExitButton | None = None
         self.door: DoorContact | None = None
@@ -50,29 +53,29 @@ class Panel:
         self._closed = False
         try:
             # The relay first: after a crash the lock must be released before anything else can fail.
-            self.relay = Relay(config.relay, pin_factory=pin_factory, post=post)
+            self.relay = Relay(config.relay, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher)
             for button in config.buttons:
                 self.buttons[button.name] = DoorbellButton(
-                    button, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                    button, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
             if config.exit_button is not None:
                 self.exit_button = ExitButton(
                     config.exit_button,
                     pin_factory=pin_factory,
-                    post=post,
+                    post=self.outbox,
                     action=self.relay.open,
                     dispatcher=self.dispatcher,
                 )
             if config.door_contact is not None:
                 self.door = DoorContact(
-                    config.door_contact, pin_factory=pin_factory, post=post, dispatcher=self.dispatcher
+                    config.door_contact, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
             self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
             if config.tamper is not None:
                 self.tamper = TamperSwitch(
                     config.tamper,
                     pin_factory=pin_factory,
-                    post=post,
+                    post=self.outbox,
                     on_tamper=self._on_tamper,
                     dispatcher=self.dispatcher,
                 )
@@ -86,13 +89,15 @@ class Panel:
             self.relay.block(seconds)
 
     async def run(self) -> None:
-        """Pre-open the speaker, then own the relay's pulses until cancelled (releasing it on the way out)."""
+        """Probe and pre-open the speaker, and hold the relay's lifetime until cancelled (releasing it on the way
+        out)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.speaker.start)
             await self.relay.run()
 
     def open_door(self, seconds: float | None = None) -> bool:
-        """Pulse the relay (see :meth:`Relay.open`); False while blocked by tamper."""
+        """Pulse the relay: True only when it energized; False or :class:`HardwareError` otherwise (see
+        :meth:`Relay.open`)."""
         return self.relay.open(seconds)
 
     def show(self, state: LedState) -> None:
@@ -108,6 +113,7 @@ class Panel:
         if relay is not None:
             relay.close()
         self.dispatcher.close()
+        self.outbox.close()
         devices: list[Any] = [*self.buttons.values(), self.exit_button, self.door, self.tamper, self.leds]
         for device in devices:
             if device is not None:

@@ -1,32 +1,40 @@
-"""The door-lock relay: fail-secure pulses owned by an anyio task.
+"""The door-lock relay: fail-secure pulses, timed by the relay's own thread.
 
 Fail-secure means the lock is energized only while a pulse is running, and every other path leaves it
 de-energized: construction (so a restart after a crash releases a relay the dead process left on),
 :meth:`Relay.close`, the end or cancellation of :meth:`Relay.run`, a tamper block, and any error while
-driving the pin. :meth:`Relay.open` refuses to energize when no :meth:`Relay.run` task is there to end
-the pulse.
+driving the pin. :meth:`Relay.open` refuses to energize when no :meth:`Relay.run` task holds the relay's
+lifetime in the app.
+
+The end of a pulse is a deadline on a :class:`~hw._timing.Dispatcher` thread (the panel's), which never waits for
+the event loop: a pulse ends on time even when the loop is busy or wedged. The relay's events
+(:class:`RelayChanged`) go to ``post`` in the order the pin changed; ``post`` must return at once (the panel gives
+its :class:`~hw._timing.Outbox`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from gpiozero import DigitalOutputDevice, GPIOZeroError
 
+from hw._timing import Dispatcher, Handle
 from hw.errors import HardwareError
-from hw.events import HwEvent, RelayChanged
+from hw.events import EventSink, RelayChanged
 from hw.settings import RelayConfig
 
-__all__ = ["Relay"]
+__all__ = ["MAX_PULSE_S", "Relay"]
 
 log = logging.getLogger(__name__)
+
+# The longest pulse open() accepts, whatever the caller asks: a door unlocked for seconds, never for days
+# (the configuration's own limit for pulse_seconds is the same).
+MAX_PULSE_S = 60.0
 
 
 class Relay:
@@ -36,9 +44,11 @@ class Relay:
     directly. ``active_high = false`` for the common opto-isolated modules that energize on a low input.
     The lock's strike goes on the relay's NO contact so that a dead Pi leaves the door locked.
 
-    The app's task group runs :meth:`run`; :meth:`open` is a quick call from the loop (or, thread-safely,
-    from the panel's dispatcher thread for the exit button). A second :meth:`open` during a pulse extends
-    it to ``max(current end, now + seconds)``: it never stacks.
+    The app's task group runs :meth:`run`; :meth:`open`, :meth:`release` and :meth:`block` are quick calls safe
+    from any thread (the loop, or the panel's dispatcher for the exit button and the tamper switch). A second
+    :meth:`open` during a pulse extends it to ``max(current end, now + seconds)``: it never stacks.
+    ``dispatcher`` times the pulses (the panel's; the relay makes its own if None). ``post`` receives
+    :class:`RelayChanged` with the relay's lock held, from whichever thread changed the pin: it must not block.
     """
 
     def __init__(
@@ -46,19 +56,19 @@ class Relay:
         config: RelayConfig,
         *,
         pin_factory: Any,
-        post: Callable[[HwEvent], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        post: EventSink | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self._config = config
         self._post = post
-        self._clock = clock
         self._lock = threading.Lock()
         self._release_at: float | None = None
+        self._pulse_end: Handle | None = None
         self._blocked_until = 0.0
         self._energized = False
-        self._wake = anyio.Event()
-        self._token: anyio.lowlevel.EventLoopToken | None = None
-        self._loop_thread: int | None = None
+        self._running = False
+        self._owns_timer = dispatcher is None
+        self._timer = dispatcher or Dispatcher("hw-relay")
         try:
             # initial_value=False drives the pin to the de-energized level at once, whatever state a
             # crashed predecessor left it in.
@@ -66,6 +76,7 @@ class Relay:
                 config.pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
             )
         except (GPIOZeroError, OSError) as exc:
+            self._close_timer()
             raise HardwareError(f"relay: cannot use GPIO{config.pin}: {exc}") from exc
         log.info("relay on GPIO%d de-energized (active_%s)", config.pin, "high" if config.active_high else "low")
 
@@ -77,15 +88,11 @@ class Relay:
 
     @property
     def running(self) -> bool:
-        return self._token is not None
+        return self._running
 
     @property
     def blocked(self) -> bool:
-        return self._clock() < self._blocked_until
-
-    @property
-    def release_at(self) -> float | None:
-        return self._release_at
+        return time.monotonic() < self._blocked_until
 
     def __repr__(self) -> str:
         state = "energized" if self._energized else "released"
@@ -94,92 +101,99 @@ class Relay:
     # -- commands --------------------------------------------------------------------------------------
 
     def open(self, seconds: float | None = None) -> bool:
-        """Energize for ``seconds`` (default ``pulse_seconds``), extending a running pulse.
+        """Energize for ``seconds`` (default ``pulse_seconds``), extending a running pulse. Safe from any thread.
 
-        Returns False, leaving the door locked, while blocked. Raises :class:`HardwareError` when no
-        :meth:`run` task is running (nothing would end the pulse) or the pin cannot be driven.
+        Returns True only when the relay is energized for the pulse. Every refusal leaves the door locked:
+
+        * False (logged) while blocked by tamper, and for a pulse that is not a finite number of seconds in
+          ``(0, MAX_PULSE_S]``;
+        * :class:`HardwareError` when no :meth:`run` task is running (the app is not up, or shutting down), the
+          relay or its timer is closed, or the pin cannot be driven (the relay is then released).
         """
         seconds = self._config.pulse_seconds if seconds is None else seconds
-        if seconds <= 0:
-            raise ValueError(f"relay pulse must be longer than zero, got {seconds}")
+        if not (math.isfinite(seconds) and 0 < seconds <= MAX_PULSE_S):
+            log.error("relay: open refused, a pulse of %r s is not within (0, %g] s", seconds, MAX_PULSE_S)
+            return False
         with self._lock:
-            if self._token is None:
+            if not self._running:
                 raise HardwareError("relay: open refused, its run() task is not running")
-            now = self._clock()
+            now = time.monotonic()
             if now < self._blocked_until:
                 log.warning("relay: open refused, blocked for %.1f s more", self._blocked_until - now)
                 return False
-            self._release_at = max(self._release_at or now, now + seconds)
-            changed = self._drive(True)
-        if changed:
-            self._notify(True, now)
-        self._wake_runner()
+            release_at = max(self._release_at or now, now + seconds)
+            # The end is scheduled before the pin moves: a timer that is already stopped would never end it.
+            pulse_end = self._timer.call_at(release_at, self._end_pulse)
+            if pulse_end.cancelled:
+                raise HardwareError("relay: open refused, its timer is stopped (the panel is closing)")
+            try:
+                changed = self._drive(True)
+            except HardwareError:
+                pulse_end.cancel()
+                raise
+            if self._pulse_end is not None:
+                self._pulse_end.cancel()
+            self._release_at, self._pulse_end = release_at, pulse_end
+            if changed:
+                self._notify(True, now)
         return True
 
     def release(self) -> None:
         """De-energize now and forget any pulse. Safe from any thread; never raises."""
         with self._lock:
-            self._release_at = None
-            changed = self._drive(False)
-        if changed:
-            self._notify(False, self._clock())
+            self._release_locked()
 
     def block(self, seconds: float) -> None:
-        """Release now and refuse :meth:`open` for ``seconds`` (tamper). Safe from any thread."""
+        """Release now and refuse :meth:`open` for ``seconds`` (tamper). Safe from any thread. A NaN blocks until
+        the restart (``max`` would silently ignore it and leave the relay free: fail-open)."""
+        if math.isnan(seconds):
+            seconds = math.inf
         with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+            self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
+            self._release_locked()
         log.warning("relay blocked for %.1f s", seconds)
-        self.release()
-
-    def unblock(self) -> None:
-        with self._lock:
-            self._blocked_until = 0.0
 
     async def run(self) -> None:
-        """Own the pulse timing until cancelled; the relay is released on the way out, whatever the reason."""
-        if self._token is not None:
-            raise HardwareError("relay: run() is already running")
+        """Hold the relay's lifetime in the app until cancelled: :meth:`open` works only meanwhile, and the
+        relay is released on the way out, whatever the reason."""
         with self._lock:
-            self._wake = anyio.Event()  # bound to this loop
-            self._token = anyio.lowlevel.current_token()
-            self._loop_thread = threading.get_ident()
+            if self._running:
+                raise HardwareError("relay: run() is already running")
+            self._running = True
         try:
-            while True:
-                if self._wake.is_set():
-                    self._wake = anyio.Event()
-                release_at = self._release_at
-                if release_at is None:
-                    await self._wake.wait()
-                    continue
-                delay = release_at - self._clock()
-                if delay > 0:
-                    with anyio.move_on_after(delay):
-                        await self._wake.wait()
-                    continue
-                with self._lock:
-                    # open() may have extended the pulse while we were waking up.
-                    if self._release_at is None or self._release_at > self._clock():
-                        continue
-                    self._release_at = None
-                    changed = self._drive(False)
-                if changed:
-                    self._notify(False, self._clock())
+            await anyio.sleep_forever()
         finally:
             with self._lock:
-                self._token = None
-                self._loop_thread = None
-            # Synchronous, so it also runs under cancellation: no await, nothing to shield.
-            self.release()
+                self._running = False
+                # Synchronous, so it also runs under cancellation: no await, nothing to shield.
+                self._release_locked()
 
     def close(self) -> None:
-        """Release, then free the pin. Idempotent."""
+        """Release, stop the relay's own timer (if it made one), then free the pin. Idempotent."""
         self.release()
+        self._close_timer()
         try:
             self._device.close()
         except (GPIOZeroError, OSError) as exc:
             log.error("relay: closing GPIO%d failed: %s", self._config.pin, exc)
 
-    # -- internals -------------------------------------------------------------------------------------
+    # -- internals (the lock held where noted) ----------------------------------------------------------
+
+    def _end_pulse(self) -> None:
+        """The timer thread, at the pulse's end."""
+        with self._lock:
+            # open() may have extended the pulse while this call was on its way.
+            if self._release_at is None or self._release_at > time.monotonic():
+                return
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self._release_at = None
+        if self._pulse_end is not None:
+            self._pulse_end.cancel()
+            self._pulse_end = None
+        if self._drive(False):
+            self._notify(False, time.monotonic())
 
     def _drive(self, energize: bool) -> bool:
         """Set the pin (lock held). Returns whether the state changed. On failure tries to release."""
@@ -207,20 +221,11 @@ class Relay:
         return changed
 
     def _notify(self, energized: bool, at: float) -> None:
+        """Log and post a :class:`RelayChanged` (lock held, so events leave in the order the pin changed)."""
         log.info("relay %s", "energized" if energized else "released")
         if self._post is not None:
             self._post(RelayChanged(energized, at))
 
-    def _wake_runner(self) -> None:
-        token, loop_thread = self._token, self._loop_thread
-        if token is None:
-            return
-        if threading.get_ident() == loop_thread:
-            self._wake.set()
-            return
-        try:
-            anyio.from_thread.run_sync(self._wake.set, token=token)
-        except (anyio.RunFinishedError, RuntimeError) as exc:
-            # The loop ended between open() and here: nobody would end the pulse, so end it now.
-            log.error("relay: run() gone while opening (%s); released", exc)
-            self.release()
+    def _close_timer(self) -> None:
+        if self._owns_timer:
+            self._timer.close()

@@ -9,46 +9,45 @@ was busy, is retried then. The stream is opened per prompt because the SIP engin
 
 from __future__ import annotations
 
-import array
-import io
 import logging
-import math
-import sys
 import threading
 import time
-import wave
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import pyaudio
 
+from hw import _portaudio
+from hw._portaudio import PROBE_TIMEOUT_S
+from hw._worker import STOP_GRACE_S, WorkerJob
 from hw.errors import AudioError
+from hw.pcm import PcmFormat, read_wav, scale_volume, tone
 from hw.settings import AudioConfig
 
-__all__ = ["PcmFormat", "PlayResult", "Speaker", "read_wav", "scale_volume", "tone"]
+# PcmFormat and the PCM helpers live in hw.pcm; re-exported because callers have always found them here.
+__all__ = ["STOP_GRACE_S", "PcmFormat", "PlayResult", "Speaker", "SpeakerHealth", "read_wav", "scale_volume", "tone"]
 
 log = logging.getLogger(__name__)
 
-# How long a cancelled play() waits for its worker to notice the stop flag (one buffer is ~5-50 ms).
-STOP_GRACE_S = 2.0
+# Beyond its own length, how long a prompt may take before the speaker counts as hung: the first prompt may
+# include the PortAudio probe (up to PROBE_TIMEOUT_S) and opening the device.
+PLAY_SLACK_S = PROBE_TIMEOUT_S + 5.0
+# After a failed PortAudio probe, a prompt tries again at most this often: an installer who fixes asound.conf gets
+# the speaker back without a restart, and a panel without one does not spawn a probe per prompt.
+PROBE_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
-class PcmFormat:
-    """Interleaved little-endian PCM: ``sample_width`` bytes per sample (1 = unsigned 8-bit)."""
+class SpeakerHealth:
+    """What the last attempt to reach the speaker found: shown by the app's status and self-test."""
 
-    rate: int
-    channels: int = 1
-    sample_width: int = 2
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.channels * self.sample_width
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -66,64 +65,46 @@ class PlayResult:
         return self.error is None
 
 
-def read_wav(source: str | Path | bytes) -> tuple[bytes, PcmFormat]:
-    """PCM frames and format of a WAV file (path or bytes). Raises :class:`AudioError` if unreadable."""
-    try:
-        with wave.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), "rb") as wav:
-            fmt = PcmFormat(wav.getframerate(), wav.getnchannels(), wav.getsampwidth())
-            return wav.readframes(wav.getnframes()), fmt
-    except (OSError, EOFError, wave.Error) as exc:
-        raise AudioError(f"speaker: cannot read WAV {str(source)[:80]!r}: {exc}") from exc
-
-
-def scale_volume(pcm: bytes, sample_width: int, volume: float) -> bytes:
-    """``pcm`` scaled by ``volume`` and clipped (not wrapped) at full scale."""
-    if volume == 1.0:
-        return pcm
-    if sample_width == 1:
-        return bytes(min(255, max(0, round((b - 128) * volume) + 128)) for b in pcm)
-    code = {2: "h", 4: "i"}[sample_width]
-    samples = array.array(code, pcm)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    top = (1 << (8 * sample_width - 1)) - 1
-    out = array.array(code, (min(top, max(-top - 1, round(s * volume))) for s in samples))
-    if sys.byteorder == "big":
-        out.byteswap()
-    return out.tobytes()
-
-
-def tone(hz: float, seconds: float, rate: int = 16000, level: float = 0.3) -> tuple[bytes, PcmFormat]:
-    """A sine tone as 16-bit mono PCM (the self-test's test tone)."""
-    n = int(rate * seconds)
-    amp = int(32767 * level)
-    samples = array.array("h", (round(amp * math.sin(2 * math.pi * hz * i / rate)) for i in range(n)))
-    if sys.byteorder == "big":
-        samples.byteswap()
-    return samples.tobytes(), PcmFormat(rate)
-
-
 class Speaker:
     """The prompt speaker on ``config.output_device`` (a PortAudio device name, matched exactly then as a
     case-insensitive substring; ``"default"`` is ALSA's default PCM).
 
     Wiring: a USB sound card or the Pi's headphone jack into a small amplifier; nothing on the GPIO.
 
-    ``last_first_buffer_latency`` and ``on_first_buffer`` expose the time from :meth:`play` being called
+    ``latencies`` and ``on_first_buffer`` expose the time from :meth:`play` being called
     to the first buffer written into ALSA: it is on the critical path from the doorbell press.
+
+    The speaker is optional at run time: a missing card or a broken ALSA setup makes every prompt a logged error
+    result and :meth:`health` says why, while the panel goes on calling. PortAudio is initialized in this process
+    only after a child process survived doing so (:mod:`hw._portaudio`): with no ALSA PCM at all it aborts.
+
+    ``pyaudio_factory`` replaces PortAudio (tests; no probe then). A prompt that has not finished ``play_slack``
+    seconds after its own length counts as a hung device: it ends with an error result and PortAudio is left alone
+    until the stuck worker returns.
     """
 
-    def __init__(self, config: AudioConfig, *, pyaudio_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: AudioConfig,
+        *,
+        pyaudio_factory: Callable[[], Any] | None = None,
+        play_slack: float = PLAY_SLACK_S,
+    ) -> None:
         self._config = config
+        self._play_slack = play_slack
         self._pyaudio_factory = pyaudio_factory
         self._pa: Any = None
         self._index: int | None = None  # the output device's PortAudio index, valid with this _pa
         self._pa_lock = threading.Lock()  # the PyAudio instance, between worker and close()
         self._limiter = anyio.CapacityLimiter(1)
         self._turn = anyio.Lock()  # held until the worker has really finished, even after a cancel
-        self._stop: threading.Event | None = None
+        self._job: WorkerJob | None = None  # the prompt playing
+        self._stuck: WorkerJob | None = None  # a job whose worker never let go of PortAudio (a hung device)
+        self._talk: WorkerJob | None = None  # the talk pump's job (hw.talk), while a call's audio runs
         self._closed = False
-        self.last_first_buffer_latency: float | None = None
+        self._health = SpeakerHealth(False, "not checked yet")
+        self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
+        _portaudio.quiet_jack_environment()
         self.latencies: deque[float] = deque(maxlen=1000)
         self.on_first_buffer: Callable[[float], None] | None = None  # called in the worker thread
         self.on_buffer: Callable[[int], None] | None = None  # after each buffer, with its index (tests)
@@ -136,15 +117,48 @@ class Speaker:
 
     @property
     def playing(self) -> bool:
-        return self._stop is not None
+        return self._job is not None
+
+    def hung(self) -> AudioError | None:
+        """Why PortAudio must not be touched now: a worker is still stuck inside it (a device that stopped taking
+        audio). None when it may be used. The talk pump asks too; both report a stuck job with :meth:`note_stuck`."""
+        stuck = self._stuck
+        if stuck is None or stuck.finished:
+            self._stuck = None
+            return None
+        return AudioError("speaker: a previous audio job is still stuck in PortAudio (device hung?); not using it")
+
+    def note_stuck(self, job: WorkerJob) -> None:
+        if not job.finished:
+            self._stuck = job
+            self._health = SpeakerHealth(False, "audio device hung: a write or read did not return")
+
+    def note_failure(self, detail: str) -> None:
+        """The talk pump found the output device failing: :meth:`health` says so until the next good prompt."""
+        self._health = SpeakerHealth(False, detail)
+
+    @contextmanager
+    def talking(self, job: WorkerJob) -> Iterator[None]:
+        """The talk pump's job uses this speaker's PortAudio for the duration: :meth:`close` waits for it too."""
+        self._talk = job
+        try:
+            yield
+        finally:
+            self._talk = None
+
+    def health(self) -> SpeakerHealth:
+        """The speaker's state as of its last use (:meth:`start`, a prompt, the talk pump)."""
+        return self._health
 
     async def start(self) -> None:
-        """Open PortAudio and find the device now, so the first prompt does not pay for it. Logs, never
-        raises: the next prompt retries."""
+        """Probe PortAudio, open it and find the device now, so the first prompt does not pay for it and the log
+        says at start whether the panel has a speaker. Never raises: the next prompt retries."""
         try:
             await anyio.to_thread.run_sync(self._device_index, limiter=self._limiter)
         except AudioError as exc:
-            log.error("%s", exc)
+            log.error("speaker unavailable, the panel goes on calling without it: %s", exc)
+        else:
+            log.info("speaker: %s", self._health.detail)
 
     async def play_wav(self, source: str | Path | bytes) -> PlayResult:
         called = time.monotonic()
@@ -163,32 +177,60 @@ class Speaker:
             log.error("%s", exc)
             return PlayResult(0, error=exc)
         async with self._turn:
-            stop = self._stop = threading.Event()
-            done = threading.Event()
+            if (hung := self.hung()) is not None:
+                return PlayResult(0, error=hung)
+            job = self._job = WorkerJob()
+            # A device that stops taking audio (a hung USB card) blocks the write for ever: bound the prompt.
+            limit = len(pcm) / (fmt.rate * fmt.frame_bytes) + self._play_slack
             try:
-                return await anyio.to_thread.run_sync(
-                    self._play_blocking, pcm, fmt, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
-                )
+                with anyio.move_on_after(limit):
+                    return await anyio.to_thread.run_sync(
+                        self._play_blocking, pcm, fmt, job, called, limiter=self._limiter, abandon_on_cancel=True
+                    )
+                if not await job.cancel():
+                    self.note_stuck(job)
+                error = AudioError(f"speaker: {self._config.output_device!r} took no audio for {limit:.0f} s (hung?)")
+                log.error("%s", error)
+                self._health = SpeakerHealth(False, str(error))
+                return PlayResult(0, error=error)
             except anyio.get_cancelled_exc_class():
-                stop.set()
                 # Keep our turn until the worker has closed the stream, so the next prompt cannot overlap.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(done.wait, STOP_GRACE_S)
+                if not await job.cancel():
+                    self.note_stuck(job)
                 raise
             finally:
-                self._stop = None
+                self._job = None
 
     def stop(self) -> None:
         """Stop the prompt playing now (within one buffer). Safe from any thread; no-op when idle."""
-        stop = self._stop
-        if stop is not None:
-            stop.set()
+        job = self._job
+        if job is not None:
+            job.stop.set()
 
     def close(self) -> None:
+        """Stop, wait (bounded) for a prompt's worker to close its stream, then terminate PortAudio. Terminating
+        under a stream another thread still writes to can crash the process, so if the worker does not finish in
+        time PortAudio is left to the process's exit instead."""
         self._closed = True
         self.stop()
-        with self._pa_lock:
+        stuck = self._stuck
+        if stuck is not None and not stuck.finished:
+            log.error("speaker: audio still stuck in PortAudio; not terminated")
+            return
+        for job in (self._job, self._talk):
+            if job is not None:
+                job.stop.set()
+                if not job.finished and not job.done.wait(STOP_GRACE_S):
+                    log.error("speaker: audio still in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
+                    return
+        # start() may still be probing or initializing PortAudio (the probe alone may take PROBE_TIMEOUT_S).
+        if not self._pa_lock.acquire(timeout=STOP_GRACE_S):
+            log.error("speaker: PortAudio still starting after %.0f s; not terminated", STOP_GRACE_S)
+            return
+        try:
             self._terminate()
+        finally:
+            self._pa_lock.release()
 
     # -- worker-thread side ----------------------------------------------------------------------------
 
@@ -196,16 +238,17 @@ class Speaker:
         """The speaker's PyAudio instance, created if need be, for the talk pump (hw.talk): one instance per
         process, because PortAudio's initialize/terminate are not thread-safe and a second instance would be
         made and terminated in another worker thread, racing this one's. Call it from a worker thread while
-        holding :attr:`turn`. Raises :class:`AudioError` if the output device is missing."""
-        self._device_index()
-        return self._pa
+        holding :attr:`turn`. Raises :class:`AudioError` when PortAudio cannot be used (:meth:`health` says why)."""
+        with self._pa_lock:
+            return self._portaudio()
 
-    def _play_blocking(
-        self, pcm: bytes, fmt: PcmFormat, stop: threading.Event, done: threading.Event, called: float
-    ) -> PlayResult:
+    def _play_blocking(self, pcm: bytes, fmt: PcmFormat, job: WorkerJob, called: float) -> PlayResult:
         frames = 0
         latency: float | None = None
+        stop = job.stop
         try:
+            if not job.begin():
+                return PlayResult(0, stopped=True)
             if self._closed:
                 raise AudioError("speaker: closed")
             index = self._device_index()
@@ -227,6 +270,8 @@ class Speaker:
                     stream.stop_stream()  # drains: the prompt's tail is heard
             finally:
                 stream.close()  # on a stop this discards what is still buffered (Pa_CloseStream aborts)
+            if not self._health.ok:
+                self._mark_ok(self._pa, index)  # a device that failed before works again
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency)
         except OSError as exc:
             error = (
@@ -235,56 +280,72 @@ class Speaker:
                 else AudioError(f"speaker: {self._config.output_device!r}: playback failed: {exc}")
             )
             log.error("%s (will reopen the device for the next prompt)", error)
+            self._health = SpeakerHealth(False, str(error))
             with self._pa_lock:
                 self._terminate()
             return PlayResult(frames, stopped=stop.is_set(), first_buffer_latency=latency, error=error)
         finally:
-            done.set()
+            job.end()
 
     def _record(self, latency: float) -> None:
-        self.last_first_buffer_latency = latency
         self.latencies.append(latency)
         if self.on_first_buffer is not None:
             self.on_first_buffer(latency)
 
     def _device_index(self) -> int:
-        with self._pa_lock:
-            if self._pa is None:
-                self._pa = self._new_pyaudio()
-            elif self._index is not None:
-                return self._index
-            pa = self._pa
-        self._index = self._find_output(pa)
+        """The output device's index, initializing PortAudio first if need be. Updates :meth:`health`."""
+        try:
+            with self._pa_lock:
+                pa = self._portaudio()
+                if self._index is not None:
+                    return self._index
+            self._index = self._find_output(pa)
+        except AudioError as exc:
+            self._health = SpeakerHealth(False, str(exc))
+            raise
+        self._mark_ok(pa, self._index)
         return self._index
 
+    def _portaudio(self) -> Any:
+        """The PyAudio instance, made if need be (``_pa_lock`` held)."""
+        if self._pa is None:
+            try:
+                self._pa = self._new_pyaudio()
+            except AudioError as exc:
+                self._health = SpeakerHealth(False, str(exc))
+                raise
+        return self._pa
+
+    def _mark_ok(self, pa: Any, index: int) -> None:
+        name = pa.get_device_info_by_index(index)["name"]
+        self._health = SpeakerHealth(True, f"{self._config.output_device!r} is PortAudio device {name!r}")
+
     def _find_output(self, pa: Any) -> int:
-        wanted = self._config.output_device
-        outputs: list[tuple[int, str]] = []
-        for i in range(pa.get_device_count()):
-            info = pa.get_device_info_by_index(i)
-            if int(info.get("maxOutputChannels", 0)) > 0:
-                outputs.append((i, str(info["name"])))
-        for i, name in outputs:
-            if name == wanted:
-                return i
-        for i, name in outputs:
-            if wanted.lower() in name.lower():
-                return i
-        if wanted == "default" and outputs:
-            return int(pa.get_default_output_device_info()["index"])
-        with self._pa_lock:
-            self._terminate()  # re-enumerate next time: the device may be plugged in later
-        names = ", ".join(repr(n) for _, n in outputs) or "none"
-        raise AudioError(f"speaker: output device {wanted!r} not found; PortAudio output devices: {names}")
+        try:
+            return _portaudio.find_device(pa, self._config.output_device, "output")
+        except AudioError as exc:
+            with self._pa_lock:
+                self._terminate()  # re-enumerate next time: the device may be plugged in later
+            raise AudioError(f"speaker: {exc}") from exc
 
     def _new_pyaudio(self) -> Any:
+        """A new PortAudio instance, after a child process has shown that initializing one does not
+        abort (:func:`hw._portaudio.probe`). Probes before every new instance, since the ALSA setup may have
+        changed since the last one; after a failure, at most once per :data:`PROBE_RETRY_S`."""
+        if self._pyaudio_factory is not None:
+            return self._pyaudio_factory()
+        now = time.monotonic()
+        if self._probe_failure is not None and now - self._probe_failure[0] < PROBE_RETRY_S:
+            raise AudioError(f"speaker: {self._probe_failure[1]}")
+        result = _portaudio.probe()
+        if not result.ok:
+            self._probe_failure = (now, result.detail)
+            raise AudioError(f"speaker: {result.detail}")
+        self._probe_failure = None
         try:
-            if self._pyaudio_factory is not None:
-                return self._pyaudio_factory()
-            # PortAudio reads ALSA's configuration here (Pa_Initialize), not when pyaudio is imported.
-            return pyaudio.PyAudio()
-        except OSError as exc:
-            raise AudioError(f"speaker: PortAudio failed to initialize: {exc}") from exc
+            return _portaudio.initialize()
+        except AudioError as exc:
+            raise AudioError(f"speaker: {exc}") from exc
 
     def _open(self, fmt: PcmFormat, index: int) -> Any:
         pa = self._pa

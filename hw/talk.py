@@ -8,15 +8,15 @@ frame from the input stream into the call. The call's 20 ms frames pace the loop
 device does not block); on real hardware the blocking write and read pace it as well.
 
 The output device is the speaker's: the pump holds :attr:`Speaker.turn` for the whole call, so a prompt
-can never play into the same stream at the same time (the runner stops the prompt first anyway).
+can never play into the same stream at the same time (the runner stops the prompt first anyway). PortAudio is the
+speaker's too (:meth:`Speaker.shared_pyaudio`): one instance per process, made only after the speaker's probe showed
+that initializing it does not abort the process.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,9 +24,11 @@ import anyio
 import anyio.to_thread
 import pyaudio
 
-from hw.errors import AudioError
+from hw._portaudio import find_device
+from hw._worker import WorkerJob
+from hw.pcm import scale_volume
 from hw.settings import AudioConfig
-from hw.speaker import STOP_GRACE_S, Speaker, scale_volume
+from hw.speaker import Speaker
 
 __all__ = ["TalkLink", "TalkPump", "TalkStats"]
 
@@ -68,43 +70,48 @@ class TalkPump:
     """Duplex pyaudio pump for one call at a time: ``await pump.run(link)`` until the link closes or the
     caller is cancelled (the worker notices within one frame)."""
 
-    def __init__(
-        self, config: AudioConfig, *, speaker: Speaker | None = None, pyaudio_factory: Callable[[], Any] | None = None
-    ) -> None:
+    def __init__(self, config: AudioConfig, *, speaker: Speaker) -> None:
         self._config = config
-        self._turn = speaker.turn if speaker is not None else anyio.Lock()
-        # The speaker's own PyAudio when there is a speaker: never a second PortAudio instance beside it.
-        self._shared = speaker.shared_pyaudio if speaker is not None and pyaudio_factory is None else None
-        self._pyaudio_factory = pyaudio_factory or pyaudio.PyAudio
+        self._speaker = speaker
+        self._turn = speaker.turn
+        # The speaker's own PyAudio: never a second PortAudio instance beside it.
+        self._shared_pyaudio = speaker.shared_pyaudio
         self._limiter = anyio.CapacityLimiter(1)
         self.last: TalkStats | None = None
 
     async def run(self, link: TalkLink) -> TalkStats:
         called = time.monotonic()
         async with self._turn:
-            stop, done = threading.Event(), threading.Event()
-            try:
-                stats = await anyio.to_thread.run_sync(
-                    self._pump, link, stop, done, called, limiter=self._limiter, abandon_on_cancel=True
-                )
-            except anyio.get_cancelled_exc_class():
-                stop.set()
-                # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(done.wait, STOP_GRACE_S)
-                raise
+            if (hung := self._speaker.hung()) is not None:
+                log.error("talk: %s; the call goes on without the panel's audio", hung)
+                stats = TalkStats(0, 0, False, False)
+                self.last = stats
+                return stats
+            job = WorkerJob()
+            with self._speaker.talking(job):
+                try:
+                    stats = await anyio.to_thread.run_sync(
+                        self._pump, link, job, called, limiter=self._limiter, abandon_on_cancel=True
+                    )
+                except anyio.get_cancelled_exc_class():
+                    # Keep the speaker's turn until the streams are closed, so a farewell prompt cannot overlap.
+                    if not await job.cancel():
+                        self._speaker.note_stuck(job)
+                    raise
         self.last = stats
         return stats
 
     # -- worker-thread side ------------------------------------------------------------------------------
 
-    def _pump(self, link: TalkLink, stop: threading.Event, done: threading.Event, called: float) -> TalkStats:
+    def _pump(self, link: TalkLink, job: WorkerJob, called: float) -> TalkStats:
         frames_out = frames_in = 0
+        stop = job.stop
         latency: float | None = None
         out = inp = None
-        pa: Any = None
         try:
-            pa = self._shared() if self._shared is not None else self._pyaudio_factory()
+            if not job.begin():
+                return TalkStats(0, 0, False, False)
+            pa = self._shared_pyaudio()
             out = self._open(pa, link, output=True)
             inp = self._open(pa, link, output=False)
             output_ok, input_ok = out is not None, inp is not None
@@ -116,9 +123,9 @@ class TalkPump:
                     try:
                         out.write(scale_volume(frame or silence, 2, self._config.volume), exception_on_underflow=False)
                     except OSError as exc:
-                        log.error(
-                            "talk: speaker %r failed mid-call, going on without it: %s", self._config.output_device, exc
-                        )
+                        detail = f"talk: speaker {self._config.output_device!r} failed mid-call: {exc}"
+                        log.error("%s; going on without it", detail)
+                        self._speaker.note_failure(detail)
                         _close(out)
                         out = None
                     frames_out += 1
@@ -139,20 +146,19 @@ class TalkPump:
             return TalkStats(frames_out, frames_in, output_ok, input_ok, latency)
         except OSError as exc:
             log.error("talk: PortAudio failed: %s", exc)
+            self._speaker.note_failure(f"talk: PortAudio failed: {exc}")
             return TalkStats(frames_out, frames_in, False, False, latency)
         finally:
             _close(out)
             _close(inp)
-            if pa is not None and self._shared is None:
-                pa.terminate()
-            done.set()
+            job.end()
 
     def _open(self, pa: Any, link: TalkLink, *, output: bool) -> Any:
         """An open stream, or None (logged) when the device is missing or busy: the other way still works."""
         wanted = self._config.output_device if output else self._config.input_device
         what = "speaker" if output else "microphone"
         try:
-            index = _find_device(pa, wanted, "maxOutputChannels" if output else "maxInputChannels")
+            index = find_device(pa, wanted, "output" if output else "input")
             return pa.open(
                 format=pyaudio.paInt16,
                 channels=1,
@@ -164,29 +170,9 @@ class TalkPump:
             )
         except (OSError, ValueError) as exc:
             log.error("talk: %s %r unavailable, the call goes on without it: %s", what, wanted, exc)
+            if output:
+                self._speaker.note_failure(f"talk: speaker {wanted!r} unavailable: {exc}")
             return None
-
-
-def _find_device(pa: Any, wanted: str, channels_key: str) -> int:
-    """PortAudio index of ``wanted``: exact name, then case-insensitive substring, then ``"default"``."""
-    found: list[tuple[int, str]] = []
-    for i in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(i)
-        if int(info.get(channels_key, 0)) > 0:
-            found.append((i, str(info["name"])))
-    for match in (lambda n: n == wanted, lambda n: wanted.lower() in n.lower()):
-        for i, name in found:
-            if match(name):
-                return i
-    if wanted == "default" and found:
-        getter = (
-            pa.get_default_output_device_info
-            if channels_key == "maxOutputChannels"
-            else pa.get_default_input_device_info
-        )
-        return int(getter()["index"])
-    names = ", ".join(repr(n) for _, n in found) or "none"
-    raise AudioError(f"device {wanted!r} not found; PortAudio devices: {names}")
 
 
 def _close(stream: Any) -> None:

@@ -14,8 +14,8 @@ import pytest
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from daemon.config import GpioConfig
 from hw.pins import make_pin_factory
+from hw.settings import GpioConfig
 
 ENV_PINS = (
     "INTERCOM_BENCH_PRESS_OUT",

@@ -21,6 +21,7 @@ import itertools
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -30,11 +31,11 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 
-from daemon.config import ButtonConfig, DoorContactConfig, LedConfig, RelayConfig, TamperConfig
 from hw.events import ButtonPressed, DoorClosed, DoorHeldOpen, DoorOpened, TamperTriggered
 from hw.inputs import DoorbellButton, DoorContact, TamperSwitch
 from hw.leds import PATTERNS, LedState, StatusLeds
 from hw.relay import Relay
+from hw.settings import ButtonConfig, DoorContactConfig, LedConfig, RelayConfig, TamperConfig
 from tests.bench.conftest import Bench
 from tests.hw.helpers import Recorder, wait_until
 
@@ -103,9 +104,36 @@ async def test_relay_pulse_length_within_tolerance(bench: Bench) -> None:
     assert all(abs(x - 0.25) <= bench.tolerance for x in lengths), lengths
 
 
+async def test_relay_pulse_ends_on_time_while_the_loop_is_blocked(bench: Bench) -> None:
+    # The pulse's end belongs to the relay's timer thread: a loop stuck in synchronous work (here: this test waiting
+    # on a threading.Event without awaiting) must not keep the door unlocked.
+    relay = Relay(RelayConfig(pin=bench.relay_out), pin_factory=bench.factory)
+    sense = bench.sense()
+    fell = threading.Event()
+    fell_at: list[float] = []
+
+    def on_fall() -> None:
+        fell_at.append(time.monotonic())
+        fell.set()
+
+    sense.when_deactivated = on_fall
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(relay.run)
+            await anyio.lowlevel.checkpoint()
+            start = time.monotonic()
+            assert relay.open(0.25) is True
+            assert fell.wait(2.0), "the relay was not released while the loop was blocked"
+            tg.cancel_scope.cancel()
+    finally:
+        sense.close()
+        relay.close()
+    assert abs(fell_at[0] - start - 0.25) <= bench.tolerance, fell_at[0] - start
+
+
 _CRASHER = textwrap.dedent("""
     import os, signal, sys
-    from daemon.config import GpioConfig
+    from hw.settings import GpioConfig
     from gpiozero import DigitalOutputDevice
     from hw.pins import make_pin_factory
     out = DigitalOutputDevice(int(sys.argv[1]), initial_value=True,

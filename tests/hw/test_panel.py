@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import anyio
@@ -10,7 +11,7 @@ import pytest
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from hw.errors import HardwareError
-from hw.events import ButtonPressed, ExitRequested, RelayChanged, TamperTriggered
+from hw.events import ButtonPressed, ExitRequested, HwEvent, RelayChanged, TamperTriggered
 from hw.leds import PATTERNS, LedState, StatusLeds
 from hw.panel import Panel
 from hw.pins import make_pin_factory
@@ -37,6 +38,57 @@ CONFIG = PanelConfig(
     tamper=TamperConfig(pin=24, block_seconds=0.2),
     leds={"status": LedConfig(5), "fault": LedConfig(6)},
 )
+
+
+class WedgedLoop:
+    """An ``EventSink`` like ``EventChannel.post`` with a loop that never runs again: the first event blocks its
+    caller until the test lets go. Records what reached it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.events: list[HwEvent] = []
+
+    def __call__(self, event: HwEvent, /) -> None:
+        self.events.append(event)
+        self.release.wait(10)
+
+
+async def test_a_wedged_loop_delays_events_but_not_the_exit_button_or_the_pulse(factory: MockFactory) -> None:
+    sink = WedgedLoop()
+    with Panel(CONFIG, pin_factory=factory, post=sink) as panel:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(panel.relay.run)
+            await anyio.lowlevel.checkpoint()
+            relay_pin = factory.pin(27)
+            await anyio.to_thread.run_sync(hold, factory.pin(17), 0.03)  # its event wedges the delivery
+            await wait_until(lambda: sink.events, 2)
+            relay_pin.clear_states()
+            await anyio.to_thread.run_sync(hold, factory.pin(22), 0.03)  # exit button: opens for 0.1 s
+            await wait_until(lambda: len(relay_pin.states) == 3, 2)  # energized, then released on time
+            assert [s.state for s in relay_pin.states] == [False, True, False]
+            assert 0.1 <= relay_pin.states[2].timestamp < 0.12  # MockPin stamps the time since the previous change
+            assert [type(e) for e in sink.events] == [ButtonPressed]  # the rest waits for the loop
+            sink.release.set()
+            await wait_until(lambda: len(sink.events) == 4, 2)
+            tg.cancel_scope.cancel()
+    kinds = [type(e) for e in sink.events]
+    assert kinds == [ButtonPressed, RelayChanged, ExitRequested, RelayChanged], kinds
+
+
+async def test_closing_the_panel_does_not_wait_for_an_event_stuck_on_its_way(factory: MockFactory) -> None:
+    # The loop closes the panel; an event the outbox is handing to that same loop cannot arrive meanwhile, and
+    # waiting for it (the dispatcher's 2 s join) only delayed shutdown.
+    sink = WedgedLoop()
+    panel = Panel(CONFIG, pin_factory=factory, post=sink)
+    try:
+        await anyio.to_thread.run_sync(hold, factory.pin(17), 0.03)
+        await wait_until(lambda: sink.events, 2)
+        started = time.monotonic()
+        panel.close()
+        assert time.monotonic() - started < 0.5
+    finally:
+        sink.release.set()
+        panel.close()
 
 
 async def test_panel_wires_exit_button_and_tamper_to_the_relay(factory: MockFactory, recorder: Recorder) -> None:

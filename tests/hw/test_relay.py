@@ -1,7 +1,8 @@
-"""The door relay: pulse timing owned by run(), extension, blocking, and fail-secure on every path."""
+"""The door relay: pulses timed by its own thread, extension, blocking, refusals, and fail-secure on every path."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -10,9 +11,10 @@ import anyio.lowlevel
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from hw._timing import Dispatcher
 from hw.errors import HardwareError
 from hw.events import RelayChanged
-from hw.relay import Relay
+from hw.relay import MAX_PULSE_S, Relay
 from hw.settings import RelayConfig
 from tests.hw.helpers import Recorder, wait_until
 
@@ -30,8 +32,9 @@ async def test_pulse_length_within_tolerance(factory: MockFactory, recorder: Rec
         await anyio.lowlevel.checkpoint()
         factory.pin(PIN).clear_states()
         assert relay.open() is True
-        await wait_until(lambda: not relay.energized, 2)
+        await wait_until(lambda: len(recorder.of(RelayChanged)) == 2, 2)
         tg.cancel_scope.cancel()
+    relay.close()
     states = factory.pin(PIN).states
     assert [s.state for s in states] == [False, True, False]
     assert 0.2 <= states[2].timestamp < 0.215, states
@@ -127,7 +130,7 @@ async def test_block_releases_and_refuses_until_it_expires(factory: MockFactory)
     relay.close()
 
 
-async def test_open_from_a_foreign_thread_wakes_the_runner(factory: MockFactory) -> None:
+async def test_open_from_a_foreign_thread_ends_on_time(factory: MockFactory) -> None:
     relay = Relay(RelayConfig(pin=PIN, pulse_seconds=0.05), pin_factory=factory)
     async with anyio.create_task_group() as tg:
         tg.start_soon(relay.run)
@@ -150,5 +153,85 @@ async def test_a_second_run_is_refused(factory: MockFactory) -> None:
         await anyio.lowlevel.checkpoint()
         with pytest.raises(HardwareError, match="already running"):
             await relay.run()
+        tg.cancel_scope.cancel()
+    relay.close()
+
+
+async def test_pulse_ends_on_time_while_the_loop_is_blocked(factory: MockFactory, recorder: Recorder) -> None:
+    # A wedged or busy loop must not keep the door unlocked: the pulse's end is the relay's own thread's business.
+    relay = Relay(RelayConfig(pin=PIN, pulse_seconds=0.1), pin_factory=factory, post=recorder.post)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        factory.pin(PIN).clear_states()
+        assert relay.open() is True
+        # Block the loop thread itself (a synchronous wait, no await) until the release event arrives.
+        on, off = recorder.wait_for(RelayChanged, 2, timeout=2.0)
+        assert not relay.energized and not level(factory)
+        tg.cancel_scope.cancel()
+    relay.close()
+    assert (on.energized, off.energized) == (True, False)  # type: ignore[union-attr]
+    assert 0.1 <= factory.pin(PIN).states[2].timestamp < 0.115
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.nan, math.inf, 1e9, MAX_PULSE_S + 1])
+async def test_an_unbounded_or_empty_pulse_is_refused_not_raised(factory: MockFactory, seconds: float) -> None:
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        assert relay.open(seconds) is False
+        assert not relay.energized and not level(factory)
+        tg.cancel_scope.cancel()
+    relay.close()
+
+
+async def test_open_after_close_raises_and_stays_locked(factory: MockFactory) -> None:
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        relay.close()
+        with pytest.raises(HardwareError, match=r"closed|timer is stopped"):
+            relay.open()
+        tg.cancel_scope.cancel()
+    assert not relay.energized
+
+
+async def test_events_leave_in_the_order_the_pin_changed(factory: MockFactory, recorder: Recorder) -> None:
+    relay = Relay(RelayConfig(pin=PIN, pulse_seconds=10), pin_factory=factory, post=recorder.post)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        for _ in range(50):
+            relay.open()
+            relay.release()
+        await wait_until(lambda: len(recorder.of(RelayChanged)) == 100, 2)
+        tg.cancel_scope.cancel()
+    relay.close()
+    assert [e.energized for e in recorder.of(RelayChanged)] == [True, False] * 50  # type: ignore[union-attr]
+
+
+async def test_a_nan_block_blocks_instead_of_being_ignored(factory: MockFactory) -> None:
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        relay.block(math.nan)
+        assert relay.blocked and relay.open() is False and not level(factory)
+        tg.cancel_scope.cancel()
+    relay.close()
+
+
+async def test_open_with_its_timer_stopped_raises_and_stays_locked(factory: MockFactory) -> None:
+    timer = Dispatcher("test-relay-timer")
+    relay = Relay(RelayConfig(pin=PIN), pin_factory=factory, dispatcher=timer)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(relay.run)
+        await anyio.lowlevel.checkpoint()
+        timer.close()  # the panel is closing: nothing would end a pulse now
+        with pytest.raises(HardwareError, match="timer is stopped"):
+            relay.open()
+        assert not relay.energized and not level(factory)
         tg.cancel_scope.cancel()
     relay.close()

@@ -13,15 +13,18 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
 
 import anyio
+import pyaudio
 import pytest
 
 from hw.settings import AudioConfig
 from hw.speaker import PcmFormat, Speaker, read_wav, scale_volume, tone
+from tests.hw.helpers import wait_until
 from tests.support.alsa import AlsaCapture
 
 
@@ -237,7 +240,7 @@ def test_alsa_capture_keep_all_appends_every_stream(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from tests.support.alsa import capture_alsa\n"
         "from hw.speaker import Speaker, PcmFormat\n"
-        "from daemon.config import AudioConfig\n"
+        "from hw.settings import AudioConfig\n"
         "async def main():\n"
         "    with capture_alsa(Path(sys.argv[1]), keep_all=True) as cap:\n"
         "        s = Speaker(AudioConfig())\n"
@@ -262,3 +265,77 @@ def test_wav_helper_roundtrip(tmp_path: Path) -> None:
         w.setframerate(fmt.rate)
         w.writeframes(pcm)
     assert read_wav(path) == (pcm, fmt)
+
+
+async def test_a_prompt_cancelled_before_its_worker_began_lets_go_at_once(alsa_capture: AlsaCapture) -> None:
+    # The speaker's worker is busy initializing PortAudio (the probe: ~0.1 s, seconds on a loaded Pi) when a prompt
+    # starts and is cancelled, as the runner does when the resident answers. Waiting for a worker that never began
+    # held the speaker for the whole 2 s grace, and the resident's first words in talk mode were lost.
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow_portaudio() -> object:
+        entered.set()
+        gate.wait(5)
+        return pyaudio.PyAudio()
+
+    speaker = Speaker(AudioConfig(), pyaudio_factory=slow_portaudio)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(speaker.start)
+            await wait_until(entered.is_set, 2)
+            started = time.monotonic()
+            with anyio.move_on_after(0.05):
+                await speaker.play(*tone(440.0, 0.1))
+            cancelled_in = time.monotonic() - started
+            gate.set()
+        assert cancelled_in < 0.5, cancelled_in
+        assert (await speaker.play(b"\x03\x00" * 100, PcmFormat(8000))).ok  # and the speaker still works
+        assert alsa_capture.last().frames == b"\x03\x00" * 100
+    finally:
+        gate.set()
+        speaker.close()
+
+
+class _HungAfterOneWrite:
+    """A real PyAudio whose streams stop taking audio after the first write, as a wedged USB card does."""
+
+    def __init__(self) -> None:
+        self._pa = pyaudio.PyAudio()
+        self.unstick = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._pa, name)
+
+    def open(self, **kwargs: object) -> object:
+        stream = self._pa.open(**kwargs)
+        real_write, writes = stream.write, [0]
+
+        def write(data: bytes, exception_on_underflow: bool = False) -> None:
+            writes[0] += 1
+            if writes[0] > 1:
+                self.unstick.wait(30)  # blocks like Pa_WriteStream on a hung device
+            real_write(data, exception_on_underflow=exception_on_underflow)
+
+        stream.write = write
+        return stream
+
+
+async def test_a_hung_device_ends_the_prompt_with_an_error_and_is_left_alone(alsa_capture: AlsaCapture) -> None:
+    fake = _HungAfterOneWrite()
+    speaker = Speaker(AudioConfig(frames_per_buffer=256), pyaudio_factory=lambda: fake, play_slack=0.3)
+    try:
+        pcm = b"\x01\x00" * 256 * 4  # four buffers at 8 kHz: 0.128 s, so the bound is 0.428 s
+        with anyio.fail_after(3):
+            result = await speaker.play(pcm, PcmFormat(8000))
+        assert result.error is not None and "hung" in str(result.error)
+        assert not speaker.health().ok and "hung" in speaker.health().detail
+        # While the worker is stuck inside PortAudio nothing else touches it: the next prompt fails at once.
+        with anyio.fail_after(0.5):
+            again = await speaker.play(pcm, PcmFormat(8000))
+        assert again.error is not None and "stuck" in str(again.error)
+        fake.unstick.set()
+        await wait_until(lambda: speaker.hung() is None, 3)
+        assert (await speaker.play(pcm, PcmFormat(8000))).ok
+    finally:
+        fake.unstick.set()
+        speaker.close()

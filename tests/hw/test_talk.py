@@ -69,3 +69,22 @@ async def test_cancelling_the_talk_ends_it_within_a_frame_and_frees_the_speaker(
         speaker.close()
     assert not speaker.turn.locked()
     assert stopped < 0.2, stopped
+
+
+async def test_a_missing_speaker_during_a_call_shows_in_its_health(alsa_capture: AlsaCapture) -> None:
+    config = AudioConfig(output_device="no-such-speaker")
+    speaker = Speaker(config)
+    pump = TalkPump(config, speaker=speaker)
+    bridge = AudioBridge()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump.run, bridge)
+            with anyio.fail_after(5):
+                while pump.last is None and speaker.health().detail == "not checked yet":
+                    await anyio.sleep(0.01)  # polled: the pump is a thread, it has no anyio Event
+            bridge.close()
+    finally:
+        speaker.close()
+    assert pump.last is not None and not pump.last.output_ok and pump.last.input_ok
+    health = speaker.health()
+    assert not health.ok and "no-such-speaker" in health.detail and "talk" in health.detail, health
