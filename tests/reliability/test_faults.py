@@ -73,7 +73,7 @@ async def test_registrar_down_at_start_then_up_then_restarted(
                     await panel.press()
                     await open_with_code(panel, phone)
                     await panel.visit_done(3)
-                outcomes = [r.outcome for r in await panel.app.history.recent(5)]
+                outcomes = [r.outcome for r in await panel.app.visit_history.recent(5)]
     finally:
         kamailio.stop()
     assert outcomes == ["door_opened", "door_opened", "out_of_service"]
@@ -118,7 +118,7 @@ async def test_resident_side_failures(
         async with run_panel(config) as panel:
             await panel.press(17)
             await panel.visit_done(timeout=15)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             heard = played(panel)
             assert not panel.relay_energized
             assert await panel.app.sip.live_calls() == []
@@ -144,7 +144,7 @@ async def test_media_never_arrives_ends_at_the_media_timeout(
         async with run_panel(config) as panel:
             await panel.press()
             await panel.visit_done(timeout=15)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert await panel.app.sip.live_calls() == []
             events, heard = panel.events(), played(panel)
     assert heard[-1] == "door_not_opened", heard
@@ -166,7 +166,7 @@ async def test_speaker_missing_calls_still_placed_and_door_opens(
             await panel.press()
             await open_with_code(panel, phone)
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert record.outcome == "door_opened"
     assert logs.matching("not played", "ERROR"), logs.text[-2000:]
 
@@ -185,9 +185,9 @@ async def test_history_unwritable_keeps_records_until_fixed(
             for n in range(1, 6):
                 panel.app.visits.press("101")
                 await panel.visit_done(n)
-            backlog = panel.app.history.backlog_size
+            backlog = panel.app.visit_history.backlog_size
             (state / "history.sqlite3").rmdir()  # the operator fixes it; no restart
-            written = await panel.app.history.flush()
+            written = await panel.app.visit_history.flush()
             rows = history_rows(state)
     assert backlog == 5 and written and rows == 5
     assert len(logs.matching("cannot write", "ERROR")) == 1  # once per failure burst, not once per visit

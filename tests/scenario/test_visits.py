@@ -38,7 +38,7 @@ async def test_answered_right_code_opens_the_door_then_hangs_up(
             await panel.until(lambda: panel.relay_energized, 5, "relay energized")
             await phone.wait_event("CALL_CLOSED", 10)  # the panel hangs up after hangup_after_open
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             names = panel.names()
             door_open = panel.app.prompts.speaker_pcm("door_open").data
     assert record.outcome == "door_opened" and record.door_opened and record.answered_by == phone.uri
@@ -73,7 +73,7 @@ async def test_wrong_codes_lock_out_and_the_door_stays_shut(
             phone.hangup()
             await panel.visit_done()
             names = panel.names()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert names.count("CODE_REJECTED") >= 4 and "DOOR_OPEN" not in names
     assert record.outcome == "not_opened" and not record.door_opened
 
@@ -91,7 +91,7 @@ async def test_nobody_answers_then_fallback_then_nobody_answered(
             await panel.press()
             await concierge.wait_event("CALL_INCOMING", 10)  # the fallback rings only after the resident
             await panel.visit_done(timeout=30)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             played = [e["text"] for e in panel.events() if e["event"] == "PLAYBACK_START"]
     assert record.outcome == "no_answer"
     assert played[:3] == ["waiting", "calling_next", "nobody_answered"]
@@ -111,7 +111,7 @@ async def test_parallel_group_second_leg_answers_and_the_first_is_cancelled(
             await a.wait_event("CALL_CLOSED", 10)  # cancelled at once when b answered
             b.hangup()
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert record.answered_by == b.uri and record.outcome == "not_opened"
 
 
@@ -130,7 +130,7 @@ async def test_sequential_hunt_rings_one_after_the_other(
             b.command("sndcode", "1")
             await panel.until(lambda: panel.relay_energized, 5, "relay energized")
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert a_closed, "the first resident's leg ended before the second rang"
     assert record.answered_by == b.uri and record.outcome == "door_opened"
 
@@ -155,7 +155,7 @@ async def test_resident_hangs_up_before_the_scheduled_hang_up(
             phone.hangup()
             # The 30 s hang-up timer must be cancelled with the call: the visit ends now, not in 30 s.
             await panel.visit_done(timeout=10)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert panel.app.visits.current is None
     assert record.outcome == "door_opened"
 
@@ -181,7 +181,7 @@ async def test_registrar_down_says_out_of_service_at_once(
         )
         heard_after = time.monotonic() - pressed
         await panel.visit_done()
-        (record,) = await panel.app.history.recent(5)
+        (record,) = await panel.app.visit_history.recent(5)
     assert record.outcome == "out_of_service"
     assert heard_after < 1.5  # "within a second" of the press, with slack for a loaded CI machine
 
@@ -196,6 +196,6 @@ async def test_visit_deadline_tears_everything_down(tmp_path: Path, prompt_cache
             await phone.wait_event("CALL_INCOMING", 10)
             await phone.wait_event("CALL_CLOSED", 10)
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert not panel.relay_energized
     assert record.outcome == "deadline"
