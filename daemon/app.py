@@ -179,7 +179,7 @@ class IntercomApp:
         if door not in (None, MAIN_DOOR):
             result = OpenResult(False, f"unknown door {door!r}; this panel has {MAIN_DOOR!r}")
         else:
-            opened = open_relay(self.panel)
+            opened = open_relay(self.panel.relay)
             result = OpenResult(opened.opened, opened.reason)
         if result.opened:
             self.visit_log.event("-", "DOOR_OPEN", by, "opened on request")

@@ -33,7 +33,7 @@ class AppControl:
 
     async def open_door(self) -> dict[str, Any]:
         result = self._app.open_door(by="control")
-        return {"opened": result.opened, "reason": result.reason}
+        return {"opened": result.opened, **({"reason": result.reason} if result.reason else {})}
 
     async def dial(self, uri: str) -> dict[str, Any]:
         try:

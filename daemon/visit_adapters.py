@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from daemon.prompts import PromptSet
     from daemon.sip import CallHandle, SipEngine
     from hw.panel import Panel
+    from hw.relay import Relay
     from hw.talk import TalkPump
 
 __all__ = ["PanelPorts", "SipCalls", "open_relay", "visit_record"]
@@ -35,10 +36,10 @@ __all__ = ["PanelPorts", "SipCalls", "open_relay", "visit_record"]
 log = logging.getLogger(__name__)
 
 
-def open_relay(panel: Panel) -> DoorResult:
+def open_relay(relay: Relay) -> DoorResult:
     """Pulse the door relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
     try:
-        opened = panel.relay.open()
+        opened = relay.open()
     except HwError as exc:  # its run() task is not running, or the pin cannot be driven
         log.error("relay fault: %s", exc)
         return DoorResult(False, f"relay fault: {exc}")
@@ -67,7 +68,7 @@ class PanelPorts:
         return error if isinstance(error, AudioError) else AudioError(str(error))
 
     def open(self) -> DoorResult:
-        return open_relay(self._panel)
+        return open_relay(self._panel.relay)
 
     def release(self) -> None:
         self._panel.relay.release()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from daemon.flow.vocabulary import Prompt, Timer
 from daemon.sip.types import DtmfMethod
@@ -50,7 +50,7 @@ class LegEnded:
 @dataclass(frozen=True)
 class Dtmf:
     leg: int
-    digit: str
+    digit: str = field(repr=False)  # a typed digit never reaches a log line, not even a debug repr
     method: DtmfMethod
     at: float  # monotonic seconds, for lockout windows
 

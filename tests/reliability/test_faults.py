@@ -235,3 +235,23 @@ async def test_sip_events_for_unknown_calls_and_a_raising_callback(
             faults = panel.app.sip.fault_counters
     assert faults[1] == 1
     assert len(logs.matching("DTMF from a call no visit owns", "WARNING")) == 4
+
+
+async def test_call_slots_full_is_a_local_dial_failure_never_nobody_answered(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    # One call slot, taken by a manual call: the visit's INVITE cannot even be sent (pjsua: PJ_ETOOMANY).
+    with Baresip(tmp_path, user="a") as holder:
+        config = config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9")], sip={"max_calls": 1})
+        async with run_panel(config) as panel:
+            await panel.app.dial(holder.uri)
+            await holder.wait_event("CALL_ESTABLISHED", 10)
+            await panel.press()
+            await panel.visit_done(timeout=15)
+            (record,) = await panel.app.visit_history.recent(5)
+            events, heard = panel.events(), played(panel)
+            await panel.app.hangup()
+    names = [e["event"] for e in events]
+    assert record.outcome == "dial_failed" and "no call could be placed" in record.failure, record
+    assert heard[-1] == "out_of_service" and "nobody_answered" not in heard, heard
+    assert "DIAL_FAILED" in names and "RINGING" not in names, names
