@@ -129,34 +129,33 @@ class VisitRouter:
     def press(self, button: str, *, at: float | None = None, source: str = "button") -> tuple[str, str]:
         """A doorbell press (already debounced by hw, or simulated by ``source``). Logs BUTTON_PRESSED and
         returns what was done with it and the visit it belongs to ("-" when none)."""
-        what, visit = self._press(button, time.monotonic() if at is None else at)
+        what, visit, refused = self._press(button, time.monotonic() if at is None else at)
         self._log.event(visit, "BUTTON_PRESSED", button, what if source == "button" else f"{source}: {what}")
+        if refused is not None:
+            self._log.event("-", "PRESS_REFUSED", refused.name, what.removeprefix("refused: "))
+            self._start_soon(self._say_refusal, self._ports)  # the visitor at the panel hears why
         return what, visit
 
-    def _press(self, button: str, at: float) -> tuple[str, str]:
+    def _press(self, button: str, at: float) -> tuple[str, str, Apartment | None]:
+        """(what was done, the visit, the apartment whose visitor was refused)."""
         apartment = self.config.apartment_for_button(button)
         if apartment is None:
             log.warning("press on button %r which rings no apartment", button)
-            return "unknown button", "-"
+            return "unknown button", "-", None
         current = self.current_request
         if current is not None and current.apartment.name == apartment.name and self.current is not None:
             self.current.post(SecondPress())
-            return "second press", current.visit
+            return "second press", current.visit, None
         if apartment.name in self._queued:
-            return "already queued", "-"
+            return "already queued", "-", None
         if current is not None and self.config.timing.other_apartment_press == "refuse":
-            return self._refuse(apartment, "another visit in progress"), "-"
+            return "refused: another visit in progress", "-", apartment
         if len(self._queued) >= QUEUE_LIMIT:
-            return self._refuse(apartment, "queue full"), "-"
+            return "refused: queue full", "-", apartment
         request = VisitRequest(apartment, button, at, self._new_id())
         self._queued.append(apartment.name)
         self._send.send_nowait(request)
-        return ("queued" if current is not None else "started"), request.visit
-
-    def _refuse(self, apartment: Apartment, why: str) -> str:
-        self._log.event("-", "PRESS_REFUSED", apartment.name, why)
-        self._start_soon(self._say_refusal, self._ports)
-        return f"refused: {why}"
+        return ("queued" if current is not None else "started"), request.visit, None
 
     def _inbound(self, handle: CallHandle, caller: str) -> bool:
         """An allowlisted caller was answered by the engine. False when busy (the caller is then hung up)."""

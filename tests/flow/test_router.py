@@ -132,7 +132,8 @@ async def test_a_refused_visitor_hears_why() -> None:
         await h.answered_then("")
         tg.cancel_scope.cancel()
     assert h.calls.dialed == ["sip:a@h"]
-    assert ("PRESS_REFUSED", "another visit in progress") in h.rec.events
+    at = h.rec.events.index(("BUTTON_PRESSED", "refused: another visit in progress"))
+    assert h.rec.events[at + 1] == ("PRESS_REFUSED", "another visit in progress")
 
 
 async def test_a_full_queue_refuses_and_says_so() -> None:
