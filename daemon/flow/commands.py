@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.flow.vocabulary import LedPattern, Outcome, Prompt, Timer
+from daemon.flow.vocabulary import LedPattern, LogName, Outcome, Prompt, Timer
 
 __all__ = [
     "CancelTimer",
@@ -83,7 +83,7 @@ class CancelTimer:
 class Log:
     """One per-visit event line (``NAME | {...}``)."""
 
-    event: str
+    event: LogName
     target: str
     text: str
 

@@ -4,10 +4,11 @@ not a timer that silently never fires. Prompt names live in :mod:`daemon.prompt_
 from __future__ import annotations
 
 import enum
+from typing import Literal
 
 from daemon.prompt_texts import Prompt
 
-__all__ = ["LedPattern", "Outcome", "Prompt", "Timer"]
+__all__ = ["LedPattern", "LogName", "Outcome", "Prompt", "Timer"]
 
 
 class Timer(enum.StrEnum):
@@ -42,3 +43,23 @@ class Outcome(enum.StrEnum):
     DEADLINE = "deadline"
     CANCELLED = "cancelled"  # cut short by shutdown or `intercomctl hangup`
     ERROR = "error"  # the runner crashed (a bug): the relay was released, every leg hung up
+
+
+# The visit's own event-log lines (``NAME | {...}`` in events.jsonl and the journal). A Literal rather than
+# an enum: the visit log takes any name, and these must match what readers (masking, tests, operators) expect.
+LogName = Literal[
+    "CALL_START",
+    "RINGING",
+    "ANSWERED",
+    "HANGUP",
+    "DIAL_FAILED",
+    "NEXT_STAGE",
+    "SECOND_PRESS",
+    "DTMF",
+    "DTMF_IGNORED",
+    "CODE_REJECTED",
+    "LOCKOUT",
+    "DOOR_OPEN",
+    "DOOR_OPEN_REFUSED",
+    "CALL_WARNING",
+]

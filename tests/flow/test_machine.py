@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 from daemon.config import Apartment, TimingConfig
 from daemon.flow import commands as cmd
@@ -20,6 +21,8 @@ from daemon.flow.events import (
 )
 from daemon.flow.machine import LegStatus, Phase, VisitState, inbound_visit, new_visit, step
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt, Timer
+
+C = TypeVar("C")
 
 TIMING = TimingConfig(
     ring_timeout_seconds=20,
@@ -43,8 +46,12 @@ def run(state: VisitState, *events: object) -> tuple[VisitState, list[cmd.Comman
     return state, out
 
 
-def of(kind: type, commands: list[cmd.Command]) -> list[cmd.Command]:
+def of(kind: type[C], commands: list[cmd.Command]) -> list[C]:
     return [c for c in commands if isinstance(c, kind)]
+
+
+def logged(commands: list[cmd.Command]) -> list[str]:
+    return [c.event for c in of(cmd.Log, commands)]
 
 
 def finish(commands: list[cmd.Command]) -> cmd.Finish:
@@ -214,7 +221,7 @@ def test_inbound_allowlisted_caller_can_open_with_its_code() -> None:
 def test_a_right_code_says_nothing_until_the_relay_answers() -> None:
     state, commands = run(answered(), *(Dtmf(0, d, "rfc2833", 1.0) for d in "1234"))
     assert commands[-1] == cmd.PulseDoor() and state.phase is Phase.OPENING
-    assert not of(cmd.PlayPrompt, commands) and "DOOR_OPEN" not in [c.event for c in of(cmd.Log, commands)]  # type: ignore[attr-defined]
+    assert not of(cmd.PlayPrompt, commands) and "DOOR_OPEN" not in logged(commands)
     opened, commands = step(state, DoorUnlocked())
     assert opened.door_opened and cmd.PlayPrompt(Prompt.DOOR_OPEN) in commands
     assert cmd.ShowLeds(LedPattern.DOOR_OPEN) in commands
@@ -223,8 +230,9 @@ def test_a_right_code_says_nothing_until_the_relay_answers() -> None:
 def test_a_refused_open_is_heard_logged_and_its_own_outcome() -> None:
     state, _ = run(answered(), *(Dtmf(0, d, "rfc2833", 1.0) for d in "1234"))
     state, commands = step(state, DoorRefused("relay blocked by tamper"))
-    logged = [(c.event, c.text) for c in of(cmd.Log, commands)]  # type: ignore[attr-defined]
-    assert logged == [("DOOR_OPEN_REFUSED", "code accepted, relay refused: relay blocked by tamper")]
+    assert [(c.event, c.text) for c in of(cmd.Log, commands)] == [
+        ("DOOR_OPEN_REFUSED", "code accepted, relay refused: relay blocked by tamper")
+    ]
     assert cmd.PlayPrompt(Prompt.DOOR_NOT_OPENED) in commands and cmd.PlayToCall(0, Prompt.DOOR_NOT_OPENED) in commands
     assert cmd.PlayPrompt(Prompt.DOOR_OPEN) not in commands and not state.door_opened
     # More digits do not pulse again, and the call ends as door_refused, with nothing more to say.
@@ -261,7 +269,7 @@ def test_every_leg_failing_locally_is_dial_failed_never_nobody_answered() -> Non
     done = finish(commands)
     assert (done.outcome, done.farewell) == (Outcome.DIAL_FAILED, Prompt.OUT_OF_SERVICE)
     assert "sip:a@h: too many calls" in done.detail and "sip:b@h" in done.detail
-    assert "DIAL_FAILED" in [c.event for c in of(cmd.Log, commands)]  # type: ignore[attr-defined]
+    assert "DIAL_FAILED" in logged(commands)
 
 
 def test_one_local_failure_beside_an_unanswered_leg_is_still_no_answer() -> None:
