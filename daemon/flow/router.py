@@ -92,6 +92,7 @@ class VisitRouter:
         self._scope: anyio.CancelScope | None = None
         self._lockouts: dict[str, Lockout] = {}  # per apartment, across visits; never any typed digit
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
+        self._refusal_pending = False
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
@@ -133,7 +134,9 @@ class VisitRouter:
         self._log.event(visit, "BUTTON_PRESSED", button, what if source == "button" else f"{source}: {what}")
         if refused is not None:
             self._log.event("-", "PRESS_REFUSED", refused.name, what.removeprefix("refused: "))
-            self._start_soon(self._say_refusal, self._ports)  # the visitor at the panel hears why
+            if not self._refusal_pending:  # one at a time: a button storm must not queue a chorus
+                self._refusal_pending = True
+                self._start_soon(self._say_refusal, self._ports)  # the visitor at the panel hears why
         return what, visit
 
     def _press(self, button: str, at: float) -> tuple[str, str, Apartment | None]:
@@ -276,10 +279,13 @@ class VisitRouter:
     async def _say_refusal(self, ports: VisitPorts) -> None:
         # The speaker plays one thing at a time: the refusal waits for the running visit's prompt, but not
         # for a whole conversation (talk mode holds the speaker for the call).
-        with anyio.move_on_after(REFUSAL_PROMPT_WAIT) as scope:
-            error = await ports.speaker.play_prompt(Prompt.PANEL_BUSY)
-            if error is not None:
-                log.error("refusal prompt not played: %s", error)
+        try:
+            with anyio.move_on_after(REFUSAL_PROMPT_WAIT) as scope:
+                error = await ports.speaker.play_prompt(Prompt.PANEL_BUSY)
+                if error is not None:
+                    log.error("refusal prompt not played: %s", error)
+        finally:
+            self._refusal_pending = False
         if scope.cancelled_caught:
             log.info("refusal prompt dropped: the speaker stayed busy %.0f s", REFUSAL_PROMPT_WAIT)
 
