@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.config import Apartment
+from daemon.config import Apartment, default_config_text, parse_config
 from tests.scenario.conftest import run_panel, scenario_config
 from tests.support.alsa import AlsaCapture
 from tests.support.peers import Baresip, free_port
@@ -199,3 +200,24 @@ async def test_visit_deadline_tears_everything_down(tmp_path: Path, prompt_cache
             (record,) = await panel.app.visit_history.recent(5)
             assert not panel.relay_energized
     assert record.outcome == "deadline"
+
+
+async def test_a_visitor_refused_while_another_visit_runs_hears_why(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101", answermode="manual") as phone:
+        apts = [
+            apartment(phone.uri),
+            Apartment(name="concierge", buttons=("concierge",), residents=("sip:c@127.0.0.1:9",)),
+        ]
+        config = scenario_config(tmp_path, prompt_cache, apts, ring_timeout_seconds=1.5, other_apartment_press="refuse")
+        config = replace(config, buttons=parse_config(default_config_text()).buttons)  # GPIO17 and GPIO18
+        async with run_panel(config) as panel:
+            await panel.press(17)
+            await phone.wait_event("CALL_INCOMING", 10)
+            await panel.press(18)  # the other apartment's button while the first visit rings
+            await panel.visit_done(timeout=30)
+            busy = panel.app.prompts.speaker_pcm("panel_busy").data
+            names = panel.names()
+    assert "PRESS_REFUSED" in names and names.count("OUTCOME") == 1
+    assert busy in speaker.all_frames()  # heard whole, on the panel's one speaker
