@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from hw.relay import Relay
     from hw.talk import TalkPump
 
-__all__ = ["PanelPorts", "SipCalls", "open_relay", "visit_record"]
+__all__ = ["IN_PROGRESS", "PanelPorts", "SipCalls", "open_relay", "visit_record", "visit_started_record"]
 
 log = logging.getLogger(__name__)
+
+IN_PROGRESS = "in_progress"  # history's outcome for a visit begun and not yet recorded as ended
 
 
 def open_relay(relay: Relay) -> DoorResult:
@@ -119,6 +121,23 @@ class SipCalls:
         except SipError as exc:
             return exc
         return partial(self._talk.run, bridge)
+
+
+def _wall(t: float) -> datetime:
+    """A monotonic time as wall-clock time (one offset, taken now)."""
+    return datetime.fromtimestamp(t + time.time() - time.monotonic(), tz=UTC)
+
+
+def visit_started_record(request: VisitRequest) -> VisitRecord:
+    """The history row written when a visit starts (``History.begin``), so a crash leaves a trace."""
+    return VisitRecord(
+        visit=request.visit,
+        apartment=request.apartment.name,
+        button=request.button,
+        started_at=_wall(request.pressed_at),
+        outcome=IN_PROGRESS,
+        extra={"inbound": request.inbound_handle is not None},
+    )
 
 
 def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from daemon.config import Apartment, TimingConfig
+from daemon.flow.machine import new_visit
 from daemon.flow.ports import DoorResult
-from daemon.visit_adapters import open_relay
+from daemon.flow.router import VisitRequest
+from daemon.flow.runner import VisitResult
+from daemon.flow.vocabulary import Outcome
+from daemon.visit_adapters import IN_PROGRESS, open_relay, visit_record, visit_started_record
 from hw.relay import Relay
 from hw.settings import RelayConfig
 
@@ -32,3 +39,22 @@ async def test_the_door_port_reports_the_relay_truthfully() -> None:
     finally:
         relay.close()
         factory.reset()
+
+
+def test_history_rows_at_the_start_and_at_the_end_of_a_visit() -> None:
+    apt = Apartment(name="101", buttons=("101",), residents=("sip:a@h",))
+    request = VisitRequest(apt, "101", pressed_at=time.monotonic() - 5, visit="v1")
+    begun = visit_started_record(request)
+    assert (begun.visit, begun.apartment, begun.outcome, begun.door_opened) == ("v1", "101", IN_PROGRESS, False)
+    state = new_visit(apt, TimingConfig())
+    now = time.monotonic()
+    refused = VisitResult("v1", state, Outcome.DOOR_REFUSED, "relay blocked by tamper", now - 2, "sip:a@h", None, now)
+    row = visit_record(refused, request)
+    assert (row.outcome, row.door_opened, row.opened_by, row.failure) == (
+        "door_refused",
+        False,
+        "",
+        "relay blocked by tamper",
+    )
+    assert abs((row.started_at - begun.started_at).total_seconds()) < 0.01  # one visit, one start time
+    assert row.ring_seconds is not None and 2.9 < row.ring_seconds < 3.1
