@@ -140,7 +140,7 @@ class LagProbe:
 
 async def press(
     factory: MockFactory, relay: StampedPin, first_buffers: list[float], within: float = 10.0, button: int = BUTTON_PIN
-) -> dict:
+) -> dict[str, Any]:
     """One visit: press, wait for the door to open and the visit to end. Returns its timestamps."""
     pin = factory.pin(button)
     relay_before = len([s for s in relay.stamps if s[1]])
@@ -226,7 +226,7 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
     factory = MockFactory(pin_class=StampedPin)
     config = bench_config(tmp, registrar)
     t_enter = time.monotonic()
-    visits: list[dict] = []
+    visits: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
     async with anyio.create_task_group() as tg, start_app(config, factory, out) as app:
         out["ready_from_enter_s"] = time.monotonic() - t_enter

@@ -202,8 +202,8 @@ def app_figures(app: Any) -> dict[str, Any]:
     """Sizes of the app's own containers that could grow with visits (0 or flat expected)."""
     owner = getattr(app.sip, "_owner", None)
     holders = {
-        "visits._guards": app.visits._guards,
-        "history._pending": getattr(app.history, "_pending", ()),
+        "visits._lockouts": app.visits._lockouts,
+        "history._pending": getattr(app.visit_history, "_pending", ()),
         "visit_log._started": getattr(app.visit_log, "_started", ()),
         "visit_log._subscribers": getattr(app.visit_log, "_subscribers", ()),
         "sip._records": getattr(owner, "_records", ()),
@@ -272,7 +272,7 @@ async def drive(args: argparse.Namespace, tmp: Path, phone: Baresip) -> dict[str
             await one_visit(factory, phone, app, n, args.talk)
             if n % args.every == 0 or n == args.warmup:
                 sampler.sample(n, app, time.monotonic() - t0)
-        outcomes = [r.outcome for r in await app.history.recent(args.visits + 5)]
+        outcomes = [r.outcome for r in await app.visit_history.recent(args.visits + 5)]
     return {
         "rows": sampler.rows,
         **sampler.growth_report(),

@@ -69,7 +69,7 @@ class PartsApp:
 async def running_parts(config: Config, *, pin_factory: Any) -> AsyncIterator[PartsApp]:
     bridge = LoopBridge()
     hw_channel: EventChannel[hw_events.HwEvent] = EventChannel(bridge)
-    with Panel(config, pin_factory=pin_factory, post=hw_channel.post) as panel:
+    with Panel(config.panel, pin_factory=pin_factory, post=hw_channel.post) as panel:
         prompts = await PromptCache(Path(config.paths.cache_dir)).prepare(config.prompts)
         async with SipEngine(config.sip, bridge) as engine, anyio.create_task_group() as tg:
             app = PartsApp(config, panel, engine, prompts.speaker_wav("waiting"))

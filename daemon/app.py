@@ -1,17 +1,22 @@
-"""The daemon: one anyio loop, one task group, everything else owned by it.
+"""The daemon: one anyio loop, one task group, everything else owned by it. This module is wiring.
 
 Start-up order is the order of trust: config (already valid), the panel with the relay released, prompts
 synthesized into the cache (a press never waits for synthesis), the SIP engine up, then READY to systemd.
 Shutdown runs the other way, shielded: calls hung up, relay released, history flushed.
+
+Events flow one way: gpiozero and pjsua2 threads -> the bridge -> the visit router (:mod:`daemon.flow.router`)
+-> the visit's runner -> the ports (:mod:`daemon.visit_adapters`) -> the panel and the SIP engine. The app
+only forwards events and answers the outside (:class:`daemon.facade.AppFacade`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,57 +24,54 @@ from typing import Any
 import anyio
 
 from daemon import __version__
-from daemon.app_parts import PanelPorts, SipCalls, hw_event_text, make_record
 from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import Config, load_config
-from daemon.errors import ConfigError, IntercomError, hw_errors
-from daemon.flow.events import Dtmf, LegAnswered, LegEnded, LegRinging
-from daemon.flow.runner import VisitResult, VisitRunner
+from daemon.config_changes import split_changes, with_live_settings
+from daemon.errors import IntercomError, SipError, hw_errors
+from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
+from daemon.flow.ports import VisitPorts
+from daemon.flow.router import VisitRequest, VisitRouter
+from daemon.flow.runner import VisitResult
 from daemon.history import History
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
-from daemon.sip import (
-    CallAnswered,
-    CallEnded,
-    CallHandle,
-    CallRinging,
-    DtmfReceived,
-    IncomingCall,
-    RegistrationChanged,
-    SipEngine,
-)
+from daemon.sip import CallHandle, SipEngine
+from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record
 from daemon.visitlog import VisitLog
-from daemon.visits import VisitRequest, Visits
 from hw import events as hw_events
-from hw.leds import LedState
 from hw.panel import Panel
 from hw.pins import make_pin_factory
 from hw.talk import TalkPump
 
-__all__ = ["IntercomApp", "run_app"]
+__all__ = ["IntercomApp", "as_facade", "run_app", "running"]
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 3.0
+MAIN_DOOR = "main"  # the panel drives one door relay today; open_door(None) and open_door("main") mean it
 
 
 class IntercomApp:
-    """Wires the panel, the SIP engine, prompts, history and control around the visit queue."""
+    """Wires the panel, the SIP engine, prompts, history and control around the visit router."""
 
     def __init__(self, config: Config, config_path: Path | None = None, *, pin_factory: Any = None) -> None:
-        self.config = config
+        self.config = config  # the config in force: after a reload, the running one with the new live sections
         self.config_path = config_path
         self.started = time.monotonic()
         self._pin_factory = pin_factory
         self.ready = anyio.Event()
-        self.registered = not config.sip.account.registrar  # direct-IP panels have nothing to register
         self.panel: Panel
         self.sip: SipEngine
         self.prompts: PromptSet
-        self.history: History
+        self.visit_history: History
         self.visit_log: VisitLog
-        self.visits: Visits
+        self.visits: VisitRouter
+        self._ports: VisitPorts
+        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup()
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
+
+    @property
+    def registered(self) -> bool:
+        return self.visits.registered
 
     async def run(self) -> None:
         cfg = self.config
@@ -86,33 +88,24 @@ class IntercomApp:
                 self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_log.set_codes(_all_codes(cfg))  # codes are masked wherever they would be logged
-            self.history = History.in_state_dir(state_dir)
-            await stack.enter_async_context(self.history)
-            cache = PromptCache(Path(cfg.paths.cache_dir))
-            self.prompts = await cache.prepare(cfg.prompts)
+            self.visit_history = History.in_state_dir(state_dir)
+            await stack.enter_async_context(self.visit_history)
+            self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
             talk = None
             if not self.sip.has_sound_device:
                 log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
                 talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
-            ports = PanelPorts(self.panel, self.prompts)
-            calls = SipCalls(self.sip, talk)
-            self.visits = Visits(
+            panel_ports = PanelPorts(self.panel, self.prompts)
+            self._ports = VisitPorts(SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports)
+            self.visits = VisitRouter(
                 cfg,
-                lambda visit, state: VisitRunner(
-                    visit,
-                    state,
-                    calls=calls,
-                    speaker=ports,
-                    door=ports,
-                    leds=ports,
-                    prompts=ports,
-                    visit_log=self.visit_log,
-                ),
+                self._ports,
+                visit_log=self.visit_log,
                 new_id=self.visit_log.new_visit_id,
-                sip_ready=lambda: self.registered,
+                registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
+                on_start=self._visit_started,
                 on_done=self._visit_done,
-                refuse=self._refuse,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -121,17 +114,14 @@ class IntercomApp:
                 try:
                     async with anyio.create_task_group() as tg:
                         self._main_scope = tg.cancel_scope
-                        tg.start_soon(self.history.run)
+                        tg.start_soon(self.visit_history.run)
                         tg.start_soon(self.panel.run)
-                        tg.start_soon(self._hw_loop, hw_channel)
-                        tg.start_soon(self._sip_loop)
+                        tg.start_soon(self._forward_hw, hw_channel)
+                        tg.start_soon(self._forward_sip)
                         tg.start_soon(self.visits.run)
                         tg.start_soon(watchdog_task)
-                        await tg.start(
-                            partial(
-                                handle_signals, terminate=partial(self._terminate, tg.cancel_scope), reload=self.reload
-                            )
-                        )
+                        terminate = partial(self._terminate, tg.cancel_scope)
+                        await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
                         await self._start_control(tg)
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
                         log.info(
@@ -159,77 +149,61 @@ class IntercomApp:
         """Shut down as SIGTERM does: the visit's teardown runs, the event log drains, then run() returns."""
         self._terminate(self._main_scope)
 
-    async def reload(self) -> dict[str, object]:
-        """SIGHUP: a valid new config applies to the next visits; a bad one is refused, the old one stays."""
-        if self.config_path is None:
-            return {"reloaded": False, "error": "no configuration file"}
-        try:
-            config, warnings = await anyio.to_thread.run_sync(load_config, self.config_path)
-            prompts = await PromptCache(Path(config.paths.cache_dir)).prepare(config.prompts)
-        except (ConfigError, IntercomError) as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
-            return {"reloaded": False, "error": str(exc)}
-        for warning in warnings:
-            log.warning("%s", warning)
-        self.config, self.prompts = config, prompts
-        self.visit_log.set_codes(_all_codes(config))
-        self.visits.reconfigure(config)
-        log.info("configuration reloaded from %s", self.config_path)
-        return {"reloaded": True}
+    # -- events: forwarded unchanged to the router -------------------------------------------------------
 
-    async def _hw_loop(self, channel: EventChannel[hw_events.HwEvent]) -> None:
+    async def _forward_hw(self, channel: EventChannel[hw_events.HwEvent]) -> None:
         async with channel.receive:
             async for event in channel.receive:
-                match event:
-                    case hw_events.ButtonPressed(button=button, at=at):
-                        what, visit = self.visits.press(button, at)
-                        self.visit_log.event(visit, "BUTTON_PRESSED", button, what)
-                    case _:
-                        self.visit_log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
+                self.visits.hw_event(event)
 
-    async def _sip_loop(self) -> None:
+    async def _forward_sip(self) -> None:
         async for event in self.sip.events:
-            match event:
-                case RegistrationChanged(active=active, code=code, reason=reason):
-                    self.registered = active
-                    self.panel.show(LedState.IDLE if active else LedState.FAULT)
-                    log.log(
-                        logging.INFO if active else logging.ERROR,
-                        "registration %s: %s %s",
-                        "up" if active else "down",
-                        code,
-                        reason,
-                    )
-                case CallRinging(handle=h):
-                    self.visits.route(h, LegRinging)
-                case CallAnswered(handle=h):
-                    self.visits.route(h, LegAnswered)
-                case CallEnded(handle=h, code=code, reason=reason):
-                    # route() calls the factory at once, so the closure sees this event's values.
-                    self.visits.route(h, lambda leg: LegEnded(leg, code, reason))
-                case DtmfReceived(handle=h, digit=digit, method=method, at=at):
-                    if not self.visits.route(h, lambda leg: Dtmf(leg, digit, method, at)):
-                        log.warning("DTMF from a call no visit owns (%s): ignored", method)
-                case IncomingCall(handle=h, remote_uri=uri, allowed=True):
-                    if not self.visits.inbound(h, uri):
-                        await self._quiet_hangup(h)
-                case _:
-                    pass
+            self.visits.sip_event(event)
 
-    async def _quiet_hangup(self, handle: CallHandle) -> None:
-        try:
-            with anyio.fail_after(5):
-                await self.sip.hangup(handle)
-        except (IntercomError, TimeoutError) as exc:
-            log.debug("hangup %r: %s", handle, exc)
-
-    def _refuse(self, request: VisitRequest, prompt: str) -> None:
-        self.visit_log.event("-", "PRESS_REFUSED", request.apartment.name, "another visit in progress")
+    def _visit_started(self, request: VisitRequest) -> None:
+        log.debug("visit %s started for %s", request.visit, request.apartment.name, extra={"visit": request.visit})
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
-        if result.outcome == "cancelled":  # the runner logs OUTCOME only when its flow finished
-            self.visit_log.event(result.visit, "OUTCOME", request.apartment.name, result.outcome, detail=result.detail)
-        await self.history.record(make_record(result, request))
+        await self.visit_history.record(visit_record(result, request))
+
+    # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
+
+    def button_names(self) -> list[str]:
+        return [button.name for button in self.config.buttons]
+
+    def press(self, button: str, *, source: str) -> PressResult:
+        what, visit = self.visits.press(button, source=source)
+        return PressResult(what, visit)
+
+    def open_door(self, door: str | None = None, *, by: str) -> OpenResult:
+        if door not in (None, MAIN_DOOR):
+            result = OpenResult(False, f"unknown door {door!r}; this panel has {MAIN_DOOR!r}")
+        else:
+            opened = open_relay(self.panel.relay)
+            result = OpenResult(opened.opened, opened.reason)
+        if result.opened:
+            self.visit_log.event("-", "DOOR_OPEN", by, "opened on request")
+        else:
+            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason)
+        return result
+
+    async def dial(self, uri: str) -> str:
+        handle = await self.sip.dial(uri)
+        self._manual.append(handle)
+        return str(handle.generation)
+
+    async def hangup(self) -> dict[str, object]:
+        """Ends the visit in progress (its teardown hangs up its calls) and every call placed by dial()."""
+        cancelled = self.visits.cancel_current()
+        ended = 0
+        for handle in self._manual:
+            try:
+                await self.sip.hangup(handle)
+                ended += 1
+            except SipError:
+                pass  # already over
+        self._manual.clear()
+        return {"hung_up": ended, "visit_cancelled": cancelled}
 
     def status(self) -> dict[str, object]:
         return {
@@ -244,9 +218,72 @@ class IntercomApp:
             "pid": os.getpid(),
         }
 
+    async def history(self, limit: int) -> list[dict[str, object]]:
+        return [dataclasses.asdict(r) for r in await self.visit_history.recent(max(1, min(limit, 1000)))]
+
+    def events(self) -> AbstractAsyncContextManager[AsyncIterator[dict[str, object]]]:
+        return self._events()
+
+    @asynccontextmanager
+    async def _events(self) -> AsyncIterator[AsyncIterator[dict[str, object]]]:
+        stream = self.visit_log.subscribe()
+
+        async def fields() -> AsyncIterator[dict[str, object]]:
+            async for event in stream:
+                yield {"event": event.name, **event.fields()}
+
+        try:
+            yield fields()
+        finally:
+            stream.close()
+
+    async def selftest(self) -> list[SelftestRow]:
+        from daemon.selftest import run_selftest
+
+        return await run_selftest(self.panel, self.sip, self.config)
+
+    async def wait_visits(self, count: int) -> None:
+        """Return once ``count`` visits have ended and been recorded (callers bound it with a timeout)."""
+        await self.visits.wait_completed(count)
+
+    async def reload(self) -> ReloadResult:
+        """SIGHUP: live settings apply to the next visit; the rest are named as needing a restart. A bad new
+        file is refused and the running configuration stays whole."""
+        if self.config_path is None:
+            return ReloadResult(False, error="started without a configuration file: nothing to reload")
+        try:
+            new, warnings = await anyio.to_thread.run_sync(load_config, self.config_path)
+            applied, restart = split_changes(self.config, new)
+            prompts = self.prompts
+            if any(key.startswith("prompts") for key in applied):
+                # Into the running cache directory: paths.* only change at a restart.
+                prompts = await PromptCache(Path(self.config.paths.cache_dir)).prepare(new.prompts)
+        except IntercomError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return ReloadResult(False, error=str(exc))
+        for warning in warnings:
+            log.warning("%s", warning)
+        if not applied and not restart:
+            log.info("reload: %s has no change", self.config_path)
+            return ReloadResult(True, unchanged=True)
+        self.config, self.prompts = with_live_settings(self.config, new), prompts
+        self.visit_log.set_codes(_all_codes(self.config))
+        panel_ports = PanelPorts(self.panel, prompts)
+        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports)
+        self.visits.reconfigure(self.config, self._ports)
+        log.info("configuration reloaded from %s: applied %s", self.config_path, ", ".join(applied) or "nothing")
+        if restart:
+            log.warning("reload: changed but only applied at the next restart: %s", ", ".join(restart))
+        return ReloadResult(True, applied=tuple(applied), restart_needed=tuple(restart))
+
 
 def _all_codes(config: Config) -> list[str]:
     return [code for apt in config.apartments for code in apt.codes] + list(config.inbound_codes)
+
+
+def as_facade(app: IntercomApp) -> AppFacade:
+    """The app as its adapters may see it (and mypy's check that it implements the facade exactly)."""
+    return app
 
 
 @asynccontextmanager

@@ -60,11 +60,12 @@ async def _press(factory: object, pin: int) -> None:
 async def _demo(config: Config, phone: Baresip, visits: int) -> int:
     from gpiozero.pins.mock import MockFactory
 
-    from daemon.app import running
+    from daemon.app import as_facade, running
 
     factory = MockFactory()
     button = config.buttons[0]
-    async with running(config, pin_factory=factory) as app:
+    async with running(config, pin_factory=factory) as running_app:
+        app = as_facade(running_app)  # what the demo may ask of the daemon, as any adapter would
         _say(
             f"panel ready; control socket at {config.paths.runtime_dir}/control.sock "
             f"(try: intercomctl --socket {config.paths.runtime_dir}/control.sock status)"
@@ -78,16 +79,15 @@ async def _demo(config: Config, phone: Baresip, visits: int) -> int:
             await anyio.sleep(1.0)
             phone.command("sndcode", code)
             with anyio.fail_after(STEP_TIMEOUT):
-                await app.visits.wait_completed(n)
-        await app.visit_log.flush()
-        records = await app.history.recent(visits)
+                await app.wait_visits(n)
+        records = await app.history(visits)
     _say("history (newest first):")
     for r in records:
         sys.stdout.write(
-            f"    {r.visit}  apartment {r.apartment:<8} outcome {r.outcome:<12} "
-            f"door opened: {'yes' if r.door_opened else 'no '}  answered by {r.answered_by}\n"
+            f"    {r['visit']}  apartment {r['apartment']!s:<8} outcome {r['outcome']!s:<12} "
+            f"door opened: {'yes' if r['door_opened'] else 'no '}  answered by {r['answered_by']}\n"
         )
-    return 0 if records and all(r.door_opened for r in records) else 1
+    return 0 if records and all(r["door_opened"] for r in records) else 1
 
 
 def run_demo(visits: int = 1, workdir: Path | None = None) -> int:

@@ -16,7 +16,7 @@ import signal
 import socket
 import struct
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -28,8 +28,6 @@ __all__ = [
     "JournalFormatter",
     "JournalHandler",
     "handle_signals",
-    "notify",
-    "open_signals",
     "sd_notify",
     "setup_logging",
     "under_journal",
@@ -64,9 +62,6 @@ def sd_notify(state: str, *, environ: Mapping[str, str] | None = None) -> bool:
         log.debug("sd_notify %r to %s failed: %s", state.split("\n", 1)[0], target, exc)
         return False
     return True
-
-
-notify = sd_notify  # the name the app uses
 
 
 def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
@@ -255,17 +250,6 @@ def setup_logging(
 # --- signals ---------------------------------------------------------------------------------------------
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-async def open_signals() -> AsyncGenerator[str, None]:
-    """Yield ``"TERM"``, ``"INT"`` or ``"HUP"`` as they arrive. The loop owns them: no handler runs in a thread.
-
-    The receiver is installed at the first iteration, so a signal before that still gets Python's default
-    action (SIGHUP: exit). :func:`handle_signals` reports, through ``tg.start``, when it is installed.
-    """
-    with anyio.open_signal_receiver(*_SIGNALS) as signals:
-        async for signum in signals:
-            yield signal.Signals(signum).name.removeprefix("SIG")
 
 
 async def handle_signals(

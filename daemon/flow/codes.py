@@ -1,4 +1,11 @@
-"""Door-code checking with lockout, as pure functions over a frozen state.
+"""Door-code checking with lockout, as pure functions over frozen values.
+
+Two things with two lifetimes, kept apart on purpose:
+
+* :class:`Lockout` (wrong codes in a row, locked until when) belongs to an apartment and outlives its
+  visits, so a brute force cannot reset the count by calling again. It holds no digit.
+* The typed digits belong to ONE call: the machine keeps them in the visit's state for its answered leg
+  and drops them when that call ends, so "47" typed on one call can never join "11" typed on the next.
 
 Digits are collected until ``#``, until they equal one of the called apartment's codes, or until they
 reach the longest code's length. A wrong code is only declared at ``#`` or at full length, never at the
@@ -9,9 +16,9 @@ from __future__ import annotations
 
 import enum
 import hmac
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-__all__ = ["CodeGuard", "Verdict", "enter_digit"]
+__all__ = ["Lockout", "Verdict", "enter_digit"]
 
 
 class Verdict(enum.Enum):
@@ -23,12 +30,11 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
-class CodeGuard:
-    """Per-apartment lockout state; it outlives a visit so a new call does not reset the count."""
+class Lockout:
+    """Per-apartment brute-force state; it outlives a visit so a new call does not reset the count."""
 
     wrong_in_a_row: int = 0
     locked_until: float = 0.0
-    buffer: str = ""
 
     def locked(self, now: float) -> bool:
         return now < self.locked_until
@@ -40,31 +46,33 @@ def _matches(entered: str, codes: tuple[str, ...]) -> bool:
 
 
 def enter_digit(
-    guard: CodeGuard, digit: str, codes: tuple[str, ...], *, now: float, limit: int, lockout_seconds: float
-) -> tuple[CodeGuard, Verdict]:
-    """Feed one DTMF digit. ``*`` clears what was entered so far."""
-    if guard.locked(now):
-        return replace(guard, buffer=""), Verdict.LOCKED
+    lockout: Lockout, typed: str, digit: str, codes: tuple[str, ...], *, now: float, limit: int, lockout_seconds: float
+) -> tuple[Lockout, str, Verdict]:
+    """Feed one DTMF ``digit`` after ``typed`` (this call's digits so far). ``*`` clears what was typed.
+
+    Returns the apartment's new lockout, this call's new typed digits and the verdict."""
+    if lockout.locked(now):
+        return lockout, "", Verdict.LOCKED
     if not codes:
-        return _wrong(guard, now, limit, lockout_seconds)
+        return _wrong(lockout, now, limit, lockout_seconds)
     if digit == "*":
-        return replace(guard, buffer=""), Verdict.PENDING
+        return lockout, "", Verdict.PENDING
     if digit == "#":
-        if not guard.buffer:
-            return guard, Verdict.PENDING
-        if _matches(guard.buffer, codes):
-            return CodeGuard(), Verdict.ACCEPTED
-        return _wrong(guard, now, limit, lockout_seconds)
-    entered = guard.buffer + digit
+        if not typed:
+            return lockout, "", Verdict.PENDING
+        if _matches(typed, codes):
+            return Lockout(), "", Verdict.ACCEPTED
+        return _wrong(lockout, now, limit, lockout_seconds)
+    entered = typed + digit
     if _matches(entered, codes):
-        return CodeGuard(), Verdict.ACCEPTED
+        return Lockout(), "", Verdict.ACCEPTED
     if len(entered) >= max(len(c) for c in codes):
-        return _wrong(guard, now, limit, lockout_seconds)
-    return replace(guard, buffer=entered), Verdict.PENDING
+        return _wrong(lockout, now, limit, lockout_seconds)
+    return lockout, entered, Verdict.PENDING
 
 
-def _wrong(guard: CodeGuard, now: float, limit: int, lockout_seconds: float) -> tuple[CodeGuard, Verdict]:
-    wrong = guard.wrong_in_a_row + 1
+def _wrong(lockout: Lockout, now: float, limit: int, lockout_seconds: float) -> tuple[Lockout, str, Verdict]:
+    wrong = lockout.wrong_in_a_row + 1
     if wrong >= limit:
-        return CodeGuard(wrong_in_a_row=0, locked_until=now + lockout_seconds), Verdict.LOCKOUT_STARTED
-    return CodeGuard(wrong_in_a_row=wrong), Verdict.REJECTED
+        return Lockout(wrong_in_a_row=0, locked_until=now + lockout_seconds), "", Verdict.LOCKOUT_STARTED
+    return Lockout(wrong_in_a_row=wrong), "", Verdict.REJECTED

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.flow.vocabulary import LedPattern, LogName, Outcome, Prompt, Timer
+
 __all__ = [
     "CancelTimer",
     "Command",
@@ -36,7 +38,7 @@ class Hangup:
 class PlayPrompt:
     """Play a prompt on the panel's speaker (to the visitor), replacing any prompt playing."""
 
-    name: str
+    name: Prompt
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class PlayToCall:
     """Play a prompt into an answered call (to the resident)."""
 
     leg: int
-    name: str
+    name: Prompt
 
 
 @dataclass(frozen=True)
@@ -61,42 +63,42 @@ class ConnectAudio:
 
 @dataclass(frozen=True)
 class PulseDoor:
-    pass
+    """Energize the door relay. The runner answers at once with ``DoorUnlocked`` or ``DoorRefused``."""
 
 
 @dataclass(frozen=True)
 class StartTimer:
     """(Re)start the named timer; when it fires the runner feeds ``TimerFired(name)``."""
 
-    name: str
+    name: Timer
     seconds: float
 
 
 @dataclass(frozen=True)
 class CancelTimer:
-    name: str
+    name: Timer
 
 
 @dataclass(frozen=True)
 class Log:
     """One per-visit event line (``NAME | {...}``)."""
 
-    event: str
+    event: LogName
     target: str
     text: str
 
 
 @dataclass(frozen=True)
 class ShowLeds:
-    pattern: str
+    pattern: LedPattern
 
 
 @dataclass(frozen=True)
 class Finish:
     """The visit is over: tear everything down, play ``farewell`` (if any) and record ``outcome``."""
 
-    outcome: str
-    farewell: str | None
+    outcome: Outcome
+    farewell: Prompt | None
     detail: str
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from daemon.flow.vocabulary import Prompt, Timer
+from daemon.sip.types import DtmfMethod
 
 __all__ = [
+    "DoorRefused",
+    "DoorUnlocked",
     "Dtmf",
     "FlowEvent",
     "LegAnswered",
@@ -37,19 +42,34 @@ class LegEnded:
     leg: int
     code: int  # final SIP status; 0 when the call could not even be placed
     reason: str = ""
+    # True when the INVITE never left this panel (the engine refused the dial: call slots full, a URI pjsip
+    # cannot route). Such a leg reached nobody, and is not "nobody answered".
+    local: bool = False
 
 
 @dataclass(frozen=True)
 class Dtmf:
     leg: int
-    digit: str
-    method: str  # "rfc2833" or "info"
+    digit: str = field(repr=False)  # a typed digit never reaches a log line, not even a debug repr
+    method: DtmfMethod
     at: float  # monotonic seconds, for lockout windows
 
 
 @dataclass(frozen=True)
+class DoorUnlocked:
+    """The relay energized for the code just accepted (the runner's answer to ``PulseDoor``)."""
+
+
+@dataclass(frozen=True)
+class DoorRefused:
+    """The relay did NOT energize for the code just accepted: the door stayed locked."""
+
+    reason: str  # "relay blocked by tamper", "relay fault: ..."
+
+
+@dataclass(frozen=True)
 class TimerFired:
-    name: str
+    name: Timer
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,18 @@ class SecondPress:
 
 @dataclass(frozen=True)
 class PromptDone:
-    name: str
+    name: Prompt
 
 
-FlowEvent = Start | LegRinging | LegAnswered | LegEnded | Dtmf | TimerFired | SecondPress | PromptDone
+FlowEvent = (
+    Start
+    | LegRinging
+    | LegAnswered
+    | LegEnded
+    | Dtmf
+    | DoorUnlocked
+    | DoorRefused
+    | TimerFired
+    | SecondPress
+    | PromptDone
+)

@@ -1,9 +1,9 @@
 """The visit as a pure state machine: ``step(state, event) -> (state, commands)``.
 
 No I/O, no clock, no loop: the runner (:mod:`daemon.flow.runner`) feeds it events (SIP, timers, DTMF,
-presses) with the time they happened, and executes the commands it returns in order. Legs (one call to one
-address) are named by their index in ``state.legs``; the runner maps SIP call handles to indexes, so a late
-event from an ended call can only ever reach the leg it belonged to.
+presses, the relay's answer) with the time they happened, and executes the commands it returns in order.
+Legs (one call to one address) are named by their index in ``state.legs``; the router maps SIP call
+handles to indexes, so a late event from an ended call can only ever reach the leg it belonged to.
 
 Stages: the parallel strategy rings every resident at once (stage 0); sequential rings one resident per
 stage. A configured fallback (e.g. the concierge) is the last stage. Every stage has its own ring timeout.
@@ -16,8 +16,10 @@ from dataclasses import dataclass, replace
 
 from daemon.config import Apartment, TimingConfig
 from daemon.flow import commands as cmd
-from daemon.flow.codes import CodeGuard, Verdict, enter_digit
+from daemon.flow.codes import Lockout, Verdict, enter_digit
 from daemon.flow.events import (
+    DoorRefused,
+    DoorUnlocked,
     Dtmf,
     FlowEvent,
     LegAnswered,
@@ -28,8 +30,9 @@ from daemon.flow.events import (
     Start,
     TimerFired,
 )
+from daemon.flow.vocabulary import LedPattern, Outcome, Prompt, Timer
 
-__all__ = ["Leg", "LegStatus", "Phase", "VisitState", "new_visit", "step"]
+__all__ = ["Leg", "LegStatus", "Phase", "VisitState", "inbound_visit", "new_visit", "step"]
 
 # SIP statuses meaning "we could not reach the PBX or the network", as opposed to "the resident did not
 # pick up": when every leg ends this way the visitor hears "out of service" rather than "nobody answered".
@@ -42,8 +45,10 @@ class Phase(enum.IntEnum):
     NEW = 0
     RINGING = 1
     CONNECTED = 2
-    DOOR_OPENED = 3
-    DONE = 4
+    OPENING = 3  # a right code was typed; the relay's answer (DoorUnlocked / DoorRefused) comes next
+    DOOR_OPENED = 4
+    DOOR_REFUSED = 5
+    DONE = 6
 
 
 class LegStatus(enum.IntEnum):
@@ -60,7 +65,9 @@ class Leg:
     stage: int
     status: LegStatus = LegStatus.WAITING
     code: int = 0  # final SIP status once ENDED (0: no response at all)
+    reason: str = ""
     reached: bool = False  # the far end answered us at all (ringing, a final status not in UNREACHABLE)
+    failed_locally: bool = False  # the INVITE never left the panel
 
     @property
     def live(self) -> bool:
@@ -72,11 +79,13 @@ class VisitState:
     apartment: Apartment
     timing: TimingConfig
     legs: tuple[Leg, ...]
-    guard: CodeGuard
+    lockout: Lockout  # the apartment's, carried from visit to visit by the router
     phase: Phase = Phase.NEW
     stage: int = -1
     answered: int | None = None
+    typed: str = ""  # digits typed on the answered call so far; never carried to another call
     door_opened: bool = False
+    door_refused: str = ""  # why the relay refused the accepted code ("" when it did not)
     inbound: bool = False
 
     def __repr__(self) -> str:
@@ -90,7 +99,7 @@ class VisitState:
 Result = tuple[VisitState, list[cmd.Command]]
 
 
-def new_visit(apartment: Apartment, timing: TimingConfig, guard: CodeGuard | None = None) -> VisitState:
+def new_visit(apartment: Apartment, timing: TimingConfig, lockout: Lockout | None = None) -> VisitState:
     """The state before :class:`Start`: one leg per resident (plus the fallback), grouped into stages."""
     if apartment.strategy == "parallel":
         legs = [Leg(uri, 0) for uri in apartment.residents]
@@ -98,14 +107,14 @@ def new_visit(apartment: Apartment, timing: TimingConfig, guard: CodeGuard | Non
         legs = [Leg(uri, i) for i, uri in enumerate(apartment.residents)]
     if apartment.fallback:
         legs.append(Leg(apartment.fallback, legs[-1].stage + 1))
-    return VisitState(apartment, timing, tuple(legs), guard or CodeGuard())
+    return VisitState(apartment, timing, tuple(legs), lockout or Lockout())
 
 
-def inbound_visit(caller: str, codes: tuple[str, ...], timing: TimingConfig, guard: CodeGuard) -> VisitState:
-    """An allowlisted caller who called the panel: already answered, may open with ``codes``."""
-    apartment = Apartment(name="inbound", buttons=(), residents=(caller,), codes=codes)
-    leg = Leg(caller, 0, LegStatus.ANSWERED)
-    return VisitState(apartment, timing, (leg,), guard, phase=Phase.NEW, stage=0, inbound=True)
+def inbound_visit(apartment: Apartment, timing: TimingConfig, lockout: Lockout | None = None) -> VisitState:
+    """An allowlisted caller who called the panel (``apartment.residents[0]``): already answered, may open
+    with ``apartment.codes`` (config's ``inbound_codes``)."""
+    leg = Leg(apartment.residents[0], 0, LegStatus.ANSWERED)
+    return VisitState(apartment, timing, (leg,), lockout or Lockout(), stage=0, inbound=True)
 
 
 def step(state: VisitState, event: FlowEvent) -> Result:
@@ -119,15 +128,19 @@ def step(state: VisitState, event: FlowEvent) -> Result:
             return _ringing(state, i)
         case LegAnswered(leg=i):
             return _answered(state, i)
-        case LegEnded(leg=i, code=code, reason=reason):
-            return _ended(state, i, code, reason)
+        case LegEnded():
+            return _ended(state, event)
         case Dtmf():
             return _dtmf(state, event)
+        case DoorUnlocked():
+            return _door_unlocked(state)
+        case DoorRefused(reason=reason):
+            return _door_refused(state, reason)
         case TimerFired(name=name):
             return _timer(state, name)
         case SecondPress():
             if state.phase is Phase.RINGING and state.timing.second_press == "restart_prompt":
-                return state, [cmd.Log("SECOND_PRESS", "visitor", "prompt restarted"), cmd.PlayPrompt("waiting")]
+                return state, [cmd.Log("SECOND_PRESS", "visitor", "prompt restarted"), cmd.PlayPrompt(Prompt.WAITING)]
             return state, [cmd.Log("SECOND_PRESS", "visitor", "ignored: visit in progress")]
         case PromptDone():
             return state, []
@@ -137,7 +150,7 @@ def step(state: VisitState, event: FlowEvent) -> Result:
 def _start(state: VisitState, event: Start) -> Result:
     if state.phase is not Phase.NEW:
         return state, []
-    deadline = cmd.StartTimer("deadline", state.timing.visit_deadline_seconds)
+    deadline = cmd.StartTimer(Timer.DEADLINE, state.timing.visit_deadline_seconds)
     if state.inbound:
         state = replace(state, phase=Phase.CONNECTED, answered=0)
         return state, [
@@ -145,13 +158,13 @@ def _start(state: VisitState, event: Start) -> Result:
             deadline,
             cmd.ConnectAudio(0),
             *_call_timers(state),
-            cmd.ShowLeds("in_call"),
+            cmd.ShowLeds(LedPattern.IN_CALL),
         ]
     if not event.sip_ready:
-        return _finish(state, "out_of_service", "out_of_service", "SIP registration is down")
+        return _finish(state, Outcome.OUT_OF_SERVICE, Prompt.OUT_OF_SERVICE, "SIP registration is down")
     state, dials = _dial_stage(state, 0)
     # Dial first: the INVITE must not wait behind the prompt.
-    return state, [*dials, cmd.PlayPrompt("waiting"), deadline, cmd.ShowLeds("calling")]
+    return state, [*dials, cmd.PlayPrompt(Prompt.WAITING), deadline, cmd.ShowLeds(LedPattern.CALLING)]
 
 
 def _dial_stage(state: VisitState, stage: int) -> Result:
@@ -161,7 +174,7 @@ def _dial_stage(state: VisitState, stage: int) -> Result:
         if leg.stage == stage:
             legs[i] = replace(leg, status=LegStatus.DIALING)
             out += [cmd.Log("CALL_START", leg.uri, f"stage {stage}"), cmd.Dial(i, leg.uri)]
-    out.append(cmd.StartTimer("ring", state.timing.ring_timeout_seconds))
+    out.append(cmd.StartTimer(Timer.RING, state.timing.ring_timeout_seconds))
     return replace(state, legs=tuple(legs), stage=stage, phase=Phase.RINGING), out
 
 
@@ -186,22 +199,22 @@ def _answered(state: VisitState, i: int) -> Result:
         # A second leg answered in the same instant as the winner: it loses and is hung up.
         return _set_leg(state, i, status=LegStatus.ENDED), [cmd.Hangup(i), cmd.Log("HANGUP", leg.uri, "lost race")]
     state = _set_leg(state, i, status=LegStatus.ANSWERED, reached=True)
-    state = replace(state, phase=Phase.CONNECTED, answered=i)
-    out: list[cmd.Command] = [cmd.CancelTimer("ring"), cmd.StopPrompt(), cmd.Log("ANSWERED", leg.uri, "")]
+    state = replace(state, phase=Phase.CONNECTED, answered=i, typed="")
+    out: list[cmd.Command] = [cmd.CancelTimer(Timer.RING), cmd.StopPrompt(), cmd.Log("ANSWERED", leg.uri, "")]
     state, hangups = _hangup_others(state, keep=i, why="another leg answered")
     out += hangups
     if state.apartment.mode == "announce":
-        out.append(cmd.PlayToCall(i, "announce"))
+        out.append(cmd.PlayToCall(i, Prompt.ANNOUNCE))
     else:
         out.append(cmd.ConnectAudio(i))
-    return state, [*out, *_call_timers(state), cmd.ShowLeds("in_call")]
+    return state, [*out, *_call_timers(state), cmd.ShowLeds(LedPattern.IN_CALL)]
 
 
 def _call_timers(state: VisitState) -> list[cmd.Command]:
     t = state.timing
-    out: list[cmd.Command] = [cmd.StartTimer("max_call", t.max_call_seconds)]
+    out: list[cmd.Command] = [cmd.StartTimer(Timer.MAX_CALL, t.max_call_seconds)]
     if t.call_warning_seconds > 0:
-        out.append(cmd.StartTimer("call_warning", t.max_call_seconds - t.call_warning_seconds))
+        out.append(cmd.StartTimer(Timer.CALL_WARNING, t.max_call_seconds - t.call_warning_seconds))
     return out
 
 
@@ -214,21 +227,37 @@ def _hangup_others(state: VisitState, keep: int | None, why: str) -> Result:
     return state, out
 
 
-def _ended(state: VisitState, i: int, code: int, reason: str) -> Result:
+def _call_outcome(state: VisitState) -> tuple[Outcome, Prompt | None]:
+    """How an answered call ends, and what the visitor still has to hear (None: they heard it already)."""
+    if state.door_opened:
+        return Outcome.DOOR_OPENED, None
+    if state.door_refused:
+        return Outcome.DOOR_REFUSED, None  # "the door was not opened" was said when the relay refused
+    return Outcome.NOT_OPENED, Prompt.DOOR_NOT_OPENED
+
+
+def _ended(state: VisitState, event: LegEnded) -> Result:
+    i, code, reason = event.leg, event.code, event.reason
     leg = state.legs[i]
     if not leg.live:
         return state, []  # we hung it up ourselves already; its final status changes nothing
     was_answered = leg.status is LegStatus.ANSWERED
-    state = _set_leg(state, i, status=LegStatus.ENDED, code=code, reached=leg.reached or code not in UNREACHABLE)
-    out: list[cmd.Command] = [cmd.Log("HANGUP", leg.uri, f"{code} {reason}".strip())]
+    reached = leg.reached or (not event.local and code not in UNREACHABLE)
+    state = _set_leg(
+        state, i, status=LegStatus.ENDED, code=code, reason=reason, reached=reached, failed_locally=event.local
+    )
+    if event.local:
+        out: list[cmd.Command] = [cmd.Log("DIAL_FAILED", leg.uri, f"not sent: {reason}".strip())]
+    else:
+        out = [cmd.Log("HANGUP", leg.uri, f"{code} {reason}".strip())]
     if was_answered:
-        out.append(cmd.CancelTimer("hangup_after_open"))
+        state = replace(state, typed="")  # the call's digits end with the call
+        out.append(cmd.CancelTimer(Timer.HANGUP_AFTER_OPEN))
         # A normal BYE from the resident ends with 200; anything else (a media timeout, 408) says why.
         why = "resident hung up" if code in (0, 200) else f"call ended: {code} {reason}".strip()
-        if state.door_opened:
-            s, fin = _finish(state, "door_opened", None, f"{why} after opening")
-        else:
-            s, fin = _finish(state, "not_opened", "door_not_opened", why)
+        outcome, farewell = _call_outcome(state)
+        detail = f"{why} after opening" if state.door_opened else why
+        s, fin = _finish(state, outcome, farewell, state.door_refused or detail)
         return s, out + fin
     if state.phase is Phase.RINGING and not any(x.live for x in state.legs if x.stage == state.stage):
         s, more = _next_stage(state)
@@ -239,57 +268,82 @@ def _ended(state: VisitState, i: int, code: int, reason: str) -> Result:
 def _next_stage(state: VisitState) -> Result:
     if state.stage + 1 < state.stages:
         state, dials = _dial_stage(state, state.stage + 1)
-        return state, [cmd.Log("NEXT_STAGE", "", f"stage {state.stage}"), cmd.PlayPrompt("calling_next"), *dials]
+        return state, [cmd.Log("NEXT_STAGE", "", f"stage {state.stage}"), cmd.PlayPrompt(Prompt.CALLING_NEXT), *dials]
     ended = [leg for leg in state.legs if leg.status is LegStatus.ENDED]
     tried = [leg.code for leg in ended]
+    if ended and all(leg.failed_locally for leg in ended):
+        # Not one INVITE left the panel: a local fault (call slots full, an unroutable URI), never "no answer".
+        why = "; ".join(f"{leg.uri}: {leg.reason or 'refused by the SIP engine'}" for leg in ended)
+        return _finish(state, Outcome.DIAL_FAILED, Prompt.OUT_OF_SERVICE, f"no call could be placed: {why}")
     if ended and not any(leg.reached for leg in ended):
-        return _finish(state, "out_of_service", "out_of_service", f"no leg reachable: {tried}")
+        return _finish(state, Outcome.OUT_OF_SERVICE, Prompt.OUT_OF_SERVICE, f"no leg reachable: {tried}")
     if any(code in BUSY for code in tried):
-        return _finish(state, "busy", "busy", f"statuses {tried}")
-    return _finish(state, "no_answer", "nobody_answered", f"statuses {tried}")
+        return _finish(state, Outcome.BUSY, Prompt.BUSY, f"statuses {tried}")
+    return _finish(state, Outcome.NO_ANSWER, Prompt.NOBODY_ANSWERED, f"statuses {tried}")
 
 
 def _dtmf(state: VisitState, event: Dtmf) -> Result:
     leg = state.legs[event.leg]
-    if state.phase not in (Phase.CONNECTED, Phase.DOOR_OPENED) or event.leg != state.answered:
+    if state.answered is None or event.leg != state.answered or state.phase is Phase.RINGING:
         return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: not from the answered call")]
-    if state.phase is Phase.DOOR_OPENED:
-        return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: door already open")]
+    if state.phase is not Phase.CONNECTED:
+        return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: ignored, the code was already accepted")]
     t = state.timing
-    guard, verdict = enter_digit(
-        state.guard,
+    lockout, typed, verdict = enter_digit(
+        state.lockout,
+        state.typed,
         event.digit,
         state.apartment.codes,
         now=event.at,
         limit=t.wrong_code_limit,
         lockout_seconds=t.lockout_seconds,
     )
-    state = replace(state, guard=guard)
+    state = replace(state, lockout=lockout, typed=typed)
     out: list[cmd.Command] = [cmd.Log("DTMF", leg.uri, f"{event.method}: *")]
     if verdict is Verdict.PENDING:
-        return state, [*out, cmd.StartTimer("digits", DIGIT_TIMEOUT)]
-    out.append(cmd.CancelTimer("digits"))
+        return state, [*out, cmd.StartTimer(Timer.DIGITS, DIGIT_TIMEOUT)]
+    out.append(cmd.CancelTimer(Timer.DIGITS))
     if verdict is Verdict.ACCEPTED:
-        state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
-        return state, [
-            *out,
-            cmd.PulseDoor(),
-            cmd.Log("DOOR_OPEN", leg.uri, "code accepted"),
-            cmd.PlayToCall(event.leg, "code_accepted"),
-            cmd.PlayPrompt("door_open"),
-            cmd.ShowLeds("door_open"),
-            cmd.StartTimer("hangup_after_open", t.hangup_after_open_seconds),
-        ]
+        # Nothing is said or logged as open yet: only the relay's answer (DoorUnlocked) may say so.
+        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor()]
     if verdict is Verdict.LOCKED:
         return state, [*out, cmd.Log("CODE_REJECTED", leg.uri, "codes locked out")]
-    out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, "code_rejected")]
+    out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, Prompt.CODE_REJECTED)]
     if verdict is Verdict.LOCKOUT_STARTED:
         out.append(cmd.Log("LOCKOUT", leg.uri, f"{t.wrong_code_limit} wrong codes: locked {t.lockout_seconds:g} s"))
     return state, out
 
 
-def _timer(state: VisitState, name: str) -> Result:
-    if name == "ring" and state.phase is Phase.RINGING:
+def _door_unlocked(state: VisitState) -> Result:
+    if state.phase is not Phase.OPENING or state.answered is None:
+        return state, []
+    leg = state.answered
+    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
+    return state, [
+        cmd.Log("DOOR_OPEN", state.legs[leg].uri, "code accepted"),
+        cmd.PlayToCall(leg, Prompt.CODE_ACCEPTED),
+        cmd.PlayPrompt(Prompt.DOOR_OPEN),
+        cmd.ShowLeds(LedPattern.DOOR_OPEN),
+        cmd.StartTimer(Timer.HANGUP_AFTER_OPEN, state.timing.hangup_after_open_seconds),
+    ]
+
+
+def _door_refused(state: VisitState, reason: str) -> Result:
+    if state.phase is not Phase.OPENING or state.answered is None:
+        return state, []
+    leg = state.answered
+    state = replace(state, phase=Phase.DOOR_REFUSED, door_refused=reason or "relay refused")
+    # Both sides hear that the door stayed shut; the call then ends as it would after an opening.
+    return state, [
+        cmd.Log("DOOR_OPEN_REFUSED", state.legs[leg].uri, f"code accepted, relay refused: {state.door_refused}"),
+        cmd.PlayToCall(leg, Prompt.DOOR_NOT_OPENED),
+        cmd.PlayPrompt(Prompt.DOOR_NOT_OPENED),
+        cmd.StartTimer(Timer.HANGUP_AFTER_OPEN, state.timing.hangup_after_open_seconds),
+    ]
+
+
+def _timer(state: VisitState, name: Timer) -> Result:
+    if name is Timer.RING and state.phase is Phase.RINGING:
         live = [(j, leg) for j, leg in enumerate(state.legs) if leg.live]
         for j, _ in live:
             # Nobody refused the INVITE within the ring time: that is "no answer", not "unreachable".
@@ -299,21 +353,21 @@ def _timer(state: VisitState, name: str) -> Result:
             out += [cmd.Hangup(j), cmd.Log("HANGUP", leg.uri, "ring timeout")]
         s, more = _next_stage(state)
         return s, out + more
-    if name == "digits":
-        return replace(state, guard=replace(state.guard, buffer="")), []
-    if name == "call_warning" and state.answered is not None:
-        return state, [cmd.PlayToCall(state.answered, "call_ending"), cmd.Log("CALL_WARNING", "", "")]
-    if name in ("max_call", "hangup_after_open") and state.answered is not None:
-        outcome = "door_opened" if state.door_opened else "not_opened"
-        farewell = None if state.door_opened else "door_not_opened"
-        return _finish(state, outcome, farewell, "maximum call time" if name == "max_call" else "hang-up after open")
-    if name == "deadline":
-        outcome = "door_opened" if state.door_opened else "deadline"
-        return _finish(state, outcome, None, "visit deadline reached")
+    if name is Timer.DIGITS:
+        return replace(state, typed=""), []
+    if name is Timer.CALL_WARNING and state.answered is not None:
+        return state, [cmd.PlayToCall(state.answered, Prompt.CALL_ENDING), cmd.Log("CALL_WARNING", "", "")]
+    if name in (Timer.MAX_CALL, Timer.HANGUP_AFTER_OPEN) and state.answered is not None:
+        outcome, farewell = _call_outcome(state)
+        detail = "maximum call time" if name is Timer.MAX_CALL else "hang-up after open"
+        return _finish(state, outcome, farewell, state.door_refused or detail)
+    if name is Timer.DEADLINE:
+        outcome = _call_outcome(state)[0] if state.door_opened or state.door_refused else Outcome.DEADLINE
+        return _finish(state, outcome, None, state.door_refused or "visit deadline reached")
     return state, []
 
 
-def _finish(state: VisitState, outcome: str, farewell: str | None, detail: str) -> Result:
+def _finish(state: VisitState, outcome: Outcome, farewell: Prompt | None, detail: str) -> Result:
     state, hangups = _hangup_others(state, keep=None, why=detail)
-    state = replace(state, phase=Phase.DONE)
-    return state, [*hangups, cmd.Finish(outcome, farewell, detail), cmd.ShowLeds("idle")]
+    state = replace(state, phase=Phase.DONE, typed="")
+    return state, [*hangups, cmd.Finish(outcome, farewell, detail), cmd.ShowLeds(LedPattern.IDLE)]

@@ -1,50 +1,93 @@
 """What the visit runner needs from the rest of the daemon, as small protocols.
 
 The runner depends on these, never on pjsua2, gpiozero or pyaudio; the app passes adapters over the real
-engine and panel, and tests may pass the same adapters or fakes through the constructor.
+engine and panel (:mod:`daemon.visit_adapters`), tests pass fakes through the constructor.
+
+A port that can fail says so in its return type: the failure comes back as a value (``SipError``,
+``AudioError``, a refused :class:`DoorResult`) that mypy makes the runner look at, instead of an exception
+the runner might forget to catch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["CallPort", "DoorPort", "LedPort", "PromptPort", "SpeakerPort", "VisitLogPort"]
+from daemon.errors import AudioError, SipError
+from daemon.flow.vocabulary import LedPattern, Prompt
+from daemon.sip.types import CallHandle
+
+__all__ = [
+    "CallPort",
+    "DoorPort",
+    "DoorResult",
+    "LedPort",
+    "PromptPort",
+    "SpeakerPort",
+    "TalkTask",
+    "VisitLogPort",
+    "VisitPorts",
+]
+
+TalkTask = Callable[[], Coroutine[Any, Any, object]]
 
 
 class CallPort(Protocol):
-    """SIP calls, by opaque handle. Raises :class:`~daemon.errors.SipError` (``CallGoneError`` when ended)."""
+    """SIP calls, by handle. Every failure is returned (``CallGoneError`` when the call already ended)."""
 
-    async def dial(self, uri: str) -> Hashable: ...
-    async def hangup(self, handle: Hashable) -> None: ...
-    async def play(self, handle: Hashable, wav: Path) -> None: ...
-    async def connect_audio(self, handle: Hashable) -> Callable[[], Awaitable[object]] | None:
+    async def dial(self, uri: str) -> CallHandle | SipError:
+        """Place a call; a SipError means the INVITE never left (a local failure, not a SIP status)."""
+
+    async def hangup(self, handle: CallHandle) -> SipError | None: ...
+    async def play(self, handle: CallHandle, wav: Path) -> SipError | None: ...
+    async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
         """Connect the call to the panel's speaker and microphone. Returns the task that carries the audio
         for the rest of the call (the runner runs it in the visit's task group), or None if none is needed."""
 
 
 class SpeakerPort(Protocol):
-    async def play_prompt(self, name: str) -> None:
+    async def play_prompt(self, name: Prompt) -> AudioError | None:
         """Play the named prompt to the end; cancelling the caller stops the sound within one buffer."""
 
 
+@dataclass(frozen=True)
+class DoorResult:
+    opened: bool  # True only when the relay really energized
+    reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ..."
+
+
 class DoorPort(Protocol):
-    def open(self) -> None:
+    def open(self) -> DoorResult:
         """Pulse the door relay (a pulse already under way is extended, never stacked)."""
 
     def release(self) -> None:
-        """De-energize at once (fail-secure error path)."""
+        """De-energize at once (fail-secure error path). Never fails."""
 
 
 class LedPort(Protocol):
-    def show(self, pattern: str) -> None: ...
+    def show(self, pattern: LedPattern) -> None:
+        """Never fails: an LED that cannot be driven is logged by hw/, the visit goes on."""
 
 
 class PromptPort(Protocol):
-    def call_wav(self, name: str) -> Path:
-        """The prompt as a WAV file at the call's rate (pjsua2 plays files into calls)."""
+    def call_wav(self, name: Prompt) -> Path:
+        """The prompt as a WAV file at the call's rate (pjsua2 plays files into calls). Every prompt is
+        prepared before the daemon is ready, so this cannot fail."""
 
 
 class VisitLogPort(Protocol):
     def event(self, visit: str, name: str, target: str = "", text: str = "", **extra: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class VisitPorts:
+    """Everything one visit acts on. A visit keeps the ports it started with; a reload gives the router new
+    ones (a new prompt set) for the next visit."""
+
+    calls: CallPort
+    speaker: SpeakerPort
+    door: DoorPort
+    leds: LedPort
+    prompts: PromptPort

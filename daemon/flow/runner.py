@@ -1,9 +1,12 @@
 """Runs one visit: feeds events to the pure machine and executes its commands, one task per visit.
 
 Everything the visit starts (timers, the prompt on the speaker) lives in the visit's own task group, so
-ending the visit, by outcome or by cancellation from the app, cancels all of it: no timer or hang-up can
+ending the visit, by outcome or by cancellation from the router, cancels all of it: no timer or hang-up can
 outlive its call and fire on a later call that reused the id. Teardown (hang up live legs, release the
 relay on an error path) runs shielded with a deadline.
+
+The runner reports what happened through :class:`VisitResult`, read off the machine's state (who answered,
+whether the relay energized), never off log lines; the router logs the OUTCOME.
 """
 
 from __future__ import annotations
@@ -11,21 +14,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from collections import deque
+from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.errors import IntercomError, SipError
+from daemon.errors import SipError
 from daemon.flow import commands as cmd
-from daemon.flow.events import FlowEvent, LegEnded, PromptDone, Start, TimerFired
+from daemon.flow.events import DoorRefused, DoorUnlocked, FlowEvent, LegEnded, PromptDone, Start, TimerFired
+from daemon.flow.legs import LegTable
 from daemon.flow.machine import Phase, VisitState, step
-from daemon.flow.ports import CallPort, DoorPort, LedPort, PromptPort, SpeakerPort, VisitLogPort
+from daemon.flow.ports import VisitLogPort, VisitPorts
+from daemon.flow.vocabulary import Outcome, Prompt, Timer
+from daemon.sip.types import CallHandle
 
-__all__ = ["LegTable", "VisitResult", "VisitRunner"]
+__all__ = ["VisitResult", "VisitRunner"]
 
 log = logging.getLogger(__name__)
 
@@ -34,34 +39,12 @@ FAREWELL_TIMEOUT = 15.0
 TEARDOWN_TIMEOUT = 3.0
 
 
-class LegTable:
-    """Maps SIP call handles to the visit's leg indexes, so the router can translate SIP events."""
-
-    def __init__(self) -> None:
-        self._leg_of: dict[Hashable, int] = {}
-        self._handle_of: dict[int, Hashable] = {}
-
-    def bind(self, leg: int, handle: Hashable) -> None:
-        self._leg_of[handle] = leg
-        self._handle_of[leg] = handle
-
-    def leg_of(self, handle: Hashable) -> int | None:
-        return self._leg_of.get(handle)
-
-    def handle_of(self, leg: int) -> Hashable | None:
-        return self._handle_of.get(leg)
-
-    def handles(self) -> list[Hashable]:
-        return list(self._leg_of)
-
-
 @dataclass
 class VisitResult:
     visit: str
     state: VisitState
-    outcome: str = "error"
+    outcome: Outcome = Outcome.ERROR
     detail: str = ""
-    started: float = field(default_factory=time.monotonic)
     answered_at: float | None = None
     answered_by: str = ""
     door_opened_at: float | None = None
@@ -72,26 +55,17 @@ class VisitRunner:
     """Executes a visit. Create one per visit; :meth:`run` returns when the visit is over."""
 
     def __init__(
-        self,
-        visit: str,
-        state: VisitState,
-        *,
-        calls: CallPort,
-        speaker: SpeakerPort,
-        door: DoorPort,
-        leds: LedPort,
-        prompts: PromptPort,
-        visit_log: VisitLogPort,
+        self, visit: str, state: VisitState, ports: VisitPorts, visit_log: VisitLogPort, legs: LegTable | None = None
     ) -> None:
         self.visit = visit
         self.state = state
-        self.legs = LegTable()
-        self._calls, self._speaker, self._door, self._leds = calls, speaker, door, leds
-        self._prompts, self._log = prompts, visit_log
+        self.legs = legs or LegTable()
+        self._ports = ports
+        self._log = visit_log
         send, receive = anyio.create_memory_object_stream[FlowEvent](math.inf)
         self._inbox_send: MemoryObjectSendStream[FlowEvent] = send
         self._inbox: MemoryObjectReceiveStream[FlowEvent] = receive
-        self._timers: dict[str, anyio.CancelScope] = {}
+        self._timers: dict[Timer, anyio.CancelScope] = {}
         self._prompt_scope: anyio.CancelScope | None = None
         self._prompt_done = anyio.Event()  # of the prompt started last
         self._prompt_done.set()
@@ -125,8 +99,8 @@ class VisitRunner:
                 tg.cancel_scope.cancel()  # timers and anything still playing end with the visit
         except Exception:
             log.exception("visit %s: crashed; tearing down", self.visit)
-            self._door.release()
-            self.result.outcome, self.result.detail = "error", "internal error (see log)"
+            self._ports.door.release()
+            self.result.outcome, self.result.detail = Outcome.ERROR, "internal error (see log)"
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(TEARDOWN_TIMEOUT):
                 await self._teardown()
@@ -138,32 +112,36 @@ class VisitRunner:
                 with anyio.move_on_after(FAREWELL_TIMEOUT):
                     await self._play_speaker(finish.farewell)
         self.result.state, self.result.ended = self.state, time.monotonic()
-        self._log.event(
-            self.visit, "OUTCOME", self.state.apartment.name, self.result.outcome, detail=self.result.detail
-        )
         return self.result
 
     async def _feed(self, event: FlowEvent) -> cmd.Finish | None:
-        self.state, commands = step(self.state, event)
+        # Events a command answers at once (the relay's verdict, a dial that never left) are fed before
+        # the next inbox event: nothing else may happen to the visit in between.
+        pending: deque[FlowEvent] = deque([event])
         finish: cmd.Finish | None = None
-        for command in commands:
-            if isinstance(command, cmd.Finish):
-                finish = command
-            else:
-                await self._execute(command)
+        while pending:
+            self.state, commands = step(self.state, pending.popleft())
+            self._observe()
+            for command in commands:
+                if isinstance(command, cmd.Finish):
+                    finish = command
+                elif (answer := await self._execute(command)) is not None:
+                    pending.append(answer)
         return finish
 
-    async def _execute(self, c: cmd.Command) -> None:
+    def _observe(self) -> None:
+        """Copy what the machine's state now says into the result, stamped with the time it became true."""
+        state, result = self.state, self.result
+        if result.answered_at is None and state.answered is not None:
+            result.answered_at, result.answered_by = time.monotonic(), state.legs[state.answered].uri
+        if result.door_opened_at is None and state.door_opened:
+            result.door_opened_at = time.monotonic()
+
+    async def _execute(self, c: cmd.Command) -> FlowEvent | None:
+        """Run one command; returns the event it answers with at once, if any."""
         match c:
             case cmd.Dial(leg=leg, uri=uri):
-                try:
-                    with anyio.fail_after(COMMAND_TIMEOUT):
-                        handle = await self._calls.dial(uri)
-                except (SipError, TimeoutError) as exc:
-                    log.warning("visit %s: dialing %s failed: %s", self.visit, uri, exc)
-                    self.post(LegEnded(leg, getattr(exc, "status", 0), str(exc)))
-                    return
-                self.legs.bind(leg, handle)
+                return await self._dial(leg, uri)
             case cmd.Hangup(leg=leg):
                 await self._hangup(self.legs.handle_of(leg))
             case cmd.PlayPrompt(name=name):
@@ -175,14 +153,12 @@ class VisitRunner:
             case cmd.StopPrompt():
                 self._stop_prompt()
             case cmd.PlayToCall(leg=leg, name=name):
-                await self._call_op("play", self._calls.play, leg, self._prompts.call_wav(name))
+                await self._play_to_call(leg, name)
             case cmd.ConnectAudio(leg=leg):
-                talk = await self._call_op("connect audio", self._calls.connect_audio, leg)
-                if talk is not None:
-                    self._tg.start_soon(talk)  # in the visit's group: the audio ends with the visit at the latest
+                await self._connect_audio(leg)
             case cmd.PulseDoor():
-                self._door.open()
-                self.result.door_opened_at = time.monotonic()
+                door = self._ports.door.open()
+                return DoorUnlocked() if door.opened else DoorRefused(door.reason)
             case cmd.StartTimer(name=name, seconds=seconds):
                 self._cancel_timer(name)
                 scope = anyio.CancelScope()
@@ -191,43 +167,62 @@ class VisitRunner:
             case cmd.CancelTimer(name=name):
                 self._cancel_timer(name)
             case cmd.Log(event=event, target=target, text=text):
-                if event == "ANSWERED":
-                    self.result.answered_at, self.result.answered_by = time.monotonic(), target
                 self._log.event(self.visit, event, target, text)
             case cmd.ShowLeds(pattern=pattern):
-                self._leds.show(pattern)
+                self._ports.leds.show(pattern)
             case _:
                 raise TypeError(f"unknown command {c!r}")
+        return None
 
-    async def _call_op(self, what: str, op: object, leg: int, *args: object) -> Any:
+    async def _dial(self, leg: int, uri: str) -> FlowEvent | None:
+        try:
+            with anyio.fail_after(COMMAND_TIMEOUT):
+                handle = await self._ports.calls.dial(uri)
+        except TimeoutError:
+            handle = SipError(f"the SIP engine did not answer within {COMMAND_TIMEOUT:g} s")
+        if isinstance(handle, SipError):
+            log.warning("visit %s: dialing %s failed locally: %s", self.visit, uri, handle)
+            return LegEnded(leg, handle.status, str(handle), local=True)
+        self.legs.bind(leg, handle)
+        return None
+
+    async def _play_to_call(self, leg: int, name: Prompt) -> None:
         handle = self.legs.handle_of(leg)
         if handle is None:
-            return None
-        try:
-            with anyio.fail_after(COMMAND_TIMEOUT):
-                return await op(handle, *args)  # type: ignore[operator]
-        except (IntercomError, TimeoutError) as exc:
-            # A failed announcement must not end the visit: the resident can still talk and open.
-            log.warning("visit %s: %s on leg %d failed: %s", self.visit, what, leg, exc)
-            return None
+            return
+        with anyio.move_on_after(COMMAND_TIMEOUT):
+            error = await self._ports.calls.play(handle, self._ports.prompts.call_wav(name))
+            if error is not None:
+                # A failed announcement must not end the visit: the resident can still talk and open.
+                log.warning("visit %s: playing %s on leg %d failed: %s", self.visit, name, leg, error)
 
-    async def _hangup(self, handle: Hashable | None) -> None:
+    async def _connect_audio(self, leg: int) -> None:
+        handle = self.legs.handle_of(leg)
         if handle is None:
             return
-        try:
-            with anyio.fail_after(COMMAND_TIMEOUT):
-                await self._calls.hangup(handle)
-        except (SipError, TimeoutError) as exc:
-            log.debug("visit %s: hangup %r: %s", self.visit, handle, exc)
+        with anyio.move_on_after(COMMAND_TIMEOUT):
+            talk = await self._ports.calls.connect_audio(handle)
+            if isinstance(talk, SipError):
+                log.warning("visit %s: connecting audio on leg %d failed: %s", self.visit, leg, talk)
+            elif talk is not None:
+                self._tg.start_soon(talk)  # in the visit's group: the audio ends with the visit at the latest
 
-    async def _timer_task(self, name: str, seconds: float, scope: anyio.CancelScope) -> None:
+    async def _hangup(self, handle: CallHandle | None) -> None:
+        if handle is None:
+            return
+        with anyio.move_on_after(COMMAND_TIMEOUT):
+            error = await self._ports.calls.hangup(handle)
+            if error is not None:
+                log.debug("visit %s: hangup %s: %s", self.visit, handle, error)
+
+    async def _timer_task(self, name: Timer, seconds: float, scope: anyio.CancelScope) -> None:
         with scope:
             await anyio.sleep(seconds)
             if self._timers.get(name) is scope:
                 del self._timers[name]
                 self.post(TimerFired(name))
 
-    def _cancel_timer(self, name: str) -> None:
+    def _cancel_timer(self, name: Timer) -> None:
         scope = self._timers.pop(name, None)
         if scope is not None:
             scope.cancel()
@@ -237,7 +232,7 @@ class VisitRunner:
             self._prompt_scope.cancel()
             self._prompt_scope = None
 
-    async def _prompt_task(self, name: str, scope: anyio.CancelScope, done: anyio.Event) -> None:
+    async def _prompt_task(self, name: Prompt, scope: anyio.CancelScope, done: anyio.Event) -> None:
         try:
             with scope:
                 await self._play_speaker(name)
@@ -245,13 +240,12 @@ class VisitRunner:
         finally:
             done.set()
 
-    async def _play_speaker(self, name: str) -> None:
+    async def _play_speaker(self, name: Prompt) -> None:
         self._log.event(self.visit, "PLAYBACK_START", "visitor", name)
-        try:
-            await self._speaker.play_prompt(name)
-        except IntercomError as exc:
+        error = await self._ports.speaker.play_prompt(name)
+        if error is not None:
             # A silent panel that still calls beats a dead one.
-            log.error("visit %s: prompt %s not played: %s", self.visit, name, exc)
+            log.error("visit %s: prompt %s not played: %s", self.visit, name, error)
             return
         self._log.event(self.visit, "PLAYBACK_END", "visitor", name)
 

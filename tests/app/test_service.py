@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.prompt_texts import PROMPT_NAMES
 from tests.app.conftest import Daemon
 from tests.support.peers import sip_options
 
@@ -25,8 +26,10 @@ def test_ready_only_after_prompts_are_cached_and_sip_is_up(make_daemon: Callable
     daemon.start(wait_ready=False, on_ready=snapshot)
     ready_after = daemon.wait_ready()
     assert daemon.notify is not None
-    wavs, options = daemon.notify.ready_snapshot  # type: ignore[misc]
-    assert wavs >= 11, "READY before the prompts were in the cache"
+    taken = daemon.notify.ready_snapshot
+    assert isinstance(taken, tuple), "no snapshot taken at READY=1"
+    wavs, options = taken
+    assert wavs >= len(PROMPT_NAMES), "READY before the prompts were in the cache"
     assert options is not None, "READY before SIP answered"
     assert daemon.status()["registration"]["active"] is True
     # No WATCHDOG_USEC in the environment: no pings (a daemon outside systemd must not spam a socket).

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TypeVar
 
 from daemon.config import Apartment, TimingConfig
 from daemon.flow import commands as cmd
-from daemon.flow.codes import CodeGuard
-from daemon.flow.events import Dtmf, LegAnswered, LegEnded, LegRinging, SecondPress, Start, TimerFired
+from daemon.flow.codes import Lockout
+from daemon.flow.events import (
+    DoorRefused,
+    DoorUnlocked,
+    Dtmf,
+    LegAnswered,
+    LegEnded,
+    LegRinging,
+    SecondPress,
+    Start,
+    TimerFired,
+)
 from daemon.flow.machine import LegStatus, Phase, VisitState, inbound_visit, new_visit, step
+from daemon.flow.vocabulary import LedPattern, Outcome, Prompt, Timer
+
+C = TypeVar("C")
 
 TIMING = TimingConfig(
     ring_timeout_seconds=20,
@@ -32,8 +46,12 @@ def run(state: VisitState, *events: object) -> tuple[VisitState, list[cmd.Comman
     return state, out
 
 
-def of(kind: type, commands: list[cmd.Command]) -> list[cmd.Command]:
+def of(kind: type[C], commands: list[cmd.Command]) -> list[C]:
     return [c for c in commands if isinstance(c, kind)]
+
+
+def logged(commands: list[cmd.Command]) -> list[str]:
+    return [c.event for c in of(cmd.Log, commands)]
 
 
 def finish(commands: list[cmd.Command]) -> cmd.Finish:
@@ -56,18 +74,18 @@ def test_parallel_second_leg_answers_and_the_first_is_cancelled() -> None:
     assert state.answered == 1
     assert cmd.Hangup(0) in commands and cmd.Hangup(1) not in commands
     assert cmd.StopPrompt() in commands and cmd.ConnectAudio(1) in commands
-    assert cmd.CancelTimer("ring") in commands
+    assert cmd.CancelTimer(Timer.RING) in commands
     # The cancelled leg's 487 arrives later and changes nothing.
     after, more = step(state, LegEnded(0, 487, "Request Terminated"))
     assert after == state and more == []
 
 
 def test_no_answer_rings_the_fallback_then_says_nobody_answered() -> None:
-    state, commands = run(new_visit(PARALLEL, TIMING), Start(True), TimerFired("ring"))
-    assert cmd.Dial(2, "sip:concierge@h") in commands and cmd.PlayPrompt("calling_next") in commands
-    state, commands = run(state, TimerFired("ring"))
+    state, commands = run(new_visit(PARALLEL, TIMING), Start(True), TimerFired(Timer.RING))
+    assert cmd.Dial(2, "sip:concierge@h") in commands and cmd.PlayPrompt(Prompt.CALLING_NEXT) in commands
+    state, commands = run(state, TimerFired(Timer.RING))
     done = finish(commands)
-    assert (done.outcome, done.farewell) == ("no_answer", "nobody_answered")
+    assert (done.outcome, done.farewell) == (Outcome.NO_ANSWER, Prompt.NOBODY_ANSWERED)
     assert cmd.Hangup(2) in commands and state.phase is Phase.DONE
 
 
@@ -76,7 +94,7 @@ def test_sequential_hunt_moves_on_per_leg() -> None:
     assert of(cmd.Dial, commands) == [cmd.Dial(0, "sip:a@h")]
     state, commands = run(state, LegEnded(0, 480, "Temporarily Unavailable"))
     assert of(cmd.Dial, commands) == [cmd.Dial(1, "sip:b@h")]
-    state, commands = run(state, TimerFired("ring"))
+    state, commands = run(state, TimerFired(Timer.RING))
     assert of(cmd.Dial, commands) == [cmd.Dial(2, "sip:concierge@h")]
     state, commands = run(state, LegAnswered(2))
     assert state.answered == 2 and state.phase is Phase.CONNECTED
@@ -85,19 +103,19 @@ def test_sequential_hunt_moves_on_per_leg() -> None:
 def test_busy_everywhere_says_busy() -> None:
     apt = replace(PARALLEL, fallback="")
     _, commands = run(new_visit(apt, TIMING), Start(True), LegEnded(0, 486, "Busy Here"), LegEnded(1, 603, "Decline"))
-    assert (finish(commands).outcome, finish(commands).farewell) == ("busy", "busy")
+    assert (finish(commands).outcome, finish(commands).farewell) == (Outcome.BUSY, Prompt.BUSY)
 
 
 def test_unreachable_pbx_says_out_of_service() -> None:
     apt = replace(PARALLEL, fallback="")
     _, commands = run(new_visit(apt, TIMING), Start(True), LegEnded(0, 503, ""), LegEnded(1, 408, ""))
-    assert finish(commands).farewell == "out_of_service"
+    assert finish(commands).farewell is Prompt.OUT_OF_SERVICE
 
 
 def test_registration_down_says_out_of_service_at_once_without_dialing() -> None:
     _, commands = step(new_visit(PARALLEL, TIMING), Start(sip_ready=False))
     assert not of(cmd.Dial, commands)
-    assert finish(commands).farewell == "out_of_service"
+    assert finish(commands).farewell is Prompt.OUT_OF_SERVICE
 
 
 def answered(apt: Apartment = PARALLEL) -> VisitState:
@@ -106,38 +124,46 @@ def answered(apt: Apartment = PARALLEL) -> VisitState:
 
 
 def digits(state: VisitState, text: str, leg: int = 0, at: float = 100.0) -> tuple[VisitState, list[cmd.Command]]:
-    return run(state, *(Dtmf(leg, d, "rfc2833", at) for d in text))
+    """Type ``text``; a PulseDoor is answered as the real runner does when the relay energizes."""
+    out: list[cmd.Command] = []
+    for d in text:
+        state, commands = step(state, Dtmf(leg, d, "rfc2833", at))
+        out += commands
+        if cmd.PulseDoor() in commands:
+            state, commands = step(state, DoorUnlocked())
+            out += commands
+    return state, out
 
 
 def test_right_code_opens_then_hangs_up_after_the_delay() -> None:
     state, commands = digits(answered(), "1234")
-    assert cmd.PulseDoor() in commands and cmd.PlayPrompt("door_open") in commands
-    assert cmd.StartTimer("hangup_after_open", 2) in commands
+    assert cmd.PulseDoor() in commands and cmd.PlayPrompt(Prompt.DOOR_OPEN) in commands
+    assert cmd.StartTimer(Timer.HANGUP_AFTER_OPEN, 2) in commands
     # Secrets stay out of the log: digits are masked.
     assert all("1" not in c.text for c in of(cmd.Log, commands) if isinstance(c, cmd.Log))
-    state, commands = run(state, TimerFired("hangup_after_open"))
-    assert cmd.Hangup(0) in commands and finish(commands).outcome == "door_opened"
+    state, commands = run(state, TimerFired(Timer.HANGUP_AFTER_OPEN))
+    assert cmd.Hangup(0) in commands and finish(commands).outcome is Outcome.DOOR_OPENED
 
 
 def test_resident_hangs_up_before_the_scheduled_hang_up_cancels_it() -> None:
     state, _ = digits(answered(), "1234")
     state, commands = run(state, LegEnded(0, 200, "BYE"))
-    assert cmd.CancelTimer("hangup_after_open") in commands
-    assert cmd.Hangup(0) not in commands and finish(commands).outcome == "door_opened"
-    assert run(state, TimerFired("hangup_after_open"))[1] == []
+    assert cmd.CancelTimer(Timer.HANGUP_AFTER_OPEN) in commands
+    assert cmd.Hangup(0) not in commands and finish(commands).outcome is Outcome.DOOR_OPENED
+    assert run(state, TimerFired(Timer.HANGUP_AFTER_OPEN))[1] == []
 
 
 def test_wrong_codes_lock_out_and_the_lockout_outlives_the_visit() -> None:
     state, commands = digits(answered(), "000011112222")
     assert len([c for c in of(cmd.Log, commands) if isinstance(c, cmd.Log) and c.event == "CODE_REJECTED"]) == 3
     assert any(isinstance(c, cmd.Log) and c.event == "LOCKOUT" for c in commands)
-    assert state.guard.locked(100.0)
-    # A new visit with the same guard: the right code is refused until the lockout ends.
+    assert state.lockout.locked(100.0)
+    # A new visit with the same lockout: the right code is refused until the lockout ends.
     again = answered()
-    again = replace(again, guard=state.guard)
+    again = replace(again, lockout=state.lockout)
     locked, commands = digits(again, "1234", at=200.0)
     assert cmd.PulseDoor() not in commands
-    _, commands = digits(replace(again, guard=locked.guard), "1234", at=401.0)
+    _, commands = digits(replace(again, lockout=locked.lockout), "1234", at=401.0)
     assert cmd.PulseDoor() in commands
 
 
@@ -151,41 +177,111 @@ def test_digits_from_a_losing_leg_or_before_answer_are_ignored() -> None:
 
 def test_hash_ends_a_short_wrong_code_and_star_clears() -> None:
     state, commands = digits(answered(), "12#")
-    assert state.guard.wrong_in_a_row == 1
+    assert state.lockout.wrong_in_a_row == 1
     state, commands = digits(state, "99*1234")
     assert cmd.PulseDoor() in commands
 
 
 def test_deadline_tears_everything_down() -> None:
-    state, commands = run(new_visit(PARALLEL, TIMING), Start(True), TimerFired("deadline"))
+    state, commands = run(new_visit(PARALLEL, TIMING), Start(True), TimerFired(Timer.DEADLINE))
     assert {c for c in commands if isinstance(c, cmd.Hangup)} == {cmd.Hangup(0), cmd.Hangup(1)}
-    assert finish(commands).outcome == "deadline"
+    assert finish(commands).outcome is Outcome.DEADLINE
     assert all(leg.status is not LegStatus.DIALING for leg in state.legs)
 
 
 def test_second_press_restarts_the_prompt_only_when_configured() -> None:
     state, _ = run(new_visit(PARALLEL, TIMING), Start(True))
-    assert cmd.PlayPrompt("waiting") not in step(state, SecondPress())[1]
+    assert cmd.PlayPrompt(Prompt.WAITING) not in step(state, SecondPress())[1]
     state = replace(state, timing=replace(TIMING, second_press="restart_prompt"))
-    assert cmd.PlayPrompt("waiting") in step(state, SecondPress())[1]
+    assert cmd.PlayPrompt(Prompt.WAITING) in step(state, SecondPress())[1]
 
 
 def test_max_call_time_warns_then_ends() -> None:
     state = answered()
-    assert cmd.PlayToCall(0, "call_ending") in step(state, TimerFired("call_warning"))[1]
-    _, commands = step(state, TimerFired("max_call"))
-    assert cmd.Hangup(0) in commands and finish(commands).outcome == "not_opened"
+    assert cmd.PlayToCall(0, Prompt.CALL_ENDING) in step(state, TimerFired(Timer.CALL_WARNING))[1]
+    _, commands = step(state, TimerFired(Timer.MAX_CALL))
+    assert cmd.Hangup(0) in commands and finish(commands).outcome is Outcome.NOT_OPENED
 
 
 def test_announce_mode_plays_to_the_resident_instead_of_connecting() -> None:
     state = answered(replace(PARALLEL, mode="announce"))
     _, commands = run(new_visit(replace(PARALLEL, mode="announce"), TIMING), Start(True), LegAnswered(0))
-    assert cmd.PlayToCall(0, "announce") in commands and not of(cmd.ConnectAudio, commands)
+    assert cmd.PlayToCall(0, Prompt.ANNOUNCE) in commands and not of(cmd.ConnectAudio, commands)
     assert state.phase is Phase.CONNECTED
 
 
 def test_inbound_allowlisted_caller_can_open_with_its_code() -> None:
-    state, commands = step(inbound_visit("sip:concierge@h", ("9",), TIMING, CodeGuard()), Start(True))
+    concierge = Apartment(name="inbound", buttons=(), residents=("sip:concierge@h",), codes=("9",))
+    state, commands = step(inbound_visit(concierge, TIMING, Lockout()), Start(True))
     assert cmd.ConnectAudio(0) in commands
     _, commands = digits(state, "9")
     assert cmd.PulseDoor() in commands
+
+
+def test_a_right_code_says_nothing_until_the_relay_answers() -> None:
+    state, commands = run(answered(), *(Dtmf(0, d, "rfc2833", 1.0) for d in "1234"))
+    assert commands[-1] == cmd.PulseDoor() and state.phase is Phase.OPENING
+    assert not of(cmd.PlayPrompt, commands) and "DOOR_OPEN" not in logged(commands)
+    opened, commands = step(state, DoorUnlocked())
+    assert opened.door_opened and cmd.PlayPrompt(Prompt.DOOR_OPEN) in commands
+    assert cmd.ShowLeds(LedPattern.DOOR_OPEN) in commands
+
+
+def test_a_refused_open_is_heard_logged_and_its_own_outcome() -> None:
+    state, _ = run(answered(), *(Dtmf(0, d, "rfc2833", 1.0) for d in "1234"))
+    state, commands = step(state, DoorRefused("relay blocked by tamper"))
+    assert [(c.event, c.text) for c in of(cmd.Log, commands)] == [
+        ("DOOR_OPEN_REFUSED", "code accepted, relay refused: relay blocked by tamper")
+    ]
+    assert cmd.PlayPrompt(Prompt.DOOR_NOT_OPENED) in commands and cmd.PlayToCall(0, Prompt.DOOR_NOT_OPENED) in commands
+    assert cmd.PlayPrompt(Prompt.DOOR_OPEN) not in commands and not state.door_opened
+    # More digits do not pulse again, and the call ends as door_refused, with nothing more to say.
+    state, commands = digits(state, "1234")
+    assert cmd.PulseDoor() not in commands
+    _, commands = step(state, TimerFired(Timer.HANGUP_AFTER_OPEN))
+    done = finish(commands)
+    assert (done.outcome, done.farewell, done.detail) == (Outcome.DOOR_REFUSED, None, "relay blocked by tamper")
+    _, commands = step(state, LegEnded(0, 200, "BYE"))
+    assert finish(commands).outcome is Outcome.DOOR_REFUSED
+
+
+def test_typed_digits_belong_to_the_answered_call_only() -> None:
+    # "47" on one call, then the call ends: nothing of it reaches the next call, whose "11" is its own.
+    four_seven_one_one = replace(PARALLEL, codes=("4711",))
+    first, _ = digits(answered(four_seven_one_one), "47")
+    assert first.typed == "47"
+    ended, _ = step(first, LegEnded(0, 200, "BYE"))
+    assert ended.typed == ""
+    second = replace(answered(four_seven_one_one), lockout=ended.lockout)
+    second, commands = digits(second, "11")
+    assert cmd.PulseDoor() not in commands and second.typed == "11"
+    # ... and the whole right code on a fresh call opens, not rejected because of leftovers.
+    third = replace(answered(four_seven_one_one), lockout=second.lockout)
+    _, commands = digits(third, "4711")
+    assert cmd.PulseDoor() in commands
+
+
+def test_every_leg_failing_locally_is_dial_failed_never_nobody_answered() -> None:
+    apt = replace(PARALLEL, fallback="")
+    state, _ = run(new_visit(apt, TIMING), Start(True), LegEnded(0, 0, "too many calls", local=True))
+    assert state.phase is Phase.RINGING  # the other leg still rings
+    _, commands = step(state, LegEnded(1, 0, "too many calls", local=True))
+    done = finish(commands)
+    assert (done.outcome, done.farewell) == (Outcome.DIAL_FAILED, Prompt.OUT_OF_SERVICE)
+    assert "sip:a@h: too many calls" in done.detail and "sip:b@h" in done.detail
+    assert "DIAL_FAILED" in logged(commands)
+
+
+def test_one_local_failure_beside_an_unanswered_leg_is_still_no_answer() -> None:
+    apt = replace(PARALLEL, fallback="")
+    state, _ = run(new_visit(apt, TIMING), Start(True), LegEnded(0, 0, "too many calls", local=True))
+    _, commands = step(state, TimerFired(Timer.RING))
+    assert finish(commands).outcome is Outcome.NO_ANSWER
+
+
+def test_a_local_failure_moves_a_sequential_hunt_on_to_the_fallback() -> None:
+    state, _ = run(new_visit(SEQUENTIAL, TIMING), Start(True), LegEnded(0, 0, "bad uri", local=True))
+    state, commands = step(state, LegEnded(1, 0, "bad uri", local=True))
+    assert cmd.Dial(2, "sip:concierge@h") in commands
+    _, commands = step(state, LegEnded(2, 0, "bad uri", local=True))
+    assert finish(commands).outcome is Outcome.DIAL_FAILED

@@ -73,7 +73,7 @@ async def test_registrar_down_at_start_then_up_then_restarted(
                     await panel.press()
                     await open_with_code(panel, phone)
                     await panel.visit_done(3)
-                outcomes = [r.outcome for r in await panel.app.history.recent(5)]
+                outcomes = [r.outcome for r in await panel.app.visit_history.recent(5)]
     finally:
         kamailio.stop()
     assert outcomes == ["door_opened", "door_opened", "out_of_service"]
@@ -118,7 +118,7 @@ async def test_resident_side_failures(
         async with run_panel(config) as panel:
             await panel.press(17)
             await panel.visit_done(timeout=15)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             heard = played(panel)
             assert not panel.relay_energized
             assert await panel.app.sip.live_calls() == []
@@ -144,7 +144,7 @@ async def test_media_never_arrives_ends_at_the_media_timeout(
         async with run_panel(config) as panel:
             await panel.press()
             await panel.visit_done(timeout=15)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert await panel.app.sip.live_calls() == []
             events, heard = panel.events(), played(panel)
     assert heard[-1] == "door_not_opened", heard
@@ -166,7 +166,7 @@ async def test_speaker_missing_calls_still_placed_and_door_opens(
             await panel.press()
             await open_with_code(panel, phone)
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert record.outcome == "door_opened"
     assert logs.matching("not played", "ERROR"), logs.text[-2000:]
 
@@ -185,9 +185,9 @@ async def test_history_unwritable_keeps_records_until_fixed(
             for n in range(1, 6):
                 panel.app.visits.press("101")
                 await panel.visit_done(n)
-            backlog = panel.app.history.backlog_size
+            backlog = panel.app.visit_history.backlog_size
             (state / "history.sqlite3").rmdir()  # the operator fixes it; no restart
-            written = await panel.app.history.flush()
+            written = await panel.app.visit_history.flush()
             rows = history_rows(state)
     assert backlog == 5 and written and rows == 5
     assert len(logs.matching("cannot write", "ERROR")) == 1  # once per failure burst, not once per visit
@@ -235,3 +235,23 @@ async def test_sip_events_for_unknown_calls_and_a_raising_callback(
             faults = panel.app.sip.fault_counters
     assert faults[1] == 1
     assert len(logs.matching("DTMF from a call no visit owns", "WARNING")) == 4
+
+
+async def test_call_slots_full_is_a_local_dial_failure_never_nobody_answered(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    # One call slot, taken by a manual call: the visit's INVITE cannot even be sent (pjsua: PJ_ETOOMANY).
+    with Baresip(tmp_path, user="a") as holder:
+        config = config_with(tmp_path, prompt_cache, [apartment("101", "sip:101@127.0.0.1:9")], sip={"max_calls": 1})
+        async with run_panel(config) as panel:
+            await panel.app.dial(holder.uri)
+            await holder.wait_event("CALL_ESTABLISHED", 10)
+            await panel.press()
+            await panel.visit_done(timeout=15)
+            (record,) = await panel.app.visit_history.recent(5)
+            events, heard = panel.events(), played(panel)
+            await panel.app.hangup()
+    names = [e["event"] for e in events]
+    assert record.outcome == "dial_failed" and "no call could be placed" in record.failure, record
+    assert heard[-1] == "out_of_service" and "nobody_answered" not in heard, heard
+    assert "DIAL_FAILED" in names and "RINGING" not in names, names

@@ -54,7 +54,7 @@ async def test_password_and_codes_never_logged_or_stored(
                 await panel.until(lambda: panel.relay_energized, 5, "relay energized")
                 await panel.visit_done()
                 state = Path(config.paths.state_dir)
-                (record,) = await panel.app.history.recent(5)
+                (record,) = await panel.app.visit_history.recent(5)
             assert record.outcome == "door_opened"
     out, err = capfd.readouterr()
     places = {"python logs": logs.text, "stdout/stderr (pjsua's own log)": out + err}

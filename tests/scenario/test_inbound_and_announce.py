@@ -37,7 +37,7 @@ async def test_allowlisted_concierge_calls_in_and_opens_with_its_code(
             concierge.command("sndcode", "9")
             await panel.until(lambda: panel.relay_energized, 5, "relay energized")
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert record.outcome == "door_opened" and record.extra["inbound"] is True
 
 

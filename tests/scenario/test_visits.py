@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import pytest
 
-from daemon.config import Apartment
+from daemon.config import Apartment, default_config_text, parse_config
 from tests.scenario.conftest import run_panel, scenario_config
 from tests.support.alsa import AlsaCapture
 from tests.support.peers import Baresip, free_port
@@ -38,7 +39,7 @@ async def test_answered_right_code_opens_the_door_then_hangs_up(
             await panel.until(lambda: panel.relay_energized, 5, "relay energized")
             await phone.wait_event("CALL_CLOSED", 10)  # the panel hangs up after hangup_after_open
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             names = panel.names()
             door_open = panel.app.prompts.speaker_pcm("door_open").data
     assert record.outcome == "door_opened" and record.door_opened and record.answered_by == phone.uri
@@ -73,7 +74,7 @@ async def test_wrong_codes_lock_out_and_the_door_stays_shut(
             phone.hangup()
             await panel.visit_done()
             names = panel.names()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert names.count("CODE_REJECTED") >= 4 and "DOOR_OPEN" not in names
     assert record.outcome == "not_opened" and not record.door_opened
 
@@ -91,7 +92,7 @@ async def test_nobody_answers_then_fallback_then_nobody_answered(
             await panel.press()
             await concierge.wait_event("CALL_INCOMING", 10)  # the fallback rings only after the resident
             await panel.visit_done(timeout=30)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             played = [e["text"] for e in panel.events() if e["event"] == "PLAYBACK_START"]
     assert record.outcome == "no_answer"
     assert played[:3] == ["waiting", "calling_next", "nobody_answered"]
@@ -111,7 +112,7 @@ async def test_parallel_group_second_leg_answers_and_the_first_is_cancelled(
             await a.wait_event("CALL_CLOSED", 10)  # cancelled at once when b answered
             b.hangup()
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert record.answered_by == b.uri and record.outcome == "not_opened"
 
 
@@ -130,7 +131,7 @@ async def test_sequential_hunt_rings_one_after_the_other(
             b.command("sndcode", "1")
             await panel.until(lambda: panel.relay_energized, 5, "relay energized")
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
     assert a_closed, "the first resident's leg ended before the second rang"
     assert record.answered_by == b.uri and record.outcome == "door_opened"
 
@@ -155,7 +156,7 @@ async def test_resident_hangs_up_before_the_scheduled_hang_up(
             phone.hangup()
             # The 30 s hang-up timer must be cancelled with the call: the visit ends now, not in 30 s.
             await panel.visit_done(timeout=10)
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert panel.app.visits.current is None
     assert record.outcome == "door_opened"
 
@@ -181,7 +182,7 @@ async def test_registrar_down_says_out_of_service_at_once(
         )
         heard_after = time.monotonic() - pressed
         await panel.visit_done()
-        (record,) = await panel.app.history.recent(5)
+        (record,) = await panel.app.visit_history.recent(5)
     assert record.outcome == "out_of_service"
     assert heard_after < 1.5  # "within a second" of the press, with slack for a loaded CI machine
 
@@ -196,6 +197,27 @@ async def test_visit_deadline_tears_everything_down(tmp_path: Path, prompt_cache
             await phone.wait_event("CALL_INCOMING", 10)
             await phone.wait_event("CALL_CLOSED", 10)
             await panel.visit_done()
-            (record,) = await panel.app.history.recent(5)
+            (record,) = await panel.app.visit_history.recent(5)
             assert not panel.relay_energized
     assert record.outcome == "deadline"
+
+
+async def test_a_visitor_refused_while_another_visit_runs_hears_why(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101", answermode="manual") as phone:
+        apts = [
+            apartment(phone.uri),
+            Apartment(name="concierge", buttons=("concierge",), residents=("sip:c@127.0.0.1:9",)),
+        ]
+        config = scenario_config(tmp_path, prompt_cache, apts, ring_timeout_seconds=1.5, other_apartment_press="refuse")
+        config = replace(config, buttons=parse_config(default_config_text()).buttons)  # GPIO17 and GPIO18
+        async with run_panel(config) as panel:
+            await panel.press(17)
+            await phone.wait_event("CALL_INCOMING", 10)
+            await panel.press(18)  # the other apartment's button while the first visit rings
+            await panel.visit_done(timeout=30)
+            busy = panel.app.prompts.speaker_pcm("panel_busy").data
+            names = panel.names()
+    assert "PRESS_REFUSED" in names and names.count("OUTCOME") == 1
+    assert busy in speaker.all_frames()  # heard whole, on the panel's one speaker

@@ -9,7 +9,7 @@ import signal
 import anyio
 import pytest
 
-from daemon.service import handle_signals, open_signals
+from daemon.service import handle_signals
 
 
 class Recorder:
@@ -59,26 +59,3 @@ async def test_a_failing_reload_is_logged_and_the_daemon_keeps_going(caplog: pyt
             await rec.terminated.wait()
     assert "reload failed" in caplog.text
     assert any(r.levelno == logging.ERROR for r in caplog.records)
-
-
-async def test_open_signals_yields_names() -> None:
-    signals = open_signals()
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            names: list[str] = []
-
-            async def consume() -> None:
-                async for name in signals:
-                    names.append(name)
-                    if name == "TERM":
-                        return
-
-            tg.start_soon(consume)
-            # The generator installs its receiver on the first iteration: once every task is blocked,
-            # consume() is waiting inside it, so the signal cannot hit Python's default action (exit).
-            await anyio.wait_all_tasks_blocked()
-            os.kill(os.getpid(), signal.SIGHUP)
-            await anyio.wait_all_tasks_blocked()
-            os.kill(os.getpid(), signal.SIGTERM)
-    await signals.aclose()
-    assert names == ["HUP", "TERM"]

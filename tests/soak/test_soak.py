@@ -116,7 +116,7 @@ async def test_soak(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) ->
                     await anyio.sleep(0.1)
             live = await panel.app.sip.live_calls()
             after = resources()
-            records = await panel.app.history.recent(VISITS + 10)
+            records = await panel.app.visit_history.recent(VISITS + 10)
             state_dir = config.paths.state_dir
             energized_at_end = panel.relay_energized
             pulses = sum(

@@ -1,0 +1,170 @@
+"""Adapters between the visit flow and the rest of the daemon: the runner's ports over the real panel,
+SIP engine and prepared prompts, and a finished visit as a history row.
+
+Each adapter translates its library's failures into the port's typed result at this boundary: hw/'s
+errors, the engine's :class:`~daemon.errors.SipError`, a relay that refused to energize.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon.errors import AudioError, SipError, translate_hw_error
+from daemon.flow.ports import DoorResult, TalkTask
+from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
+from daemon.history import VisitRecord
+from hw.errors import HwError
+from hw.leds import LedState
+from hw.speaker import PcmFormat
+
+if TYPE_CHECKING:
+    from daemon.flow.router import VisitRequest
+    from daemon.flow.runner import VisitResult
+    from daemon.prompts import PromptSet
+    from daemon.sip import CallHandle, SipEngine
+    from hw.panel import Panel
+    from hw.relay import Relay
+    from hw.talk import TalkPump
+
+__all__ = ["IN_PROGRESS", "PanelPorts", "SipCalls", "open_relay", "visit_record", "visit_started_record"]
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = "in_progress"  # history's outcome for a visit begun and not yet recorded as ended
+
+
+def open_relay(relay: Relay) -> DoorResult:
+    """Pulse the door relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
+    try:
+        opened = relay.open()
+    except HwError as exc:  # its run() task is not running, or the pin cannot be driven
+        log.error("relay fault: %s", exc)
+        return DoorResult(False, f"relay fault: {exc}")
+    if not opened:
+        return DoorResult(False, "relay blocked by tamper")
+    return DoorResult(True)
+
+
+class PanelPorts:
+    """The runner's speaker, door, LEDs and prompts, over the panel and ONE prepared prompt set.
+
+    A reload makes a new one over the new prompt set (the router gives it to the next visit), so what a
+    visit plays is always the set it started with."""
+
+    def __init__(self, panel: Panel, prompts: PromptSet) -> None:
+        self._panel = panel
+        self.prompts = prompts
+
+    async def play_prompt(self, name: Prompt) -> AudioError | None:
+        # From memory: a press must not wait for a file read, and the read must not block the loop.
+        pcm = self.prompts.speaker_pcm(name)
+        result = await self._panel.speaker.play(pcm.data, PcmFormat(pcm.rate, pcm.channels, pcm.sample_width))
+        if result.error is None:
+            return None
+        error = translate_hw_error(result.error)
+        return error if isinstance(error, AudioError) else AudioError(str(error))
+
+    def open(self) -> DoorResult:
+        return open_relay(self._panel.relay)
+
+    def release(self) -> None:
+        self._panel.relay.release()
+
+    def show(self, pattern: LedPattern) -> None:
+        self._panel.show(LedState(pattern.value))
+
+    def call_wav(self, name: Prompt) -> Path:
+        return self.prompts.call_wav(name)
+
+
+class SipCalls:
+    """The runner's :class:`~daemon.flow.ports.CallPort` over the SIP engine."""
+
+    def __init__(self, engine: SipEngine, talk: TalkPump | None = None) -> None:
+        self._engine = engine
+        self._talk = talk
+
+    async def dial(self, uri: str) -> CallHandle | SipError:
+        try:
+            return await self._engine.dial(uri)
+        except SipError as exc:
+            return exc
+
+    async def hangup(self, handle: CallHandle) -> SipError | None:
+        try:
+            await self._engine.hangup(handle)
+        except SipError as exc:
+            return exc
+        return None
+
+    async def play(self, handle: CallHandle, wav: Path) -> SipError | None:
+        try:
+            await self._engine.play(handle, str(wav))
+        except SipError as exc:
+            return exc
+        return None
+
+    async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
+        try:
+            if self._engine.has_sound_device:
+                await self._engine.connect_sound_device(handle)  # pjmedia drives the card itself
+                return None
+            if self._talk is None:
+                return None
+            # No sound device in this pjsua2 build: the call's frames go through Python to pyaudio.
+            bridge = await self._engine.connect_audio_bridge(handle)
+        except SipError as exc:
+            return exc
+        return partial(self._talk.run, bridge)
+
+
+def _wall(t: float) -> datetime:
+    """A monotonic time as wall-clock time (one offset, taken now)."""
+    return datetime.fromtimestamp(t + time.time() - time.monotonic(), tz=UTC)
+
+
+def visit_started_record(request: VisitRequest) -> VisitRecord:
+    """The history row written when a visit starts (``History.begin``), so a crash leaves a trace."""
+    return VisitRecord(
+        visit=request.visit,
+        apartment=request.apartment.name,
+        button=request.button,
+        started_at=_wall(request.pressed_at),
+        outcome=IN_PROGRESS,
+        extra={"inbound": request.inbound_handle is not None},
+    )
+
+
+def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
+    """The history row for a finished visit. Monotonic times become wall-clock via one offset."""
+    offset = time.time() - time.monotonic()
+
+    def wall(t: float) -> datetime:
+        return datetime.fromtimestamp(t + offset, tz=UTC)
+
+    answered = result.answered_at
+    opened = result.door_opened_at
+    ended = result.ended or time.monotonic()
+    return VisitRecord(
+        visit=result.visit,
+        apartment=request.apartment.name,
+        button=request.button,
+        started_at=wall(request.pressed_at),
+        outcome=result.outcome.value,
+        answered_by=result.answered_by,
+        answered_at=None if answered is None else wall(answered),
+        door_opened=opened is not None,
+        opened_by=result.answered_by if opened is not None else "",
+        open_method="dtmf" if opened is not None else "",
+        ended_at=wall(ended),
+        ring_seconds=None if answered is None else round(answered - request.pressed_at, 3),
+        call_seconds=None if answered is None else round(ended - answered, 3),
+        duration_seconds=round(ended - request.pressed_at, 3),
+        failure="" if result.outcome in (Outcome.DOOR_OPENED, Outcome.NOT_OPENED) else result.detail,
+        extra={"inbound": request.inbound_handle is not None},
+    )
