@@ -25,7 +25,7 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, load_config
+from daemon.config import Config, check_config
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
@@ -36,7 +36,7 @@ from daemon.history import History
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
-from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record
+from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record, visit_started_record
 from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
@@ -87,7 +87,6 @@ class IntercomApp:
                 factory = self._pin_factory or make_pin_factory(cfg.gpio)
                 self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
-            self.visit_log.set_codes(_all_codes(cfg))  # codes are masked wherever they would be logged
             self.visit_history = History.in_state_dir(state_dir)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
@@ -134,8 +133,7 @@ class IntercomApp:
                         await self.visit_log.aclose()  # drains the queue, then run() returns
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
-        from daemon.control import serve_control
-        from daemon.control_handler import AppControl
+        from daemon.control import AppControl, serve_control
 
         path = Path(self.config.paths.runtime_dir) / "control.sock"
         await tg.start(serve_control, path, AppControl(self))
@@ -161,7 +159,9 @@ class IntercomApp:
             self.visits.sip_event(event)
 
     def _visit_started(self, request: VisitRequest) -> None:
-        log.debug("visit %s started for %s", request.visit, request.apartment.name, extra={"visit": request.visit})
+        # A row from the start: a crash mid-visit leaves it "in_progress", completed as "interrupted" at the next
+        # start. begin() only queues: storage never sits on the visit's path.
+        self.visit_history.begin(visit_started_record(request))
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
         await self.visit_history.record(visit_record(result, request))
@@ -215,6 +215,9 @@ class IntercomApp:
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
             "door": None if self.panel.door is None else ("open" if self.panel.door.is_open else "closed"),
             "sound_device": self.sip.has_sound_device,
+            "speaker": dataclasses.asdict(self.panel.speaker.health()),
+            "history": dataclasses.asdict(self.visit_history.health()),
+            "event_log": dataclasses.asdict(self.visit_log.health()),
             "pid": os.getpid(),
         }
 
@@ -240,7 +243,10 @@ class IntercomApp:
     async def selftest(self) -> list[SelftestRow]:
         from daemon.selftest import run_selftest
 
-        return await run_selftest(self.panel, self.sip, self.config)
+        rows = await run_selftest(self.panel, self.sip, self.config)
+        for what, health in (("history", await self.visit_history.check()), ("event log", self.visit_log.health())):
+            rows.append(SelftestRow(what, health.ok, health.detail))
+        return rows
 
     async def wait_visits(self, count: int) -> None:
         """Return once ``count`` visits have ended and been recorded (callers bound it with a timeout)."""
@@ -252,7 +258,8 @@ class IntercomApp:
         if self.config_path is None:
             return ReloadResult(False, error="started without a configuration file: nothing to reload")
         try:
-            new, warnings = await anyio.to_thread.run_sync(load_config, self.config_path)
+            # The same checks as check-config and start-up (file, ranges, this host), off the loop.
+            new, warnings = await anyio.to_thread.run_sync(check_config, self.config_path)
             applied, restart = split_changes(self.config, new)
             prompts = self.prompts
             if any(key.startswith("prompts") for key in applied):
@@ -267,7 +274,6 @@ class IntercomApp:
             log.info("reload: %s has no change", self.config_path)
             return ReloadResult(True, unchanged=True)
         self.config, self.prompts = with_live_settings(self.config, new), prompts
-        self.visit_log.set_codes(_all_codes(self.config))
         panel_ports = PanelPorts(self.panel, prompts)
         self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports)
         self.visits.reconfigure(self.config, self._ports)
@@ -275,10 +281,6 @@ class IntercomApp:
         if restart:
             log.warning("reload: changed but only applied at the next restart: %s", ", ".join(restart))
         return ReloadResult(True, applied=tuple(applied), restart_needed=tuple(restart))
-
-
-def _all_codes(config: Config) -> list[str]:
-    return [code for apt in config.apartments for code in apt.codes] + list(config.inbound_codes)
 
 
 def as_facade(app: IntercomApp) -> AppFacade:

@@ -24,7 +24,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,10 +138,6 @@ class VisitLog:
     @property
     def dropped(self) -> int:
         return self._dropped
-
-    def set_codes(self, codes: Iterable[str]) -> None:
-        """Does nothing: kept while callers still pass the codes. Nothing is masked by searching for a code
-        any more (that altered innocent fields and pointed at the code); see :mod:`daemon.redaction`."""
 
     def health(self) -> StorageHealth:
         """Whether events reach the file (for ``status`` and ``selftest``); without a file, always ok."""

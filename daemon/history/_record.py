@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from daemon.flow.vocabulary import Outcome
 from daemon.redaction import redact_field
 
 __all__ = [
@@ -29,20 +30,9 @@ IN_PROGRESS: Final[StorageOutcome] = "in_progress"
 INTERRUPTED: Final[StorageOutcome] = "interrupted"
 INTERRUPTED_DETAIL: Final = "the daemon stopped before the visit ended"
 
-# The outcomes the flow produces, and the history's own; others are stored as given (a visit is never rejected).
-OUTCOMES: Final = (
-    "door_opened",
-    "not_opened",
-    "no_answer",
-    "busy",
-    "out_of_service",
-    "rejected",
-    "deadline",
-    "cancelled",
-    "error",
-    IN_PROGRESS,
-    INTERRUPTED,
-)
+# The outcomes the flow produces (its vocabulary is the one list), and the history's own; others are stored as given
+# (a visit is never refused a row).
+OUTCOMES: Final = (*(o.value for o in Outcome), IN_PROGRESS, INTERRUPTED)
 
 SCHEMA_VERSION: Final = 1
 SCHEMA: Final = {

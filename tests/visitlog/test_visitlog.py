@@ -98,7 +98,6 @@ def test_a_resident_uri_containing_a_codes_digits_is_written_unaltered(caplog: p
     # The old masking turned this into "sip:res@**7.0.0.1" next to the clear URI elsewhere: the code given away.
     uri = "sip:1234@127.0.0.1:5062"
     vlog = VisitLog(None)
-    vlog.set_codes(["1234", "127"])  # the apartment's codes (what the app passes; nothing is searched for now)
     with caplog.at_level(logging.INFO, logger="daemon.visitlog"):
         for name in ("CALL_START", "RINGING", "ANSWERED", "HANGUP", "DTMF", "CODE_REJECTED"):
             ev = vlog.emit("v", name, uri, f"{uri}: 200 OK" if name == "HANGUP" else "", uri=uri, leg=1)
@@ -147,9 +146,8 @@ async def test_no_typed_key_reaches_the_file_the_journal_or_a_subscriber(
     assert rejected["code"] == "*" and rejected["digits"] == "*" and rejected["attempts"] == 2
 
 
-def test_set_codes_is_a_no_op_kept_for_callers() -> None:
+def test_digits_in_other_fields_are_written_as_given() -> None:
     vlog = VisitLog(None)
-    vlog.set_codes(["12", "4711"])
     ev = vlog.emit("v", "CALL_START", "sip:12@10.4.7.11", "dialing 4711 12")
     assert (ev.target, ev.text) == ("sip:12@10.4.7.11", "dialing 4711 12")
 
