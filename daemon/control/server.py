@@ -1,0 +1,381 @@
+"""The control socket: the Unix socket itself, who may hold a connection and for how long.
+
+Access control is the file system: the socket is mode 0660 inside the runtime directory (0750 under
+systemd's ``RuntimeDirectoryMode``), so only the daemon's user and group can connect. Each client's
+``SO_PEERCRED`` uid is logged, so an ``open`` in the journal names who sent it.
+
+Connection policy (:class:`ControlLimits`): at most ``max_clients`` connections; one more is answered
+``busy`` and closed. Event followers may hold all but ``reserved_for_commands`` of them, so a command always
+finds a slot while followers fill the rest. A client has ``request_timeout`` seconds to send each full request
+(blank lines and refused lines do not reset the clock), so idle connections cannot hold slots for long. A
+follower gets events through a bounded queue; one that falls behind is told (``too_slow``) and closed, and one
+that does not read at all is closed when a send stalls for ``send_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import stat
+import struct
+from contextlib import closing, suppress
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectSendStream
+
+from daemon.control.protocol import (
+    MAX_LINE_BYTES,
+    READ_ONLY,
+    CommandRequest,
+    ControlHandler,
+    ErrorCode,
+    EventsRequest,
+    Peer,
+    RequestError,
+    error_reply,
+    event_line,
+    ok_reply,
+    parse_request,
+)
+from daemon.errors import ControlError, IntercomError
+
+__all__ = ["ControlLimits", "serve_control"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControlLimits:
+    request_timeout: float = 5.0  # to send each full request line, from connecting or from the last answer
+    command_timeout: float = 30.0  # a command the app does not finish in time answers "timeout"
+    send_timeout: float = 5.0  # a client that does not read its replies is dropped, not waited on
+    max_clients: int = 16  # connections at once, followers included; one more is answered "busy"
+    reserved_for_commands: int = 1  # slots event followers may never take
+    follower_queue: int = 64  # events waiting for a slow follower before it is dropped
+    max_line_bytes: int = MAX_LINE_BYTES
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (math.isfinite(value) and value > 0) and f.name != "reserved_for_commands":
+                raise ControlError(f"ControlLimits.{f.name} must be a finite number above zero, got {value}")
+        if not 0 <= self.reserved_for_commands < self.max_clients:
+            raise ControlError("ControlLimits.reserved_for_commands must be 0..max_clients-1")
+
+    @property
+    def max_followers(self) -> int:
+        return self.max_clients - self.reserved_for_commands
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Socket:
+    """A non-blocking Unix stream socket driven by ``anyio.wait_readable``/``wait_writable``.
+
+    Why not anyio's own UNIX socket streams: on asyncio (anyio 4.16) a read cancelled in the same loop
+    iteration as the socket turns readable makes the loop log ``InvalidStateError`` from a
+    ``Future.set_result`` callback, which happens whenever the daemon stops while a client is talking.
+    ``wait_readable`` guards against that, and a line protocol needs no more than this.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def peer(self) -> Peer:
+        try:
+            creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return Peer(None)
+        pid, uid, _gid = struct.unpack("3i", creds)
+        return Peer(uid, pid)
+
+    async def receive(self) -> bytes:
+        """Some bytes, or b"" at end of stream."""
+        await anyio.lowlevel.checkpoint()  # a client flooding us must not starve the rest of the loop
+        while True:
+            try:
+                return self.sock.recv(65536)
+            except BlockingIOError:
+                await anyio.wait_readable(self.sock)
+
+    async def receive_line(self, limit: int) -> bytes | None:
+        """The next line without its newline; None at end of stream. Raises _TooLarge past ``limit`` bytes."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end > limit or (end < 0 and len(self.buffer) > limit):
+                raise _TooLarge
+            if end >= 0:
+                line = bytes(self.buffer[:end])
+                del self.buffer[: end + 1]
+                return line
+            chunk = await self.receive()
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        await anyio.lowlevel.checkpoint()
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                await anyio.wait_writable(self.sock)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            anyio.notify_closing(self.sock)  # wakes a task still waiting on it with ClosedResourceError
+            self.sock.close()
+
+
+_DISCONNECTS = (TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """A client going away or too slow: expected, logged at debug. Task groups wrap it in a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_disconnect(e) for e in exc.exceptions)
+    return isinstance(exc, _DISCONNECTS)
+
+
+class _Slots:
+    """Connections and followers held now. Only the loop thread touches it: plain counters suffice."""
+
+    def __init__(self) -> None:
+        self.clients = 0
+        self.followers = 0
+
+
+class _Connection:
+    def __init__(self, sock: _Socket, handler: ControlHandler, limits: ControlLimits, slots: _Slots) -> None:
+        self.sock = sock
+        self.handler = handler
+        self.limits = limits
+        self.slots = slots
+        self.peer = sock.peer()
+        self.stream_end: tuple[ErrorCode, str] = (ErrorCode.ENDED, "the event stream ended (the daemon is stopping)")
+
+    async def send(self, data: bytes) -> None:
+        with anyio.fail_after(self.limits.send_timeout):
+            await self.sock.send(data)
+
+    async def send_quietly(self, data: bytes) -> None:
+        """A last word to a client that may already be gone: no error if it cannot be delivered."""
+        with suppress(*_DISCONNECTS):
+            await self.send(data)
+
+    async def serve(self) -> None:
+        # One deadline per request: blank lines and refused lines do not extend it, so a client cannot hold its
+        # slot by trickling bytes; only an answered command starts the next request's clock.
+        deadline = anyio.current_time() + self.limits.request_timeout
+        while True:
+            with anyio.CancelScope(deadline=deadline) as waiting:
+                try:
+                    line = await self.sock.receive_line(self.limits.max_line_bytes)
+                except _TooLarge:
+                    too_large = f"request line over {self.limits.max_line_bytes} bytes"
+                    await self.send(error_reply(ErrorCode.TOO_LARGE, too_large))
+                    return  # the rest of the oversized line is unreadable as a request: close
+            if waiting.cancelled_caught:
+                log.debug("control: uid %s sent no full request in time, closing", self.peer.uid)
+                no_request = f"no full request within {self.limits.request_timeout:g} s"
+                await self.send_quietly(error_reply(ErrorCode.TIMEOUT, no_request))
+                return
+            if line is None:
+                return
+            if not line.strip():
+                continue
+            try:
+                request = parse_request(line)
+            except RequestError as exc:
+                await self.send(error_reply(exc.code, exc.message))
+                continue
+            # Commands that change something are worth the journal; monitoring polls are not.
+            level = logging.DEBUG if request.command in READ_ONLY else logging.INFO
+            log.log(level, "control: uid %s: %s", self.peer.uid, request)
+            if isinstance(request, EventsRequest):
+                if self.slots.followers >= self.limits.max_followers:
+                    log.warning("control: %d event followers, refusing uid %s", self.slots.followers, self.peer.uid)
+                    busy = f"too many event followers (max {self.limits.max_followers})"
+                    await self.send(error_reply(ErrorCode.BUSY, busy))
+                    continue
+                await self.follow_events()
+                return
+            await self.send(await self.run_command(request))
+            deadline = anyio.current_time() + self.limits.request_timeout
+
+    async def run_command(self, request: CommandRequest) -> bytes:
+        cmd = request.command
+        try:
+            with anyio.fail_after(self.limits.command_timeout):
+                return ok_reply(await self.handler.execute(request, self.peer))
+        except TimeoutError:
+            log.warning("control: %s did not finish in %g s", cmd, self.limits.command_timeout)
+            return error_reply(ErrorCode.TIMEOUT, f"{cmd} did not finish in {self.limits.command_timeout:g} s")
+        except ControlError as exc:  # the app refusing a well-formed request (e.g. no such button)
+            return error_reply(ErrorCode.REFUSED, str(exc))
+        except IntercomError as exc:
+            log.warning("control: %s failed: %s", cmd, exc)
+            return error_reply(ErrorCode.FAILED, str(exc))
+        except Exception as exc:  # a bug in the app must not take the control socket down with it
+            log.exception("control: %s raised", cmd)
+            return error_reply(ErrorCode.FAILED, f"{type(exc).__name__}: {exc}")
+
+    async def follow_events(self) -> None:
+        """Stream events until the client leaves, falls behind, or the source ends; then close."""
+        self.slots.followers += 1
+        try:
+            queue, pending = anyio.create_memory_object_stream[dict[str, object]](self.limits.follower_queue)
+            async with anyio.create_task_group() as tg, pending:
+                try:
+                    await tg.start(self._pump, queue)
+                except Exception as exc:
+                    log.exception("control: subscribing to events failed")
+                    await self.send_quietly(error_reply(ErrorCode.FAILED, f"event stream: {type(exc).__name__}: {exc}"))
+                    return
+                await self.send(ok_reply("streaming"))
+                # The source may stay silent for hours: watch the client too, so a disconnect frees the slot now
+                # rather than at the next event.
+                tg.start_soon(self._cancel_on_disconnect, tg.cancel_scope)
+                async for event in pending:
+                    await self.send(event_line(event))
+                code, message = self.stream_end
+                await self.send_quietly(error_reply(code, message))
+                tg.cancel_scope.cancel()
+        finally:
+            self.slots.followers -= 1
+
+    async def _pump(
+        self,
+        queue: MemoryObjectSendStream[dict[str, object]],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Events from the app into this follower's bounded queue; never waits on the client."""
+        with queue:
+            async with self.handler.events() as source:
+                task_status.started()
+                async for event in source:
+                    try:
+                        queue.send_nowait(event)
+                    except anyio.WouldBlock:
+                        behind = f"fell {self.limits.follower_queue} events behind and was disconnected"
+                        log.warning("control: event follower uid %s %s", self.peer.uid, behind)
+                        self.stream_end = (ErrorCode.TOO_SLOW, behind)
+                        return  # leaving closes the subscription now and ends the writer's queue
+
+    async def _cancel_on_disconnect(self, scope: anyio.CancelScope) -> None:
+        with suppress(*_DISCONNECTS):
+            while await self.sock.receive():  # anything a follower sends is ignored; waiting for EOF is the point
+                pass
+        scope.cancel()
+
+
+def _claim(path: Path) -> tuple[socket.socket, int]:
+    """Bind and listen at ``path``: the socket and the file's inode. Blocking: run in a worker thread.
+
+    A socket left by a crash is removed; a live daemon answering there is refused, not displaced.
+    """
+    # Outside systemd nothing made the runtime directory: make it private to the daemon's user.
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise ControlError(f"{path} exists and is not a socket; remove it or set paths.runtime_dir")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(str(path))
+            except (ConnectionRefusedError, FileNotFoundError):
+                log.info("control: removing stale socket %s", path)
+                path.unlink(missing_ok=True)
+            except TimeoutError:  # a listener with a full backlog is still a listener: do not steal its path
+                raise ControlError(f"another intercomd is already listening on {path}") from None
+            else:
+                raise ControlError(f"another intercomd is already listening on {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(str(path))
+        path.chmod(0o660)  # the daemon's user and group: intercomctl users join the group
+        sock.listen(64)
+        return sock, path.lstat().st_ino
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _unlink_own_socket(path: Path, inode: int) -> None:
+    # Only remove the file if it is still ours: another daemon may have bound the path since.
+    try:
+        if path.lstat().st_ino == inode:
+            path.unlink()
+    except OSError:
+        pass
+
+
+async def serve_control(
+    path: Path | str,
+    handler: ControlHandler,
+    *,
+    limits: ControlLimits = ControlLimits(),  # frozen: a shared default is safe
+    task_status: anyio.abc.TaskStatus[Path] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the control socket at ``path`` until cancelled. Start with ``await tg.start(serve_control, ...)``.
+
+    Raises :class:`ControlError` before ``task_status.started`` when another daemon owns the socket.
+    """
+    path = Path(path)
+    # File-system calls go to a worker thread: the loop thread never blocks, even on a slow SD card.
+    raw, inode = await anyio.to_thread.run_sync(_claim, path)
+    listener = _Socket(raw)
+    slots = _Slots()
+    log.info("control: listening on %s", path)
+
+    async def client(sock: _Socket) -> None:
+        with closing(sock):
+            conn = _Connection(sock, handler, limits, slots)
+            if slots.clients >= limits.max_clients:
+                log.warning("control: %d clients connected, refusing uid %s", slots.clients, conn.peer.uid)
+                await conn.send_quietly(error_reply(ErrorCode.BUSY, f"too many clients (max {limits.max_clients})"))
+                return
+            slots.clients += 1
+            try:
+                await conn.serve()
+            except Exception as exc:  # one broken connection must never stop the listener
+                if _is_disconnect(exc):
+                    log.debug("control: uid %s dropped: %r", conn.peer.uid, exc)
+                else:
+                    log.exception("control: connection from uid %s failed", conn.peer.uid)
+            finally:
+                slots.clients -= 1
+
+    try:
+        with closing(listener):
+            async with anyio.create_task_group() as tg:
+                task_status.started(path)
+                while True:
+                    await anyio.wait_readable(listener.sock)  # also a checkpoint: a connect flood cannot hog the loop
+                    try:
+                        peer, _ = listener.sock.accept()
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:  # EMFILE and friends: back off rather than spin
+                        log.warning("control: accept failed: %s", exc)
+                        await anyio.sleep(0.5)
+                        continue
+                    tg.start_soon(client, _Socket(peer))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_unlink_own_socket, path, inode)
