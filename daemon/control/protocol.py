@@ -341,11 +341,11 @@ def encode(message: dict[str, object]) -> bytes:
         # default=str: a stray datetime or Path in a result is shown rather than failing the command.
         text = json.dumps(message, ensure_ascii=False, default=str, allow_nan=False)
         return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate in a result (a ValueError too, so first): write it escaped
+        return json.dumps(message, ensure_ascii=True, default=str).encode() + b"\n"
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, a cycle, a bad key: the app's bug
         fallback = error_message(ErrorCode.FAILED, f"the result is not valid JSON: {type(exc).__name__}: {exc}")
         return json.dumps(fallback).encode() + b"\n"
-    except UnicodeEncodeError:  # a lone surrogate in a result: write it escaped instead
-        return json.dumps(message, ensure_ascii=True, default=str).encode() + b"\n"
 
 
 def ok_reply(result: object) -> bytes:
