@@ -242,6 +242,7 @@ class _Connection:
                     log.exception("control: subscribing to events failed")
                     await self.send_quietly(error_reply(ErrorCode.FAILED, f"event stream: {type(exc).__name__}: {exc}"))
                     return
+                log.debug("control: uid %s following events", self.peer.uid)  # subscribed: tests wait for this line
                 await self.send(ok_reply("streaming"))
                 # The source may stay silent for hours: watch the client too, so a disconnect frees the slot now
                 # rather than at the next event.

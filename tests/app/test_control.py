@@ -29,9 +29,8 @@ def test_press_with_events_following_then_history(make_daemon: Callable[..., Dae
             stderr=subprocess.PIPE,
             text=True,
         ) as follower:
-            # The daemon logs the command (at debug) and subscribes with no await in between: once the line
-            # is there, the press below cannot beat the subscription.
-            daemon.wait_log(": events", 5)
+            # The server logs this (at debug) once subscribed: the press below cannot beat the subscription.
+            daemon.wait_log("following events", 5)
             pressed = daemon.ctl("press", "101").stdout
             assert "started" in pressed, pressed
             phone.wait_event_sync("CALL_ESTABLISHED", 10)
@@ -55,8 +54,9 @@ def test_press_with_events_following_then_history(make_daemon: Callable[..., Dae
         daemon.until(lambda: daemon.completed() >= 1, 5, "the visit to be counted")
         (row,) = daemon.ctl_json("history")
         assert row["outcome"] == "door_opened" and row["answered_by"] == phone.uri
-        table = daemon.ctl("history").stdout.splitlines()
-        assert table[0].split()[:2] == ["VISIT", "APARTMENT"] and "door_opened" in table[1]
+        table = daemon.ctl("history").stdout.splitlines()  # the compact default: fits 80 columns
+        assert table[0].split() == ["TIME", "APARTMENT", "OUTCOME", "ANSWERED", "BY", "DOOR", "DURATION"]
+        assert "door_opened" in table[1] and max(len(line) for line in table) <= 80
         assert daemon.status()["visits"]["active"] is None  # still answering after the client left mid-stream
 
 
@@ -132,6 +132,9 @@ def test_open_and_bad_requests(make_daemon: Callable[..., Daemon]) -> None:
         (b'{"cmd": "press", "button": "999"}\n', "refused"),
         (b"[1, 2]\n", "bad_request"),
         (b'{"cmd": "history", "limit": -3}\n', "bad_request"),
+        # The probe's two: a traceback in the log and no reply, before.
+        (b"[" * 65_000 + b"\n", "bad_request"),
+        (b'{"cmd": "history", "limit": ' + b"9" * 5000 + b"}\n", "bad_request"),
     ):
         reply = _raw(daemon.socket, payload)
         assert reply["ok"] is False and reply["error"]["code"] == code, (payload, reply)
@@ -140,4 +143,5 @@ def test_open_and_bad_requests(make_daemon: Callable[..., Daemon]) -> None:
     bad_dial = daemon.ctl("dial", "not a uri", check=False)
     assert bad_dial.returncode == 1, bad_dial
     assert daemon.proc is not None and daemon.proc.poll() is None
+    assert "Traceback" not in daemon.log()
     assert daemon.status()["panel"] == "app test panel"

@@ -29,7 +29,7 @@ from daemon.control.protocol import (
     parse_request,
 )
 
-GOOD = [
+GOOD: list[tuple[dict[str, Any], object]] = [
     ({"cmd": "status"}, StatusRequest()),
     ({"cmd": "press", "button": "101"}, PressRequest("101")),
     ({"cmd": "open"}, OpenRequest()),
@@ -161,12 +161,12 @@ def _hostile_line(rng: random.Random) -> bytes:
         value = "".join(rng.choices(alphabet, k=rng.randrange(300)))
         return f'{{"cmd": "{rng.choice(["press", "dial", "open"])}", "button": "{value}", "uri": "{value}"}}'.encode()
     if choice == 5:  # valid JSON of the wrong shape
-        value = rng.choice([[], {}, "", 0, None, True, 1.5, {"cmd": None}, {"cmd": []}, {"cmd": {"cmd": "status"}}])
-        return json.dumps(value).encode()
+        shapes: list[object] = [[], {}, "", 0, None, True, 1.5, {"cmd": None}, {"cmd": []}, {"cmd": {"cmd": "status"}}]
+        return json.dumps(rng.choice(shapes)).encode()
     if choice == 6:  # a right command with arguments of every type
         arg = rng.choice(["button", "uri", "limit", "door", "cmd", "", "x" * 100])
-        value = rng.choice(["", " ", "101", -1, 0, 10**18, 10**19, 1e308, False, None, [], {}])
-        return json.dumps({"cmd": rng.choice(GOOD)[0]["cmd"], arg: value}).encode()
+        values: list[object] = ["", " ", "101", -1, 0, 10**18, 10**19, 1e308, False, None, [], {}]
+        return json.dumps({"cmd": rng.choice(GOOD)[0]["cmd"], arg: rng.choice(values)}).encode()
     keys = b",".join(b'"%d":1' % rng.randrange(100) for _ in range(rng.randrange(1, 2000)))  # duplicates, many keys
     return b'{"cmd": "status",' + keys + b"}"
 
