@@ -53,7 +53,8 @@ exit status:
        refused, a simulated press was refused, or a self-test check failed
   2    usage error
   69   intercomd is not running (no control socket, or nobody listening on it)
-  74   intercomd closed the connection before its whole answer (it stopped or crashed)
+  74   intercomd closed the connection before its whole answer, or ended the event
+       stream (it stopped or crashed)
   75   intercomd is busy (too many clients or event followers): try again shortly
   76   the answer was not the control protocol (is this intercomd's socket?)
   77   permission denied: run as root or as a member of the daemon's group
@@ -88,6 +89,8 @@ def _reply_error(error: Any) -> CtlError:
         return CtlError(f"daemon busy: {message}", Exit.BUSY)
     if code == ErrorCode.TIMEOUT:
         return CtlError(f"timeout: {message}", Exit.TIMEOUT)
+    if code == ErrorCode.ENDED:  # while following: the daemon is going away
+        return CtlError(message, Exit.CONNECTION_LOST)
     return CtlError(f"{code or 'error'}: {message}", Exit.FAILED)
 
 

@@ -69,7 +69,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"  # the app did not finish in time, or the client sent no full request in time
     BUSY = "busy"  # too many clients or event followers: try again later
     TOO_SLOW = "too_slow"  # an event follower fell behind and was disconnected
-    ENDED = "ended"  # the event stream ended (the daemon is stopping)
+    ENDED = "ended"  # the app ended the event stream (the daemon is stopping)
 
 
 class RequestError(ControlError):
@@ -204,6 +204,7 @@ def shown(text: str) -> str:
     return quoted if len(quoted) <= MAX_SHOWN else quoted[: MAX_SHOWN - 3] + "..."
 
 
+_SIP_URI = re.compile(r"sips?:\S+", re.IGNORECASE)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
 _BRACKETS = re.compile(rb"[\[\]{}]")
@@ -321,6 +322,8 @@ def parse_request(line: bytes) -> Request:
             )
         if isinstance(value, str) and isinstance(bound, int):
             _check_text(cmd, name, value, bound)
+            if name == "uri" and not _SIP_URI.fullmatch(value):  # the app checks it fully; this keeps junk out
+                raise RequestError(ErrorCode.BAD_REQUEST, f"{cmd}: uri must be sip:... or sips:..., got {shown(value)}")
         if isinstance(value, int) and isinstance(bound, range) and value not in bound:
             raise RequestError(ErrorCode.BAD_REQUEST, f"{cmd}: {name} must be {bound[0]}..{bound[-1]}, got {value}")
         args[name] = value
@@ -360,5 +363,16 @@ def error_reply(code: ErrorCode, message: str) -> bytes:
     return encode(error_message(code, message))
 
 
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def event_line(event: dict[str, object]) -> bytes:
-    return encode({"event": event})
+    """One event. A value JSON cannot carry (NaN) is sent as text: an error line would end the client's stream."""
+    return encode({"event": _finite(event)})

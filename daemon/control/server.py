@@ -147,12 +147,32 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, _DISCONNECTS)
 
 
+class _Throttled:
+    """A warning any local client can trigger at will: the first, then at most one per ``interval``, with a count."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.last = -math.inf
+        self.suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = anyio.current_time()
+        if now - self.last < self.interval:
+            self.suppressed += 1
+            return
+        if self.suppressed:
+            message, args = f"{message} (and %d more since the last such line)", (*args, self.suppressed)
+        log.warning(message, *args)
+        self.last, self.suppressed = now, 0
+
+
 class _Slots:
     """Connections and followers held now. Only the loop thread touches it: plain counters suffice."""
 
     def __init__(self) -> None:
         self.clients = 0
         self.followers = 0
+        self.refusals = _Throttled()  # "busy" answers, which a connect loop can make by the thousand
 
 
 class _Connection:
@@ -162,7 +182,7 @@ class _Connection:
         self.limits = limits
         self.slots = slots
         self.peer = sock.peer()
-        self.stream_end: tuple[ErrorCode, str] = (ErrorCode.ENDED, "the event stream ended (the daemon is stopping)")
+        self.stream_end: tuple[ErrorCode, str] = (ErrorCode.ENDED, "the daemon ended the event stream")
 
     async def send(self, data: bytes) -> None:
         with anyio.fail_after(self.limits.send_timeout):
@@ -204,7 +224,9 @@ class _Connection:
             log.log(level, "control: uid %s: %s", self.peer.uid, request)
             if isinstance(request, EventsRequest):
                 if self.slots.followers >= self.limits.max_followers:
-                    log.warning("control: %d event followers, refusing uid %s", self.slots.followers, self.peer.uid)
+                    self.slots.refusals.warning(
+                        "control: %d event followers, refusing uid %s", self.slots.followers, self.peer.uid
+                    )
                     busy = f"too many event followers (max {self.limits.max_followers})"
                     await self.send(error_reply(ErrorCode.BUSY, busy))
                     continue
@@ -348,7 +370,7 @@ async def serve_control(
         with closing(sock):
             conn = _Connection(sock, handler, limits, slots)
             if slots.clients >= limits.max_clients:
-                log.warning("control: %d clients connected, refusing uid %s", slots.clients, conn.peer.uid)
+                slots.refusals.warning("control: %d clients connected, refusing uid %s", slots.clients, conn.peer.uid)
                 await conn.send_quietly(error_reply(ErrorCode.BUSY, f"too many clients (max {limits.max_clients})"))
                 return
             slots.clients += 1

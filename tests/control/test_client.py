@@ -225,8 +225,8 @@ async def test_events_follow_prints_each_event_until_the_daemon_stops(server: Pa
             await anyio.to_thread.run_sync(got_two.wait)
         app.event_send.close()  # the app stops: the server says so
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["BUTTON_PRESSED", "DOOR_OPEN"]
-    assert result == [Exit.FAILED]
-    assert err.getvalue() == "intercomctl: ended: the event stream ended (the daemon is stopping)\n"
+    assert result == [Exit.CONNECTION_LOST]
+    assert err.getvalue() == "intercomctl: the daemon ended the event stream\n"
 
 
 # --- when things go wrong: one line, a status of its own -------------------------------------------------

@@ -25,6 +25,7 @@ from daemon.control.protocol import (
     StatusRequest,
     encode,
     error_reply,
+    event_line,
     ok_reply,
     parse_request,
 )
@@ -65,6 +66,7 @@ BAD = [
     (b'{"cmd": "press", "button": "1\\n01"}', ErrorCode.BAD_REQUEST, "control characters"),
     (b'{"cmd": "press", "button": "\\ud800"}', ErrorCode.BAD_REQUEST, "lone surrogates"),
     (b'{"cmd": "dial", "uri": null}', ErrorCode.BAD_REQUEST, "uri must be str, got null"),
+    (b'{"cmd": "dial", "uri": "not a uri"}', ErrorCode.BAD_REQUEST, "uri must be sip:... or sips:..., got 'not a uri'"),
     (b'{"cmd": "history", "limit": "20"}', ErrorCode.BAD_REQUEST, "limit must be int, got string"),
     (b'{"cmd": "history", "limit": true}', ErrorCode.BAD_REQUEST, "limit must be int, got bool"),
     (b'{"cmd": "history", "limit": 0}', ErrorCode.BAD_REQUEST, "limit must be 1..1000"),
@@ -199,3 +201,4 @@ def test_replies_are_one_line_even_for_results_that_are_not_json() -> None:
     surrogate = ok_reply({"name": "\ud800"})  # a lone surrogate from the app: escaped, not a crash
     assert surrogate.count(b"\n") == 1 and json.loads(surrogate)["result"]["name"] == "\ud800"
     assert json.loads(ok_reply({"line": "a\nb"}))["result"]["line"] == "a\nb"  # newlines stay escaped
+    assert json.loads(event_line({"event": "X", "level": float("nan")})) == {"event": {"event": "X", "level": "nan"}}

@@ -214,6 +214,19 @@ async def test_idle_clients_fill_the_slots_only_until_their_deadline(server: Pat
             assert (await served.ask({"cmd": "status"}))["ok"] is True
 
 
+async def test_busy_refusals_are_logged_sparingly(
+    server: Path, open_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(4):
+            await stack.enter_async_context(open_client(server))
+        for _ in range(30):  # a connect loop: every one answered, not every one in the journal
+            async with open_client(server) as refused:
+                assert (await refused.read())["error"]["code"] == "busy"
+    refusals = [r for r in caplog.records if "refusing" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]
+
+
 async def test_followers_cannot_take_the_last_slot(server: Path, app: Any, open_client: Any) -> None:
     async with contextlib.AsyncExitStack() as stack:
         followers = [await stack.enter_async_context(open_client(server)) for _ in range(3)]
