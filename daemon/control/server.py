@@ -229,7 +229,7 @@ class _Connection:
                     )
                     busy = f"too many event followers (max {self.limits.max_followers})"
                     await self.send(error_reply(ErrorCode.BUSY, busy))
-                    continue
+                    return  # closing frees the slot now: kept open, it would hold the one reserved for commands
                 await self.follow_events()
                 return
             await self.send(await self.run_command(request))

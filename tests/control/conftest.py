@@ -117,6 +117,9 @@ class FakeApp:
         self._record("reload")
         return self.reload_result
 
+    async def wait_visits(self, count: int) -> None:  # the app helper's addition to the facade
+        self._record("wait_visits", count)
+
     def close(self) -> None:
         self.event_send.close()
         self.event_receive.close()

@@ -144,6 +144,13 @@ def test_history_default_is_a_compact_table_in_local_time_within_80_columns() ->
     assert max(len(line) for line in lines) <= 80
 
 
+def test_history_reads_times_as_the_app_sends_them() -> None:
+    """The app's rows are dataclasses.asdict(VisitRecord): datetimes reach the wire as str(), not isoformat()."""
+    out = io.StringIO()
+    print_history([{**HISTORY_ROW, "started_at": "2026-11-26 13:05:09.120000+00:00"}], out, tz=BRASILIA)
+    assert out.getvalue().splitlines()[1].startswith("2026-11-26 10:05  101")
+
+
 def test_history_wide_has_every_field_in_local_time() -> None:
     out = io.StringIO()
     print_history(ROWS[:1], out, wide=True, tz=BRASILIA)

@@ -235,7 +235,10 @@ async def test_followers_cannot_take_the_last_slot(server: Path, app: Any, open_
         async with open_client(server) as fourth:
             busy = await fourth.ask({"cmd": "events"})
             assert busy["error"] == {"code": "busy", "message": "too many event followers (max 3)"}
-            assert (await fourth.ask({"cmd": "status"}))["ok"] is True  # the reserved slot serves commands
+            assert await fourth.closed()  # at once, not at its request deadline: the slot is free again
+        async with open_client(server) as command:  # the reserved slot serves commands
+            assert (await command.ask({"cmd": "status"}))["ok"] is True
+            assert (await command.ask({"cmd": "hangup"}))["ok"] is True
         for _ in followers:  # one event each (the fake's subscribers share one stream): none was dropped as idle
             await app.event_send.send({"event": "PING"})
         for follower in followers:
