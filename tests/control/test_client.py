@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
+from daemon.control import ControlLimits
 from daemon.control import client as ctl
 from daemon.control.client import Exit
 from daemon.control.display import print_event, print_history, print_reload, print_selftest
@@ -322,6 +323,7 @@ def test_a_misbehaving_daemon_gives_one_line_and_its_own_status(
     assert err.getvalue().endswith(message) and err.getvalue().count("\n") == 1, err.getvalue()
 
 
+@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=60.0)])  # held however slow we are
 async def test_busy_from_the_real_server(server: Path, open_client: Any) -> None:
     async with open_client(server), open_client(server), open_client(server), open_client(server):
         status, out, err = await run_ctl("--socket", str(server), "status")
