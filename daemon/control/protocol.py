@@ -204,6 +204,7 @@ def shown(text: str) -> str:
     return quoted if len(quoted) <= MAX_SHOWN else quoted[: MAX_SHOWN - 3] + "..."
 
 
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # Unicode categories refused in string arguments
 _SIP_URI = re.compile(r"sips?:\S+", re.IGNORECASE)
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _INNERMOST = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")
@@ -280,11 +281,10 @@ def _check_text(cmd: Command, name: str, value: str, max_len: int) -> None:
         raise RequestError(ErrorCode.BAD_REQUEST, f"{cmd}: {name} must not be empty")
     if len(value) > max_len:
         raise RequestError(ErrorCode.BAD_REQUEST, f"{cmd}: {name} is longer than {max_len} characters")
-    # Control characters would forge lines in the journal; lone surrogates cannot be written back as UTF-8.
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
-        raise RequestError(
-            ErrorCode.BAD_REQUEST, f"{cmd}: {name} holds control characters or lone surrogates: {shown(value)}"
-        )
+    # Control characters and line separators would forge lines in the journal, format characters (U+202E) would
+    # disguise what it shows, and lone surrogates cannot be written back as UTF-8.
+    if any(unicodedata.category(c) in _UNPRINTABLE for c in value):
+        raise RequestError(ErrorCode.BAD_REQUEST, f"{cmd}: {name} holds control or format characters: {shown(value)}")
 
 
 def parse_request(line: bytes) -> Request:
