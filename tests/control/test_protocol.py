@@ -153,7 +153,7 @@ def _hostile_line(rng: random.Random) -> bytes:
             good[rng.randrange(len(good))] = rng.randrange(256)
         return bytes(good).replace(b"\n", b"")
     if choice == 2:  # nesting, balanced or not, inside and outside strings
-        depth = rng.randrange(1, 20_000)
+        depth = rng.randrange(1, 8_000)  # json recursed once per level: 1,000 was enough to raise
         opener, closer = rng.choice([(b"[", b"]"), (b'{"a":', b"}"), (b'"[', b'"')])
         return opener * depth + rng.choice([b"", b"1", b"null"]) + closer * rng.randrange(depth + 1)
     if choice == 3:  # numbers of every length and shape
@@ -178,7 +178,7 @@ def _hostile_line(rng: random.Random) -> bytes:
 def test_fuzz_the_parser_answers_every_line() -> None:
     rng = random.Random(20261126)
     outcomes = {"parsed": 0, "refused": 0}
-    for _ in range(4000):
+    for _ in range(3000):
         line = _hostile_line(rng)[:MAX_LINE_BYTES]
         try:
             request = parse_request(line)
@@ -190,7 +190,7 @@ def test_fuzz_the_parser_answers_every_line() -> None:
             outcomes["parsed"] += 1
         assert reply.endswith(b"\n") and reply.count(b"\n") == 1, reply
         assert isinstance(json.loads(reply), dict)
-    assert outcomes["refused"] > 2500 and outcomes["parsed"] > 300, outcomes  # the mix reached both sides
+    assert outcomes["refused"] > 1800 and outcomes["parsed"] > 200, outcomes  # the mix reached both sides
 
 
 def test_replies_are_one_line_even_for_results_that_are_not_json() -> None:
