@@ -145,3 +145,53 @@ def test_open_and_bad_requests(make_daemon: Callable[..., Daemon]) -> None:
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "Traceback" not in daemon.log()
     assert daemon.status()["panel"] == "app test panel"
+
+
+def _connect(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(path))
+    return s
+
+
+def _read_all(s: socket.socket) -> bytes:
+    """Everything until the daemon closes the connection (bounded by the socket's timeout)."""
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    return data
+
+
+def test_idle_clients_and_silent_followers_do_not_lock_out_commands(make_daemon: Callable[..., Daemon]) -> None:
+    """The probe's case: 16 idle clients held the socket ~60 s, 16 followers that never read held it for good,
+    and the refused intercomctl printed "Broken pipe" and exited 69 as if no daemon ran."""
+    daemon = make_daemon()
+    daemon.write_config(["sip:101@127.0.0.1:5999"])
+    daemon.start()
+    idle = [_connect(daemon.socket) for _ in range(16)]
+    try:
+        refused = daemon.ctl("status", check=False)
+        assert (refused.returncode, refused.stderr) == (75, "intercomctl: daemon busy: too many clients (max 16)\n")
+        started = time.monotonic()
+        for s in idle:  # each is told and dropped at its request deadline (5 s)
+            assert json.loads(_read_all(s))["error"]["code"] == "timeout"
+        assert time.monotonic() - started < 8
+    finally:
+        for s in idle:
+            s.close()
+    assert daemon.ctl("status", check=False).returncode == 0
+
+    followers = [_connect(daemon.socket) for _ in range(16)]
+    try:
+        answers = []
+        for s in followers:  # never read again after the first line
+            s.sendall(b'{"cmd": "events"}\n')
+            answers.append(json.loads(s.recv(4096).split(b"\n")[0]))
+        assert sum(a.get("result") == "streaming" for a in answers) == 15  # one slot stays for commands
+        assert [a["error"]["code"] for a in answers if not a["ok"]] == ["busy"]
+        assert daemon.ctl("status").returncode == 0  # at once, with 15 followers holding on
+        assert daemon.ctl("press", "101").returncode == 0
+    finally:
+        for s in followers:
+            s.close()
+    assert "Traceback" not in daemon.log()
