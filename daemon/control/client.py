@@ -75,6 +75,8 @@ def _connect_error(path: Path, exc: OSError) -> CtlError:
         return CtlError(
             f"permission denied on {path}: run as root or as a member of the intercom group", Exit.NO_PERMISSION
         )
+    if isinstance(exc, ConnectionRefusedError) and path.exists() and not path.is_socket():
+        return CtlError(f"{path} is not a socket: is --socket (or $INTERCOM_CONTROL_SOCKET) right?", Exit.NOT_RUNNING)
     if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
         return CtlError(f"intercomd is not running (no control socket at {path}: {exc.strerror})", Exit.NOT_RUNNING)
     if isinstance(exc, TimeoutError):  # a listener whose backlog is full

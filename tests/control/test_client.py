@@ -347,6 +347,16 @@ async def test_stale_socket_exits_69(short_dir: Path) -> None:
     assert "Connection refused" in err
 
 
+async def test_a_path_that_is_not_a_socket_says_so(short_dir: Path) -> None:
+    (short_dir / "control.sock").write_text("")
+    status, _, err = await run_ctl("--socket", str(short_dir / "control.sock"), "status")
+    assert status == Exit.NOT_RUNNING
+    assert (
+        err
+        == f"intercomctl: {short_dir}/control.sock is not a socket: is --socket (or $INTERCOM_CONTROL_SOCKET) right?\n"
+    )
+
+
 async def test_permission_denied_exits_77(server: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root ignores file modes; the subprocess test below covers EACCES as nobody")
