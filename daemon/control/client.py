@@ -79,8 +79,8 @@ def _connect_error(path: Path, exc: OSError) -> CtlError:
         return CtlError(f"{path} is not a socket: is --socket (or $INTERCOM_CONTROL_SOCKET) right?", Exit.NOT_RUNNING)
     if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
         return CtlError(f"intercomd is not running (no control socket at {path}: {exc.strerror})", Exit.NOT_RUNNING)
-    if isinstance(exc, TimeoutError):  # a listener whose backlog is full
-        return CtlError(f"intercomd is busy: {path} accepts no connection", Exit.BUSY)
+    if isinstance(exc, TimeoutError | BlockingIOError):  # a listener whose backlog is full (EAGAIN on AF_UNIX)
+        return CtlError(f"daemon busy: {path} accepts no more connections", Exit.BUSY)
     return CtlError(f"cannot connect to {path}: {exc.strerror or exc}", Exit.NOT_RUNNING)
 
 

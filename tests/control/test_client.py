@@ -331,6 +331,28 @@ async def test_busy_from_the_real_server(server: Path, open_client: Any) -> None
     assert err == "intercomctl: daemon busy: too many clients (max 4)\n"
 
 
+def test_a_full_backlog_is_busy(short_dir: Path) -> None:
+    """A daemon whose loop does not accept (wedged, or a connect flood): the kernel refuses with EAGAIN."""
+    path = short_dir / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(0)
+        pending = []
+        try:
+            while True:  # fill the backlog (Linux queues backlog + 1)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.setblocking(False)
+                pending.append(s)
+                s.connect(str(path))
+        except BlockingIOError:
+            pass
+        err = io.StringIO()
+        assert ctl.main(["--socket", str(path), "status"], out=io.StringIO(), err=err) == Exit.BUSY
+        assert err.getvalue() == f"intercomctl: daemon busy: {path} accepts no more connections\n"
+        for s in pending:
+            s.close()
+
+
 async def test_daemon_not_running_exits_69(short_dir: Path) -> None:
     status, _, err = await run_ctl("--socket", str(short_dir / "control.sock"), "status")
     assert status == Exit.NOT_RUNNING
