@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
-import stat
-import struct
 from contextlib import closing, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +25,7 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
+from daemon.control._unix import DISCONNECTS, LineSocket, TooLarge, claim_socket, is_disconnect, unlink_own_socket
 from daemon.control.protocol import (
     MAX_LINE_BYTES,
     READ_ONLY,
@@ -35,7 +33,6 @@ from daemon.control.protocol import (
     ControlHandler,
     ErrorCode,
     EventsRequest,
-    Peer,
     RequestError,
     error_reply,
     event_line,
@@ -72,81 +69,6 @@ class ControlLimits:
         return self.max_clients - self.reserved_for_commands
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _Socket:
-    """A non-blocking Unix stream socket driven by ``anyio.wait_readable``/``wait_writable``.
-
-    Why not anyio's own UNIX socket streams: on asyncio (anyio 4.16) a read cancelled in the same loop
-    iteration as the socket turns readable makes the loop log ``InvalidStateError`` from a
-    ``Future.set_result`` callback, which happens whenever the daemon stops while a client is talking.
-    ``wait_readable`` guards against that, and a line protocol needs no more than this.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self.sock = sock
-        self.buffer = bytearray()
-
-    def peer(self) -> Peer:
-        try:
-            creds = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        except OSError:
-            return Peer(None)
-        pid, uid, _gid = struct.unpack("3i", creds)
-        return Peer(uid, pid)
-
-    async def receive(self) -> bytes:
-        """Some bytes, or b"" at end of stream."""
-        await anyio.lowlevel.checkpoint()  # a client flooding us must not starve the rest of the loop
-        while True:
-            try:
-                return self.sock.recv(65536)
-            except BlockingIOError:
-                await anyio.wait_readable(self.sock)
-
-    async def receive_line(self, limit: int) -> bytes | None:
-        """The next line without its newline; None at end of stream. Raises _TooLarge past ``limit`` bytes."""
-        while True:
-            end = self.buffer.find(b"\n")
-            if end > limit or (end < 0 and len(self.buffer) > limit):
-                raise _TooLarge
-            if end >= 0:
-                line = bytes(self.buffer[:end])
-                del self.buffer[: end + 1]
-                return line
-            chunk = await self.receive()
-            if not chunk:
-                return None
-            self.buffer += chunk
-
-    async def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        await anyio.lowlevel.checkpoint()
-        while view:
-            try:
-                view = view[self.sock.send(view) :]
-            except BlockingIOError:
-                await anyio.wait_writable(self.sock)
-
-    def close(self) -> None:
-        if self.sock.fileno() >= 0:
-            anyio.notify_closing(self.sock)  # wakes a task still waiting on it with ClosedResourceError
-            self.sock.close()
-
-
-_DISCONNECTS = (TimeoutError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    """A client going away or too slow: expected, logged at debug. Task groups wrap it in a group."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_disconnect(e) for e in exc.exceptions)
-    return isinstance(exc, _DISCONNECTS)
-
-
 class _Throttled:
     """A warning any local client can trigger at will: the first, then at most one per ``interval``, with a count."""
 
@@ -176,7 +98,7 @@ class _Slots:
 
 
 class _Connection:
-    def __init__(self, sock: _Socket, handler: ControlHandler, limits: ControlLimits, slots: _Slots) -> None:
+    def __init__(self, sock: LineSocket, handler: ControlHandler, limits: ControlLimits, slots: _Slots) -> None:
         self.sock = sock
         self.handler = handler
         self.limits = limits
@@ -190,7 +112,7 @@ class _Connection:
 
     async def send_quietly(self, data: bytes) -> None:
         """A last word to a client that may already be gone: no error if it cannot be delivered."""
-        with suppress(*_DISCONNECTS):
+        with suppress(*DISCONNECTS):
             await self.send(data)
 
     async def serve(self) -> None:
@@ -201,7 +123,7 @@ class _Connection:
             with anyio.CancelScope(deadline=deadline) as waiting:
                 try:
                     line = await self.sock.receive_line(self.limits.max_line_bytes)
-                except _TooLarge:
+                except TooLarge:
                     too_large = f"request line over {self.limits.max_line_bytes} bytes"
                     await self.send(error_reply(ErrorCode.TOO_LARGE, too_large))
                     return  # the rest of the oversized line is unreadable as a request: close
@@ -297,55 +219,10 @@ class _Connection:
                         return  # leaving closes the subscription now and ends the writer's queue
 
     async def _cancel_on_disconnect(self, scope: anyio.CancelScope) -> None:
-        with suppress(*_DISCONNECTS):
+        with suppress(*DISCONNECTS):
             while await self.sock.receive():  # anything a follower sends is ignored; waiting for EOF is the point
                 pass
         scope.cancel()
-
-
-def _claim(path: Path) -> tuple[socket.socket, int]:
-    """Bind and listen at ``path``: the socket and the file's inode. Blocking: run in a worker thread.
-
-    A socket left by a crash is removed; a live daemon answering there is refused, not displaced.
-    """
-    # Outside systemd nothing made the runtime directory: make it private to the daemon's user.
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(mode):
-            raise ControlError(f"{path} exists and is not a socket; remove it or set paths.runtime_dir")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(2)
-            try:
-                probe.connect(str(path))
-            except (ConnectionRefusedError, FileNotFoundError):
-                log.info("control: removing stale socket %s", path)
-                path.unlink(missing_ok=True)
-            except TimeoutError:  # a listener with a full backlog is still a listener: do not steal its path
-                raise ControlError(f"another intercomd is already listening on {path}") from None
-            else:
-                raise ControlError(f"another intercomd is already listening on {path}")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.bind(str(path))
-        path.chmod(0o660)  # the daemon's user and group: intercomctl users join the group
-        sock.listen(64)
-        return sock, path.lstat().st_ino
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _unlink_own_socket(path: Path, inode: int) -> None:
-    # Only remove the file if it is still ours: another daemon may have bound the path since.
-    try:
-        if path.lstat().st_ino == inode:
-            path.unlink()
-    except OSError:
-        pass
 
 
 async def serve_control(
@@ -361,12 +238,12 @@ async def serve_control(
     """
     path = Path(path)
     # File-system calls go to a worker thread: the loop thread never blocks, even on a slow SD card.
-    raw, inode = await anyio.to_thread.run_sync(_claim, path)
-    listener = _Socket(raw)
+    raw, inode = await anyio.to_thread.run_sync(claim_socket, path)
+    listener = LineSocket(raw)
     slots = _Slots()
     log.info("control: listening on %s", path)
 
-    async def client(sock: _Socket) -> None:
+    async def client(sock: LineSocket) -> None:
         with closing(sock):
             conn = _Connection(sock, handler, limits, slots)
             if slots.clients >= limits.max_clients:
@@ -377,7 +254,7 @@ async def serve_control(
             try:
                 await conn.serve()
             except Exception as exc:  # one broken connection must never stop the listener
-                if _is_disconnect(exc):
+                if is_disconnect(exc):
                     log.debug("control: uid %s dropped: %r", conn.peer.uid, exc)
                 else:
                     log.exception("control: connection from uid %s failed", conn.peer.uid)
@@ -398,7 +275,7 @@ async def serve_control(
                         log.warning("control: accept failed: %s", exc)
                         await anyio.sleep(0.5)
                         continue
-                    tg.start_soon(client, _Socket(peer))
+                    tg.start_soon(client, LineSocket(peer))
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_unlink_own_socket, path, inode)
+            await anyio.to_thread.run_sync(unlink_own_socket, path, inode)
