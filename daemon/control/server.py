@@ -4,12 +4,16 @@ Access control is the file system: the socket is mode 0660 inside the runtime di
 systemd's ``RuntimeDirectoryMode``), so only the daemon's user and group can connect. Each client's
 ``SO_PEERCRED`` uid is logged, so an ``open`` in the journal names who sent it.
 
-Connection policy (:class:`ControlLimits`): at most ``max_clients`` connections; one more is answered
-``busy`` and closed. Event followers may hold all but ``reserved_for_commands`` of them, so a command always
-finds a slot while followers fill the rest. A client has ``request_timeout`` seconds to send each full request
-(blank lines and refused lines do not reset the clock), so idle connections cannot hold slots for long. A
-follower gets events through a bounded queue; one that falls behind is told (``too_slow``) and closed, and one
-that does not read at all is closed when a send stalls for ``send_timeout``.
+Connection policy (:class:`ControlLimits`), so that no client, idle or slow or hostile, keeps others out:
+
+- at most ``max_clients`` connections. When all are taken, a new one takes the slot of the connection that
+  has waited longest for its next request, if that is over ``idle_grace`` (intercomctl sends its request as
+  soon as it connects: only idle connections are ever closed this way). Otherwise it is answered ``busy``.
+- a client has ``request_timeout`` seconds to send each full request; blank lines and refused lines do not
+  reset the clock, so trickling bytes cannot hold a slot.
+- event followers may hold all but ``reserved_for_commands`` slots, so a command always finds one. A follower
+  gets events through a bounded queue: one that falls behind is told (``too_slow``) and closed, one that does
+  not read at all is closed when a send stalls for ``send_timeout``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from daemon.control._unix import DISCONNECTS, LineSocket, TooLarge, claim_socket, is_disconnect, unlink_own_socket
@@ -52,6 +55,7 @@ class ControlLimits:
     command_timeout: float = 30.0  # a command the app does not finish in time answers "timeout"
     send_timeout: float = 5.0  # a client that does not read its replies is dropped, not waited on
     max_clients: int = 16  # connections at once, followers included; one more is answered "busy"
+    idle_grace: float = 1.0  # waiting this long for a request, a connection may be closed to admit a new one
     reserved_for_commands: int = 1  # slots event followers may never take
     follower_queue: int = 64  # events waiting for a slow follower before it is dropped
     max_line_bytes: int = MAX_LINE_BYTES
@@ -59,8 +63,9 @@ class ControlLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not (math.isfinite(value) and value > 0) and f.name != "reserved_for_commands":
-                raise ControlError(f"ControlLimits.{f.name} must be a finite number above zero, got {value}")
+            least = 0 if f.name in ("reserved_for_commands", "idle_grace") else 1e-9
+            if not (math.isfinite(value) and value >= least):
+                raise ControlError(f"ControlLimits.{f.name} must be a finite number of at least {least:g}, got {value}")
         if not 0 <= self.reserved_for_commands < self.max_clients:
             raise ControlError("ControlLimits.reserved_for_commands must be 0..max_clients-1")
 
@@ -89,12 +94,39 @@ class _Throttled:
 
 
 class _Slots:
-    """Connections and followers held now. Only the loop thread touches it: plain counters suffice."""
+    """Who holds a connection slot, and who is idle. Only the loop thread touches it: no lock needed."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ControlLimits) -> None:
+        self.limits = limits
         self.clients = 0
         self.followers = 0
+        self.idle: dict[_Connection, float] = {}  # connections waiting for a request line -> since (loop clock)
         self.refusals = _Throttled()  # "busy" answers, which a connect loop can make by the thousand
+
+    def admit(self, conn: _Connection) -> bool:
+        """A slot for ``conn``: a free one, or the one of the connection idle longest past ``idle_grace``."""
+        if self.clients >= self.limits.max_clients and not self._evict_idlest():
+            return False
+        self.clients += 1
+        conn.holds_slot = True
+        return True
+
+    def release(self, conn: _Connection) -> None:
+        """Idempotent: an evicted connection's slot is released when it is evicted, not again when it ends."""
+        self.idle.pop(conn, None)
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self.clients -= 1
+
+    def _evict_idlest(self) -> bool:
+        if not self.idle:
+            return False
+        conn, since = min(self.idle.items(), key=lambda item: item[1])
+        if anyio.current_time() - since < self.limits.idle_grace:
+            return False
+        self.release(conn)  # its slot is the newcomer's now, before the evicted task even runs
+        conn.evict()
+        return True
 
 
 class _Connection:
@@ -105,6 +137,14 @@ class _Connection:
         self.slots = slots
         self.peer = sock.peer()
         self.stream_end: tuple[ErrorCode, str] = (ErrorCode.ENDED, "the daemon ended the event stream")
+        self.holds_slot = False
+        self.evicted = False
+        self._waiting: anyio.CancelScope | None = None  # set while waiting for a request: what evict() cancels
+
+    def evict(self) -> None:
+        self.evicted = True
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def send(self, data: bytes) -> None:
         with anyio.fail_after(self.limits.send_timeout):
@@ -118,15 +158,26 @@ class _Connection:
     async def serve(self) -> None:
         # One deadline per request: blank lines and refused lines do not extend it, so a client cannot hold its
         # slot by trickling bytes; only an answered command starts the next request's clock.
-        deadline = anyio.current_time() + self.limits.request_timeout
+        idle_since = anyio.current_time()
+        deadline = idle_since + self.limits.request_timeout
         while True:
             with anyio.CancelScope(deadline=deadline) as waiting:
+                self._waiting, self.slots.idle[self] = waiting, idle_since
                 try:
                     line = await self.sock.receive_line(self.limits.max_line_bytes)
                 except TooLarge:
                     too_large = f"request line over {self.limits.max_line_bytes} bytes"
                     await self.send(error_reply(ErrorCode.TOO_LARGE, too_large))
                     return  # the rest of the oversized line is unreadable as a request: close
+                finally:
+                    self._waiting = None
+                    self.slots.idle.pop(self, None)
+            if self.evicted:
+                log.debug("control: uid %s idle while all slots were taken, closing", self.peer.uid)
+                await self.send_quietly(
+                    error_reply(ErrorCode.TIMEOUT, "closed to make room: send a request on connecting")
+                )
+                return
             if waiting.cancelled_caught:
                 log.debug("control: uid %s sent no full request in time, closing", self.peer.uid)
                 no_request = f"no full request within {self.limits.request_timeout:g} s"
@@ -155,7 +206,8 @@ class _Connection:
                 await self.follow_events()
                 return
             await self.send(await self.run_command(request))
-            deadline = anyio.current_time() + self.limits.request_timeout
+            idle_since = anyio.current_time()
+            deadline = idle_since + self.limits.request_timeout
 
     async def run_command(self, request: CommandRequest) -> bytes:
         cmd = request.command
@@ -240,17 +292,16 @@ async def serve_control(
     # File-system calls go to a worker thread: the loop thread never blocks, even on a slow SD card.
     raw, inode = await anyio.to_thread.run_sync(claim_socket, path)
     listener = LineSocket(raw)
-    slots = _Slots()
+    slots = _Slots(limits)
     log.info("control: listening on %s", path)
 
     async def client(sock: LineSocket) -> None:
         with closing(sock):
             conn = _Connection(sock, handler, limits, slots)
-            if slots.clients >= limits.max_clients:
+            if not slots.admit(conn):
                 slots.refusals.warning("control: %d clients connected, refusing uid %s", slots.clients, conn.peer.uid)
                 await conn.send_quietly(error_reply(ErrorCode.BUSY, f"too many clients (max {limits.max_clients})"))
                 return
-            slots.clients += 1
             try:
                 await conn.serve()
             except Exception as exc:  # one broken connection must never stop the listener
@@ -259,7 +310,7 @@ async def serve_control(
                 else:
                     log.exception("control: connection from uid %s failed", conn.peer.uid)
             finally:
-                slots.clients -= 1
+                slots.release(conn)
 
     try:
         with closing(listener):

@@ -164,18 +164,26 @@ def _read_all(s: socket.socket) -> bytes:
 
 def test_idle_clients_and_silent_followers_do_not_lock_out_commands(make_daemon: Callable[..., Daemon]) -> None:
     """The probe's case: 16 idle clients held the socket ~60 s, 16 followers that never read held it for good,
-    and the refused intercomctl printed "Broken pipe" and exited 69 as if no daemon ran."""
+    and the refused intercomctl printed "Broken pipe" and exited 69 as if no daemon ran (busy's own exit status
+    is tested against the real server in tests/control/test_client.py)."""
     daemon = make_daemon()
     daemon.write_config(["sip:101@127.0.0.1:5999"])
     daemon.start()
     idle = [_connect(daemon.socket) for _ in range(16)]
     try:
-        refused = daemon.ctl("status", check=False)
-        assert (refused.returncode, refused.stderr) == (75, "intercomctl: daemon busy: too many clients (max 16)\n")
-        started = time.monotonic()
-        for s in idle:  # each is told and dropped at its request deadline (5 s)
-            assert json.loads(_read_all(s))["error"]["code"] == "timeout"
-        assert time.monotonic() - started < 8
+        # Within a second of them a newcomer may be told busy (75, never 69 now); after that it takes the slot of
+        # the connection idle longest, which is told why it was closed.
+        codes: list[int] = []
+
+        def served() -> bool:
+            codes.append(daemon.ctl("status", check=False).returncode)
+            return codes[-1] == 0
+
+        daemon.until(served, 5, "intercomctl status to be served with 16 idle clients connected")
+        assert set(codes) <= {0, 75}, codes
+        told = [json.loads(_read_all(s))["error"]["message"] for s in idle]  # every one is closed within 5 s
+        assert "closed to make room: send a request on connecting" in told
+        assert set(told) <= {"closed to make room: send a request on connecting", "no full request within 5 s"}
     finally:
         for s in idle:
             s.close()

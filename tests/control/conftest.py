@@ -49,6 +49,7 @@ class FakeApp:
         self.reload_result = ReloadResult(True, applied=("timing.ring_timeout_seconds",))
         self.status_result: dict[str, object] = {"state": "idle", "sip": {"registered": True}, "uptime_seconds": 12}
         self.history_rows: list[dict[str, object]] = [dict(HISTORY_ROW)]
+        self.history_called = anyio.Event()
         self.history_delay = 0.0  # seconds history() takes: the command timeout's test
         self.event_send, self.event_receive = anyio.create_memory_object_stream[dict[str, object]](10_000)
         self.subscribers = 0
@@ -87,6 +88,7 @@ class FakeApp:
 
     async def history(self, limit: int) -> list[dict[str, object]]:
         self._record("history", limit)
+        self.history_called.set()
         await anyio.sleep(self.history_delay)
         return self.history_rows[:limit]
 

@@ -323,7 +323,7 @@ def test_a_misbehaving_daemon_gives_one_line_and_its_own_status(
     assert err.getvalue().endswith(message) and err.getvalue().count("\n") == 1, err.getvalue()
 
 
-@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=60.0)])  # held however slow we are
+@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=60.0, idle_grace=60.0)])
 async def test_busy_from_the_real_server(server: Path, open_client: Any) -> None:
     async with open_client(server), open_client(server), open_client(server), open_client(server):
         status, out, err = await run_ctl("--socket", str(server), "status")

@@ -199,9 +199,9 @@ async def test_blank_lines_and_refused_lines_do_not_extend_the_deadline(server: 
     assert anyio.current_time() - start < 2.5  # dropped at about 1 s despite a line every few ms
 
 
-@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=2.0)])
+@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=2.0, idle_grace=60.0)])
 async def test_idle_clients_fill_the_slots_only_until_their_deadline(server: Path, open_client: Any) -> None:
-    """The probe: 16 idle clients denied service for ~60 s. Here 4 (the limit) for about the 2 s deadline."""
+    """The probe: 16 idle clients denied service for ~60 s. Here 4 (the limit), none evictable, for 2 s at most."""
     async with contextlib.AsyncExitStack() as stack:
         idle = [await stack.enter_async_context(open_client(server)) for _ in range(4)]
         async with open_client(server) as refused:
@@ -215,7 +215,10 @@ async def test_idle_clients_fill_the_slots_only_until_their_deadline(server: Pat
             assert (await served.ask({"cmd": "status"}))["ok"] is True
 
 
-@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=60.0)])  # held however slow we are
+HELD = ControlLimits(max_clients=4, request_timeout=60.0, idle_grace=60.0)  # idle slots held however slow we are
+
+
+@pytest.mark.parametrize("limits", [HELD])
 async def test_busy_refusals_are_logged_sparingly(
     server: Path, open_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -227,6 +230,37 @@ async def test_busy_refusals_are_logged_sparingly(
                 assert (await refused.read())["error"]["code"] == "busy"
     refusals = [r for r in caplog.records if "refusing" in r.getMessage()]
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
+
+
+@pytest.mark.parametrize("limits", [ControlLimits(max_clients=4, request_timeout=60.0, idle_grace=0.0)])
+async def test_a_newcomer_takes_the_slot_of_the_longest_idle_connection(server: Path, open_client: Any) -> None:
+    """Idle connections reopened as fast as they are dropped cannot keep a command out either."""
+    async with contextlib.AsyncExitStack() as stack:
+        idle = [await stack.enter_async_context(open_client(server)) for _ in range(4)]
+        for _ in range(3):  # each newcomer is served at once, in the slot of the oldest idle connection
+            newcomer = await stack.enter_async_context(open_client(server))  # and stays: no slot is freed
+            assert (await newcomer.ask({"cmd": "status"}))["ok"] is True
+        for evicted in idle[:3]:
+            reply = await evicted.read()
+            assert reply["error"] == {"code": "timeout", "message": "closed to make room: send a request on connecting"}
+            assert await evicted.closed()
+        assert (await idle[3].ask({"cmd": "status"}))["ok"] is True  # the youngest kept its slot
+
+
+async def test_busy_when_no_one_is_idle(server: Path, app: Any, open_client: Any) -> None:
+    """Followers and commands in progress are never evicted: a newcomer is told busy instead."""
+    app.history_delay = 5.0
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            follower = await stack.enter_async_context(open_client(server))
+            assert await follower.ask({"cmd": "events"}) == {"ok": True, "result": "streaming"}
+        working = await stack.enter_async_context(open_client(server))
+        await working.send({"cmd": "history"})  # in progress for up to the 1 s command timeout
+        with anyio.fail_after(5):
+            await app.history_called.wait()  # the command has reached the app: its slot is not idle
+        async with open_client(server) as refused:
+            assert (await refused.read())["error"] == {"code": "busy", "message": "too many clients (max 4)"}
+        assert (await working.read())["error"]["code"] == "timeout"
 
 
 async def test_followers_cannot_take_the_last_slot(server: Path, app: Any, open_client: Any) -> None:
