@@ -130,6 +130,8 @@ class _Slots:
 
 
 class _Connection:
+    """One client: its requests answered in order, or its event stream."""
+
     def __init__(self, sock: LineSocket, handler: ControlHandler, limits: ControlLimits, slots: _Slots) -> None:
         self.sock = sock
         self.handler = handler
