@@ -154,7 +154,6 @@ class MqttLink:
                 tls_context=tls,
                 clean_session=True,  # no commands queued for us while we were away: stale ones must not run
                 max_queued_incoming_messages=_COMMAND_QUEUE * 4,
-                logger=logging.getLogger("daemon.mqtt.paho"),
             )
             self._detail = f"connecting to {self.broker}"
             self._was_connected = False
