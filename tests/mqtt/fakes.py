@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -138,14 +141,13 @@ class Subscriber:
     clean: bool = True
     username: str | None = None
     password: str | None = None
+    tls_ca: Path | None = None
     _send: MemoryObjectSendStream[Received] | None = None
     _receive: MemoryObjectReceiveStream[Received] | None = None
     _taken: set[int] = field(default_factory=set)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Subscriber]:
-        import time
-
         self._send, self._receive = anyio.create_memory_object_stream[Received](100_000)
         client = aiomqtt.Client(
             "127.0.0.1",
@@ -154,6 +156,7 @@ class Subscriber:
             clean_session=self.clean,
             username=self.username,
             password=self.password,
+            tls_context=None if self.tls_ca is None else ssl.create_default_context(cafile=str(self.tls_ca)),
         )
         async with client, self._send, self._receive, anyio.create_task_group() as tg:
             for topic in self.topics:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
@@ -12,7 +12,7 @@ import anyio
 from daemon.mqtt import MqttConfig, MqttLink, run_mqtt
 from tests.mqtt.fakes import FakeApp
 
-__all__ = ["link_config", "running_link"]
+__all__ = ["link_config", "running_link", "until"]
 
 
 def link_config(port: int, **changes: object) -> MqttConfig:
@@ -37,3 +37,10 @@ async def running_link(config: MqttConfig, app: FakeApp) -> AsyncIterator[MqttLi
             yield link
         finally:
             tg.cancel_scope.cancel()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition the link reaches on its own tasks (a queue length, a health detail)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)
