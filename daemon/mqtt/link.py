@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _AUTH_CODES = frozenset({4, 5, 134, 135})  # MQTT 3.1.1 and 5 "bad user name or password" / "not authorized"
 _COMMAND_QUEUE = 16
+_WINDOW = 64  # events in flight at once
 _CLOSE_TIMEOUT = 2.0
 
 
@@ -155,6 +156,7 @@ class MqttLink:
                 clean_session=True,  # no commands queued for us while we were away: stale ones must not run
                 max_queued_incoming_messages=_COMMAND_QUEUE * 4,
             )
+            client.pending_calls_threshold = _WINDOW + 8  # a full window in flight is normal here, not a warning
             self._detail = f"connecting to {self.broker}"
             self._was_connected = False
             try:
@@ -225,10 +227,14 @@ class MqttLink:
             for name, message in self._state.pending():
                 await self._send(client, message)
                 self._state.published(name, message.payload)
-            message_or_none = self._outbox.head()
-            if message_or_none is not None:
-                await self._send(client, message_or_none)
-                self._outbox.pop()  # only now: a publish that failed is sent again after reconnecting
+            batch = self._outbox.head(_WINDOW)
+            if batch:
+                # Published together, acknowledged together: paho writes them in order on one TCP stream, so
+                # the broker gets them in order; one per round trip would fall behind a busy panel.
+                async with anyio.create_task_group() as tg:
+                    for _, message in batch:
+                        tg.start_soon(self._send, client, message)
+                self._outbox.done(batch[-1][0])  # only now: a batch that failed is sent again after reconnecting
                 continue
             if not self._discovery_due and not self._state.pending():
                 await self._outbox.wait()

@@ -3,7 +3,7 @@
 The consumer runs on the loop and must never wait (a visit's events would back up behind the broker):
 :meth:`Outbox.put` only appends. While the broker is away events pile up to ``bound``; beyond it the oldest
 is dropped and counted, so memory stays bounded through an outage of any length. The publisher takes an
-event off only once the broker acknowledged it (:meth:`head` then :meth:`pop`), so events go out in order
+event off only once the broker acknowledged it (:meth:`head` then :meth:`done`), so events go out in order
 and none is lost to a connection that breaks mid-publish (at-least-once, as MQTT QoS 1 is).
 """
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 class Outbox:
     def __init__(self, bound: int) -> None:
-        self._items: deque[Outgoing] = deque()
+        self._items: deque[tuple[int, Outgoing]] = deque()  # (sequence number, message)
+        self._next = 0
         self._bound = bound
         self._wake = anyio.Event()
         self.dropped = 0
@@ -38,18 +39,25 @@ class Outbox:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 100 == 0:
                 log.warning(
-                    "mqtt: %d event(s) dropped so far: the broker is away and the queue holds %d",
+                    "mqtt: %d event(s) dropped so far: the broker is away or slow (queue bound %d)",
                     self.dropped,
                     self._bound,
                 )
-        self._items.append(item)
+        self._items.append((self._next, item))
+        self._next += 1
         self.wake()
 
-    def head(self) -> Outgoing | None:
-        return self._items[0] if self._items else None
+    def head(self, count: int = 1) -> list[tuple[int, Outgoing]]:
+        """The oldest ``count`` (or fewer) events with their sequence numbers, left queued until :meth:`done`."""
+        return [self._items[i] for i in range(min(count, len(self._items)))]
 
-    def pop(self) -> None:
-        self._items.popleft()
+    def done(self, through: int) -> None:
+        """The broker has every event up to sequence number ``through``: remove those still queued.
+
+        By number, not by count: while a batch was out, the bound may have dropped some of it for newer ones.
+        """
+        while self._items and self._items[0][0] <= through:
+            self._items.popleft()
 
     def wake(self) -> None:
         """Tell the publisher there is work (an event, or state that changed)."""
