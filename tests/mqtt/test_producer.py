@@ -17,10 +17,10 @@ from tests.mqtt.harness import link_config, running_link, until
 
 PREFIX = "intercom/test"
 EVENTS = 2000
-# One VisitLog.event() call, the visit's side of publishing, measured on a 2-core machine shared with other
-# jobs: ~20 us typical. The bound is loose for the shared machine; what it catches is a wait on the broker
-# (a publish acknowledgement is >= 100 us over loopback, and seconds with a frozen broker).
-MAX_EMIT_SECONDS = 0.02
+# One VisitLog.event() call, the visit's side of publishing: ~20 us typical. A wait on the broker would
+# take a publish acknowledgement (>= 100 us over loopback) per event, or the link's timeout (1 s here)
+# with a frozen broker. The bound is loose because this machine is shared: a preemption once took 21 ms.
+MAX_EMIT_SECONDS = 0.1
 
 
 def _packet(kind: int, body: bytes) -> bytes:
