@@ -61,7 +61,7 @@ def test_settings_report_every_problem_at_once() -> None:
     assert "mqtt.qos: 3 is not accepted; accepted: 0, 1, 2" in text
     assert "mqtt.commands.open: expected true or false" in text
     # cross-field checks run once the types are right
-    config, problems = _build(
+    _, problems = _build(
         {
             "host": "",
             "port": 70000,
