@@ -43,7 +43,7 @@ def test_settings_defaults_derive_names_from_the_panel() -> None:
 
 
 def test_settings_report_every_problem_at_once() -> None:
-    config, problems = _build(
+    _, problems = _build(
         {
             "host": "",
             "port": 70000,
