@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import aiomqtt
+import anyio
 
 from daemon.facade import OpenResult
 from daemon.mqtt import MqttCommandsConfig
 from tests.mqtt.broker import Mosquitto
 from tests.mqtt.fakes import FakeApp, LogWaiter, Subscriber
-from tests.mqtt.harness import link_config, running_link
+from tests.mqtt.harness import link_config, running_link, until
 
 PREFIX = "intercom/test"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_discovery_and_retained_state_reach_a_late_subscriber(broker: Mosquitto, app: FakeApp) -> None:
     config = link_config(broker.port, commands=MqttCommandsConfig(open=True))
-    async with Subscriber(broker.port, (f"{PREFIX}/availability",)).running() as first, running_link(config, app):
+    async with Subscriber(broker.port, (f"{PREFIX}/#",)).running() as first, running_link(config, app):
         await first.next(f"{PREFIX}/availability", payload="online")
+        await first.next(f"{PREFIX}/state/versions")  # the last of the first round: discovery, then state
         # A subscriber that comes later gets everything retained: what Home Assistant sees after a restart.
         async with Subscriber(broker.port, ("homeassistant/#", f"{PREFIX}/state/#")).running() as late:
             state = {}
@@ -147,3 +153,48 @@ async def _publish(broker: Mosquitto, topic: str, body: object, *, retain: bool 
     payload = body if isinstance(body, str) else json.dumps(body)
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
         await client.publish(topic, payload, qos=1, retain=retain)
+
+
+async def test_home_assistant_restart_gets_discovery_again(broker: Mosquitto, app: FakeApp) -> None:
+    async with (
+        Subscriber(broker.port, ("homeassistant/event/#", f"{PREFIX}/availability")).running() as sub,
+        running_link(link_config(broker.port), app),
+    ):
+        await sub.next(f"{PREFIX}/availability", payload="online")
+        await sub.next("homeassistant/event/test/doorbell_101/config")
+        await _publish(broker, "homeassistant/status", "online")  # Home Assistant's birth message
+        again = await sub.next("homeassistant/event/test/doorbell_101/config")
+        assert again.json()["event_types"] == ["press"]
+
+
+async def test_clean_stop_says_offline_and_a_killed_panel_leaves_its_last_will(
+    broker: Mosquitto, app: FakeApp, tmp_path: Path
+) -> None:
+    async with running_link(link_config(broker.port), app) as link:
+        await until(lambda: link.health().connected)
+    async with Subscriber(broker.port, (f"{PREFIX}/availability",)).running() as sub:
+        assert (await sub.next(f"{PREFIX}/availability")).payload == "offline"  # retained, from the clean stop
+
+    # A panel that dies without a word: the broker publishes the will it left at connect.
+    script = tmp_path / "panel.py"
+    script.write_text(PANEL_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with Subscriber(broker.port, (f"{PREFIX}/availability",)).running() as sub:
+        await sub.next(f"{PREFIX}/availability", payload="offline")
+        async with await anyio.open_process([sys.executable, str(script), str(broker.port)], env=env) as panel:
+            await sub.next(f"{PREFIX}/availability", payload="online", timeout=30)
+            panel.kill()  # SIGKILL: no clean disconnect, no "offline" from the panel itself
+            await sub.next(f"{PREFIX}/availability", payload="offline", timeout=30)
+
+
+PANEL_SCRIPT = """
+import sys, anyio
+from tests.mqtt.fakes import FakeApp
+from tests.mqtt.harness import link_config, running_link, until
+
+async def main() -> None:
+    async with FakeApp() as app, running_link(link_config(int(sys.argv[1])), app):
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
