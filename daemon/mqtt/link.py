@@ -96,13 +96,23 @@ class MqttLink:
             log.error("mqtt: %s; the panel runs without MQTT", exc.problems[0])
             task_status.started(self)
             return
-        self._state.update(self._safe_status())
+        status = self._safe_status()
+        if status is not None:
+            self._state.update(status)
         commands_send, commands_receive = anyio.create_memory_object_stream[tuple[bytes, bool]](_COMMAND_QUEUE)
-        async with anyio.create_task_group() as tg, commands_send, commands_receive:
-            await tg.start(self._consume_events)
-            tg.start_soon(self._run_commands, commands_receive)
-            task_status.started(self)
-            await self._connect_forever(password, tls, commands_send)
+        started = False
+        try:
+            async with anyio.create_task_group() as tg, commands_send, commands_receive:
+                await tg.start(self._consume_events)
+                tg.start_soon(self._run_commands, commands_receive)
+                task_status.started(self)
+                started = True
+                await self._connect_forever(password, tls, commands_send)
+        except Exception as exc:  # a bug here must not take the app's task group (the panel) down with it
+            log.exception("mqtt: the link failed; the panel goes on without MQTT")
+            self._client, self._detail = None, f"failed: {type(exc).__name__}: {exc}"
+            if not started:
+                task_status.started(self)
 
     # -- the consumer: app events into the outbox, never waiting --
 
@@ -122,18 +132,23 @@ class MqttLink:
 
     def on_event(self, event: dict[str, object]) -> None:
         """One app event: queue its message and note what state changed. Synchronous: it cannot wait."""
-        facts = self._translator.translate(event)
+        try:
+            facts = self._translator.translate(event)
+        except Exception:  # an event of a shape we did not foresee is skipped, not fatal
+            log.exception("mqtt: event %r not understood; skipped", event.get("event"))
+            return
         if facts.message is not None:
             self._outbox.put(facts.message)
-        if self._state.update(self._safe_status(), facts):
+        status = self._safe_status()
+        if status is not None and self._state.update(status, facts):
             self._outbox.wake()
 
-    def _safe_status(self) -> dict[str, object]:
+    def _safe_status(self) -> dict[str, object] | None:
         try:
             return self._app.status()
         except Exception:  # status is read on every event; a bug there must not stop the event flow
             log.exception("mqtt: app.status() raised; state not updated")
-            return {}
+            return None
 
     # -- the connection loop --
 

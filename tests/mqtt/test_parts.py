@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
+from pathlib import Path
 
+import anyio
 import pytest
 
 from daemon.facade import OpenResult
-from daemon.mqtt import MqttCommandsConfig, MqttConfig
+from daemon.mqtt import MqttCommandsConfig, MqttConfig, MqttLink, run_mqtt
 from daemon.mqtt.commands import run_command
 from daemon.mqtt.discovery import DiscoveryInput, discovery_messages
 from daemon.mqtt.link import _backoff
@@ -236,3 +239,23 @@ async def test_commands_are_checked_before_anything_runs() -> None:
         app.open_result = OpenResult(False, "relay fault")
         refused = await run({"cmd": "open"})
         assert refused["ok"] is False and refused["result"] == {"opened": False, "reason": "relay fault"}
+
+
+async def test_a_failing_app_status_does_not_stop_the_event_flow() -> None:
+    class BrokenStatus(FakeApp):
+        def status(self) -> dict[str, object]:
+            raise RuntimeError("a bug in status")
+
+    async with BrokenStatus() as app:
+        link = MqttLink(MqttConfig(), app, panel_name="P")
+        link.on_event(_event("BUTTON_PRESSED", "v1", "101"))
+        link.on_event({"event": "BUTTON_PRESSED", "target": 5, "visit": None, "timestamp": 0})  # odd shapes
+        assert link.health().queued == 2
+
+
+async def test_an_unreadable_password_file_leaves_the_panel_running(tmp_path: Path) -> None:
+    config = MqttConfig(username="panel", password_file=str(tmp_path / "missing"))
+    async with FakeApp() as app, anyio.create_task_group() as tg:
+        link: MqttLink = await tg.start(partial(run_mqtt, config, app, panel_name="P"))
+        assert "not started" in link.health().detail and "cannot read" in link.health().detail
+        assert not link.health().connected
