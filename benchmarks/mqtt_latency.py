@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from benchmarks._proc import emit
 from benchmarks._stats import summarize
@@ -108,6 +109,7 @@ async def measure(n: int, gap: float, qos: int, outage: int) -> dict[str, Any]:
                     outage_visits = [f"O{i:05}" for i in range(outage)]
                     for visit in outage_visits:
                         app.emit("BUTTON_PRESSED", visit, "101", "started")
+                        await anyio.lowlevel.checkpoint()  # as visits do; the app's event stream holds 256
                     await until(lambda: link.health().queued == outage)
                     restarted = time.monotonic()
                     broker.start()
