@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from daemon.settings_schema import build
 from tests.mqtt.fakes import FakeApp
 
 TOPICS = Topics("intercom/p1")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _build(data: dict[str, object]) -> tuple[MqttConfig | None, list[str]]:
@@ -259,3 +262,23 @@ async def test_an_unreadable_password_file_leaves_the_panel_running(tmp_path: Pa
         link: MqttLink = await tg.start(partial(run_mqtt, config, app, panel_name="P"))
         assert "not started" in link.health().detail and "cannot read" in link.health().detail
         assert not link.health().connected
+
+
+@dataclass(frozen=True)
+class _ConfigWithMqtt:
+    """The shape daemon.config.Config takes with its ``mqtt: MqttConfig | None = None`` field."""
+
+    panel_name: str = "Portão"
+    mqtt: MqttConfig | None = None
+
+
+def test_the_documented_example_is_a_valid_mqtt_section() -> None:
+    doc = (ROOT / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    problems: list[str] = []
+    config = build(_ConfigWithMqtt, tomllib.loads(example), problems)
+    assert problems == [] and config is not None and config.mqtt is not None
+    assert config.mqtt.tls.enabled and config.mqtt.commands.enabled() == frozenset({"open"})
+    assert config.mqtt.resolve(config.panel_name).topic_prefix == "intercom/portao_norte"
+    without: list[str] = []
+    assert build(_ConfigWithMqtt, {}, without) == _ConfigWithMqtt() and without == []  # no [mqtt]: no MQTT
