@@ -30,6 +30,7 @@ class DiscoveryInput:
     commands: MqttCommandsConfig
     door_contact: bool
     qos: int
+    tamper_switch: bool = True
 
 
 def _press(cmd: str, **args: str) -> str:
@@ -126,7 +127,10 @@ def discovery_messages(topics: Topics, info: DiscoveryInput) -> list[Outgoing]:
         binary("door", "Door", StateName.DOOR, "open", "closed", device_class="door")
     else:
         entity("binary_sensor", "door", None)
-    binary("tamper", "Tamper", StateName.TAMPER, "triggered", "ok", device_class="tamper")
+    if info.tamper_switch:
+        binary("tamper", "Tamper", StateName.TAMPER, "triggered", "ok", device_class="tamper")
+    else:
+        entity("binary_sensor", "tamper", None)
     binary(
         "registration",
         "SIP registration",

@@ -273,6 +273,7 @@ class MqttLink:
             commands=self.config.commands,
             door_contact=self._state.door_contact,
             qos=self.config.qos,
+            tamper_switch=self._state.tamper_switch,
         )
 
     async def _receive(self, client: aiomqtt.Client, commands: MemoryObjectSendStream[tuple[bytes, bool]]) -> None:

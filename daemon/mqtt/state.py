@@ -29,6 +29,11 @@ class StateTracker:
         """Whether the panel reports a door contact (then Home Assistant gets a door sensor)."""
         return StateName.DOOR in self._current
 
+    @property
+    def tamper_switch(self) -> bool:
+        """Whether the panel has a tamper switch (status ``"tamper": None`` says it has none)."""
+        return StateName.TAMPER in self._current
+
     def update(self, status: Mapping[str, object], facts: Translated | None = None) -> bool:
         """Take the app's status and an event's facts; True if some state now differs from the broker's."""
         if facts is not None:

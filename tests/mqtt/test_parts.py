@@ -173,6 +173,9 @@ def test_state_is_derived_from_status_and_republished_only_when_changed() -> Non
     assert [(n, m.payload) for n, m in tracker.pending()] == [(StateName.TAMPER, "triggered")]
     tracker.forget_published()
     assert len(tracker.pending()) == 4  # a new connection: everything again
+    assert tracker.tamper_switch  # status says nothing of a tamper switch: assume one, from events
+    tracker.update({**status, "tamper": None})  # the app says there is none
+    assert not tracker.tamper_switch and StateName.TAMPER not in dict(tracker.pending())
 
 
 def test_outbox_drops_oldest_beyond_its_bound_and_acknowledges_by_sequence() -> None:
@@ -194,15 +197,16 @@ def test_backoff_grows_to_its_ceiling_with_jitter() -> None:
     assert all(30.0 <= _backoff(30, 1.0, 60.0) <= 60.0 for _ in range(50))
 
 
-def _discovery(commands: MqttCommandsConfig, door_contact: bool = True) -> dict[str, str]:
-    info = DiscoveryInput("p1", "Portão", "1.2", ("101", "Bloco B"), commands, door_contact, 1)
+def _discovery(commands: MqttCommandsConfig, door_contact: bool = True, tamper: bool = True) -> dict[str, str]:
+    info = DiscoveryInput("p1", "Portão", "1.2", ("101", "Bloco B"), commands, door_contact, 1, tamper)
     return {m.topic: m.payload for m in discovery_messages(TOPICS, info)}
 
 
 def test_discovery_entities_follow_the_enabled_commands() -> None:
-    off = _discovery(MqttCommandsConfig(), door_contact=False)
+    off = _discovery(MqttCommandsConfig(), door_contact=False, tamper=False)
     assert off["homeassistant/button/p1/open_door/config"] == ""  # removed from Home Assistant
     assert off["homeassistant/binary_sensor/p1/door/config"] == ""
+    assert off["homeassistant/binary_sensor/p1/tamper/config"] == ""
     bell = json.loads(off["homeassistant/event/p1/doorbell_bloco_b/config"])
     assert bell["state_topic"] == "intercom/p1/event/doorbell/bloco_b"
     assert bell["name"] == "Doorbell Bloco B"
