@@ -16,6 +16,9 @@ APT_PACKAGES=(
   kamailio-tls-modules openssl  # SIP over TLS in the tests: kamailio tls.so, throwaway certificates
   sip-tester                # sipp: scripted SIP peers and load
   sox                       # measures and converts audio in tests
+  pulseaudio pulseaudio-utils  # the paced virtual sound card (a room with a clock) for tests and the demo
+  mosquitto                 # the MQTT broker the tests start
+  iproute2 ethtool          # the test suite's own network namespaces and impaired link
   systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script
   gcc python3-dev python3-venv
 )

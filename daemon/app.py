@@ -33,6 +33,7 @@ from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
+from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
@@ -68,6 +69,7 @@ class IntercomApp:
         self._ports: VisitPorts
         self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup()
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
+        self.mqtt: MqttLink | None = None
 
     @property
     def registered(self) -> bool:
@@ -122,6 +124,8 @@ class IntercomApp:
                         terminate = partial(self._terminate, tg.cancel_scope)
                         await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
                         await self._start_control(tg)
+                        if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
+                            self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
                         log.info(
                             "intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started
@@ -218,6 +222,8 @@ class IntercomApp:
             "speaker": dataclasses.asdict(self.panel.speaker.health()),
             "history": dataclasses.asdict(self.visit_history.health()),
             "event_log": dataclasses.asdict(self.visit_log.health()),
+            "tamper": None if self.panel.tamper is None else self.panel.tamper.tampered,
+            "mqtt": None if self.mqtt is None else dataclasses.asdict(self.mqtt.health()),
             "pid": os.getpid(),
         }
 
@@ -246,6 +252,9 @@ class IntercomApp:
         rows = await run_selftest(self.panel, self.sip, self.config)
         for what, health in (("history", await self.visit_history.check()), ("event log", self.visit_log.health())):
             rows.append(SelftestRow(what, health.ok, health.detail))
+        if self.mqtt is not None:
+            h = self.mqtt.health()
+            rows.append(SelftestRow("mqtt broker", h.connected, f"{h.detail}; {h.queued} queued, {h.dropped} dropped"))
         return rows
 
     async def wait_visits(self, count: int) -> None:

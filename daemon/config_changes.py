@@ -17,7 +17,7 @@ __all__ = ["LIVE_SECTIONS", "RESTART_SECTIONS", "changed_keys", "split_changes",
 
 LIVE_SECTIONS = frozenset({"panel_name", "apartments", "inbound_codes", "timing", "prompts"})
 RESTART_SECTIONS = frozenset(
-    {"gpio", "buttons", "relay", "exit_button", "door_contact", "tamper", "leds", "audio", "sip", "paths"}
+    {"gpio", "buttons", "relay", "exit_button", "door_contact", "tamper", "leds", "audio", "sip", "paths", "mqtt"}
 )
 
 

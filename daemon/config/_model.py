@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from daemon.config._sip import WIDE_PREFIX, SipConfig
 from daemon.config._uris import dial_problems
 from daemon.config._visit import Apartment, PathsConfig, PromptsConfig, TimingConfig, code_problems
+from daemon.mqtt.settings import MqttConfig
 from hw.settings import (
     AudioConfig,
     ButtonConfig,
@@ -42,6 +43,7 @@ class Config:
     apartments: tuple[Apartment, ...] = ()
     inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
     paths: PathsConfig = field(default_factory=PathsConfig)
+    mqtt: MqttConfig | None = None  # [mqtt] (docs/mqtt.md); absent: no MQTT
 
     @property
     def panel(self) -> PanelConfig:

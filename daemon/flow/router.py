@@ -112,6 +112,9 @@ class VisitRouter:
                 self._ports.leds.show(LedPattern.IDLE if active else LedPattern.FAULT)
                 level = logging.INFO if active else logging.ERROR
                 log.log(level, "registration %s: %s %s", "up" if active else "down", code, reason)
+                # In the event stream too: MQTT and `events --follow` watchers see the PBX come and go.
+                name = "REGISTRATION_UP" if active else "REGISTRATION_DOWN"
+                self._log.event("-", name, "registrar", f"{code} {reason}".strip())
             case CallRinging(handle=h):
                 self._route(h, LegRinging)
             case CallAnswered(handle=h):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from hw.settings import Range, range_problems
 
 __all__ = [
     "MqttCommandsConfig",
@@ -73,7 +75,7 @@ class ResolvedNames:
 @dataclass(frozen=True)
 class MqttConfig:
     host: str = "localhost"
-    port: int = 0  # 0: 1883, or 8883 with TLS
+    port: Annotated[int, Range(0, 65535, note="0: 1883, or 8883 with TLS")] = 0
     tls: MqttTlsConfig = field(default_factory=MqttTlsConfig)
     username: str = ""
     password_file: str = ""  # a file holding only the password (mode 0600)
@@ -81,13 +83,14 @@ class MqttConfig:
     client_id: str = ""  # "" = intercom-<panel_id>
     topic_prefix: str = ""  # "" = intercom/<panel_id>
     qos: Literal[0, 1, 2] = 1
-    keepalive_seconds: int = 30
-    queue_size: int = 1000  # events kept while the broker is away; beyond it the oldest are dropped
+    keepalive_seconds: Annotated[int, Range(5, 3600, "s")] = 30
+    # Events kept while the broker is away; beyond it the oldest are dropped.
+    queue_size: Annotated[int, Range(1, 100_000)] = 1000
     discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
-    reconnect_min_seconds: float = 1.0
-    reconnect_max_seconds: float = 60.0
-    timeout_seconds: float = 10.0  # connect, and each publish's acknowledgement
+    reconnect_min_seconds: Annotated[float, Range(0.05, 3600, "s")] = 1.0
+    reconnect_max_seconds: Annotated[float, Range(0.05, 3600, "s")] = 60.0
+    timeout_seconds: Annotated[float, Range(0.1, 120, "s")] = 10.0  # connect, and each publish's acknowledgement
     commands: MqttCommandsConfig = field(default_factory=MqttCommandsConfig)
 
     @property
@@ -106,8 +109,7 @@ class MqttConfig:
         out: list[str] = []
         if not self.host.strip():
             out.append("host: must not be empty")
-        if not 0 <= self.port <= 65535:
-            out.append(f"port: {self.port} out of range 1..65535 (0: the default for the transport)")
+        out += range_problems(self)
         if self.password_file and not self.username:
             out.append("password_file is given without username; the broker would never see the password")
         if self.panel_id and slug(self.panel_id) != self.panel_id:
@@ -117,12 +119,6 @@ class MqttConfig:
                 out.append(f"{key}: {topic!r} is not a topic prefix; no '+', '#', empty levels or leading '/'")
         if not self.discovery_prefix:
             out.append("discovery_prefix: must not be empty (Home Assistant's default is 'homeassistant')")
-        if not 5 <= self.keepalive_seconds <= 3600:
-            out.append(f"keepalive_seconds: {self.keepalive_seconds} out of range 5..3600")
-        if not 1 <= self.queue_size <= 100_000:
-            out.append(f"queue_size: {self.queue_size} out of range 1..100000")
-        if not 0 < self.reconnect_min_seconds <= self.reconnect_max_seconds <= 3600:
-            out.append("reconnect_min_seconds/reconnect_max_seconds: need 0 < min <= max <= 3600")
-        if not 0.1 <= self.timeout_seconds <= 120:
-            out.append(f"timeout_seconds: {self.timeout_seconds} out of range 0.1..120")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            out.append("reconnect_min_seconds: must not be more than reconnect_max_seconds")
         return out

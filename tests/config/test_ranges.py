@@ -29,8 +29,8 @@ def _key(field: NumericField) -> tuple[str, dict[str, Any]]:
         elif part == "*":
             first = next(iter(node))
             node, key = node[first], f"{key}.{first}"
-        else:
-            node, key = node[part], f"{key}.{part}" if key else part
+        else:  # an optional section the default config leaves out ([mqtt]) is added empty
+            node, key = node.setdefault(part, {}), f"{key}.{part}" if key else part
     last = field.path[-1]
     return (f"{key}.{last}" if key else last), data
 
@@ -38,7 +38,7 @@ def _key(field: NumericField) -> tuple[str, dict[str, Any]]:
 def _set(data: dict[str, Any], field: NumericField, value: object) -> None:
     node: Any = data
     for part in field.path[:-1]:
-        node = node[0] if part == "[]" else next(iter(node.values())) if part == "*" else node[part]
+        node = node[0] if part == "[]" else next(iter(node.values())) if part == "*" else node.setdefault(part, {})
     node[field.path[-1]] = value
 
 
