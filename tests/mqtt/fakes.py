@@ -118,6 +118,9 @@ class FakeApp:
         self.reloads += 1
         return ReloadResult(True, applied=("timing.ring_timeout_seconds",))
 
+    async def wait_visits(self, count: int) -> None:
+        raise AssertionError("the MQTT link never waits for visits")
+
 
 @dataclass(frozen=True)
 class Received:
