@@ -11,6 +11,7 @@ import argparse
 import datetime
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     errors: list[str] = []
     figures: list[Figure] = []
-    steps = [
+    steps: list[tuple[str, Callable[[], list[Figure]]]] = [
         ("app", lambda: app_figures.app_figures(profile, errors)),
         ("bridge", lambda: [bridge_figure(profile, errors)]),
         ("sip", lambda: sip_figures(profile, errors)),

@@ -52,7 +52,7 @@ PANEL_PASSWORD = "bench-s3cret"
 IDLE_LAG_SECONDS = 10.0  # the idle lag baseline of figure 7, taken after the idle CPU window
 
 
-class StampedPin(MockPin):
+class StampedPin(MockPin):  # type: ignore[misc]  # untyped library
     """A MockPin that remembers the monotonic time of every change (MockPin.states keeps deltas only)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -73,7 +73,7 @@ class Bench:
             self.threads.append(spawn(self.ep, coro_fn, *args))
 
 
-class OldCall(pj.Call):
+class OldCall(pj.Call):  # type: ignore[misc]  # untyped library
     def __init__(self, acc: pj.Account, bench: Bench) -> None:
         super().__init__(acc)
         self.bench = bench

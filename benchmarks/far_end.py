@@ -24,7 +24,7 @@ from benchmarks._pj import account_config, endpoint
 from benchmarks._proc import emit
 
 
-class Phone(pj.Account):
+class Phone(pj.Account):  # type: ignore[misc]  # untyped library
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
         self.args = args
@@ -59,7 +59,7 @@ class Phone(pj.Account):
             call.answer(op)
 
 
-class Answered(pj.Call):
+class Answered(pj.Call):  # type: ignore[misc]  # untyped library
     def __init__(self, phone: Phone, call_id: int) -> None:
         super().__init__(phone, call_id)
         self.phone = phone

@@ -54,7 +54,7 @@ def test_press_gives_one_press_event(bench: Bench) -> None:
         (event,) = recorder.wait_for(ButtonPressed)
         time.sleep(0.1)
         assert recorder.events == [event]
-        assert before <= event.at < before + bench.tolerance  # type: ignore[union-attr]
+        assert before <= event.at < before + bench.tolerance
         assert button.last_post_latency is not None and button.last_post_latency < bench.tolerance
     finally:
         button.close()

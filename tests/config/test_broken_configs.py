@@ -29,6 +29,13 @@ from tests.config.configs import (
     write,
 )
 
+
+def _file_where_the_socket_goes(d: Path) -> str:
+    (d / "runtime_dir").mkdir()
+    write(d / "runtime_dir" / "control.sock", "")
+    return hermetic(d)
+
+
 # (case id, config text, a string the problem report must contain: the key it names and what is wrong)
 BROKEN: list[tuple[str, str, str]] = [
     # --- the file's shape
@@ -445,7 +452,7 @@ BROKEN_HOSTS: list[tuple[str, Callable[[Path], str], str]] = [
     ),
     (
         "control-socket-path-is-a-file",
-        lambda d: (d.joinpath("runtime_dir").mkdir(), write(d / "runtime_dir" / "control.sock", ""), hermetic(d))[2],
+        _file_where_the_socket_goes,
         "control.sock exists and is not a socket",
     ),
     (

@@ -67,7 +67,12 @@ def test_dispatcher_runs_in_deadline_order_and_on_time() -> None:
         now = time.monotonic()
         for i, delay in enumerate((0.03, 0.01, 0.02)):
             when = now + delay
-            d.call_at(when, lambda i=i, when=when: (order.append(i), late.append(time.monotonic() - when)))
+
+            def fire(i: int = i, when: float = when) -> None:
+                order.append(i)
+                late.append(time.monotonic() - when)
+
+            d.call_at(when, fire)
         cancelled = d.call_at(now + 0.015, lambda: order.append(99))
         cancelled.cancel()
         d.call_at(now + 0.04, done.set)
@@ -82,7 +87,11 @@ def test_dispatcher_survives_a_failing_callback() -> None:
     d = Dispatcher()
     ok = threading.Event()
     try:
-        d.call_soon(lambda: 1 / 0)  # type: ignore[func-returns-value]
+
+        def boom() -> None:
+            raise ZeroDivisionError
+
+        d.call_soon(boom)
         d.call_soon(ok.set)
         assert ok.wait(2)
     finally:
@@ -97,7 +106,11 @@ def test_dispatcher_precision_over_many_deadlines() -> None:
         start = time.monotonic()
         for i in range(100):
             when = start + 0.002 * i
-            d.call_at(when, lambda when=when: lateness.append(time.monotonic() - when))
+
+            def fire(when: float = when) -> None:
+                lateness.append(time.monotonic() - when)
+
+            d.call_at(when, fire)
         d.call_at(start + 0.25, done.set)
         assert done.wait(2)
     finally:

@@ -110,8 +110,8 @@ def test_button_held_for_ten_minutes_with_chatter_rings_once() -> None:
     due = f.edge(True, 0.0)
     assert due is not None
     presses += f.check(due[0], due[1]) is not None
-    for t in range(1, 600):
-        if f.check(due[0], float(t)) is not None:
+    for second in range(1, 600):
+        if f.check(due[0], float(second)) is not None:
             presses += 1
     assert presses == 1
     # Now with a 1 ms bounce every 30 s: each bounce may ring again once the hold-off is over.
