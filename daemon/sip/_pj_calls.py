@@ -10,6 +10,7 @@ that ran on a thread other than the owner, which the tests assert never happens.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import traceback
@@ -19,10 +20,12 @@ from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
+from daemon.bridge import EventChannel
+from daemon.errors import CallGoneError
 from daemon.sip.audio_bridge import AudioBridge
-from daemon.sip.types import CallHandle, CallState
+from daemon.sip.types import CallHandle, CallState, SipEvent
 
-__all__ = ["CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer", "PjTalkPort"]
+__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer", "PjTalkPort"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class PjAccount(pj.Account):  # type: ignore[misc]
     @_guard
     def onIncomingCall(self, prm: Any) -> None:
         # The Call must be kept from here on: one that is collected when this callback returns hangs up.
-        # It is never refused from in here (that aborts on an INVITE without SDP): see PjOwner.on_incoming.
+        # It is never refused from in here (that aborts on an INVITE without SDP): see InboundCalls.on_incoming.
         self.hooks.on_incoming(PjCall(self, self.hooks, prm.callId), str(prm.rdata.srcAddress))
 
 
@@ -150,7 +153,7 @@ class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
     thread check would fire on every frame), no pjsua2 call, nothing that can wait. They only touch the
     bridge's queues, whose locks are held for microseconds. Dropping a port that is still connected
     segfaulted once in ~1,500 connect/drop cycles (a callback racing the destructor): the owner
-    disconnects it first and drops it one clock tick later (``PjOwner._retire_talk_port``).
+    disconnects it first and drops it one clock tick later (``MediaCommands.retire_talk_port``).
     """
 
     def __init__(self, bridge: AudioBridge) -> None:
@@ -212,3 +215,27 @@ class CallRecord:
     recorder: Any = None  # pj.AudioMediaRecorder
     sound_device: bool = False
     talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)
+
+
+class CallBook:
+    """The owner thread's live calls, shared by its parts (call commands, inbound, media), and the one way
+    they report: :meth:`emit` posts straight into the loop's :class:`~daemon.bridge.EventChannel`, so a SIP
+    event crosses the thread boundary once."""
+
+    def __init__(self, channel: EventChannel[SipEvent]) -> None:
+        self.records: dict[int, CallRecord] = {}
+        self._generations = itertools.count(1)
+        self._channel = channel
+
+    def next_generation(self) -> int:
+        """A number naming one call for the engine's whole life (pjsua's call ids are reused)."""
+        return next(self._generations)
+
+    def get(self, handle: CallHandle) -> CallRecord:
+        rec = self.records.get(handle.generation)
+        if rec is None:
+            raise CallGoneError(f"{handle} has ended")
+        return rec
+
+    def emit(self, event: SipEvent) -> None:
+        self._channel.post(event)
