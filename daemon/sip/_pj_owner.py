@@ -28,8 +28,10 @@ from daemon.sip._command import Command
 from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
 from daemon.sip._pj_inbound import InboundCalls
+from daemon.sip._pj_log import PJSIP_LOGGER
 from daemon.sip._pj_media import MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
+from daemon.sip._pjsip_log import PjsipLogRouter
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip.types import (
     CallAnswered,
@@ -81,6 +83,7 @@ class PjOwner:
         self._ep: Any = None
         self._account: PjAccount | None = None
         self._book = CallBook(events)
+        self.pjsip_log = PjsipLogRouter(PJSIP_LOGGER)
         self._pace = TeardownPace(refusal_budget(config.max_calls))
         self.inbound = InboundCalls(config, self._book, self._pace)
         self.media = MediaCommands(self._book, self)
@@ -154,7 +157,7 @@ class PjOwner:
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        self._ep, info = create_endpoint(self._config)
+        self._ep, info = create_endpoint(self._config, self.pjsip_log)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self._account = self.calls.account = create_account(self._config, info.transport_id, self)
@@ -175,6 +178,7 @@ class PjOwner:
         now = time.monotonic()
         self.media.upkeep(now)
         self.calls.check_deadlines(now)
+        self.pjsip_log.flush(now)
 
     def _run_command(self, command: Command[Any]) -> None:
         if command.abandoned:
@@ -291,5 +295,6 @@ class PjOwner:
         rec = self._book.records.get(generation)
         if rec is not None:
             how: DtmfMethod = "info" if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
-            log.info("sip %s: DTMF %r via %s", rec.handle, digit, how)
+            # Never the digit: digits spell door codes, and logs are read by more people than residents.
+            log.debug("sip %s: DTMF via %s", rec.handle, how)
             self._book.emit(DtmfReceived(rec.handle, digit, how))

@@ -11,6 +11,8 @@ import pjsua2 as pj
 
 from daemon.config import SipConfig
 from daemon.sip._pj_calls import OwnerHooks, PjAccount
+from daemon.sip._pj_log import PjLogWriter, log_config, stdout_to_debug
+from daemon.sip._pjsip_log import PjsipLogRouter
 
 __all__ = ["StartInfo", "create_account", "create_endpoint"]
 
@@ -32,17 +34,17 @@ class StartInfo:
     transport_id: int  # the main SIP transport, the account's
 
 
-def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
+def create_endpoint(c: SipConfig, log_router: PjsipLogRouter) -> tuple[Any, StartInfo]:
     """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
     ep = pj.Endpoint()
-    ep.libCreate()
+    with stdout_to_debug():  # pjlib prints its start-up lines before any writer can be installed
+        ep.libCreate()
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
     cfg.uaConfig.mainThreadOnly = True  # DTMF and media callbacks come here too, not to the media thread
     cfg.uaConfig.maxCalls = c.max_calls
     cfg.uaConfig.userAgent = "pi-intercom"
-    cfg.logConfig.level = 3
-    cfg.logConfig.consoleLevel = 1
+    log_config(cfg, PjLogWriter(log_router))
     # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
     # and then no RTP or DTMF leaves: keep it running.
     cfg.medConfig.sndAutoCloseTime = -1

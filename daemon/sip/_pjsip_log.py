@@ -1,0 +1,98 @@
+"""What of pjsip's own log reaches Python ``logging``, at which level, and how often. Pure: no pjsua2.
+
+pjsip writes its log through a ``pjsua2.LogWriter`` (``_pj_log.PjLogWriter``) that hands every line to
+:meth:`PjsipLogRouter.route`. Rules, each for a reason (docs/pjsua2.md, "Log routing"):
+
+* Only a line's first line is kept, cut to :data:`MAX_CHARS`: pjsip appends whole packets to some lines
+  ("Error processing packet ... :\\n<packet>\\n-- end of packet."), and a packet can carry a SIP INFO DTMF body
+  (``Signal=4``) or an ``Authorization`` header. Redaction below is a second fence, not the first.
+* Levels: pjsip 0-1 (errors) -> ERROR, 2 (warnings) -> WARNING, 3 and more -> DEBUG (our own SIP logger
+  already reports calls and registrations at INFO; pjsip's level-3 lines are its internals).
+* Anyone who can send a datagram can make pjsip log (a malformed packet is one error line each): at most
+  :data:`BUDGET` lines per :data:`WINDOW_S` seconds pass; the rest are counted and reported in one WARNING
+  line once the window is over (on the next line or the owner's next :meth:`flush`).
+
+pjsip calls the writer from its own threads; this class only touches ``logging`` (thread-safe) and its
+own counters under a lock, never the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+__all__ = ["BUDGET", "MAX_CHARS", "WINDOW_S", "PjsipLogRouter", "clean_line", "python_level"]
+
+BUDGET = 20
+WINDOW_S = 10.0
+MAX_CHARS = 240
+
+_SECRETS = [
+    # Credentials and DTMF: whatever follows these words is never logged.
+    (re.compile(r"((?:Proxy-)?Authorization\s*:).*", re.I), r"\1 <redacted>"),
+    (re.compile(r"(Signal\s*=\s*)\S+", re.I), r"\1*"),
+    (re.compile(r"((?:DTMF|digits?)\b\W{0,3})[0-9A-D*#]+", re.I), r"\1*"),
+    (re.compile(r"(password\W{0,3})\S+", re.I), r"\1<redacted>"),
+]
+
+
+def python_level(pj_level: int) -> int:
+    if pj_level <= 1:
+        return logging.ERROR
+    if pj_level == 2:
+        return logging.WARNING
+    return logging.DEBUG
+
+
+def clean_line(message: str) -> str:
+    """The first line of a pjsip log message, without its timestamp padding, cut short and redacted."""
+    line = message.split("\n", 1)[0].strip()
+    for pattern, replacement in _SECRETS:
+        line = pattern.sub(replacement, line)
+    return line if len(line) <= MAX_CHARS else line[:MAX_CHARS] + "..."
+
+
+class PjsipLogRouter:
+    """Routes pjsip's log lines into ``logger`` within a budget per window."""
+
+    def __init__(self, logger: logging.Logger, budget: int = BUDGET, window: float = WINDOW_S) -> None:
+        self._log = logger
+        self._budget = budget
+        self._window = window
+        self._lock = threading.Lock()
+        self._window_start = -float("inf")
+        self._passed = 0
+        self.suppressed = 0  # lines dropped in the current window
+        self.suppressed_total = 0
+
+    def route(self, pj_level: int, message: str, now: float) -> None:
+        level = python_level(pj_level)
+        if not self._log.isEnabledFor(level):
+            return  # nothing formatted for a line nobody keeps, and it spends no budget
+        with self._lock:
+            self._roll(now)
+            if self._passed >= self._budget:
+                self.suppressed += 1
+                self.suppressed_total += 1
+                return
+            self._passed += 1
+        self._log.log(level, "pjsip: %s", clean_line(message))
+
+    def flush(self, now: float) -> None:
+        """Report the lines dropped in a window that is over (called by the owner thread every turn)."""
+        with self._lock:
+            self._roll(now)
+
+    def _roll(self, now: float) -> None:  # under the lock
+        if now - self._window_start < self._window:
+            return
+        if self.suppressed:
+            self._log.warning(
+                "pjsip: %d more log lines in %.0f s were not logged (a flood of bad packets?)",
+                self.suppressed,
+                self._window,
+            )
+        self._window_start = now
+        self._passed = 0
+        self.suppressed = 0
