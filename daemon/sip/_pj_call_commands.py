@@ -7,20 +7,25 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 import pjsua2 as pj
 
-from daemon.errors import SipError
+from daemon.errors import DialError
 from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallBook, CallRecord, OwnerHooks, PjAccount, PjCall
 from daemon.sip._pj_inbound import InboundCalls
-from daemon.sip.types import CallHandle, CallSnapshot, DtmfMethod
+from daemon.sip._pj_native import NativePjsip
+from daemon.sip.types import CallHandle, CallSnapshot, CallState, DtmfMethod
 
 __all__ = ["CallCommands"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
 
 _PJ_ETOOMANY = 70010
+# How long a far end has to answer our CANCEL (or, before any provisional, to send one) before the INVITE
+# transaction is ended here. A LAN phone answers within milliseconds; pjsip alone would wait 32 s.
+CANCEL_GRACE_S = 4.0
 
 
 class CallCommands:
@@ -31,35 +36,67 @@ class CallCommands:
         self._hooks = hooks
         self._inbound = inbound
         self.account: PjAccount | None = None  # set once the owner has created it
+        self.max_calls = 0  # what the loaded pjsua2 allows at once: set at start
         self.media_watch = MediaWatch(media_timeout_seconds)
+        self._native = NativePjsip()
+        # Outgoing calls hung up before any final response: (deadline, INVITE branch, handle), oldest first.
+        self._abandoned: list[tuple[float, str, CallHandle]] = []
 
     # -- commands -------------------------------------------------------------------------------------
     def dial(self, uri: str, ring_timeout: float | None) -> CallHandle:
+        """Send an INVITE. Raises :class:`DialError` when pjsua refuses it here (no SIP status exists then)."""
         if self.account is None:
-            raise SipError("no SIP account")
+            raise DialError(f"dial {uri}: no SIP account (the engine has not started)")
         generation = self._book.next_generation()
-        call = self._new_call(generation)
-        rec = CallRecord(CallHandle(generation, -1, "outgoing", uri), call)
+        rec = CallRecord(CallHandle(generation, -1, "outgoing", uri), self._new_call(generation))
         if ring_timeout is not None:
             rec.ring_deadline = time.monotonic() + ring_timeout
         self._book.records[generation] = rec
         try:
-            try:
-                call.makeCall(uri, pj.CallOpParam(True))
-            except pj.Error as exc:
-                # Every call slot held by a caller waiting to be refused (a paced flood): the visitor's call
-                # goes first. A slot is freed at once by refusing one of them, and the dial tried again.
-                if exc.status != _PJ_ETOOMANY or not self._inbound.refuse_one_waiting():
-                    raise
-                log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
-                rec.call = call = self._new_call(generation)  # a fresh object: the failed one has no call id
-                call.makeCall(uri, pj.CallOpParam(True))
-        except pj.Error:
+            self._make_call(rec, uri)
+        except pj.Error as exc:
+            self._book.records.pop(generation, None)
+            raise self._dial_error(uri, exc) from None
+        except DialError:
             self._book.records.pop(generation, None)
             raise
-        rec.handle = replace(rec.handle, slot=call.getId())
+        finally:
+            rec.dialing = False
+        rec.handle = replace(rec.handle, slot=rec.call.getId())
         log.info("sip %s: INVITE sent (ring timeout %s s)", rec.handle, ring_timeout)
         return rec.handle
+
+    def _make_call(self, rec: CallRecord, uri: str) -> None:
+        rec.dialing = True
+        try:
+            rec.call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            if exc.status != _PJ_ETOOMANY:
+                raise
+        else:
+            return
+        # Every call slot is taken. The visitor's call goes first: free a slot held by a call we already
+        # gave up on, else by a caller waiting to be refused (a paced flood), and try once more.
+        if self._reap_abandoned(time.monotonic(), force=True):
+            log.warning("sip: call slots full of cancelled calls; ended one's INVITE early to dial %s", uri)
+        elif self._inbound.refuse_one_waiting():
+            log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
+        else:
+            raise DialError(self._slots_full(uri), pj_status=_PJ_ETOOMANY)
+        rec.call = self._new_call(rec.handle.generation)  # a fresh object: the failed one has no call id
+        rec.call.makeCall(uri, pj.CallOpParam(True))
+
+    def _slots_full(self, uri: str) -> str:
+        return (
+            f"dial {uri}: every call slot is taken (this pjsua2 allows {self.max_calls} calls at once); "
+            "nothing was sent"
+        )
+
+    def _dial_error(self, uri: str, exc: Any) -> DialError:
+        status = int(exc.status)
+        if status == _PJ_ETOOMANY:
+            return DialError(self._slots_full(uri), pj_status=status)
+        return DialError(f"dial {uri}: refused by pjsua, nothing was sent: {exc.reason}", pj_status=status)
 
     def _new_call(self, generation: int) -> PjCall:
         assert self.account is not None  # checked by dial
@@ -115,7 +152,23 @@ class CallCommands:
         rec.by_us = True
         prm = pj.CallOpParam()
         prm.statusCode = status
+        unanswered = rec.handle.direction == "outgoing" and rec.state in (CallState.CALLING, CallState.EARLY)
         rec.call.hangup(prm)  # fires DISCONNECTED synchronously in most states
+        if unanswered and rec.invite_branch:
+            # pjsua reports the end now but keeps the slot until the INVITE transaction ends (up to 32 s
+            # when the far end is silent): ended here after a grace period (_pj_native says why).
+            self._abandoned.append((time.monotonic() + CANCEL_GRACE_S, rec.invite_branch, rec.handle))
+
+    def _reap_abandoned(self, now: float, *, force: bool = False) -> bool:
+        """End the INVITE transactions of cancelled calls whose far end let the grace period pass (all of
+        them when ``force``). True when at least one was still there (a slot was freed)."""
+        freed = False
+        while self._abandoned and (force or self._abandoned[0][0] <= now):
+            _, branch, handle = self._abandoned.pop(0)
+            if self._native.end_invite_transaction(branch):
+                freed = True
+                log.info("sip %s: no answer to the CANCEL; its INVITE transaction ended here, slot freed", handle)
+        return freed
 
     def check_deadlines(self, now: float) -> None:
         """Cancel calls past their ring timeout; hang up answered calls whose RTP stopped."""
@@ -126,6 +179,12 @@ class CallCommands:
                 log.info("sip %s: ring timeout, cancelling", rec.handle)
                 self.hangup_quietly(rec, 0)
         self._check_media(now)
+        self._reap_abandoned(now)
+
+    def note_invite_branch(self, generation: int, branch: str) -> None:
+        rec = self._book.records.get(generation)
+        if rec is not None:
+            rec.invite_branch = branch
 
     def _check_media(self, now: float) -> None:
         """Hang up confirmed calls whose RX packet count stopped growing (see _media_watch)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 import threading
 import traceback
 from collections.abc import Callable
@@ -30,6 +31,8 @@ __all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPla
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., None])
+
+_BRANCH = re.compile(r"^Via:[^\r\n]*?;branch=([^;,\s]+)", re.M | re.I)  # the first Via: ours
 
 _STATES = {
     pj.PJSIP_INV_STATE_CALLING: CallState.CALLING,
@@ -54,6 +57,7 @@ class OwnerHooks(Protocol):
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
+    def on_invite_sent(self, generation: int, branch: str) -> None: ...
 
 
 def _injected_fault() -> None:
@@ -125,6 +129,16 @@ class PjCall(pj.Call):  # type: ignore[misc]
         media = ci.media
         active = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE for m in media)
         self.hooks.on_media_state(self.generation, active)
+
+    @_guard
+    def onCallTsxState(self, prm: Any) -> None:
+        # Our INVITE's Via branch names its transaction: kept so that a call cancelled before any final
+        # response can have its transaction ended early (CallCommands, _pj_native) and its slot freed.
+        tsx = prm.e.body.tsxState.tsx
+        if tsx.role == pj.PJSIP_ROLE_UAC and tsx.method == "INVITE" and tsx.state == pj.PJSIP_TSX_STATE_CALLING:
+            found = _BRANCH.search(str(tsx.lastTx.wholeMsg))
+            if found:
+                self.hooks.on_invite_sent(self.generation, found.group(1))
 
     @_guard
     def onDtmfDigit(self, prm: Any) -> None:
@@ -215,6 +229,8 @@ class CallRecord:
     recorder: Any = None  # pj.AudioMediaRecorder
     sound_device: bool = False
     talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)
+    invite_branch: str = ""  # outgoing: the Via branch of our INVITE (its transaction's key)
+    dialing: bool = False  # inside makeCall: an end reported now is the dial's failure, not a call's end
 
 
 class CallBook:

@@ -161,6 +161,7 @@ class PjOwner:
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self._account = self.calls.account = create_account(self._config, info.transport_id, self)
+        self.calls.max_calls = min(self._config.max_calls, pj.UaConfig().maxCalls)
         return info
 
     def _turn(self) -> None:
@@ -263,6 +264,11 @@ class PjOwner:
                 self.calls.media_watch.start(generation, rec.answered_at)
             log.info("sip %s: answered", rec.handle)
             self._book.emit(CallAnswered(rec.handle))
+        elif state is CallState.DISCONNECTED and rec.dialing:
+            # Inside makeCall: the dial itself failed (no transport, DNS...). The dial raises DialError;
+            # no CallEnded for a handle the loop never got.
+            del self._book.records[generation]
+            log.debug("sip %s: dial failed in pjsua: %d %s", rec.handle, code, reason)
         elif state is CallState.DISCONNECTED:
             # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
             # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
@@ -290,6 +296,9 @@ class PjOwner:
             self.calls.media_watch.start(generation, time.monotonic())
         elif not active:
             self.calls.media_watch.stop(generation)
+
+    def on_invite_sent(self, generation: int, branch: str) -> None:
+        self.calls.note_invite_branch(generation, branch)
 
     def on_dtmf(self, generation: int, digit: str, method: int) -> None:
         rec = self._book.records.get(generation)
