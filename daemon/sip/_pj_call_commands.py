@@ -38,7 +38,7 @@ class CallCommands:
         self.account: PjAccount | None = None  # set once the owner has created it
         self.max_calls = 0  # what the loaded pjsua2 allows at once: set at start
         self.media_watch = MediaWatch(media_timeout_seconds)
-        self._native = NativePjsip()
+        self.native = NativePjsip()  # shared with the owner's other parts
         # Outgoing calls hung up before any final response: (deadline, INVITE branch, handle), oldest first.
         self._abandoned: list[tuple[float, str, CallHandle]] = []
 
@@ -88,8 +88,8 @@ class CallCommands:
 
     def _slots_full(self, uri: str) -> str:
         return (
-            f"dial {uri}: every call slot is taken (this pjsua2 allows {self.max_calls} calls at once); "
-            "nothing was sent"
+            f"dial {uri}: pjsua has no room for another call (PJ_ETOOMANY: its {self.max_calls} call slots, or "
+            "pjlib's 64 sockets, are all in use); nothing was sent"
         )
 
     def _dial_error(self, uri: str, exc: Any) -> DialError:
@@ -165,7 +165,7 @@ class CallCommands:
         freed = False
         while self._abandoned and (force or self._abandoned[0][0] <= now):
             _, branch, handle = self._abandoned.pop(0)
-            if self._native.end_invite_transaction(branch):
+            if self.native.end_invite_transaction(branch):
                 freed = True
                 log.info("sip %s: no answer to the CANCEL; its INVITE transaction ended here, slot freed", handle)
         return freed

@@ -26,7 +26,7 @@ from daemon.errors import CallGoneError
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallState, SipEvent
 
-__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer", "PjTalkPort"]
+__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjEndpoint", "PjPlayer", "PjTalkPort"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class OwnerHooks(Protocol):
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
     def on_invite_sent(self, generation: int, branch: str) -> None: ...
+    def on_transport_state(self, handle: Any, state: int) -> None: ...
 
 
 def _injected_fault() -> None:
@@ -87,6 +88,16 @@ def _guard(fn: F) -> F:
 
     wrapper.__name__ = fn.__name__
     return wrapper  # type: ignore[return-value]
+
+
+class PjEndpoint(pj.Endpoint):  # type: ignore[misc]
+    def __init__(self, hooks: OwnerHooks) -> None:
+        super().__init__()
+        self.hooks = hooks
+
+    @_guard
+    def onTransportState(self, prm: Any) -> None:
+        self.hooks.on_transport_state(prm.hnd, int(prm.state))
 
 
 class PjAccount(pj.Account):  # type: ignore[misc]

@@ -27,6 +27,7 @@ from daemon.errors import SipError
 from daemon.sip._command import Command
 from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
+from daemon.sip._pj_connections import InboundConnections
 from daemon.sip._pj_inbound import InboundCalls
 from daemon.sip._pj_log import PJSIP_LOGGER
 from daemon.sip._pj_media import MediaCommands
@@ -88,6 +89,7 @@ class PjOwner:
         self.inbound = InboundCalls(config, self._book, self._pace)
         self.media = MediaCommands(self._book, self)
         self.calls = CallCommands(self._book, self, self.inbound, config.media_timeout_seconds)
+        self.connections = InboundConnections(self.calls.native)
         # Replaced whole (a frozen value) on each registration change; the loop reads the reference.
         self.registration = RegistrationSnapshot(bool(config.account.registrar), False, 0, "not registered", 0)
         # Read by the pjsua2 callback guard (OwnerHooks):
@@ -157,7 +159,7 @@ class PjOwner:
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        self._ep, info = create_endpoint(self._config, self.pjsip_log)
+        self._ep, info = create_endpoint(self._config, self.pjsip_log, self)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self._account = self.calls.account = create_account(self._config, info.transport_id, self)
@@ -179,6 +181,7 @@ class PjOwner:
         now = time.monotonic()
         self.media.upkeep(now)
         self.calls.check_deadlines(now)
+        self.connections.reap(self._ep, now)
         self.pjsip_log.flush(now)
 
     def _run_command(self, command: Command[Any]) -> None:
@@ -213,6 +216,7 @@ class PjOwner:
         self.media.ep = None
         self._book.records.clear()  # calls pjsua could not end in time: released here, before libDestroy
         self.inbound.clear()
+        self.connections.clear()
         while True:  # late commands are answered, not left waiting
             try:
                 self._bridge.call(self._commands.get_nowait().finish, None, SipError("SIP engine stopped"))
@@ -296,6 +300,9 @@ class PjOwner:
             self.calls.media_watch.start(generation, time.monotonic())
         elif not active:
             self.calls.media_watch.stop(generation)
+
+    def on_transport_state(self, handle: Any, state: int) -> None:
+        self.connections.on_state(handle, state, time.monotonic())
 
     def on_invite_sent(self, generation: int, branch: str) -> None:
         self.calls.note_invite_branch(generation, branch)

@@ -10,7 +10,7 @@ from typing import Any
 import pjsua2 as pj
 
 from daemon.config import SipConfig
-from daemon.sip._pj_calls import OwnerHooks, PjAccount
+from daemon.sip._pj_calls import OwnerHooks, PjAccount, PjEndpoint
 from daemon.sip._pj_log import PjLogWriter, log_config, stdout_to_debug
 from daemon.sip._pjsip_log import PjsipLogRouter
 
@@ -34,9 +34,9 @@ class StartInfo:
     transport_id: int  # the main SIP transport, the account's
 
 
-def create_endpoint(c: SipConfig, log_router: PjsipLogRouter) -> tuple[Any, StartInfo]:
+def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks) -> tuple[Any, StartInfo]:
     """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
-    ep = pj.Endpoint()
+    ep = PjEndpoint(hooks)
     with stdout_to_debug():  # pjlib prints its start-up lines before any writer can be installed
         ep.libCreate()
     cfg = pj.EpConfig()

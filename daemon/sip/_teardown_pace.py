@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from daemon.sip._inbound_tcp import INBOUND_TCP_CAP
+
 __all__ = ["IOQUEUE_KEYS", "KEY_FREE_DELAY_S", "TeardownPace", "refusal_budget"]
 
 IOQUEUE_KEYS = 64  # PJ_IOQUEUE_MAX_HANDLES of the select ioqueue
@@ -29,9 +31,10 @@ def refusal_budget(max_calls: int) -> int:
 
     Keys in use at worst: ``2 * max_calls`` for live calls, plus ``2 *`` every teardown in the window; the
     teardowns are our paced refusals plus, unpaced, each live call ending (``max_calls`` more). So
-    ``2m + 2(budget + m) <= 64 - reserved``.
+    ``2m + 2(budget + m) <= 64 - reserved``; the inbound TCP/TLS connections kept (at most
+    ``INBOUND_TCP_CAP``, one socket each) are reserved too.
     """
-    free = (IOQUEUE_KEYS - _RESERVED_KEYS) // _KEYS_PER_CALL
+    free = (IOQUEUE_KEYS - _RESERVED_KEYS - INBOUND_TCP_CAP) // _KEYS_PER_CALL
     return max(0, free - 2 * max_calls)
 
 

@@ -47,7 +47,7 @@ async def test_full_call_slots_are_a_dial_error_not_a_status(tmp_path: Path, bri
             ringing = [await engine.dial(far.uri(), ring_timeout=10) for _ in range(2)]
             for call in ringing:
                 await log.wait(CallRinging, call)
-            with pytest.raises(DialError, match="every call slot is taken") as caught:
+            with pytest.raises(DialError, match="no room for another call") as caught:
                 await engine.dial(far.uri(), ring_timeout=10)
             assert caught.value.pj_status == 70010 and caught.value.status == 0
             for call in ringing:
