@@ -163,7 +163,7 @@ class PjOwner:
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self._account = self.calls.account = create_account(self._config, info.transport_id, self)
-        self.calls.max_calls = min(self._config.max_calls, pj.UaConfig().maxCalls)
+        self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
         return info
 
     def _turn(self) -> None:

@@ -32,6 +32,7 @@ from daemon.config import SipConfig
 from daemon.errors import SipError
 from daemon.sip._command import Command
 from daemon.sip._options import options_ping
+from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallSnapshot, RegistrationSnapshot, SipEvent
 
@@ -64,7 +65,7 @@ class SipEngine:
         self._finished = anyio.Event()
         self._start_error: BaseException | None = None
         self.sip_port = 0
-        self.has_sound_device = False
+        self.info: PjsuaInfo | None = None  # which pjsua2 is loaded: set once the engine has started
         self.destroy_seconds = 0.0  # how long libDestroy took at the last exit
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class SipEngine:
         if info is not None:
             self.sip_port = info.sip_port
             self._wake_address = info.wake_address
-            self.has_sound_device = info.has_sound_device
+            self.info = info.pjsua
         self._start_error = error
         self._ready.set()
 
@@ -167,6 +168,11 @@ class SipEngine:
         if self._channel is None:
             raise SipError("SIP engine is not started")
         return self._channel.receive
+
+    @property
+    def has_sound_device(self) -> bool:
+        """pjmedia drives a real sound device (else the null device: talk audio goes through Python)."""
+        return self.info is not None and self.info.sound_device is not None
 
     @property
     def registration(self) -> RegistrationSnapshot:
