@@ -2,7 +2,7 @@
 ``daemon/sip/_pj_*`` modules are the only ones importing it).
 
 Why one thread: pjsua2 aborts the process when called from a thread pjlib does not know, and a pjsua2
-callback that waits for the event loop while the loop calls into pjsua2 deadlocks (PJSUA2-FACTS.md). So
+callback that waits for the event loop while the loop calls into pjsua2 deadlocks (docs/pjsua2.md, sections 1-2). So
 this thread creates the Endpoint with ``threadCnt=0`` and ``mainThreadOnly``, polls ``libHandleEvents``,
 runs every command the loop queues, and receives every callback. It only ever *posts* to the loop through
 the :class:`~daemon.bridge.LoopBridge`; the loop never blocks on it, it awaits.

@@ -1,6 +1,6 @@
 """Paces the refusal of unwanted inbound calls so that an INVITE flood cannot abort the process.
 
-Why (measured, PJSUA2-FACTS.md): pjsua creates a call's media transport (an RTP and an RTCP socket) before
+Why (measured; docs/pjsua2.md, section 5): pjsua creates a call's media transport (an RTP and an RTCP socket) before
 ``onIncomingCall``, so every INVITE with SDP that gets a call slot costs two sockets. pjlib's select-based
 ioqueue (the wheel's, and a default Linux source build's) has 64 socket keys, and a closed socket's key is
 reusable only 500 ms later. Refusing every INVITE at once turns 60 INVITEs sent 2 ms apart into 120 keys in

@@ -1,6 +1,6 @@
 """The loop-side face of the SIP engine: ``async with SipEngine(config, bridge) as engine``.
 
-Design (see PJSUA2-FACTS.md for the measurements behind it):
+Design (docs/pjsua2.md gives the rules and the measurements behind them):
 
 * One owner thread (:mod:`daemon.sip._pj_owner`) makes every pjsua2 call; this module never imports pjsua2
   and never touches a pjsua2 object.

@@ -1,5 +1,5 @@
 """Floods at the engine's SIP port from another process: INVITE bursts (which aborted the process before
-refusals were paced, PJSUA2-FACTS.md) and a REGISTER storm. The engine answers every one, keeps serving,
+refusals were paced: docs/pjsua2.md, section 5) and a REGISTER storm. The engine answers every one, keeps serving,
 and the panel's own call still goes out in the middle of a flood."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Engine life cycle: shutdown with calls up, a raising callback, and the deadlocks of PJSUA2-FACTS.md.
+"""Engine life cycle: shutdown with calls up, a raising callback, and the deadlocks of docs/pjsua2.md.
 
 Each deadlock test reproduces a "callback -> loop -> pjsua2 call" pattern that deadlocked (or stalled
 ~2.1 s to PJ_ETIMEDOUT) in the naive design, under a watchdog much shorter than 2 s.
