@@ -54,7 +54,7 @@ class OwnerHooks(Protocol):
 
     def on_incoming(self, call: PjCall, source: str) -> None: ...
     def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None: ...
-    def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None: ...
+    def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
     def on_invite_sent(self, generation: int, branch: str) -> None: ...
@@ -88,6 +88,14 @@ def _guard(fn: F) -> F:
 
     wrapper.__name__ = fn.__name__
     return wrapper  # type: ignore[return-value]
+
+
+def _no_answer_from_far_end(event: Any) -> bool:
+    """Did a transaction end without a response from the far end (a transport error, a timeout)? pjsip
+    then makes up the status itself (503, 408): a local failure, not something the far end said."""
+    if event.type != pj.PJSIP_EVENT_TSX_STATE:
+        return False
+    return int(event.body.tsxState.type) in (pj.PJSIP_EVENT_TRANSPORT_ERROR, pj.PJSIP_EVENT_TIMER)
 
 
 class PjEndpoint(pj.Endpoint):  # type: ignore[misc]
@@ -132,7 +140,9 @@ class PjCall(pj.Call):  # type: ignore[misc]
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         state = _STATES.get(ci.state, CallState.CALLING)
-        self.hooks.on_call_state(self.generation, state, int(ci.lastStatusCode), str(ci.lastReason))
+        self.hooks.on_call_state(
+            self.generation, state, int(ci.lastStatusCode), str(ci.lastReason), _no_answer_from_far_end(prm.e)
+        )
 
     @_guard
     def onCallMediaState(self, prm: Any) -> None:

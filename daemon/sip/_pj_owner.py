@@ -253,7 +253,7 @@ class PjOwner:
         self.registration = RegistrationSnapshot(True, active, code, reason, expires)
         self._book.emit(RegistrationChanged(active, code, reason, expires))
 
-    def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None:
+    def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None:
         rec = self._book.records.get(generation)
         if rec is None:
             return
@@ -281,9 +281,11 @@ class PjOwner:
             self.calls.media_watch.stop(generation)
             rec.player = rec.recorder = None
             self.media.retire_talk_port(rec)
+            local = local and not rec.by_us and rec.end_override is None
             code, reason = rec.end_override or (code, reason)
-            log.info("sip %s: ended %d %s%s", rec.handle, code, reason, " (by us)" if rec.by_us else "")
-            self._book.emit(CallEnded(rec.handle, code, reason, rec.by_us))
+            how = " (by us)" if rec.by_us else " (no response: status made up by pjsip)" if local else ""
+            log.info("sip %s: ended %d %s%s", rec.handle, code, reason, how)
+            self._book.emit(CallEnded(rec.handle, code, reason, rec.by_us, local))
 
     def on_media_state(self, generation: int, active: bool) -> None:
         rec = self._book.records.get(generation)

@@ -13,7 +13,7 @@ from daemon.errors import DialError
 from daemon.sip import CallEnded, CallRinging, SipEngine
 from daemon.sip._pj_call_commands import CANCEL_GRACE_S
 from tests.sip.conftest import EventLog, make_config
-from tests.support.peers import Sipp
+from tests.support.peers import Sipp, free_port
 
 pytestmark = pytest.mark.peers
 
@@ -84,3 +84,22 @@ async def test_slots_of_cancelled_calls_are_freed_when_the_far_end_ignores_us(
             for call in calls:
                 await engine.hangup(call)
                 await log.wait(CallEnded, call)
+
+
+async def test_a_call_no_far_end_ever_answered_ends_local_not_with_its_status(tmp_path: Path, bridge) -> None:
+    """TCP to a port nobody listens on: pjsip makes up "503" itself. That is a local failure (nobody was
+    reached), told apart from a far end's own 503/486 by ``CallEnded.local``."""
+    async with SipEngine(make_config(transport="tcp"), bridge) as engine:
+        log = EventLog(engine)
+        call = await engine.dial(f"sip:resident@127.0.0.1:{free_port()}", ring_timeout=5)
+        ended = await log.wait(CallEnded, call)
+        assert ended.local and not ended.by_us
+    with Sipp(tmp_path, "uas_busy") as busy, Sipp(tmp_path, "uas_never_answer") as silent:
+        async with SipEngine(make_config(), bridge) as engine:
+            log = EventLog(engine)
+            call = await engine.dial(busy.uri(), ring_timeout=5)
+            ended = await log.wait(CallEnded, call)
+            assert ended.code == 486 and not ended.local
+            ringing = await engine.dial(silent.uri(), ring_timeout=0.2)
+            ended = await log.wait(CallEnded, ringing)  # our ring timeout: by us, not local
+            assert ended.by_us and not ended.local

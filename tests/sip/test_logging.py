@@ -35,7 +35,10 @@ def test_clean_line_keeps_the_first_line_and_redacts() -> None:
     )
     assert clean_line("Authorization: Digest username=x, response=secret") == "Authorization: <redacted>"
     assert clean_line("Signal=4 Duration=160") == "Signal=* Duration=160"
-    assert clean_line("Call 0 dialing DTMF 4711") == "Call 0 dialing DTMF *"
+    assert clean_line("Call 0 dialing DTMF 4711") == "Call * dialing DTMF *"
+    assert clean_line("stream.c Received DTMF digit 4, vol=10") == "stream.c Received DTMF digit *, vol=10"
+    assert clean_line("Sending DTMF digit id #") == "Sending DTMF digit id *"
+    assert clean_line("Call 1: digits D via 127.0.0.1:5060") == "Call *: digits * via 127.0.0.1:5060"
     assert len(clean_line("x" * 5000)) < 300
     assert [python_level(n) for n in (0, 1, 2, 3, 5)] == [40, 40, 30, 10, 10]
 
