@@ -62,6 +62,9 @@ class CallCommands:
             raise
         finally:
             rec.dialing = False
+        if generation not in self._book.records:
+            # pjsua reported DISCONNECTED inside makeCall yet returned success: nothing will follow.
+            raise DialError(f"dial {uri}: pjsua ended the call at once: {rec.last_code} {rec.last_reason}")
         rec.handle = replace(rec.handle, slot=rec.call.getId())
         log.info("sip %s: INVITE sent (ring timeout %s s)", rec.handle, ring_timeout)
         return rec.handle

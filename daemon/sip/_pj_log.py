@@ -63,10 +63,15 @@ def log_config(cfg: Any, writer: PjLogWriter) -> None:
 @contextlib.contextmanager
 def stdout_to_debug() -> Iterator[None]:
     """Catch what C code prints on file descriptor 1 meanwhile (pjlib's default log writer, before ours is
-    installed) and log it at DEBUG. Brief (``libCreate`` takes ~1 ms); Python's own stdout is flushed first."""
+    installed) and log it at DEBUG. Brief (``libCreate`` takes ~1 ms); Python's own stdout is flushed first.
+    Whatever another thread printed on fd 1 in that millisecond is logged the same way, not lost."""
     sys.stdout.flush()
     libc = ctypes.CDLL(None)
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing can be printed there either
+        yield
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 1)
         try:

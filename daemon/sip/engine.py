@@ -188,7 +188,11 @@ class SipEngine:
 
     async def dial(self, uri: str, ring_timeout: float | None = None) -> CallHandle:
         """Call ``uri``; returns once the INVITE is sent. Unanswered after ``ring_timeout`` seconds, the call
-        is cancelled and ends with :class:`CallEnded` code 408, reason "ring timeout..."."""
+        is cancelled and ends with :class:`CallEnded` code 408, reason "ring timeout...".
+
+        Raises :class:`~daemon.errors.DialError` (``local``, ``status`` 0, ``pj_status``) when pjsua refuses
+        the dial here: no free call slot or socket, an undialable URI, no transport for it. Nothing was sent
+        and no :class:`CallEnded` follows."""
         return await self._run(f"dial {uri}", lambda o: o.calls.dial(uri, ring_timeout))
 
     async def hangup(self, handle: CallHandle, status: int | None = None) -> None:
