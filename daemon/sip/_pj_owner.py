@@ -63,8 +63,9 @@ ONE_ENDPOINT = threading.Lock()
 class PjOwner:
     """Runs in the owner thread, and is the :class:`~daemon.sip._pj_calls.OwnerHooks` every pjsua2 object
     reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
-    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports); they share
-    the live calls through one :class:`~daemon.sip._pj_calls.CallBook`. Commands from the loop are functions
+    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports),
+    :attr:`connections` (inbound TCP/TLS); they share the live calls through one
+    :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own log. Commands from the loop are functions
     of this object (``lambda owner: owner.calls.dial(...)``), run on this thread by :meth:`_run_command`."""
 
     def __init__(
@@ -272,6 +273,7 @@ class PjOwner:
             # Inside makeCall: the dial itself failed (no transport, DNS...). The dial raises DialError;
             # no CallEnded for a handle the loop never got.
             del self._book.records[generation]
+            self._pace.note(time.monotonic())  # its media sockets, if made, were closed: they count
             log.debug("sip %s: dial failed in pjsua: %d %s", rec.handle, code, reason)
         elif state is CallState.DISCONNECTED:
             # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
