@@ -65,8 +65,9 @@ class PjOwner:
     reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
     :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports),
     :attr:`connections` (inbound TCP/TLS); they share the live calls through one
-    :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own log. Commands from the loop are functions
-    of this object (``lambda owner: owner.calls.dial(...)``), run on this thread by :meth:`_run_command`."""
+    :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own log. Commands from the
+    loop are functions of this object (``lambda owner: owner.calls.dial(...)``), run on this thread by
+    :meth:`_run_command`."""
 
     def __init__(
         self,
