@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.errors import DialError
 from daemon.sip import CallEnded, CallRinging, SipEngine
 from daemon.sip._pj_call_commands import CANCEL_GRACE_S
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.peers
         ("sip:101@127.0.0.1;transport=tcp", 171064),  # PJSIP_ETPNOTSUITABLE on a UDP panel
     ],
 )
-async def test_an_undialable_uri_is_a_local_dial_error(bridge, uri: str, pj_status: int) -> None:
+async def test_an_undialable_uri_is_a_local_dial_error(bridge: LoopBridge, uri: str, pj_status: int) -> None:
     async with SipEngine(make_config(), bridge) as engine:
         log = EventLog(engine)
         with pytest.raises(DialError) as caught:
@@ -40,7 +41,7 @@ async def test_an_undialable_uri_is_a_local_dial_error(bridge, uri: str, pj_stat
         assert log.of(CallEnded) == [] and await engine.live_calls() == []
 
 
-async def test_full_call_slots_are_a_dial_error_not_a_status(tmp_path: Path, bridge) -> None:
+async def test_full_call_slots_are_a_dial_error_not_a_status(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_never_answer") as far:
         async with SipEngine(make_config(max_calls=2), bridge) as engine:
             log = EventLog(engine)
@@ -63,7 +64,7 @@ async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, count: int, 
 
 @pytest.mark.parametrize("scenario", ["uas_ignore_invite", "uas_ring_ignore_cancel"])
 async def test_slots_of_cancelled_calls_are_freed_when_the_far_end_ignores_us(
-    tmp_path: Path, bridge, caplog: pytest.LogCaptureFixture, scenario: str
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture, scenario: str
 ) -> None:
     """Before: pjsua held each slot until pjsip's 32 s transaction timeout, and every dial failed
     meanwhile (PJ_ETOOMANY). Now a slot comes back CANCEL_GRACE_S after the hang-up, or at once when a
@@ -86,7 +87,9 @@ async def test_slots_of_cancelled_calls_are_freed_when_the_far_end_ignores_us(
                 await log.wait(CallEnded, call)
 
 
-async def test_a_call_no_far_end_ever_answered_ends_local_not_with_its_status(tmp_path: Path, bridge) -> None:
+async def test_a_call_no_far_end_ever_answered_ends_local_not_with_its_status(
+    tmp_path: Path, bridge: LoopBridge
+) -> None:
     """TCP to a port nobody listens on: pjsip makes up "503" itself. That is a local failure (nobody was
     reached), told apart from a far end's own 503/486 by ``CallEnded.local``."""
     async with SipEngine(make_config(transport="tcp"), bridge) as engine:

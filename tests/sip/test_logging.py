@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.sip import CallEnded, DtmfReceived, MediaActive, SipEngine
 from daemon.sip._pjsip_log import BUDGET, PjsipLogRouter, clean_line, python_level
 from tests.sip.conftest import EventLog, make_config
@@ -58,7 +59,7 @@ def test_router_passes_a_budget_per_window_then_says_how_many_it_dropped(caplog:
 
 
 async def test_a_flood_of_malformed_datagrams_logs_a_bounded_number_of_lines(
-    bridge, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    bridge: LoopBridge, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Each malformed packet made pjsip print an error line with the whole packet (at start-up too its
     console lines reached stdout): 600 of them now give at most BUDGET one-line records, nothing on fd 1/2."""
@@ -86,7 +87,9 @@ async def test_a_flood_of_malformed_datagrams_logs_a_bounded_number_of_lines(
 
 
 @pytest.mark.peers
-async def test_received_digits_never_reach_the_log(tmp_path: Path, bridge, caplog: pytest.LogCaptureFixture) -> None:
+async def test_received_digits_never_reach_the_log(
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture
+) -> None:
     """A resident types digits (RFC 2833 from baresip, SIP INFO from sipp): the engine reports them as
     events, and nothing logged at any level shows one (the engine logged ``DTMF '4' via rfc2833`` at INFO)."""
     caplog.set_level(logging.DEBUG)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.sip import PjsuaInfo, SipEngine
 from daemon.sip._pjsua_info import SoundDevice, build_kind, choose_sound_device, echo_cancellers_in
 from tests.sip.conftest import make_config
@@ -54,7 +55,7 @@ def test_echo_cancellers_are_read_from_the_library(tmp_path: Path) -> None:
     assert echo_cancellers_in([lib, tmp_path / "missing.so"]) == ("Echo suppressor", "WebRTC AEC3")
 
 
-async def test_the_engine_says_which_pjsua2_it_loaded(bridge, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_engine_says_which_pjsua2_it_loaded(bridge: LoopBridge, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="daemon.sip")
     async with SipEngine(make_config(max_calls=8), bridge) as engine:
         info = engine.info

@@ -8,6 +8,7 @@ import socket
 
 import anyio
 
+from daemon.bridge import LoopBridge
 from daemon.sip import CallEnded, SipEngine
 from daemon.sip._inbound_tcp import INBOUND_TCP_CAP, Connection, to_reap
 from tests.sip.conftest import EventLog, make_config
@@ -51,7 +52,7 @@ def closed_by_peer(s: socket.socket) -> bool:
         return True
 
 
-async def test_64_idle_tcp_connections_do_not_stop_the_panel_calling(bridge) -> None:
+async def test_64_idle_tcp_connections_do_not_stop_the_panel_calling(bridge: LoopBridge) -> None:
     async with SipEngine(make_config(transport="tcp"), bridge) as engine:
         log = EventLog(engine)
         socks = connect_many(engine.sip_port, 64)
