@@ -142,8 +142,11 @@ class IncomingCall:
 
 @dataclass(frozen=True)
 class DtmfReceived:
+    """A digit the far end typed. Digits spell door codes: ``repr`` never shows it, so an event printed in
+    a log line (a lost event, a test failure) does not give a code away."""
+
     handle: CallHandle
-    digit: str
+    digit: str = field(repr=False)
     method: DtmfMethod
     at: float = field(default_factory=_now, compare=False)
 

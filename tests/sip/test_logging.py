@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from daemon.bridge import LoopBridge
-from daemon.sip import CallEnded, DtmfReceived, MediaActive, SipEngine
+from daemon.sip import CallEnded, CallHandle, DtmfReceived, MediaActive, SipEngine
 from daemon.sip._pjsip_log import BUDGET, PjsipLogRouter, clean_line, python_level
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, Sipp
@@ -24,6 +24,11 @@ def leaks(text: str, digit: str) -> bool:
     return bool(
         re.search(rf"['\"]{d}['\"]", text) or re.search(rf"(DTMF|digits?|Signal)\W{{0,12}}{d}(?!\d)", text, re.I)
     )
+
+
+def test_a_dtmf_event_does_not_show_its_digit() -> None:
+    event = DtmfReceived(CallHandle(1, 0, "outgoing", "sip:r@127.0.0.1"), "4", "rfc2833")
+    assert event.digit == "4" and not leaks(repr(event), "4") and "digit" not in repr(event)
 
 
 def test_clean_line_keeps_the_first_line_and_redacts() -> None:
