@@ -126,12 +126,13 @@ def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
         adm.setCaptureDev(chosen.id)
         adm.setPlaybackDev(chosen.id)
     try:
-        wheel: str | None = str(importlib.metadata.distribution("pjsua2-python").locate_file(""))
+        dist = importlib.metadata.distribution("pjsua2-python")
+        wheel_files: list[Path] | None = [Path(str(dist.locate_file(f))) for f in dist.files or []]
     except importlib.metadata.PackageNotFoundError:
-        wheel = None
+        wheel_files = None
     return PjsuaInfo(
         version=str(ep.libVersion().full),
-        build=build_kind(str(pj.__file__), wheel),
+        build=build_kind(str(getattr(getattr(pj, "_pjsua2", None), "__file__", "")), wheel_files),
         # pjsua_config_default() sets max_calls to PJSUA_MAX_CALLS, and pjsua lowers any larger maxCalls to it.
         max_calls=int(pj.UaConfig().maxCalls),
         sound_device=None if chosen is None else f"{chosen.name} ({chosen.driver})",

@@ -69,11 +69,14 @@ def choose_sound_device(devices: Sequence[SoundDevice]) -> SoundDevice | None:
     return candidates[0] if candidates else None
 
 
-def build_kind(module_file: str, wheel_location: str | None) -> BuildKind:
-    """ "wheel" when the loaded pjsua2 module lives where the ``pjsua2-python`` distribution is installed."""
-    if wheel_location is None:
+def build_kind(extension_file: str, wheel_files: Iterable[Path] | None) -> BuildKind:
+    """ "wheel" when the loaded ``_pjsua2`` extension is one of the files the ``pjsua2-python`` distribution
+    installed (a source build installs its own ``_pjsua2`` into the same site-packages, so the directory
+    alone cannot tell)."""
+    if wheel_files is None:
         return "source"
-    return "wheel" if Path(module_file).resolve().is_relative_to(Path(wheel_location).resolve()) else "source"
+    loaded = Path(extension_file).resolve()
+    return "wheel" if any(Path(f).resolve() == loaded for f in wheel_files) else "source"
 
 
 def echo_cancellers_in(libraries: Iterable[Path]) -> tuple[str, ...]:

@@ -42,11 +42,13 @@ def test_alsa_default_is_preferred_and_null_is_never_chosen() -> None:
     assert choose_sound_device([null, usb, default]) == default
 
 
-def test_build_kind_from_where_the_module_lives(tmp_path: Path) -> None:
+def test_build_kind_from_the_files_the_wheel_installed(tmp_path: Path) -> None:
     site = tmp_path / "site-packages"
-    assert build_kind(str(site / "pjsua2" / "__init__.py"), str(site)) == "wheel"
-    assert build_kind(str(tmp_path / "other" / "pjsua2.py"), str(site)) == "source"
-    assert build_kind(str(site / "pjsua2.py"), None) == "source"
+    wheel_files = [site / "pjsua2" / "__init__.py", site / "pjsua2" / "_pjsua2.cpython-311-x86_64-linux-gnu.so"]
+    assert build_kind(str(wheel_files[1]), wheel_files) == "wheel"
+    # a source build's extension in the same site-packages, wheel still installed
+    assert build_kind(str(site / "_pjsua2.cpython-311-x86_64-linux-gnu.so"), wheel_files) == "source"
+    assert build_kind(str(wheel_files[1]), None) == "source"
 
 
 def test_echo_cancellers_are_read_from_the_library(tmp_path: Path) -> None:
