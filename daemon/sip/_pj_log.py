@@ -1,8 +1,9 @@
 """pjsip's log, routed into Python ``logging`` (the ``_pj_*`` modules are the only ones importing pjsua2).
 
-Nothing of pjsip's reaches stdout or stderr directly: lines written while ``libCreate`` runs (before any
-writer can be installed) are caught from file descriptor 1 and re-logged at DEBUG, and from ``libInit`` on
-every line goes through :class:`PjLogWriter` and the rules of :mod:`daemon.sip._pjsip_log`.
+Nothing of pjsip's reaches stdout or stderr directly: lines written while ``libCreate`` and ``libInit`` run
+(before the writer is installed; libjack's probe when pjmedia lists ALSA devices) are caught from file
+descriptors 1 and 2 and re-logged at DEBUG, and from ``libInit`` on every pjsip line goes through
+:class:`PjLogWriter` and the rules of :mod:`daemon.sip._pjsip_log`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -21,7 +23,7 @@ import pjsua2 as pj
 
 from daemon.sip._pjsip_log import PjsipLogRouter
 
-__all__ = ["PJSIP_LOGGER", "PjLogWriter", "log_config", "stdout_to_debug"]
+__all__ = ["PJSIP_LOGGER", "PjLogWriter", "log_config", "native_output_to_debug"]
 
 PJSIP_LOGGER = logging.getLogger("daemon.sip.pjsip")
 
@@ -60,27 +62,53 @@ def log_config(cfg: Any, writer: PjLogWriter) -> None:
     writer.__disown__()
 
 
+# What native code prints while pjsua2 starts: pjlib's start-up lines ("10:36:34.574 os_core_unix.c !pjlib
+# 2.15.1 for POSIX initialized"), and, in a source build with ALSA's plugins, libjack's probe as pjmedia
+# lists the ALSA devices ("jack server is not running or cannot be started", "Cannot connect to server
+# socket", "JackShmReadWritePtr::..."), and alsa-lib's own complaints ("ALSA lib pcm.c:...").
+_NATIVE_NOISE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3} |ALSA lib |Jack|jack |Cannot connect to server)")
+
+
 @contextlib.contextmanager
-def stdout_to_debug() -> Iterator[None]:
-    """Catch what C code prints on file descriptor 1 meanwhile (pjlib's default log writer, before ours is
-    installed) and log it at DEBUG. Brief (``libCreate`` takes ~1 ms); Python's own stdout is flushed first.
-    Whatever another thread printed on fd 1 in that millisecond is logged the same way, not lost."""
+def native_output_to_debug() -> Iterator[None]:
+    """Catch what C code prints on file descriptors 1 and 2 meanwhile (pjlib's default writer before ours
+    is installed, libjack's probe during ``libInit``) and log it at DEBUG. What is not such noise (another
+    thread's line in that instant, ~1 ms for ``libCreate``, up to ~0.1 s for ``libInit`` with ALSA) is
+    written back to where it was going, unchanged. Python's own streams are flushed first."""
     sys.stdout.flush()
+    sys.stderr.flush()
     libc = ctypes.CDLL(None)
+    saved: dict[int, int] = {}
     try:
-        saved = os.dup(1)
-    except OSError:  # no stdout at all: nothing can be printed there either
+        for fd in (1, 2):
+            saved[fd] = os.dup(fd)
+    except OSError:  # no stdout or stderr at all: nothing can be printed there either
+        for copy in saved.values():
+            os.close(copy)
         yield
         return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
+    with tempfile.TemporaryFile() as out_sink, tempfile.TemporaryFile() as err_sink:
+        sinks = {1: out_sink, 2: err_sink}
         try:
+            for fd, sink in sinks.items():
+                os.dup2(sink.fileno(), fd)
             yield
         finally:
-            libc.fflush(None)  # C stdio's buffer still holds pjlib's lines
-            os.dup2(saved, 1)
-            os.close(saved)
-            sink.seek(0)
-            for line in sink.read().decode("utf-8", "replace").splitlines():
-                if line.strip():
-                    PJSIP_LOGGER.debug("pjsip: %s", line.strip())
+            libc.fflush(None)  # C stdio's buffers still hold what was printed
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
+            for fd, sink in sinks.items():
+                sink.seek(0)
+                _sort_native_output(fd, sink.read())
+
+
+def _sort_native_output(fd: int, data: bytes) -> None:
+    kept = []
+    for line in data.decode("utf-8", "replace").splitlines(keepends=True):
+        if _NATIVE_NOISE.match(line):
+            PJSIP_LOGGER.debug("pjsip: %s", line.strip())
+        elif line.strip():
+            kept.append(line)
+    if kept:
+        os.write(fd, "".join(kept).encode())

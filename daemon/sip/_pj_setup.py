@@ -13,7 +13,7 @@ import pjsua2 as pj
 
 from daemon.config import SipConfig
 from daemon.sip._pj_calls import OwnerHooks, PjAccount, PjEndpoint
-from daemon.sip._pj_log import PjLogWriter, log_config, stdout_to_debug
+from daemon.sip._pj_log import PjLogWriter, log_config, native_output_to_debug
 from daemon.sip._pjsip_log import PjsipLogRouter
 from daemon.sip._pjsua_info import (
     PjsuaInfo,
@@ -51,7 +51,7 @@ class StartInfo:
 def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks) -> tuple[Any, StartInfo]:
     """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
     ep = PjEndpoint(hooks)
-    with stdout_to_debug():  # pjlib prints its start-up lines before any writer can be installed
+    with native_output_to_debug():  # pjlib prints its start-up lines before any writer can be installed
         ep.libCreate()
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
@@ -63,7 +63,8 @@ def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks)
     # and then no RTP or DTMF leaves: keep it running.
     cfg.medConfig.sndAutoCloseTime = -1
     cfg.medConfig.ecTailLen = 0
-    ep.libInit(cfg)
+    with native_output_to_debug():  # a source build lists ALSA devices here: libjack's probe prints
+        ep.libInit(cfg)
     tc = pj.TransportConfig()
     tc.port = c.port
     if c.bind_address not in ("", "0.0.0.0"):
