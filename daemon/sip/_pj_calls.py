@@ -252,6 +252,7 @@ class CallRecord:
     talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)
     invite_branch: str = ""  # outgoing: the Via branch of our INVITE (its transaction's key)
     dialing: bool = False  # inside makeCall: an end reported now is the dial's failure, not a call's end
+    refused: bool = False  # an unwanted inbound caller we refused (its end is logged at DEBUG: floods)
 
 
 class CallBook:

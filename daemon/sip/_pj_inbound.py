@@ -11,6 +11,7 @@ import time
 import pjsua2 as pj
 
 from daemon.config import SipConfig
+from daemon.sip._log_budget import LogBudget
 from daemon.sip._pj_calls import CallBook, CallRecord, PjCall
 from daemon.sip._teardown_pace import TeardownPace
 from daemon.sip._uri import caller_allowed, source_allowed
@@ -29,6 +30,8 @@ class InboundCalls:
         self._book = book
         self._pace = pace
         self._pending: list[tuple[int, bool]] = []  # (generation, allowed), oldest first
+        # Anyone can send INVITEs: lines about callers that are refused are budgeted (allowed ones are not).
+        self._refusals_log = LogBudget(log, "lines about refused callers", budget=10, window=10.0)
 
     def clear(self) -> None:
         """Forget the waiting calls (shutdown: the owner hangs every call up itself)."""
@@ -41,25 +44,30 @@ class InboundCalls:
         handle = CallHandle(generation, call.getId(), "incoming", str(ci.remoteUri))
         self._book.records[generation] = CallRecord(handle, call, state=CallState.INCOMING)
         allowed = caller_allowed(handle.remote_uri, self._config.inbound_allow)
+        now = time.monotonic()
         if allowed and not source_allowed(source, self._config.inbound_sources):
             allowed = False
-            log.warning(
-                "sip %s: caller is on inbound_allow but the INVITE came from %s, not from "
-                "inbound_sources: refusing (a forged From?)",
+            self._refusals_log.log(
+                now,
+                logging.WARNING,
+                "sip %s: caller is on inbound_allow but the INVITE came from %s, not from inbound_sources: "
+                "refusing (a forged From?)",
                 handle,
                 source,
             )
         # Answered or refused on the next turn, never in here: refusing an INVITE without SDP inside
         # onIncomingCall aborts the process.
         self._pending.append((generation, allowed))
-        log.info(
-            "sip %s: incoming from %s, %s", handle, source, "allowed: answering" if allowed else "not allowed: refusing"
-        )
+        if allowed:
+            log.info("sip %s: incoming from %s, allowed: answering", handle, source)
+        else:
+            self._refusals_log.log(now, logging.INFO, "sip %s: incoming from %s, not allowed: refusing", handle, source)
         self._book.emit(IncomingCall(handle, handle.remote_uri, allowed))
 
     def settle_pending(self) -> None:
         """Answer allowed callers at once; refuse the others only as fast as the teardown pace allows (an
         INVITE flood refused all at once aborts the process: _teardown_pace). The rest wait for a later turn."""
+        self._refusals_log.flush(time.monotonic())
         pending, self._pending = self._pending, []
         for generation, allowed in pending:
             if allowed or self._pace.room(time.monotonic()) > 0:
@@ -96,7 +104,7 @@ class InboundCalls:
                 prm.statusCode = 200
                 rec.call.answer(prm)
             else:
-                rec.by_us = True
+                rec.by_us = rec.refused = True
                 prm.statusCode = self._config.inbound_refuse_status
                 rec.call.hangup(prm)
         except pj.Error as exc:

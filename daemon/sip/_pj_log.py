@@ -40,12 +40,13 @@ class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
         super().__init__()
         self.router = router
         self._clock = clock
+        self.failures = 0  # lines that could not be routed
 
     def write(self, entry: Any) -> None:
         try:
             self.router.route(int(entry.level), str(entry.msg), self._clock())
-        except Exception:
-            self.router.suppressed_total += 1
+        except Exception:  # raised into SWIG, it would be printed to stderr, on every line: counted instead
+            self.failures += 1
 
 
 def log_config(cfg: Any, writer: PjLogWriter) -> None:

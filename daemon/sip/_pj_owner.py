@@ -287,7 +287,8 @@ class PjOwner:
             local = local and not rec.by_us and rec.end_override is None
             code, reason = rec.end_override or (code, reason)
             how = " (by us)" if rec.by_us else " (no response: status made up by pjsip)" if local else ""
-            log.info("sip %s: ended %d %s%s", rec.handle, code, reason, how)
+            level = logging.DEBUG if rec.refused else logging.INFO  # a refusal was logged (within a budget)
+            log.log(level, "sip %s: ended %d %s%s", rec.handle, code, reason, how)
             self._book.emit(CallEnded(rec.handle, code, reason, rec.by_us, local))
 
     def on_media_state(self, generation: int, active: bool) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
+
+from daemon.sip._log_budget import LogBudget
 
 __all__ = ["BUDGET", "MAX_CHARS", "WINDOW_S", "PjsipLogRouter", "clean_line", "python_level"]
 
@@ -62,42 +63,25 @@ class PjsipLogRouter:
     """Routes pjsip's log lines into ``logger`` within a budget per window."""
 
     def __init__(self, logger: logging.Logger, budget: int = BUDGET, window: float = WINDOW_S) -> None:
-        self._log = logger
-        self._budget = budget
-        self._window = window
-        self._lock = threading.Lock()
-        self._window_start = -float("inf")
-        self._passed = 0
-        self.suppressed = 0  # lines dropped in the current window
-        self.suppressed_total = 0
+        self._budget = LogBudget(logger, "pjsip log lines (a flood of bad packets?)", budget, window)
+
+    @property
+    def suppressed_total(self) -> int:
+        return self._budget.suppressed_total
 
     def route(self, pj_level: int, message: str, now: float) -> None:
-        level = python_level(pj_level)
-        if not self._log.isEnabledFor(level):
-            return  # nothing formatted for a line nobody keeps, and it spends no budget
-        with self._lock:
-            self._roll(now)
-            if self._passed >= self._budget:
-                self.suppressed += 1
-                self.suppressed_total += 1
-                return
-            self._passed += 1
-        self._log.log(level, "pjsip: %s", clean_line(message))
+        self._budget.log(now, python_level(pj_level), "pjsip: %s", _Cleaned(message))
 
     def flush(self, now: float) -> None:
         """Report the lines dropped in a window that is over (called by the owner thread every turn)."""
-        with self._lock:
-            self._roll(now)
+        self._budget.flush(now)
 
-    def _roll(self, now: float) -> None:  # under the lock
-        if now - self._window_start < self._window:
-            return
-        if self.suppressed:
-            self._log.warning(
-                "pjsip: %d more log lines in %.0f s were not logged (a flood of bad packets?)",
-                self.suppressed,
-                self._window,
-            )
-        self._window_start = now
-        self._passed = 0
-        self.suppressed = 0
+
+class _Cleaned:
+    """Cleans a pjsip line only if it is formatted: a line nobody keeps costs no regex."""
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+
+    def __str__(self) -> str:
+        return clean_line(self._message)

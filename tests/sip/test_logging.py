@@ -60,7 +60,9 @@ def test_router_passes_a_budget_per_window_then_says_how_many_it_dropped(caplog:
     router.flush(now=105.0)  # the window is not over: nothing yet
     assert len(caplog.records) == 3
     router.flush(now=110.5)
-    assert caplog.records[-1].levelno == logging.WARNING and "47 more log lines" in caplog.records[-1].getMessage()
+    assert (
+        caplog.records[-1].levelno == logging.WARNING and "47 more pjsip log lines" in caplog.records[-1].getMessage()
+    )
     router.route(2, "next window", now=111.0)
     assert caplog.records[-1].getMessage() == "pjsip: next window" and router.suppressed_total == 47
 
