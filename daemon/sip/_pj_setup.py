@@ -24,9 +24,11 @@ from daemon.sip._pjsua_info import (
     loaded_pj_libraries,
 )
 
-__all__ = ["StartInfo", "create_account", "create_endpoint"]
+__all__ = ["TLS_HANDSHAKE_TIMEOUT_MS", "StartInfo", "create_account", "create_endpoint"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
+
+TLS_HANDSHAKE_TIMEOUT_MS = 5000
 
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 _SRTP = {
@@ -75,6 +77,10 @@ def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks)
         tc.tlsConfig.privKeyFile = c.tls_key_file
         tc.tlsConfig.verifyServer = c.tls_verify_server
         tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        # A connection that never completes its handshake is not a transport yet (no state callback, so
+        # _pj_connections cannot see it) and would hold one of pjlib's 64 sockets for ever (no timeout by
+        # default): closed after this. Also bounds our own connects' handshakes.
+        tc.tlsConfig.msecTimeout = TLS_HANDSHAKE_TIMEOUT_MS
     main_tid = ep.transportCreate(_TRANSPORTS[c.transport], tc)
     sip_port = _port_of(ep.transportGetInfo(main_tid).localName)
     wake_host = c.bind_address if c.bind_address not in ("", "0.0.0.0") else "127.0.0.1"
