@@ -1,9 +1,7 @@
 """The few pjsip/pjlib C functions pjsua2 does not wrap and the engine needs, called through ``ctypes`` on
 the SIP owner thread (the ``_pj_*`` modules are the only ones touching pjsua2).
 
-Ending an INVITE transaction early:
-
-Why: an outgoing INVITE hung up before any final response keeps its pjsua call slot until pjsip's INVITE
+Ending an INVITE transaction early. Why: an outgoing INVITE hung up before any final response keeps its pjsua call slot until pjsip's INVITE
 transaction ends: when the far end sent nothing, Timer B (64 x T1 = 32 s); when it rang but never answers
 the CANCEL, pjsip's own 64 x T1 timeout. Measured: 4 such calls (the wheel's 4 slots) made every dial
 fail with PJ_ETOOMANY for 32 s. pjsua2 offers no way to end a transaction sooner, and T1 is not settable
@@ -14,7 +12,7 @@ it with a status, and pjsua then frees the slot as after any final response.
 Safe only on the owner thread: with ``threadCnt=0`` this thread alone polls pjsip's sockets and timers,
 so the transaction found cannot be destroyed between the lookup and the termination.
 
-Telling inbound TCP/TLS connections and whether anything uses them (``_inbound_tcp`` says why): a
+Telling inbound TCP/TLS connections, and whether anything uses them (``_inbound_tcp`` says why): a
 ``pjsua2`` TransportHandle is the address of a ``pjsip_transport``, whose first member is its object name
 (``char obj_name[PJ_MAX_OBJ_NAME]``, 32): "tcps..."/"tlss..." for a connection pjsip accepted,
 "tcpc..."/"tlsc..." for one it opened (sip_transport_tcp.c:650, sip_transport_tls.c:882). Next come a pool
