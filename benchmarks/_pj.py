@@ -1,7 +1,7 @@
 """pjsua2 set-up shared by the benchmark's own processes (the far end and the baseline).
 
 Our side never uses this: it goes through ``daemon.sip``. The settings here are the ones
-/work/shared/PJSUA2-FACTS.md found necessary: the null sound device with ``sndAutoCloseTime = -1`` (or the
+docs/pjsua2.md explains: the null sound device with ``sndAutoCloseTime = -1`` (or the
 conference clock stops and no RTP/DTMF leaves), RTP ports below Linux's ephemeral range.
 """
 

@@ -239,7 +239,7 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
         "sipp's built-in UAC scenario calls the panel from a caller not in inbound_allow. The owner "
         "thread refuses them (603) at the pace pjlib's 64-socket ioqueue can recycle "
         "(daemon/sip/_teardown_pace.py); above it pjsua answers 486 itself while every call slot is "
-        "taken. Refused all at once, such a burst aborted the process (PJSUA2-FACTS.md). Lag: how "
+        "taken. Refused all at once, such a burst aborted the process (docs/pjsua2.md). Lag: how "
         "late a 10 ms sleep wakes up."
     )
     f7.notes.append(

@@ -18,6 +18,7 @@ __all__ = [
     "CallGoneError",
     "ConfigError",
     "ControlError",
+    "DialError",
     "HardwareError",
     "IntercomError",
     "SipError",
@@ -43,10 +44,24 @@ class ConfigError(IntercomError, ValueError):
 class SipError(IntercomError, RuntimeError):
     """pjsua2 refused or failed an operation. ``info`` carries ``pj.Error.info()`` (its str() is empty)."""
 
+    local = False  # True for failures that happened in this process, before any SIP exchange (DialError)
+
     def __init__(self, message: str, *, info: str = "", status: int = 0) -> None:
         self.info = info
         self.status = status
         super().__init__(f"{message}: {info}" if info else message)
+
+
+class DialError(SipError):
+    """A dial that failed locally, in pjsua, before anything was sent: every call slot taken (PJ_ETOOMANY,
+    70010), an undialable URI (e.g. 171042), no account. It is not a SIP status and must not be reported as
+    one (nobody was reached): ``status`` is 0, ``pj_status`` keeps pjsua's code, the message says why."""
+
+    local = True
+
+    def __init__(self, message: str, *, pj_status: int = 0) -> None:
+        super().__init__(message)
+        self.pj_status = pj_status
 
 
 class CallGoneError(SipError, LookupError):

@@ -6,6 +6,7 @@ once it starts, so importing this package is cheap and works where pjsua2 is not
 (``tests/sip/test_pjsua2_confined.py`` keeps it so).
 """
 
+from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.engine import SipEngine
 from daemon.sip.types import (
@@ -35,6 +36,7 @@ __all__ = [
     "DtmfReceived",
     "IncomingCall",
     "MediaActive",
+    "PjsuaInfo",
     "PlaybackFinished",
     "RegistrationChanged",
     "RegistrationSnapshot",

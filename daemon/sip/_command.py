@@ -4,14 +4,20 @@ The loop creates a :class:`Command`, puts it on the owner's queue, wakes the own
 ``done`` with a timeout. The owner thread runs ``fn(owner)`` and hands the outcome back through the
 :class:`~daemon.bridge.LoopBridge`, which runs :meth:`Command.finish` on the loop thread. The loop never
 blocks on the owner thread: it only awaits an ``anyio.Event``.
+
+``fn`` is typed against :class:`~daemon.sip._pj_owner.PjOwner` (imported for the type checker only: the
+owner module loads pjsua2), so strict mypy checks every call the loop asks the owner to make.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
+
+if TYPE_CHECKING:
+    from daemon.sip._pj_owner import PjOwner
 
 __all__ = ["Command"]
 
@@ -21,7 +27,7 @@ T = TypeVar("T")
 class Command(Generic[T]):
     """One unit of pjsua2 work. Created on the loop thread (``anyio.Event`` must be)."""
 
-    def __init__(self, name: str, fn: Callable[[Any], T]) -> None:
+    def __init__(self, name: str, fn: Callable[[PjOwner], T]) -> None:
         self.name = name
         self.fn = fn
         self.done = anyio.Event()

@@ -10,7 +10,9 @@ that ran on a thread other than the owner, which the tests assert never happens.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import re
 import threading
 import traceback
 from collections.abc import Callable
@@ -19,14 +21,18 @@ from typing import Any, Protocol, TypeVar
 
 import pjsua2 as pj
 
+from daemon.bridge import EventChannel
+from daemon.errors import CallGoneError
 from daemon.sip.audio_bridge import AudioBridge
-from daemon.sip.types import CallHandle, CallState
+from daemon.sip.types import CallHandle, CallState, SipEvent
 
-__all__ = ["CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjPlayer", "PjTalkPort"]
+__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjEndpoint", "PjPlayer", "PjTalkPort"]
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., None])
+
+_BRANCH = re.compile(r"^Via:[^\r\n]*?;branch=([^;,\s]+)", re.M | re.I)  # the first Via: ours
 
 _STATES = {
     pj.PJSIP_INV_STATE_CALLING: CallState.CALLING,
@@ -48,9 +54,11 @@ class OwnerHooks(Protocol):
 
     def on_incoming(self, call: PjCall, source: str) -> None: ...
     def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None: ...
-    def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None: ...
+    def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
+    def on_invite_sent(self, generation: int, branch: str) -> None: ...
+    def on_transport_state(self, handle: Any, state: int) -> None: ...
 
 
 def _injected_fault() -> None:
@@ -82,6 +90,24 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _no_answer_from_far_end(event: Any) -> bool:
+    """Did a transaction end without a response from the far end (a transport error, a timeout)? pjsip
+    then makes up the status itself (503, 408): a local failure, not something the far end said."""
+    if event.type != pj.PJSIP_EVENT_TSX_STATE:
+        return False
+    return int(event.body.tsxState.type) in (pj.PJSIP_EVENT_TRANSPORT_ERROR, pj.PJSIP_EVENT_TIMER)
+
+
+class PjEndpoint(pj.Endpoint):  # type: ignore[misc]
+    def __init__(self, hooks: OwnerHooks) -> None:
+        super().__init__()
+        self.hooks = hooks
+
+    @_guard
+    def onTransportState(self, prm: Any) -> None:
+        self.hooks.on_transport_state(prm.hnd, int(prm.state))
+
+
 class PjAccount(pj.Account):  # type: ignore[misc]
     def __init__(self, hooks: OwnerHooks) -> None:
         super().__init__()
@@ -98,7 +124,7 @@ class PjAccount(pj.Account):  # type: ignore[misc]
     @_guard
     def onIncomingCall(self, prm: Any) -> None:
         # The Call must be kept from here on: one that is collected when this callback returns hangs up.
-        # It is never refused from in here (that aborts on an INVITE without SDP): see PjOwner.on_incoming.
+        # It is never refused from in here (that aborts on an INVITE without SDP): see InboundCalls.on_incoming.
         self.hooks.on_incoming(PjCall(self, self.hooks, prm.callId), str(prm.rdata.srcAddress))
 
 
@@ -114,7 +140,9 @@ class PjCall(pj.Call):  # type: ignore[misc]
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         state = _STATES.get(ci.state, CallState.CALLING)
-        self.hooks.on_call_state(self.generation, state, int(ci.lastStatusCode), str(ci.lastReason))
+        self.hooks.on_call_state(
+            self.generation, state, int(ci.lastStatusCode), str(ci.lastReason), _no_answer_from_far_end(prm.e)
+        )
 
     @_guard
     def onCallMediaState(self, prm: Any) -> None:
@@ -122,6 +150,16 @@ class PjCall(pj.Call):  # type: ignore[misc]
         media = ci.media
         active = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE for m in media)
         self.hooks.on_media_state(self.generation, active)
+
+    @_guard
+    def onCallTsxState(self, prm: Any) -> None:
+        # Our INVITE's Via branch names its transaction: kept so that a call cancelled before any final
+        # response can have its transaction ended early (CallCommands, _pj_native) and its slot freed.
+        tsx = prm.e.body.tsxState.tsx
+        if tsx.role == pj.PJSIP_ROLE_UAC and tsx.method == "INVITE" and tsx.state == pj.PJSIP_TSX_STATE_CALLING:
+            found = _BRANCH.search(str(tsx.lastTx.wholeMsg))
+            if found:
+                self.hooks.on_invite_sent(self.generation, found.group(1))
 
     @_guard
     def onDtmfDigit(self, prm: Any) -> None:
@@ -150,7 +188,7 @@ class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
     thread check would fire on every frame), no pjsua2 call, nothing that can wait. They only touch the
     bridge's queues, whose locks are held for microseconds. Dropping a port that is still connected
     segfaulted once in ~1,500 connect/drop cycles (a callback racing the destructor): the owner
-    disconnects it first and drops it one clock tick later (``PjOwner._retire_talk_port``).
+    disconnects it first and drops it one clock tick later (``MediaCommands.retire_talk_port``).
     """
 
     def __init__(self, bridge: AudioBridge) -> None:
@@ -212,3 +250,30 @@ class CallRecord:
     recorder: Any = None  # pj.AudioMediaRecorder
     sound_device: bool = False
     talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)
+    invite_branch: str = ""  # outgoing: the Via branch of our INVITE (its transaction's key)
+    dialing: bool = False  # inside makeCall: an end reported now is the dial's failure, not a call's end
+    refused: bool = False  # an unwanted inbound caller we refused (its end is logged at DEBUG: floods)
+
+
+class CallBook:
+    """The owner thread's live calls, shared by its parts (call commands, inbound, media), and the one way
+    they report: :meth:`emit` posts straight into the loop's :class:`~daemon.bridge.EventChannel`, so a SIP
+    event crosses the thread boundary once."""
+
+    def __init__(self, channel: EventChannel[SipEvent]) -> None:
+        self.records: dict[int, CallRecord] = {}
+        self._generations = itertools.count(1)
+        self._channel = channel
+
+    def next_generation(self) -> int:
+        """A number naming one call for the engine's whole life (pjsua's call ids are reused)."""
+        return next(self._generations)
+
+    def get(self, handle: CallHandle) -> CallRecord:
+        rec = self.records.get(handle.generation)
+        if rec is None:
+            raise CallGoneError(f"{handle} has ended")
+        return rec
+
+    def emit(self, event: SipEvent) -> None:
+        self._channel.post(event)

@@ -1,19 +1,19 @@
 """The SIP owner's media commands: prompts played into a call, recordings, the sound device and the talk
-port that bridges call audio to Python. A mixin of :class:`~daemon.sip._pj_owner.PjOwner`, split out to
-keep each module readable; everything here runs on the owner thread like the rest of PjOwner."""
+port that bridges call audio to Python. A part of :class:`~daemon.sip._pj_owner.PjOwner`; everything here
+runs on the owner thread like the rest of PjOwner."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import pjsua2 as pj
 
 from daemon.errors import SipError
-from daemon.sip._pj_calls import CallRecord, OwnerHooks, PjPlayer, PjTalkPort
+from daemon.sip._pj_calls import CallBook, CallRecord, OwnerHooks, PjPlayer, PjTalkPort
 from daemon.sip.audio_bridge import AudioBridge
-from daemon.sip.types import CallHandle, PlaybackFinished, SipEvent
+from daemon.sip.types import CallHandle, PlaybackFinished
 
 __all__ = ["TALK_PORT_GRACE_S", "MediaCommands"]
 
@@ -24,31 +24,33 @@ TALK_PORT_GRACE_S = 0.1
 
 
 class MediaCommands:
-    """Media commands and their upkeep; the state they use belongs to PjOwner."""
+    """Media commands and their upkeep: prompts, recordings, the sound device and talk ports."""
 
-    _ep: Any
-    _records: dict[int, CallRecord]
-    _ended_players: list[tuple[int, PjPlayer]]
-    _retired_talk: list[tuple[float, PjTalkPort]]  # (reusable after, port): see _retire_talk_port
-    _idle_talk: list[PjTalkPort]  # disconnected ports waiting for the next talk call
-    has_sound_device: bool
+    def __init__(self, book: CallBook, hooks: OwnerHooks) -> None:
+        self._book = book
+        self._hooks = hooks
+        self.ep: Any = None  # the Endpoint, set once it is started (pj.Endpoint)
+        self.has_sound_device = False
+        self._ended_players: list[tuple[int, PjPlayer]] = []
+        self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (reusable after, port): retire_talk_port
+        self._idle_talk: list[PjTalkPort] = []  # disconnected ports waiting for the next talk call
 
-    def _record(self, handle: CallHandle) -> CallRecord:
-        raise NotImplementedError
-
-    def _emit(self, event: SipEvent) -> None:
-        raise NotImplementedError
+    def upkeep(self, now: float) -> None:
+        """Once per turn of the owner: drop ended players, rest talk ports, report prompts that ended."""
+        self._ended_players.clear()  # dropped here, outside their own onEof2 callback
+        self._rest_retired_talk(now)
+        self._check_players()
 
     def _check_players(self) -> None:
         """Report prompts that reached their end (flagged by PjPlayer.onEof2 from the clock thread)."""
-        for rec in list(self._records.values()):
+        for rec in list(self._book.records.values()):
             player = rec.player
             if player is not None and player.reached_end and not player.loop:
                 self._ended_players.append((rec.handle.generation, player))  # dropped next turn
                 rec.player = None
-                self._emit(PlaybackFinished(rec.handle))
+                self._book.emit(PlaybackFinished(rec.handle))
 
-    def _connect_media(self, rec: CallRecord) -> None:
+    def connect_media(self, rec: CallRecord) -> None:
         """(Re)join the call's conference port to its prompt, recorder and sound device. A media update
         (re-INVITE) can replace the port and drop the old connections, so this runs on every media change."""
         media = rec.call.getAudioMedia(-1)
@@ -60,26 +62,21 @@ class MediaCommands:
             rec.talk_port.startTransmit(media)
             media.startTransmit(rec.talk_port)
         if rec.sound_device:
-            adm = self._ep.audDevManager()
+            adm = self.ep.audDevManager()
             adm.getCaptureDevMedia().startTransmit(media)
             media.startTransmit(adm.getPlaybackDevMedia())
 
     def play(self, handle: CallHandle, wav_path: str, loop: bool) -> None:
-        rec = self._record(handle)
+        rec = self._book.get(handle)
         media = rec.call.getAudioMedia(-1)  # raises (-> SipError) when the call has no audio yet
-        player = PjPlayer(cast("OwnerHooks", self), handle.generation)  # PjOwner: the hooks' owner
+        player = PjPlayer(self._hooks, handle.generation)
         player.loop = loop
         player.createPlayer(wav_path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(media)
         rec.player = player  # replaces (and so stops) any earlier prompt
 
-    def stop_playback(self, handle: CallHandle) -> bool:
-        rec = self._record(handle)
-        was, rec.player = rec.player is not None, None
-        return was
-
     def record(self, handle: CallHandle, wav_path: str) -> None:
-        rec = self._record(handle)
+        rec = self._book.get(handle)
         media = rec.call.getAudioMedia(-1)
         recorder = pj.AudioMediaRecorder()
         recorder.createRecorder(wav_path)
@@ -87,20 +84,20 @@ class MediaCommands:
         rec.recorder = recorder
 
     def stop_recording(self, handle: CallHandle) -> bool:
-        rec = self._record(handle)
+        rec = self._book.get(handle)
         was, rec.recorder = rec.recorder is not None, None  # the destructor closes the WAV file
         return was
 
     def connect_sound_device(self, handle: CallHandle) -> None:
         if not self.has_sound_device:
             raise SipError("this pjsua2 build has no sound device")
-        rec = self._record(handle)
+        rec = self._book.get(handle)
         rec.sound_device = True
         self._connect_when_media(rec)
 
     def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
         """Join the call both ways to a :class:`PjTalkPort` (once per call) and return its bridge."""
-        rec = self._record(handle)
+        rec = self._book.get(handle)
         if rec.talk_port is None:
             rec.talk_port = self._talk_port()
         self._connect_when_media(rec)
@@ -115,7 +112,7 @@ class MediaCommands:
         """Connect now if the call's audio is up, else on_media_state does when it comes up: an inbound call
         is bridged as soon as it is answered, and an answer can be reported before its media."""
         if rec.media_active:
-            self._connect_media(rec)
+            self.connect_media(rec)
 
     def _talk_port(self) -> PjTalkPort:
         """An idle talk port with a fresh bridge, else a new port. Ports are reused and destroyed only at
@@ -127,7 +124,7 @@ class MediaCommands:
             return port
         return PjTalkPort(AudioBridge())
 
-    def _retire_talk_port(self, rec: CallRecord) -> None:
+    def retire_talk_port(self, rec: CallRecord) -> None:
         """Close the bridge, disconnect the port, and reuse it only after the clock thread has seen the
         disconnect (conference changes take effect on its next tick)."""
         port, rec.talk_port = rec.talk_port, None
@@ -137,9 +134,20 @@ class MediaCommands:
         log.info("sip %s: talk audio closed: %s", rec.handle, port.bridge.summary())
         self._retired_talk.append((time.monotonic() + TALK_PORT_GRACE_S, port))
 
+    def release_all(self, ep: Any) -> None:
+        """Shutdown: retire every talk port, let pjmedia's clock see the disconnects, then drop every
+        player and port (all must be gone before libDestroy). ``ep`` is polled meanwhile."""
+        self._retire_all_talk_ports()  # a helper: a loop variable here would keep a record alive
+        deadline = time.monotonic() + 2 * TALK_PORT_GRACE_S
+        while self._retired_talk and time.monotonic() < deadline:
+            ep.libHandleEvents(10)
+        self._retired_talk.clear()
+        self._idle_talk.clear()
+        self._ended_players.clear()
+
     def _retire_all_talk_ports(self) -> None:
-        for rec in self._records.values():
-            self._retire_talk_port(rec)
+        for rec in self._book.records.values():
+            self.retire_talk_port(rec)
 
     def _rest_retired_talk(self, now: float) -> None:
         if self._retired_talk and self._retired_talk[0][0] <= now:

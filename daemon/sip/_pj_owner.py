@@ -2,7 +2,7 @@
 ``daemon/sip/_pj_*`` modules are the only ones importing it).
 
 Why one thread: pjsua2 aborts the process when called from a thread pjlib does not know, and a pjsua2
-callback that waits for the event loop while the loop calls into pjsua2 deadlocks (PJSUA2-FACTS.md). So
+callback that waits for the event loop while the loop calls into pjsua2 deadlocks (docs/pjsua2.md, sections 1-2). So
 this thread creates the Endpoint with ``threadCnt=0`` and ``mainThreadOnly``, polls ``libHandleEvents``,
 runs every command the loop queues, and receives every callback. It only ever *posts* to the loop through
 the :class:`~daemon.bridge.LoopBridge`; the loop never blocks on it, it awaits.
@@ -11,39 +11,39 @@ the :class:`~daemon.bridge.LoopBridge`; the loop never blocks on it, it awaits.
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
 import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pjsua2 as pj
 
-from daemon.bridge import LoopBridge
+from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import SipConfig
-from daemon.errors import CallGoneError, SipError
+from daemon.errors import SipError
 from daemon.sip._command import Command
-from daemon.sip._media_watch import MediaWatch
-from daemon.sip._pj_calls import CallRecord, PjAccount, PjCall, PjPlayer, PjTalkPort
+from daemon.sip._pj_call_commands import CallCommands
+from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
+from daemon.sip._pj_connections import InboundConnections
 from daemon.sip._pj_inbound import InboundCalls
-from daemon.sip._pj_media import TALK_PORT_GRACE_S, MediaCommands
+from daemon.sip._pj_log import PJSIP_LOGGER
+from daemon.sip._pj_media import MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
+from daemon.sip._pjsip_log import PjsipLogRouter
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip.types import (
     CallAnswered,
     CallEnded,
-    CallHandle,
     CallRinging,
-    CallSnapshot,
     CallState,
     DtmfMethod,
     DtmfReceived,
     MediaActive,
     RegistrationChanged,
+    RegistrationSnapshot,
     SipEvent,
 )
 
@@ -54,43 +54,46 @@ log = logging.getLogger(__name__)
 # How long one libHandleEvents waits when nothing happens. Commands do not wait for it: the loop wakes the
 # poll with a datagram. It bounds the ring-timeout granularity and the idle wake-up rate (50/s).
 POLL_MS = 20
-_PJ_ETOOMANY = 70010
 
 
 # Held by the owner thread that has (or is creating) the process's one pjsua2 Endpoint.
 ONE_ENDPOINT = threading.Lock()
 
 
-class PjOwner(InboundCalls, MediaCommands):
-    """Runs in the owner thread. Public methods other than :meth:`run` and :meth:`submit` are commands:
-    they run on the owner thread only, called from a :class:`Command`'s function."""
+class PjOwner:
+    """Runs in the owner thread, and is the :class:`~daemon.sip._pj_calls.OwnerHooks` every pjsua2 object
+    reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
+    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports),
+    :attr:`connections` (inbound TCP/TLS); they share the live calls through one
+    :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own log. Commands from the
+    loop are functions of this object (``lambda owner: owner.calls.dial(...)``), run on this thread by
+    :meth:`_run_command`."""
 
     def __init__(
         self,
         config: SipConfig,
         bridge: LoopBridge,
-        deliver: Callable[[SipEvent], None],
+        events: EventChannel[SipEvent],
         on_ready: Callable[[StartInfo | None, BaseException | None], None],
         on_finished: Callable[[float], None],
     ) -> None:
         self._config = config
         self._bridge = bridge
-        self._deliver = deliver
         self._on_ready = on_ready
         self._on_finished = on_finished
         self._commands: queue.SimpleQueue[Command[Any]] = queue.SimpleQueue()
         self._stop = False
         self._ep: Any = None
         self._account: PjAccount | None = None
-        self._records: dict[int, CallRecord] = {}
-        self._pending_inbound: list[tuple[int, bool]] = []  # (generation, allowed), oldest first
+        self._book = CallBook(events)
+        self.pjsip_log = PjsipLogRouter(PJSIP_LOGGER)
         self._pace = TeardownPace(refusal_budget(config.max_calls))
-        self._ended_players: list[tuple[int, PjPlayer]] = []
-        self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (reusable after, port): _retire_talk_port
-        self._idle_talk: list[PjTalkPort] = []
-        self._generations = itertools.count(1)
-        self._media_watch = MediaWatch(config.media_timeout_seconds)
-        self.has_sound_device = False
+        self.inbound = InboundCalls(config, self._book, self._pace)
+        self.media = MediaCommands(self._book, self)
+        self.calls = CallCommands(self._book, self, self.inbound, config.media_timeout_seconds)
+        self.connections = InboundConnections(self.calls.native)
+        # Replaced whole (a frozen value) on each registration change; the loop reads the reference.
+        self.registration = RegistrationSnapshot(bool(config.account.registrar), False, 0, "not registered", 0)
         # Read by the pjsua2 callback guard (OwnerHooks):
         self.owner_thread_id = 0
         self.wrong_thread_callbacks = 0
@@ -158,13 +161,15 @@ class PjOwner(InboundCalls, MediaCommands):
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        self._ep, info = create_endpoint(self._config)
-        self.has_sound_device = info.has_sound_device
-        self._account = create_account(self._config, info.transport_id, self)
+        self._ep, info = create_endpoint(self._config, self.pjsip_log, self)
+        self.media.ep = self._ep
+        self.media.has_sound_device = info.has_sound_device
+        self._account = self.calls.account = create_account(self._config, info.transport_id, self)
+        self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
         return info
 
     def _turn(self) -> None:
-        """Work between two polls: commands, deferred inbound answers/refusals, ring timeouts, players."""
+        """Work between two polls: commands, deferred inbound answers/refusals, players, call deadlines."""
         self.wake_in_flight = False  # before draining: a command queued after this sends a new wake
         # Only the commands already queued: loop tasks issuing commands back to back refill the queue as
         # fast as it drains, and draining to empty then starved libHandleEvents (no SIP was read at all).
@@ -174,51 +179,12 @@ class PjOwner(InboundCalls, MediaCommands):
             except queue.Empty:
                 break
             self._run_command(command)
-        self._settle_pending_inbound()
-        self._ended_players.clear()  # dropped here, outside their own onEof2 callback
-        self._rest_retired_talk(time.monotonic())
-        self._check_players()
+        self.inbound.settle_pending()
         now = time.monotonic()
-        for rec in list(self._records.values()):
-            if rec.ring_deadline is not None and now >= rec.ring_deadline:
-                rec.ring_deadline = None
-                rec.end_override = (408, "ring timeout: no answer in time")
-                log.info("sip %s: ring timeout, cancelling", rec.handle)
-                self._hangup_quietly(rec, 0)
-        self._check_media(now)
-
-    def _check_media(self, now: float) -> None:
-        """Hang up confirmed calls whose RX packet count stopped growing (see _media_watch)."""
-        watch = self._media_watch
-        for generation in watch.due(now):
-            rec = self._records.get(generation)
-            count = self._rx_packets(rec) if rec is not None else None
-            if rec is None or count is None:
-                watch.stop(generation)  # ended, or no active audio stream left to watch
-                continue
-            silent = watch.feed(generation, count, now)
-            if silent is not None:
-                rec.end_override = (408, f"media timeout (no RTP for {watch.timeout:g} s)")
-                log.warning(
-                    "sip %s: no RTP received for %.1f s (%d packets in all), hanging up", rec.handle, silent, count
-                )
-                self._hangup_quietly(rec, 0)
-
-    def _rx_packets(self, rec: CallRecord) -> int | None:
-        """RTP packets received so far on the call's active audio stream; None if it has none."""
-        try:
-            ci = rec.call.getInfo()  # bound first: ``getInfo().media`` reads freed memory
-            media = ci.media
-            index = next(
-                (m.index for m in media if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE),
-                None,
-            )
-            if index is None:
-                return None
-            return int(rec.call.getStreamStat(index).rtcp.rxStat.pkt)
-        except pj.Error as exc:
-            log.debug("sip %s: no stream statistics: %s", rec.handle, exc.info())
-            return None
+        self.media.upkeep(now)
+        self.calls.check_deadlines(now)
+        self.connections.reap(self._ep, now)
+        self.pjsip_log.flush(now)
 
     def _run_command(self, command: Command[Any]) -> None:
         if command.abandoned:
@@ -244,19 +210,15 @@ class PjOwner(InboundCalls, MediaCommands):
         ep, self._ep = self._ep, None
         if ep is None:
             return 0.0
-        self._hangup_everything("engine shutdown")  # a helper: a loop variable here would keep a Call alive
+        self.calls.hangup_everything("engine shutdown")  # a method: a loop variable here would keep a Call
         deadline = time.monotonic() + 0.3
-        while self._records and time.monotonic() < deadline:
+        while self._book.records and time.monotonic() < deadline:
             ep.libHandleEvents(10)
-        self._retire_all_talk_ports()  # a helper, like _hangup_everything: no loop variable left here
-        deadline = time.monotonic() + 2 * TALK_PORT_GRACE_S
-        while self._retired_talk and time.monotonic() < deadline:
-            ep.libHandleEvents(10)
-        self._retired_talk.clear()
-        self._idle_talk.clear()
-        self._records.clear()  # calls pjsua could not end in time: released here, before libDestroy
-        self._pending_inbound.clear()
-        self._ended_players.clear()
+        self.media.release_all(ep)
+        self.media.ep = None
+        self._book.records.clear()  # calls pjsua could not end in time: released here, before libDestroy
+        self.inbound.clear()
+        self.connections.clear()
         while True:  # late commands are answered, not left waiting
             try:
                 self._bridge.call(self._commands.get_nowait().finish, None, SipError("SIP engine stopped"))
@@ -267,7 +229,7 @@ class PjOwner(InboundCalls, MediaCommands):
                 self._account.shutdown()
             except pj.Error as exc:
                 log.warning("sip: account shutdown: %s", exc.info())
-            self._account = None
+            self._account = self.calls.account = None
         gc.collect()  # any Call/player caught in a reference cycle must go before libDestroy
         started = time.monotonic()
         try:
@@ -283,155 +245,78 @@ class PjOwner(InboundCalls, MediaCommands):
         return seconds
 
     # -- callbacks (OwnerHooks), all on this thread --------------------------------------------------
-    def _emit(self, event: SipEvent) -> None:
-        self._bridge.call(self._deliver, event)
+    def on_incoming(self, call: PjCall, source: str) -> None:
+        self.inbound.on_incoming(call, source)
 
     def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None:
         log.info(
             "sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason, expires
         )
-        self._emit(RegistrationChanged(active, code, reason, expires))
+        self.registration = RegistrationSnapshot(True, active, code, reason, expires)
+        self._book.emit(RegistrationChanged(active, code, reason, expires))
 
-    def on_call_state(self, generation: int, state: CallState, code: int, reason: str) -> None:
-        rec = self._records.get(generation)
+    def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None:
+        rec = self._book.records.get(generation)
         if rec is None:
             return
         rec.state, rec.last_code, rec.last_reason = state, code, reason
         if state is CallState.EARLY and rec.handle.direction == "outgoing" and not rec.rang:
             rec.rang = True
-            self._emit(CallRinging(rec.handle, code))
+            self._book.emit(CallRinging(rec.handle, code))
         elif state is CallState.CONFIRMED:
             rec.ring_deadline = None
             rec.answered_at = time.monotonic()
             if rec.media_active:  # usually so: the offer/answer completes before CONFIRMED
-                self._media_watch.start(generation, rec.answered_at)
+                self.calls.media_watch.start(generation, rec.answered_at)
             log.info("sip %s: answered", rec.handle)
-            self._emit(CallAnswered(rec.handle))
+            self._book.emit(CallAnswered(rec.handle))
+        elif state is CallState.DISCONNECTED and rec.dialing:
+            # Inside makeCall: the dial itself failed (no transport, DNS...). The dial raises DialError;
+            # no CallEnded for a handle the loop never got.
+            del self._book.records[generation]
+            self._pace.note(time.monotonic())  # its media sockets, if made, were closed: they count
+            log.debug("sip %s: dial failed in pjsua: %d %s", rec.handle, code, reason)
         elif state is CallState.DISCONNECTED:
             # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
             # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
-            del self._records[generation]
+            del self._book.records[generation]
             self._pace.note(time.monotonic())
-            self._media_watch.stop(generation)
+            self.calls.media_watch.stop(generation)
             rec.player = rec.recorder = None
-            self._retire_talk_port(rec)
+            self.media.retire_talk_port(rec)
+            local = local and not rec.by_us and rec.end_override is None
             code, reason = rec.end_override or (code, reason)
-            log.info("sip %s: ended %d %s%s", rec.handle, code, reason, " (by us)" if rec.by_us else "")
-            self._emit(CallEnded(rec.handle, code, reason, rec.by_us))
+            how = " (by us)" if rec.by_us else " (no response: status made up by pjsip)" if local else ""
+            level = logging.DEBUG if rec.refused else logging.INFO  # a refusal was logged (within a budget)
+            log.log(level, "sip %s: ended %d %s%s", rec.handle, code, reason, how)
+            self._book.emit(CallEnded(rec.handle, code, reason, rec.by_us, local))
 
     def on_media_state(self, generation: int, active: bool) -> None:
-        rec = self._records.get(generation)
+        rec = self._book.records.get(generation)
         if rec is None:
             return
         if active:
-            self._connect_media(rec)
+            self.media.connect_media(rec)
         if active and not rec.media_active:
-            self._emit(MediaActive(rec.handle))
+            self._book.emit(MediaActive(rec.handle))
         rec.media_active = active
         # Watched only while answered and active: a call on hold receives no RTP by design. Every active
         # update restarts the clock (a renegotiated stream gets the full timeout again, its counter restarts).
         if active and rec.state is CallState.CONFIRMED:
-            self._media_watch.start(generation, time.monotonic())
+            self.calls.media_watch.start(generation, time.monotonic())
         elif not active:
-            self._media_watch.stop(generation)
+            self.calls.media_watch.stop(generation)
+
+    def on_transport_state(self, handle: Any, state: int) -> None:
+        self.connections.on_state(handle, state, time.monotonic())
+
+    def on_invite_sent(self, generation: int, branch: str) -> None:
+        self.calls.note_invite_branch(generation, branch)
 
     def on_dtmf(self, generation: int, digit: str, method: int) -> None:
-        rec = self._records.get(generation)
+        rec = self._book.records.get(generation)
         if rec is not None:
             how: DtmfMethod = "info" if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
-            log.info("sip %s: DTMF %r via %s", rec.handle, digit, how)
-            self._emit(DtmfReceived(rec.handle, digit, how))
-
-    # -- commands (run on this thread by _run_command) ----------------------------------------------
-    def _record(self, handle: CallHandle) -> CallRecord:
-        rec = self._records.get(handle.generation)
-        if rec is None:
-            raise CallGoneError(f"{handle} has ended")
-        return rec
-
-    def _hangup_quietly(self, rec: CallRecord, status: int) -> None:
-        try:
-            self._hangup(rec, status)
-        except pj.Error as exc:
-            log.warning("sip %s: hang-up failed: %s", rec.handle, exc.info())
-
-    def _hangup(self, rec: CallRecord, status: int) -> None:
-        rec.by_us = True
-        prm = pj.CallOpParam()
-        prm.statusCode = status
-        rec.call.hangup(prm)  # fires DISCONNECTED synchronously in most states
-
-    def dial(self, uri: str, ring_timeout: float | None) -> CallHandle:
-        if self._account is None:
-            raise SipError("no SIP account")
-        call = PjCall(self._account, self)
-        call.generation = generation = next(self._generations)
-        rec = CallRecord(CallHandle(generation, -1, "outgoing", uri), call)
-        if ring_timeout is not None:
-            rec.ring_deadline = time.monotonic() + ring_timeout
-        self._records[generation] = rec
-        try:
-            try:
-                call.makeCall(uri, pj.CallOpParam(True))
-            except pj.Error as exc:
-                # Every call slot held by a caller waiting to be refused (a paced flood): the visitor's call
-                # goes first. A slot is freed at once by refusing one of them, and the dial tried again.
-                if exc.status != _PJ_ETOOMANY or not self._refuse_one_waiting():
-                    raise
-                log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
-                rec.call = call = PjCall(self._account, self)  # a fresh object: the failed one has no call id
-                call.generation = generation
-                call.makeCall(uri, pj.CallOpParam(True))
-        except pj.Error:
-            self._records.pop(generation, None)
-            raise
-        rec.handle = replace(rec.handle, slot=call.getId())
-        log.info("sip %s: INVITE sent (ring timeout %s s)", rec.handle, ring_timeout)
-        return rec.handle
-
-    def hangup(self, handle: CallHandle, status: int | None) -> None:
-        self._hangup(self._record(handle), status or 0)
-
-    def hangup_all(self) -> int:
-        return self._hangup_everything(None)
-
-    def _hangup_everything(self, reason: str | None) -> int:
-        records = list(self._records.values())
-        for rec in records:
-            if reason is not None and rec.end_override is None:
-                rec.end_override = (0, reason)
-            self._hangup_quietly(rec, 0)
-        return len(records)
-
-    def answer(self, handle: CallHandle, status: int) -> None:
-        rec = self._record(handle)
-        prm = pj.CallOpParam()
-        prm.statusCode = status
-        rec.call.answer(prm)
-
-    def send_dtmf(self, handle: CallHandle, digits: str, method: str) -> None:
-        rec = self._record(handle)
-        if method == "info":
-            prm = pj.CallSendDtmfParam()
-            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
-            prm.digits = digits
-            rec.call.sendDtmf(prm)
-        else:
-            rec.call.dialDtmf(digits)
-
-    def snapshot(self, handle: CallHandle) -> CallSnapshot:
-        rec = self._record(handle)
-        answered = time.monotonic() - rec.answered_at if rec.answered_at else 0.0
-        return CallSnapshot(
-            rec.handle,
-            rec.state,
-            rec.last_code,
-            rec.last_reason,
-            rec.media_active,
-            answered,
-            rec.player is not None,
-            rec.recorder is not None,
-        )
-
-    def live_calls(self) -> list[CallHandle]:
-        return [rec.handle for rec in self._records.values()]
+            # Never the digit: digits spell door codes, and logs are read by more people than residents.
+            log.debug("sip %s: DTMF via %s", rec.handle, how)
+            self._book.emit(DtmfReceived(rec.handle, digit, how))

@@ -3,18 +3,32 @@ modules are the only ones importing pjsua2). Called once, on the owner thread, b
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pjsua2 as pj
 
 from daemon.config import SipConfig
-from daemon.sip._pj_calls import OwnerHooks, PjAccount
+from daemon.sip._pj_calls import OwnerHooks, PjAccount, PjEndpoint
+from daemon.sip._pj_log import PjLogWriter, log_config, native_output_to_debug
+from daemon.sip._pjsip_log import PjsipLogRouter
+from daemon.sip._pjsua_info import (
+    PjsuaInfo,
+    SoundDevice,
+    build_kind,
+    choose_sound_device,
+    echo_cancellers_in,
+    loaded_pj_libraries,
+)
 
-__all__ = ["StartInfo", "create_account", "create_endpoint"]
+__all__ = ["TLS_HANDSHAKE_TIMEOUT_MS", "StartInfo", "create_account", "create_endpoint"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
+
+TLS_HANDSHAKE_TIMEOUT_MS = 5000
 
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 _SRTP = {
@@ -28,26 +42,31 @@ _SRTP = {
 class StartInfo:
     sip_port: int
     wake_address: tuple[str, int]  # a UDP transport of ours: a CRLF datagram there ends the current poll
-    has_sound_device: bool
+    pjsua: PjsuaInfo
     transport_id: int  # the main SIP transport, the account's
 
+    @property
+    def has_sound_device(self) -> bool:
+        return self.pjsua.sound_device is not None
 
-def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
+
+def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks) -> tuple[Any, StartInfo]:
     """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
-    ep = pj.Endpoint()
-    ep.libCreate()
+    ep = PjEndpoint(hooks)
+    with native_output_to_debug():  # pjlib prints its start-up lines before any writer can be installed
+        ep.libCreate()
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0  # no pjsua worker: this thread polls
     cfg.uaConfig.mainThreadOnly = True  # DTMF and media callbacks come here too, not to the media thread
     cfg.uaConfig.maxCalls = c.max_calls
     cfg.uaConfig.userAgent = "pi-intercom"
-    cfg.logConfig.level = 3
-    cfg.logConfig.consoleLevel = 1
+    log_config(cfg, PjLogWriter(log_router))
     # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
     # and then no RTP or DTMF leaves: keep it running.
     cfg.medConfig.sndAutoCloseTime = -1
     cfg.medConfig.ecTailLen = 0
-    ep.libInit(cfg)
+    with native_output_to_debug():  # a source build lists ALSA devices here: libjack's probe prints
+        ep.libInit(cfg)
     tc = pj.TransportConfig()
     tc.port = c.port
     if c.bind_address not in ("", "0.0.0.0"):
@@ -58,6 +77,10 @@ def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
         tc.tlsConfig.privKeyFile = c.tls_key_file
         tc.tlsConfig.verifyServer = c.tls_verify_server
         tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        # A connection that never completes its handshake is not a transport yet (no state callback, so
+        # _pj_connections cannot see it) and would hold one of pjlib's 64 sockets for ever (no timeout by
+        # default): closed after this. Also bounds our own connects' handshakes.
+        tc.tlsConfig.msecTimeout = TLS_HANDSHAKE_TIMEOUT_MS
     main_tid = ep.transportCreate(_TRANSPORTS[c.transport], tc)
     sip_port = _port_of(ep.transportGetInfo(main_tid).localName)
     wake_host = c.bind_address if c.bind_address not in ("", "0.0.0.0") else "127.0.0.1"
@@ -70,21 +93,58 @@ def create_endpoint(c: SipConfig) -> tuple[Any, StartInfo]:
         wake_port = _port_of(ep.transportGetInfo(ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, wc)).localName)
         wake_host = "127.0.0.1"
     ep.libStart()
-    adm = ep.audDevManager()
-    has_sound_device = adm.getDevCount() > 0
-    if not has_sound_device:
+    info = _choose_sound_and_describe(ep)
+    log.info("sip: %s", info.summary())
+    if info.sound_device is None:
         log.warning(
-            "sip: this pjsua2 build has no sound device; using the null device (talk mode "
-            "bridges call audio to the panel through pyaudio instead of pjmedia's sound port)"
+            "sip: no sound device with inputs and outputs; using the null device (talk mode bridges call "
+            "audio to the panel through pyaudio instead of pjmedia's sound port)"
         )
-        adm.setNullDev()
+    if c.max_calls > info.max_calls:
+        log.warning(
+            "sip: sip.max_calls is %d but this pjsua2 places at most %d calls at once (PJSUA_MAX_CALLS): a "
+            "ring group's legs beyond %d will fail to dial; build pjsua2 with a larger PJSUA_MAX_CALLS",
+            c.max_calls,
+            info.max_calls,
+            info.max_calls,
+        )
     log.info(
         "sip: started on %s port %d (%s)",
         c.transport,
         sip_port,
         f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar",
     )
-    return ep, StartInfo(sip_port, (wake_host, wake_port), has_sound_device, main_tid)
+    return ep, StartInfo(sip_port, (wake_host, wake_port), info, main_tid)
+
+
+def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
+    """Pick the sound device (or the null device) and say which pjsua2 this is."""
+    adm = ep.audDevManager()
+    devices = [
+        SoundDevice(int(d.id), str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
+        for d in adm.enumDev2()
+    ]
+    chosen = choose_sound_device(devices)
+    if chosen is None:
+        adm.setNullDev()
+    else:
+        # Named explicitly: pjmedia's "default" would take the first device with inputs, which may have
+        # no outputs (or be a plugin with no channels).
+        adm.setCaptureDev(chosen.id)
+        adm.setPlaybackDev(chosen.id)
+    try:
+        dist = importlib.metadata.distribution("pjsua2-python")
+        wheel_files: list[Path] | None = [Path(str(dist.locate_file(f))) for f in dist.files or []]
+    except importlib.metadata.PackageNotFoundError:
+        wheel_files = None
+    return PjsuaInfo(
+        version=str(ep.libVersion().full),
+        build=build_kind(str(getattr(getattr(pj, "_pjsua2", None), "__file__", "")), wheel_files),
+        # pjsua_config_default() sets max_calls to PJSUA_MAX_CALLS, and pjsua lowers any larger maxCalls to it.
+        max_calls=int(pj.UaConfig().maxCalls),
+        sound_device=None if chosen is None else f"{chosen.name} ({chosen.driver})",
+        echo_cancellers=echo_cancellers_in(loaded_pj_libraries(Path("/proc/self/maps").read_text())),
+    )
 
 
 def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks) -> PjAccount:

@@ -1,6 +1,6 @@
 """Paces the refusal of unwanted inbound calls so that an INVITE flood cannot abort the process.
 
-Why (measured, PJSUA2-FACTS.md): pjsua creates a call's media transport (an RTP and an RTCP socket) before
+Why (measured; docs/pjsua2.md, section 5): pjsua creates a call's media transport (an RTP and an RTCP socket) before
 ``onIncomingCall``, so every INVITE with SDP that gets a call slot costs two sockets. pjlib's select-based
 ioqueue (the wheel's, and a default Linux source build's) has 64 socket keys, and a closed socket's key is
 reusable only 500 ms later. Refusing every INVITE at once turns 60 INVITEs sent 2 ms apart into 120 keys in
@@ -14,6 +14,8 @@ This module is pure arithmetic on timestamps, so it is tested without pjsua2.
 from __future__ import annotations
 
 from collections import deque
+
+from daemon.sip._inbound_tcp import INBOUND_TCP_CAP
 
 __all__ = ["IOQUEUE_KEYS", "KEY_FREE_DELAY_S", "TeardownPace", "refusal_budget"]
 
@@ -29,9 +31,10 @@ def refusal_budget(max_calls: int) -> int:
 
     Keys in use at worst: ``2 * max_calls`` for live calls, plus ``2 *`` every teardown in the window; the
     teardowns are our paced refusals plus, unpaced, each live call ending (``max_calls`` more). So
-    ``2m + 2(budget + m) <= 64 - reserved``.
+    ``2m + 2(budget + m) <= 64 - reserved``; the inbound TCP/TLS connections kept (at most
+    ``INBOUND_TCP_CAP``, one socket each) are reserved too.
     """
-    free = (IOQUEUE_KEYS - _RESERVED_KEYS) // _KEYS_PER_CALL
+    free = (IOQUEUE_KEYS - _RESERVED_KEYS - INBOUND_TCP_CAP) // _KEYS_PER_CALL
     return max(0, free - 2 * max_calls)
 
 

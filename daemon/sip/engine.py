@@ -1,6 +1,6 @@
 """The loop-side face of the SIP engine: ``async with SipEngine(config, bridge) as engine``.
 
-Design (see PJSUA2-FACTS.md for the measurements behind it):
+Design (docs/pjsua2.md gives the rules and the measurements behind them):
 
 * One owner thread (:mod:`daemon.sip._pj_owner`) makes every pjsua2 call; this module never imports pjsua2
   and never touches a pjsua2 object.
@@ -8,8 +8,11 @@ Design (see PJSUA2-FACTS.md for the measurements behind it):
   ``libHandleEvents`` poll with a CRLF datagram to the engine's own UDP transport (0.2 ms round trip
   instead of up to one poll period), and *awaits* the result with a timeout. The loop NEVER blocks on the
   owner thread: it never joins it, never waits on a lock it holds, never calls it synchronously.
-* The owner posts events and results with the :class:`~daemon.bridge.LoopBridge`; events end up in an
-  :class:`~daemon.bridge.EventChannel` that the application iterates as :attr:`SipEngine.events`.
+* The owner posts each event straight into an :class:`~daemon.bridge.EventChannel` (one crossing of the
+  thread boundary), which the application iterates as :attr:`SipEngine.events`; results of commands come
+  back through the :class:`~daemon.bridge.LoopBridge`.
+* Commands are functions of the owner, ``Callable[[PjOwner], T]``, so mypy checks each one against the
+  owner's parts (``owner.calls``, ``owner.media``) although this module never imports pjsua2 at run time.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -29,8 +32,12 @@ from daemon.config import SipConfig
 from daemon.errors import SipError
 from daemon.sip._command import Command
 from daemon.sip._options import options_ping
+from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip.audio_bridge import AudioBridge
-from daemon.sip.types import CallHandle, CallSnapshot, RegistrationChanged, RegistrationSnapshot, SipEvent
+from daemon.sip.types import CallHandle, CallSnapshot, RegistrationSnapshot, SipEvent
+
+if TYPE_CHECKING:
+    from daemon.sip._pj_owner import PjOwner, StartInfo
 
 __all__ = ["SipEngine"]
 
@@ -50,16 +57,15 @@ class SipEngine:
         self._config = config
         self._bridge = bridge
         self._channel: EventChannel[SipEvent] | None = None
-        self._owner: Any = None  # PjOwner; imported lazily so that importing this module loads no pjsua2
+        self._owner: PjOwner | None = None  # imported when the engine starts: importing this loads no pjsua2
         self._thread: threading.Thread | None = None
         self._wake_socket: socket.socket | None = None
         self._wake_address: tuple[str, int] = ("127.0.0.1", 0)
         self._ready = anyio.Event()
         self._finished = anyio.Event()
         self._start_error: BaseException | None = None
-        self._registration = RegistrationSnapshot(bool(config.account.registrar), False, 0, "not registered", 0)
         self.sip_port = 0
-        self.has_sound_device = False
+        self.info: PjsuaInfo | None = None  # which pjsua2 is loaded: set once the engine has started
         self.destroy_seconds = 0.0  # how long libDestroy took at the last exit
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -67,7 +73,7 @@ class SipEngine:
         from daemon.sip._pj_owner import PjOwner
 
         self._channel = EventChannel[SipEvent](self._bridge)
-        self._owner = PjOwner(self._config, self._bridge, self._deliver, self._on_ready, self._on_finished)
+        self._owner = PjOwner(self._config, self._bridge, self._channel, self._on_ready, self._on_finished)
         # The single long-lived thread of the SIP engine: pjsua2 must only ever be called from one
         # pjlib-registered thread that is not the loop's. Not a daemon thread: it must reach libDestroy.
         self._thread = threading.Thread(target=self._owner.run, name="sip-owner")
@@ -110,11 +116,11 @@ class SipEngine:
         if scope.cancelled_caught:
             log.error("sip: owner thread did not stop within %.0f s", STOP_TIMEOUT)
 
-    def _on_ready(self, info: Any, error: BaseException | None) -> None:  # on the loop thread
+    def _on_ready(self, info: StartInfo | None, error: BaseException | None) -> None:  # on the loop thread
         if info is not None:
             self.sip_port = info.sip_port
             self._wake_address = info.wake_address
-            self.has_sound_device = info.has_sound_device
+            self.info = info.pjsua
         self._start_error = error
         self._ready.set()
 
@@ -122,9 +128,8 @@ class SipEngine:
         self.destroy_seconds = destroy_seconds
         self._finished.set()
 
-    def _deliver(self, event: SipEvent) -> None:  # on the loop thread
-        if isinstance(event, RegistrationChanged):
-            self._registration = RegistrationSnapshot(True, event.active, event.code, event.reason, event.expires)
+    def _deliver(self, event: SipEvent) -> None:
+        """Test hook: post ``event`` as if the owner thread had (a far end cannot be made to send some)."""
         if self._channel is not None:
             self._channel.post(event)
 
@@ -140,7 +145,7 @@ class SipEngine:
             except OSError as exc:
                 log.debug("sip: wake datagram failed: %s", exc)
 
-    async def _run(self, name: str, fn: Callable[[Any], T], limit: float = COMMAND_TIMEOUT) -> T:
+    async def _run(self, name: str, fn: Callable[[PjOwner], T], limit: float = COMMAND_TIMEOUT) -> T:
         if self._owner is None or self._finished.is_set():
             raise SipError(f"{name}: SIP engine is not running")
         command: Command[T] = Command(name, fn)
@@ -165,8 +170,16 @@ class SipEngine:
         return self._channel.receive
 
     @property
+    def has_sound_device(self) -> bool:
+        """pjmedia drives a real sound device (else the null device: talk audio goes through Python)."""
+        return self.info is not None and self.info.sound_device is not None
+
+    @property
     def registration(self) -> RegistrationSnapshot:
-        return self._registration
+        """The last registration state the owner saw (a frozen value it replaces whole)."""
+        if self._owner is None:
+            return RegistrationSnapshot(bool(self._config.account.registrar), False, 0, "not registered", 0)
+        return self._owner.registration
 
     @property
     def fault_counters(self) -> tuple[int, int]:
@@ -175,51 +188,46 @@ class SipEngine:
 
     async def dial(self, uri: str, ring_timeout: float | None = None) -> CallHandle:
         """Call ``uri``; returns once the INVITE is sent. Unanswered after ``ring_timeout`` seconds, the call
-        is cancelled and ends with :class:`CallEnded` code 408, reason "ring timeout..."."""
-        return await self._run(f"dial {uri}", lambda o: o.dial(uri, ring_timeout))
+        is cancelled and ends with :class:`CallEnded` code 408, reason "ring timeout...".
+
+        Raises :class:`~daemon.errors.DialError` (``local``, ``status`` 0, ``pj_status``) when pjsua refuses
+        the dial here: no free call slot or socket, an undialable URI, no transport for it. Nothing was sent
+        and no :class:`CallEnded` follows."""
+        return await self._run(f"dial {uri}", lambda o: o.calls.dial(uri, ring_timeout))
 
     async def hangup(self, handle: CallHandle, status: int | None = None) -> None:
         """CANCEL before answer (outgoing), refuse with ``status`` (incoming), BYE after answer."""
-        await self._run(f"hangup {handle}", lambda o: o.hangup(handle, status))
-
-    async def hangup_all(self) -> int:
-        return await self._run("hangup_all", lambda o: o.hangup_all())
-
-    async def answer(self, handle: CallHandle, status: int = 200) -> None:
-        await self._run(f"answer {handle}", lambda o: o.answer(handle, status))
+        await self._run(f"hangup {handle}", lambda o: o.calls.hangup(handle, status))
 
     async def send_dtmf(self, handle: CallHandle, digits: str, method: Literal["rfc2833", "info"] = "rfc2833") -> None:
-        await self._run(f"send_dtmf {handle}", lambda o: o.send_dtmf(handle, digits, method))
+        await self._run(f"send_dtmf {handle}", lambda o: o.calls.send_dtmf(handle, digits, method))
 
     async def play(self, handle: CallHandle, wav_path: str, loop: bool = False) -> None:
         """Play a WAV (16-bit PCM) into the call, replacing any prompt playing. Needs active media."""
-        await self._run(f"play {handle}", lambda o: o.play(handle, str(wav_path), loop))
-
-    async def stop_playback(self, handle: CallHandle) -> bool:
-        return await self._run(f"stop_playback {handle}", lambda o: o.stop_playback(handle))
+        await self._run(f"play {handle}", lambda o: o.media.play(handle, str(wav_path), loop))
 
     async def record(self, handle: CallHandle, wav_path: str) -> None:
         """Record what the far end sends into a WAV file until :meth:`stop_recording` or the call's end."""
-        await self._run(f"record {handle}", lambda o: o.record(handle, str(wav_path)))
+        await self._run(f"record {handle}", lambda o: o.media.record(handle, str(wav_path)))
 
     async def stop_recording(self, handle: CallHandle) -> bool:
-        return await self._run(f"stop_recording {handle}", lambda o: o.stop_recording(handle))
+        return await self._run(f"stop_recording {handle}", lambda o: o.media.stop_recording(handle))
 
     async def connect_sound_device(self, handle: CallHandle) -> None:
         """Join the call to the sound card both ways. Raises SipError on a build without a sound device."""
-        await self._run(f"connect_sound_device {handle}", lambda o: o.connect_sound_device(handle))
+        await self._run(f"connect_sound_device {handle}", lambda o: o.media.connect_sound_device(handle))
 
     async def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
         """Exchange the call's audio as PCM frames (builds without a sound device): the returned bridge's
         ``received`` queue holds what the far end says, its ``mic`` queue what to send; it is closed when
         the call ends. Needs active media. Calling it again for the same call returns the same bridge."""
-        return await self._run(f"connect_audio_bridge {handle}", lambda o: o.connect_audio_bridge(handle))
+        return await self._run(f"connect_audio_bridge {handle}", lambda o: o.media.connect_audio_bridge(handle))
 
     async def snapshot(self, handle: CallHandle) -> CallSnapshot:
-        return await self._run(f"snapshot {handle}", lambda o: o.snapshot(handle))
+        return await self._run(f"snapshot {handle}", lambda o: o.calls.snapshot(handle))
 
     async def live_calls(self) -> list[CallHandle]:
-        return await self._run("live_calls", lambda o: o.live_calls())
+        return await self._run("live_calls", lambda o: o.calls.live_calls())
 
     async def ping(self) -> None:
         """A no-op round trip to the owner thread (health check, latency measurement)."""
@@ -232,4 +240,5 @@ class SipEngine:
 
     def _set_fault_once(self) -> None:
         """Test hook: make the next pjsua2 callback raise (the guard must swallow it)."""
-        self._owner.fault_once = True
+        if self._owner is not None:
+            self._owner.fault_once = True

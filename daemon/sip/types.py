@@ -117,12 +117,16 @@ class CallEnded:
     """The call is over. ``code``/``reason`` say why (486 Busy Here, 408 ring timeout, 200 after a BYE...).
 
     ``by_us`` is True when this side ended it (hang-up command, ring timeout, refusal, shutdown).
+    ``local`` is True when no response came from the far end at all (connection refused, transport error,
+    no answer to the INVITE within pjsip's timeout): ``code`` (503, 408) was made up by pjsip, and nobody
+    was reached, like a :class:`~daemon.errors.DialError` that happened after the INVITE left.
     """
 
     handle: CallHandle
     code: int
     reason: str
     by_us: bool = False
+    local: bool = False
     at: float = field(default_factory=_now, compare=False)
 
 
@@ -138,8 +142,11 @@ class IncomingCall:
 
 @dataclass(frozen=True)
 class DtmfReceived:
+    """A digit the far end typed. Digits spell door codes: ``repr`` never shows it, so an event printed in
+    a log line (a lost event, a test failure) does not give a code away."""
+
     handle: CallHandle
-    digit: str
+    digit: str = field(repr=False)
     method: DtmfMethod
     at: float = field(default_factory=_now, compare=False)
 

@@ -1,4 +1,4 @@
-"""Engine life cycle: shutdown with calls up, a raising callback, and the deadlocks of PJSUA2-FACTS.md.
+"""Engine life cycle: shutdown with calls up, a raising callback, and the deadlocks of docs/pjsua2.md.
 
 Each deadlock test reproduces a "callback -> loop -> pjsua2 call" pattern that deadlocked (or stalled
 ~2.1 s to PJ_ETIMEDOUT) in the naive design, under a watchdog much shorter than 2 s.
@@ -180,14 +180,14 @@ async def test_talk_ports_are_reused_not_destroyed(tmp_path: Path, bridge) -> No
                 await log.wait(MediaActive, call)
                 audio = await engine.connect_audio_bridge(call)
                 # Its id only: a pjsua2 object held here would be destroyed on this thread, after libDestroy.
-                ports.append(id(engine._owner._records[call.generation].talk_port))  # type: ignore[union-attr]
+                ports.append(id(engine._owner._book.records[call.generation].talk_port))  # type: ignore[union-attr]
                 frame = await anyio.to_thread.run_sync(audio.received.get, 3.0)
                 assert frame is not None and len(frame) == audio.frame_bytes  # the phone's audio arrives
                 await engine.hangup(call)
                 await log.wait(CallEnded, call)
                 assert audio.closed
                 await anyio.sleep(0.3)  # past TALK_PORT_GRACE_S and a turn of the owner
-                idle = engine._owner._idle_talk  # type: ignore[union-attr]
+                idle = engine._owner.media._idle_talk  # type: ignore[union-attr]
                 assert [id(p) for p in idle] == [ports[0]]  # alive in the pool, so its id cannot be reused
                 del idle
             assert ports == [ports[0]] * 3

@@ -15,7 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from daemon.errors import CallGoneError, SipError
+from daemon.errors import CallGoneError, DialError
 from daemon.sip import CallEnded, SipEngine
 from tests.sip.conftest import make_config
 from tests.support.peers import Sipp
@@ -59,9 +59,9 @@ async def test_200_calls_with_racing_hangups(tmp_path: Path, bridge) -> None:
                         try:
                             handle = await engine.dial(far.uri(), ring_timeout=5)
                             break
-                        except SipError as exc:
+                        except DialError as exc:
                             # pjsua frees a call slot a little after DISCONNECTED: wait for it.
-                            if exc.status != PJ_ETOOMANY:
+                            if exc.pj_status != PJ_ETOOMANY:
                                 raise
                             stats["slot_waits"] += 1
                             await anyio.sleep(0.02)

@@ -4,6 +4,7 @@ signed."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from daemon.errors import SipError
 from daemon.sip import CallEnded, DtmfReceived, MediaActive, RegistrationChanged, SipEngine
 from tests.sip.conftest import EventLog, make_config
+from tests.sip.test_tcp_connections import closed_by_peer
 from tests.support.peers import Baresip, Kamailio
 
 pytestmark = pytest.mark.peers
@@ -213,3 +215,24 @@ async def test_srtp_mandatory_over_udp_is_refused_cleanly(tmp_path: Path, bridge
                 await engine.dial(phone.uri, ring_timeout=10)
             assert await engine.options_ping(phone.uri) == 200  # still serving
             assert engine.fault_counters == (0, 0)
+
+
+async def test_tls_connections_that_never_handshake_are_closed(bridge, pki: Pki) -> None:
+    """Connect to the TLS port and send nothing: pjsip had no handshake timeout, so each such connection
+    kept one of pjlib's 64 sockets for ever (before the handshake it is not a transport the engine sees)."""
+    from daemon.sip._pj_setup import TLS_HANDSHAKE_TIMEOUT_MS
+
+    config = make_config(
+        transport="tls", tls_ca_file=str(pki.ca), tls_cert_file=str(pki.cert), tls_key_file=str(pki.key)
+    )
+    async with SipEngine(config, bridge) as engine:
+        socks = [socket.create_connection(("127.0.0.1", engine.sip_port), timeout=2) for _ in range(8)]
+        try:
+            with anyio.fail_after(TLS_HANDSHAKE_TIMEOUT_MS / 1000 + 3):
+                while not all(closed_by_peer(s) for s in socks):
+                    await anyio.sleep(0.1)
+            await engine.ping()
+            assert engine.fault_counters == (0, 0)
+        finally:
+            for s in socks:
+                s.close()

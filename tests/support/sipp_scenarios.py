@@ -77,6 +77,23 @@ _UAS_NEVER_ANSWER = (
     + '  <recv request="ACK"/>\n'
 )
 
+# Never answers anything: no 100, no 180, no final response (a far end that is gone, or a black hole).
+# Retransmitted INVITEs are taken in a loop until 40 s pass without one.
+_UAS_IGNORE_INVITE = """  <label id="again"/>
+  <recv request="INVITE" next="again" timeout="40000" ontimeout="end"/>
+  <label id="end"/>
+"""
+
+# Rings, then ignores the CANCEL (and its retransmissions): no 200 to the CANCEL, no 487 to the INVITE.
+_UAS_RING_IGNORE_CANCEL = (
+    _RECV_INVITE
+    + _RING
+    + """  <label id="again"/>
+  <recv request="CANCEL" next="again" timeout="40000" ontimeout="end"/>
+  <label id="end"/>
+"""
+)
+
 _UAS_INFO_DTMF = (
     _RECV_INVITE
     + _RING
@@ -207,6 +224,8 @@ SCENARIOS: dict[str, str] = {
     "uas_not_found": _uas_refuse(404, "Not Found"),
     "uas_unavailable": _uas_refuse(480, "Temporarily Unavailable"),
     "uas_never_answer": _UAS_NEVER_ANSWER,
+    "uas_ignore_invite": _UAS_IGNORE_INVITE,
+    "uas_ring_ignore_cancel": _UAS_RING_IGNORE_CANCEL,
     "uas_info_dtmf": _UAS_INFO_DTMF,
     "uas_answer_random_bye": _UAS_ANSWER_RANDOM_BYE,
     "uas_answer_silent": _UAS_ANSWER_SILENT,
