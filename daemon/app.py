@@ -219,6 +219,7 @@ class IntercomApp:
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
             "door": None if self.panel.door is None else ("open" if self.panel.door.is_open else "closed"),
             "sound_device": self.sip.has_sound_device,
+            "pjsua2": None if self.sip.info is None else dataclasses.asdict(self.sip.info),
             "speaker": dataclasses.asdict(self.panel.speaker.health()),
             "history": dataclasses.asdict(self.visit_history.health()),
             "event_log": dataclasses.asdict(self.visit_log.health()),

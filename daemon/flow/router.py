@@ -27,7 +27,7 @@ from daemon.config import Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRinging, SecondPress, Start
 from daemon.flow.legs import LegTable
-from daemon.flow.machine import inbound_visit, new_visit
+from daemon.flow.machine import UNREACHABLE, inbound_visit, new_visit
 from daemon.flow.ports import VisitLogPort, VisitPorts
 from daemon.flow.runner import VisitResult, VisitRunner
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
@@ -119,8 +119,11 @@ class VisitRouter:
                 self._route(h, LegRinging)
             case CallAnswered(handle=h):
                 self._route(h, LegAnswered)
-            case CallEnded(handle=h, code=code, reason=reason):
-                self._route(h, lambda leg: LegEnded(leg, code, reason))
+            case CallEnded(handle=h, code=code, reason=reason, local=local):
+                # local: no response ever came from the far end, pjsip made the status up. Nobody was reached,
+                # whatever the number says (0 is "no response at all" to the machine).
+                heard = 0 if local and code not in UNREACHABLE else code
+                self._route(h, lambda leg: LegEnded(leg, heard, reason))
             case DtmfReceived(handle=h, digit=digit, method=method, at=at):
                 if not self._route(h, lambda leg: Dtmf(leg, digit, method, at)):
                     log.warning("DTMF from a call no visit owns (%s): ignored", method)

@@ -1,13 +1,13 @@
 """The few pjsip/pjlib C functions pjsua2 does not wrap and the engine needs, called through ``ctypes`` on
 the SIP owner thread (the ``_pj_*`` modules are the only ones touching pjsua2).
 
-Ending an INVITE transaction early. Why: an outgoing INVITE hung up before any final response keeps its pjsua call slot until pjsip's INVITE
-transaction ends: when the far end sent nothing, Timer B (64 x T1 = 32 s); when it rang but never answers
-the CANCEL, pjsip's own 64 x T1 timeout. Measured: 4 such calls (the wheel's 4 slots) made every dial
-fail with PJ_ETOOMANY for 32 s. pjsua2 offers no way to end a transaction sooner, and T1 is not settable
-through it. ``pjsip_tsx_layer_find_tsx2`` finds the INVITE's transaction by its key (``c$`` + Via branch)
-and returns NULL once pjsip has destroyed it, so a stale branch is harmless; ``pjsip_tsx_terminate`` ends
-it with a status, and pjsua then frees the slot as after any final response.
+Ending an INVITE transaction early. Why: an outgoing INVITE hung up before any final response keeps its pjsua call
+slot until pjsip's INVITE transaction ends: when the far end sent nothing, Timer B (64 x T1 = 32 s); when it rang
+but never answers the CANCEL, pjsip's own 64 x T1 timeout. Measured: 4 such calls (the wheel's 4 slots) made every
+dial fail with PJ_ETOOMANY for 32 s. pjsua2 offers no way to end a transaction sooner, and T1 is not settable
+through it. ``pjsip_tsx_layer_find_tsx2`` finds the INVITE's transaction by its key (``c$`` + Via branch) and
+returns NULL once pjsip has destroyed it, so a stale branch is harmless; ``pjsip_tsx_terminate`` ends it with a
+status, and pjsua then frees the slot as after any final response.
 
 Safe only on the owner thread: with ``threadCnt=0`` this thread alone polls pjsip's sockets and timers,
 so the transaction found cannot be destroyed between the lookup and the termination.
