@@ -41,7 +41,7 @@ async def main() -> None:
         report("command round trip loop->owner->loop", rtts)
         deliveries = []
         for _ in range(1000):
-            await engine._run("emit", lambda o: o._emit(RegistrationChanged(False, 0, "bench")))
+            await engine._run("emit", lambda o: o._book.emit(RegistrationChanged(False, 0, "bench")))
             event = await engine.events.receive()
             deliveries.append(time.monotonic() - event.at)
         report("event owner -> loop consumer", deliveries)

@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.errors import CallGoneError
 from daemon.sip import (
     CallAnswered,
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.peers
 PROMPT_TONES = [500.0, 1000.0, 1500.0, 700.0]
 
 
-async def test_baresip_hears_our_wav_and_we_hear_it(tmp_path: Path, bridge, tone_wav: Path) -> None:
+async def test_baresip_hears_our_wav_and_we_hear_it(tmp_path: Path, bridge: LoopBridge, tone_wav: Path) -> None:
     phone_tone = write_tones_wav(tmp_path / "phone.wav", [(1200, 30.0)])
     with Baresip(tmp_path, audio_source=phone_tone) as phone:
         async with SipEngine(make_config(), bridge) as engine:
@@ -52,7 +53,7 @@ async def test_baresip_hears_our_wav_and_we_hear_it(tmp_path: Path, bridge, tone
     assert tone_sequence(ours, [*PROMPT_TONES, 1200.0]) == [1200.0]
 
 
-async def test_dtmf_both_ways_with_baresip(tmp_path: Path, bridge) -> None:
+async def test_dtmf_both_ways_with_baresip(tmp_path: Path, bridge: LoopBridge) -> None:
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -72,7 +73,7 @@ async def test_dtmf_both_ways_with_baresip(tmp_path: Path, bridge) -> None:
             await log.wait(CallEnded, call)
 
 
-async def test_sip_info_dtmf_from_sipp(tmp_path: Path, bridge) -> None:
+async def test_sip_info_dtmf_from_sipp(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_info_dtmf", digit="9") as far:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -92,7 +93,7 @@ async def test_sip_info_dtmf_from_sipp(tmp_path: Path, bridge) -> None:
         ("uas_unavailable", 480),
     ],
 )
-async def test_failure_status_reported(tmp_path: Path, bridge, scenario: str, code: int) -> None:
+async def test_failure_status_reported(tmp_path: Path, bridge: LoopBridge, scenario: str, code: int) -> None:
     with Sipp(tmp_path, scenario) as far:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -103,7 +104,7 @@ async def test_failure_status_reported(tmp_path: Path, bridge, scenario: str, co
             assert ended.code == code and ended.reason and not ended.by_us
 
 
-async def test_ring_timeout_cancels(tmp_path: Path, bridge) -> None:
+async def test_ring_timeout_cancels(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_never_answer") as far:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -115,7 +116,7 @@ async def test_ring_timeout_cancels(tmp_path: Path, bridge) -> None:
     assert "CANCEL" in far.messages()
 
 
-async def test_hangup_before_answer_sends_cancel(tmp_path: Path, bridge) -> None:
+async def test_hangup_before_answer_sends_cancel(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_never_answer") as far:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)

@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.sip import CallEnded, IncomingCall, SipEngine
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Sipp
@@ -27,7 +28,7 @@ def all_refused(result: FloodResult, count: int) -> bool:
 
 
 async def test_an_invite_burst_is_refused_at_a_pace_not_fatal(
-    tmp_path: Path, bridge, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture
 ) -> None:
     """300 INVITEs 2 ms apart: refused all at once, 60 of them aborted the process. And the journal gets a
     bounded number of lines about them (it got two per INVITE)."""
@@ -53,7 +54,7 @@ async def test_an_invite_burst_is_refused_at_a_pace_not_fatal(
         assert engine.fault_counters == (0, 0)
 
 
-async def test_the_panel_dials_out_in_the_middle_of_a_flood(tmp_path: Path, bridge) -> None:
+async def test_the_panel_dials_out_in_the_middle_of_a_flood(tmp_path: Path, bridge: LoopBridge) -> None:
     """Every call slot is held by a caller waiting to be refused; our dial refuses one early to get a slot."""
     with Sipp(tmp_path, "uas_busy") as resident:
         async with SipEngine(make_config(), bridge) as engine, anyio.create_task_group() as tg:
@@ -76,7 +77,7 @@ async def test_the_panel_dials_out_in_the_middle_of_a_flood(tmp_path: Path, brid
             assert await engine.live_calls() == []
 
 
-async def test_a_register_storm_is_ignored_while_a_caller_is_served(tmp_path: Path, bridge) -> None:
+async def test_a_register_storm_is_ignored_while_a_caller_is_served(tmp_path: Path, bridge: LoopBridge) -> None:
     """The panel is a user agent, not a registrar: 2,000 REGISTERs 1 ms apart get no 2xx (pjsua answers
     none: no state is kept for them), and an allowlisted caller placing a call in the middle is answered."""
     config = make_config(inbound_allow=("sip:concierge@127.0.0.1",))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.sip import CallAnswered, CallEnded, IncomingCall, SipEngine
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Sipp
@@ -13,7 +14,7 @@ from tests.support.peers import Sipp
 pytestmark = pytest.mark.peers
 
 
-async def test_allowed_caller_is_answered(tmp_path: Path, bridge) -> None:
+async def test_allowed_caller_is_answered(tmp_path: Path, bridge: LoopBridge) -> None:
     config = make_config(inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("127.0.0.0/8",))
     async with SipEngine(config, bridge) as engine:
         log = EventLog(engine)
@@ -26,7 +27,7 @@ async def test_allowed_caller_is_answered(tmp_path: Path, bridge) -> None:
         assert not ended.by_us
 
 
-async def test_allowed_caller_from_outside_inbound_sources_is_refused(tmp_path: Path, bridge) -> None:
+async def test_allowed_caller_from_outside_inbound_sources_is_refused(tmp_path: Path, bridge: LoopBridge) -> None:
     """The From says concierge, but the INVITE did not come from where the concierge calls from."""
     config = make_config(inbound_allow=("sip:concierge@127.0.0.1",), inbound_sources=("10.0.0.0/8",))
     async with SipEngine(config, bridge) as engine:
@@ -41,7 +42,7 @@ async def test_allowed_caller_from_outside_inbound_sources_is_refused(tmp_path: 
 
 
 @pytest.mark.parametrize("refuse_status", [603, 486])
-async def test_other_callers_are_refused(tmp_path: Path, bridge, refuse_status: int) -> None:
+async def test_other_callers_are_refused(tmp_path: Path, bridge: LoopBridge, refuse_status: int) -> None:
     config = make_config(inbound_allow=("sip:concierge@127.0.0.1",), inbound_refuse_status=refuse_status)
     async with SipEngine(config, bridge) as engine:
         log = EventLog(engine)
@@ -54,13 +55,13 @@ async def test_other_callers_are_refused(tmp_path: Path, bridge, refuse_status: 
         assert not log.of(CallAnswered)
 
 
-async def test_nothing_answered_by_default(tmp_path: Path, bridge) -> None:
+async def test_nothing_answered_by_default(tmp_path: Path, bridge: LoopBridge) -> None:
     async with SipEngine(make_config(), bridge) as engine:
         caller = Sipp(tmp_path, "uac_expect_refusal", status=603, caller="concierge")
         assert await caller.run_uac(engine.sip_port) == 0
 
 
-async def test_invites_without_sdp_are_refused_without_crashing(tmp_path: Path, bridge) -> None:
+async def test_invites_without_sdp_are_refused_without_crashing(tmp_path: Path, bridge: LoopBridge) -> None:
     async with SipEngine(make_config(), bridge) as engine:
         log = EventLog(engine)
         caller = Sipp(tmp_path, "uac_no_sdp_expect_refusal", status=603, caller="attacker")

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.errors import SipError
 from daemon.sip import (
     CallAnswered,
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.peers
 WATCHDOG = 1.0  # far below the 2.1 s PJ_ETIMEDOUT stall and the infinite deadlock
 
 
-async def test_shutdown_with_calls_up(tmp_path: Path, bridge, tone_wav: Path) -> None:
+async def test_shutdown_with_calls_up(tmp_path: Path, bridge: LoopBridge, tone_wav: Path) -> None:
     with Baresip(tmp_path) as phone, Sipp(tmp_path, "uas_never_answer") as ringing_far_end:
         engine = SipEngine(make_config(), bridge)
         async with engine:
@@ -50,14 +51,14 @@ async def test_shutdown_with_calls_up(tmp_path: Path, bridge, tone_wav: Path) ->
         await phone.wait_event("CALL_CLOSED", 5)  # the phone got its BYE
 
 
-async def test_engine_restarts_in_one_process(bridge) -> None:
+async def test_engine_restarts_in_one_process(bridge: LoopBridge) -> None:
     for _ in range(3):
         async with SipEngine(make_config(), bridge) as engine:
             await engine.ping()
         assert engine.destroy_seconds < 2.0
 
 
-async def test_a_second_engine_in_the_process_is_refused_not_aborted(bridge) -> None:
+async def test_a_second_engine_in_the_process_is_refused_not_aborted(bridge: LoopBridge) -> None:
     """pjsua2 allows one Endpoint per process and a second one aborted it (pj_thread_this assertion): an
     engine that has not stopped (e.g. its stop timed out) must make the next start fail, not crash."""
     async with SipEngine(make_config(), bridge) as first:
@@ -69,7 +70,7 @@ async def test_a_second_engine_in_the_process_is_refused_not_aborted(bridge) -> 
         await after.ping()
 
 
-async def test_sip_port_taken_is_a_clean_start_error(bridge) -> None:
+async def test_sip_port_taken_is_a_clean_start_error(bridge: LoopBridge) -> None:
     """Another program holds the SIP port: start-up fails with the reason, as often as it is tried, and
     leaves nothing behind (the half-made Endpoint is destroyed, so a later start works)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
@@ -84,7 +85,7 @@ async def test_sip_port_taken_is_a_clean_start_error(bridge) -> None:
     assert not any(t.name == "sip-owner" for t in threading.enumerate())
 
 
-async def test_raising_callback_is_contained(tmp_path: Path, bridge) -> None:
+async def test_raising_callback_is_contained(tmp_path: Path, bridge: LoopBridge) -> None:
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge) as engine:
             log = EventLog(engine)
@@ -95,7 +96,7 @@ async def test_raising_callback_is_contained(tmp_path: Path, bridge) -> None:
             # calls up + a callback that raised: exit must still be clean
 
 
-async def test_deadlock_incoming_call_then_loop_reads_call(tmp_path: Path, bridge) -> None:
+async def test_deadlock_incoming_call_then_loop_reads_call(tmp_path: Path, bridge: LoopBridge) -> None:
     """onIncomingCall -> loop getInfo() deadlocked with the PJSUA lock held."""
     async with SipEngine(make_config(inbound_allow=("sip:concierge@127.0.0.1",)), bridge) as engine:
         caller = Sipp(tmp_path, "uac_answered", caller="concierge", hold_ms=500)
@@ -107,7 +108,7 @@ async def test_deadlock_incoming_call_then_loop_reads_call(tmp_path: Path, bridg
             assert snap.handle == incoming.handle
 
 
-async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) -> None:
+async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge: LoopBridge) -> None:
     """A loop task polling Account.getInfo() while callbacks ran deadlocked; here snapshots are cheap.
 
     Four tasks issue commands back to back. The owner once drained its queue to empty before polling
@@ -138,7 +139,7 @@ async def test_deadlock_loop_polls_while_calls_change(tmp_path: Path, bridge) ->
             assert polls > 40
 
 
-async def test_deadlock_dtmf_then_loop_hangs_up(tmp_path: Path, bridge) -> None:
+async def test_deadlock_dtmf_then_loop_hangs_up(tmp_path: Path, bridge: LoopBridge) -> None:
     """onDtmfDigit -> loop hangup() deadlocked."""
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge) as engine:
@@ -155,7 +156,7 @@ async def test_deadlock_dtmf_then_loop_hangs_up(tmp_path: Path, bridge) -> None:
 
 
 @pytest.mark.parametrize("trigger", [CallAnswered, MediaActive])
-async def test_deadlock_state_callback_then_loop_hangs_up(tmp_path: Path, bridge, trigger: type) -> None:
+async def test_deadlock_state_callback_then_loop_hangs_up(tmp_path: Path, bridge: LoopBridge, trigger: type) -> None:
     """onCallState/onCallMediaState -> loop hangup() stalled ~2.1 s into PJ_ETIMEDOUT."""
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge) as engine:
@@ -168,7 +169,7 @@ async def test_deadlock_state_callback_then_loop_hangs_up(tmp_path: Path, bridge
             assert ended.by_us
 
 
-async def test_talk_ports_are_reused_not_destroyed(tmp_path: Path, bridge) -> None:
+async def test_talk_ports_are_reused_not_destroyed(tmp_path: Path, bridge: LoopBridge) -> None:
     """A talk port is destroyed only at shutdown (destroying one races pjmedia's clock thread): the next
     call's bridge gets the same port, rested past the grace period, and its audio flows."""
     with Baresip(tmp_path) as phone:

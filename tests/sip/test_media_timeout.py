@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.config import SipConfig
 from daemon.sip import CallAnswered, CallEnded, MediaActive, SipEngine
 from daemon.sip._media_watch import MediaWatch
@@ -89,7 +90,7 @@ def test_config_validates_media_timeout() -> None:
 
 
 @pytest.mark.peers
-async def test_no_rtp_ends_the_call(tmp_path: Path, bridge) -> None:
+async def test_no_rtp_ends_the_call(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_answer_silent") as far:
         async with SipEngine(make_config(media_timeout_seconds=2), bridge) as engine:
             log = EventLog(engine)
@@ -106,7 +107,7 @@ async def test_no_rtp_ends_the_call(tmp_path: Path, bridge) -> None:
 
 
 @pytest.mark.peers
-async def test_rtp_keeps_the_call_up_and_a_stopped_far_end_is_hung_up(tmp_path: Path, bridge) -> None:
+async def test_rtp_keeps_the_call_up_and_a_stopped_far_end_is_hung_up(tmp_path: Path, bridge: LoopBridge) -> None:
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(media_timeout_seconds=2), bridge) as engine:
             log = EventLog(engine)
@@ -131,7 +132,7 @@ async def test_rtp_keeps_the_call_up_and_a_stopped_far_end_is_hung_up(tmp_path: 
 
 
 @pytest.mark.peers
-async def test_zero_disables_the_timeout(tmp_path: Path, bridge) -> None:
+async def test_zero_disables_the_timeout(tmp_path: Path, bridge: LoopBridge) -> None:
     with Sipp(tmp_path, "uas_answer_silent") as far:
         async with SipEngine(make_config(media_timeout_seconds=0), bridge) as engine:
             log = EventLog(engine)

@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.sip import IncomingCall, RegistrationChanged, SipEngine
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Kamailio, Sipp
@@ -19,7 +20,7 @@ def _account(k: Kamailio, password: str = "s3cret") -> dict[str, str]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_register_good_credentials(tmp_path: Path, bridge, transport: str) -> None:
+async def test_register_good_credentials(tmp_path: Path, bridge: LoopBridge, transport: str) -> None:
     with Kamailio(tmp_path, users={"panel": "s3cret"}) as k:
         async with SipEngine(make_config(transport=transport, account=_account(k)), bridge) as engine:
             event = await EventLog(engine).wait(RegistrationChanged)
@@ -28,7 +29,7 @@ async def test_register_good_credentials(tmp_path: Path, bridge, transport: str)
             assert await engine.options_ping(k.registrar) == 200
 
 
-async def test_register_bad_credentials(tmp_path: Path, bridge) -> None:
+async def test_register_bad_credentials(tmp_path: Path, bridge: LoopBridge) -> None:
     with Kamailio(tmp_path, users={"panel": "s3cret"}) as k:
         async with SipEngine(make_config(account=_account(k, password="wrong")), bridge) as engine:
             event = await EventLog(engine).wait(RegistrationChanged)
@@ -36,7 +37,7 @@ async def test_register_bad_credentials(tmp_path: Path, bridge) -> None:
             assert not engine.registration.active
 
 
-async def test_reregisters_after_registrar_restart(tmp_path: Path, bridge) -> None:
+async def test_reregisters_after_registrar_restart(tmp_path: Path, bridge: LoopBridge) -> None:
     # max_expires=8: kamailio grants 8 s, pjsua refreshes 5 s before expiry, so every ~3 s.
     with Kamailio(tmp_path, users={"panel": "s3cret"}, max_expires=8) as k:
         async with SipEngine(make_config(account=_account(k)), bridge) as engine:

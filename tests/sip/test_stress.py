@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from daemon.bridge import LoopBridge
 from daemon.errors import CallGoneError, DialError
 from daemon.sip import CallEnded, SipEngine
 from tests.sip.conftest import make_config
@@ -31,7 +32,7 @@ def native_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-async def test_200_calls_with_racing_hangups(tmp_path: Path, bridge) -> None:
+async def test_200_calls_with_racing_hangups(tmp_path: Path, bridge: LoopBridge) -> None:
     rng = random.Random(2833)
     with Sipp(tmp_path, "uas_answer_random_bye") as far:
         async with SipEngine(make_config(max_calls=CONCURRENCY), bridge) as engine:

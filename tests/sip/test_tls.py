@@ -13,6 +13,8 @@ from typing import Self
 import anyio
 import pytest
 
+from daemon.bridge import LoopBridge
+from daemon.config import SipConfig
 from daemon.errors import SipError
 from daemon.sip import CallEnded, DtmfReceived, MediaActive, RegistrationChanged, SipEngine
 from tests.sip.conftest import EventLog, make_config
@@ -91,12 +93,12 @@ def pki(tmp_path: Path) -> Pki:
     return make_pki(tmp_path, "good")
 
 
-def _tls_config(k: Kamailio, ca: Path, user: str = "panel", password: str = "s3cret", **changes: object):
+def _tls_config(k: Kamailio, ca: Path, user: str = "panel", password: str = "s3cret", **changes: object) -> SipConfig:
     account = {"uri": f"sip:{user}@127.0.0.1", "registrar": k.tls_registrar, "username": user, "password": password}
     return make_config(transport="tls", tls_ca_file=str(ca), tls_verify_server=True, account=account, **changes)
 
 
-async def test_registers_over_tls_with_verified_server(tmp_path: Path, bridge, pki: Pki) -> None:
+async def test_registers_over_tls_with_verified_server(tmp_path: Path, bridge: LoopBridge, pki: Pki) -> None:
     with Kamailio(tmp_path, users={"panel": "s3cret"}, tls=(pki.cert, pki.key)) as k:
         async with SipEngine(_tls_config(k, pki.ca), bridge) as engine:
             event = await EventLog(engine).wait(RegistrationChanged)
@@ -106,7 +108,7 @@ async def test_registers_over_tls_with_verified_server(tmp_path: Path, bridge, p
         assert "tls" in k.log_text().lower()
 
 
-async def test_server_signed_by_another_ca_is_refused(tmp_path: Path, bridge, pki: Pki) -> None:
+async def test_server_signed_by_another_ca_is_refused(tmp_path: Path, bridge: LoopBridge, pki: Pki) -> None:
     other = make_pki(tmp_path, "other")
     with Kamailio(tmp_path, users={"panel": "s3cret"}, tls=(pki.cert, pki.key)) as k:
         async with SipEngine(_tls_config(k, other.ca), bridge) as engine:
@@ -119,7 +121,7 @@ async def test_server_signed_by_another_ca_is_refused(tmp_path: Path, bridge, pk
         assert "REGISTER challenge" not in k.log_text()  # no SIP got through
 
 
-async def test_certificate_for_another_address_is_refused(tmp_path: Path, bridge) -> None:
+async def test_certificate_for_another_address_is_refused(tmp_path: Path, bridge: LoopBridge) -> None:
     """The right CA, but the server's certificate names 127.0.0.2: the name check fails."""
     wrong = make_pki(tmp_path, "wrong-name", san="IP:127.0.0.2,DNS:elsewhere.invalid")
     with Kamailio(tmp_path, users={"panel": "s3cret"}, tls=(wrong.cert, wrong.key)) as k:
@@ -191,7 +193,7 @@ async def _call_with_dtmf(engine: SipEngine, phone: Baresip, uri: str) -> None:
 
 
 @pytest.mark.parametrize("srtp", ["disabled", "mandatory"])
-async def test_call_over_tls_through_kamailio(tmp_path: Path, bridge, pki: Pki, srtp: str) -> None:
+async def test_call_over_tls_through_kamailio(tmp_path: Path, bridge: LoopBridge, pki: Pki, srtp: str) -> None:
     users = {"panel": "s3cret", "resident": "r3s"}
     mediaenc = "srtp-mand" if srtp == "mandatory" else ""
     with (
@@ -206,7 +208,7 @@ async def test_call_over_tls_through_kamailio(tmp_path: Path, bridge, pki: Pki, 
         assert "SRTP is Enabled" in phone.log_text()
 
 
-async def test_srtp_mandatory_over_udp_is_refused_cleanly(tmp_path: Path, bridge) -> None:
+async def test_srtp_mandatory_over_udp_is_refused_cleanly(tmp_path: Path, bridge: LoopBridge) -> None:
     """pjsua only sends SDES-SRTP keys over a secure transport (its srtpSecureSignaling default, 1): with
     transport "udp" and srtp "mandatory" a dial fails with PJSIP_ESESSIONINSECURE, and the engine goes on."""
     with TlsBaresip(tmp_path, mediaenc="srtp-mand") as phone:
@@ -217,7 +219,7 @@ async def test_srtp_mandatory_over_udp_is_refused_cleanly(tmp_path: Path, bridge
             assert engine.fault_counters == (0, 0)
 
 
-async def test_tls_connections_that_never_handshake_are_closed(bridge, pki: Pki) -> None:
+async def test_tls_connections_that_never_handshake_are_closed(bridge: LoopBridge, pki: Pki) -> None:
     """Connect to the TLS port and send nothing: pjsip had no handshake timeout, so each such connection
     kept one of pjlib's 64 sockets for ever (before the handshake it is not a transport the engine sees)."""
     from daemon.sip._pj_setup import TLS_HANDSHAKE_TIMEOUT_MS
