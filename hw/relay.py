@@ -131,6 +131,13 @@ class Relay:
             except HardwareError:
                 pulse_end.cancel()
                 raise
+            if changed and (exact := time.monotonic() + seconds) > release_at:
+                # Counted from the moment the lock really energized (driving the pin took a moment): a pulse is
+                # never shorter than asked. The first deadline stays if the timer refuses the second.
+                precise = self._timer.call_at(exact, self._end_pulse)
+                if not precise.cancelled:
+                    pulse_end.cancel()
+                    release_at, pulse_end = exact, precise
             if self._pulse_end is not None:
                 self._pulse_end.cancel()
             self._release_at, self._pulse_end = release_at, pulse_end
