@@ -4,7 +4,7 @@
 #   ./dev.sh test    set up, then run the test suite (real kamailio, baresip, sipp, espeak-ng, ALSA)
 #   ./dev.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./dev.sh setup   only set up
-#   ./dev.sh build-pjsua2   set up, then build pjsua2 from pjproject's source (cached; build/pjsua2/build.sh)
+#   ./dev.sh build-pjsua2   set up, then build pjsua2 from pjproject's source (cached; packaging/pjsua2/build.sh)
 #   ./dev.sh test-arm64     the whole suite in a Debian arm64 chroot under qemu-user (root; slow: ~30+ min cold)
 #
 # pjsua2: demo, test and bench run on the SOURCE build by default (what a Raspberry Pi runs), put first on
@@ -24,7 +24,7 @@ APT_PACKAGES=(
   sox                       # measures and converts audio in tests
   systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script
   gcc python3-dev python3-venv
-  swig g++ make libssl-dev libopus-dev time  # builds pjsua2 from source (build/pjsua2/build.sh)
+  swig g++ make libssl-dev libopus-dev time  # builds pjsua2 from source (packaging/pjsua2/build.sh)
 )
 VENV=${INTERCOM_VENV:-.venv}
 
@@ -56,7 +56,7 @@ setup_venv() {
 
 setup() { setup_apt; setup_venv; }
 
-build_pjsua2() { PYTHON="$VENV/bin/python" build/pjsua2/build.sh "$@"; }
+build_pjsua2() { PYTHON="$VENV/bin/python" packaging/pjsua2/build.sh "$@"; }
 
 # Chooses the pjsua2 the daemon imports (INTERCOM_PJSUA2=source|wheel) and says which, on stderr.
 use_pjsua2() {
@@ -81,6 +81,6 @@ case "${1:-}" in
   bench) setup; shift; use_pjsua2; exec "$VENV/bin/python" -m benchmarks "$@" ;;
   setup) setup ;;
   build-pjsua2) setup; shift; build_pjsua2 "$@" ;;
-  test-arm64) shift; exec build/arm64/test-arm64.sh "$@" ;;
+  test-arm64) shift; exec packaging/arm64/test-arm64.sh "$@" ;;
   *) echo "usage: ./dev.sh demo|test|bench|setup|build-pjsua2|test-arm64 [args]"; exit 64 ;;
 esac

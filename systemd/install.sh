@@ -87,12 +87,12 @@ fi
 "$DESTDIR$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
 install -m 0644 "$SRC/README.md" "$DESTDIR$PREFIX/README.md"  # the unit's Documentation= points here
 
-# 4. pjsua2 from pjproject's source (build/pjsua2/build.sh: cached by its inputs, so a second run only
+# 4. pjsua2 from pjproject's source (packaging/pjsua2/build.sh: cached by its inputs, so a second run only
 #    copies), into the venv's site-packages.
 log "4/7 pjsua2 from pjproject's source (cached in ${PJSUA2_CACHE:-$BUILD_CACHE/pjsua2})"
 site=$("$DESTDIR$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 PYTHON="$DESTDIR$VENV/bin/python" PJSUA2_CACHE="${PJSUA2_CACHE:-$DESTDIR$BUILD_CACHE/pjsua2}" \
-  "$SRC/build/pjsua2/build.sh" --install-into "$site" >/dev/null
+  "$SRC/packaging/pjsua2/build.sh" --install-into "$site" >/dev/null
 
 # 5. The config: root writes it, the daemon's group reads it (it may hold the SIP password), others nothing.
 #    The example is not the demo's: real pins, no 127.0.0.1 phones, and codes check-config refuses.

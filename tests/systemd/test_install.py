@@ -2,7 +2,7 @@
 
 The scratch root starts with the account files a fresh system has (useradd/groupadd edit them through
 --prefix). install.sh then runs its real path: the venv and pip, pjsua2 built from source by
-build/pjsua2/build.sh (from its cache: CI builds it first with `./dev.sh build-pjsua2`), the config, the unit,
+packaging/pjsua2/build.sh (from its cache: CI builds it first with `./dev.sh build-pjsua2`), the config, the unit,
 `systemctl --root enable`. Only apt is skipped: it cannot install into a scratch root.
 
 The tests of this module share one scratch root and run in file order: install twice, inspect, uninstall.
@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "systemd" / "install.sh"
 UNINSTALL = REPO / "systemd" / "uninstall.sh"
-SCRIPTS = [INSTALL, UNINSTALL, REPO / "build" / "pjsua2" / "build.sh", REPO / "build" / "arm64" / "test-arm64.sh"]
+SCRIPTS = [INSTALL, UNINSTALL, REPO / "packaging" / "pjsua2" / "build.sh", REPO / "packaging" / "arm64" / "test-arm64.sh"]
 SCRIPTS += [REPO / "dev.sh", REPO / ".ci" / "run"]
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh needs root (useradd --prefix, chown)")
