@@ -3,10 +3,10 @@
 # cache the result outside the clone, keyed by a hash of every input. A second run with the same inputs is a
 # no-op. Called by `./dev.sh build-pjsua2` and by systemd/install.sh.
 #
-#   packaging/pjsua2/build.sh                       build (or find in the cache); print the directory holding
-#                                               pjsua2.py and _pjsua2*.so on the last line of stdout
-#   packaging/pjsua2/build.sh --install-into DIR    ... then copy pjsua2.py and _pjsua2*.so into DIR
-#                                               (a venv's site-packages: the panel's install)
+#   packaging/pjsua2/build.sh                     build (or find in the cache); print the directory holding
+#                                                 pjsua2.py and _pjsua2*.so on the last line of stdout
+#   packaging/pjsua2/build.sh --install-into DIR  ... then copy pjsua2.py and _pjsua2*.so into DIR
+#                                                 (a venv's site-packages: the panel's install)
 #
 # Environment:
 #   PYTHON              the Python to build for (default: python3); its version and ABI are in the key
