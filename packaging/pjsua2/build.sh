@@ -14,7 +14,7 @@
 #                       present, else GitHub's release download)
 #   PJPROJECT_SHA256    accept this SHA-256 for the tarball (otherwise only the known ones below are)
 #   PJSUA2_CACHE        cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/pi-intercom/pjsua2)
-#   PJSUA2_JOBS         make -j (default: the number of CPUs, at most 4)
+#   PJSUA2_JOBS         make -j (default: the number of CPUs, at most 4, at most one per 300 MB of RAM)
 #   PJSUA2_WRAP_OPT     compiler flags for the SWIG wrapper (default below; measured in the README: -O2 peaks at
 #                       1.1 GB, these at 0.65 GB)
 #   PJSUA2_WRAP_MEM_MB  memory (RAM + swap, MB) the wrapper compile is given (default 900); with less, and as
@@ -62,7 +62,12 @@ done
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || die "no Python at '$PYTHON'"
 CACHE_ROOT=${PJSUA2_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pi-intercom/pjsua2}
-JOBS=${PJSUA2_JOBS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}
+# Parallel compiles: one per CPU, at most 4, and at most one per 300 MB of RAM (a Pi Zero 2 W: 1).
+mem_total_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+JOBS=${PJSUA2_JOBS:-$(nproc)}
+[ "$JOBS" -le 4 ] || JOBS=4
+[ "$JOBS" -le $((mem_total_mb / 300)) ] || JOBS=$((mem_total_mb / 300))
+[ "$JOBS" -ge 1 ] || JOBS=1
 
 # 1. The source tarball and its checksum.
 find_tarball() {
