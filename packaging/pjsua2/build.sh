@@ -123,7 +123,7 @@ install_result() {
     mkdir -p "$install_into"
     # An installed pjsua2-python wheel is a package directory, which wins over pjsua2.py in the same
     # directory: remove it so the source build is the one imported.
-    rm -rf "$install_into"/pjsua2 "$install_into"/pjsua2_python-*.dist-info
+    rm -rf "$install_into"/pjsua2 "$install_into"/pjsua2_python-*.dist-info "$install_into"/pjsua2_python.libs
     install -m 0644 "$PYDIR/pjsua2.py" "$install_into/pjsua2.py"
     install -m 0755 "$PYDIR"/_pjsua2*.so "$install_into/"
     log "installed pjsua2 into $install_into"
