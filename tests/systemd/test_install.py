@@ -25,7 +25,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "systemd" / "install.sh"
 UNINSTALL = REPO / "systemd" / "uninstall.sh"
-SCRIPTS = [INSTALL, UNINSTALL, REPO / "packaging" / "pjsua2" / "build.sh", REPO / "packaging" / "arm64" / "test-arm64.sh"]
+SCRIPTS = [
+    INSTALL,
+    UNINSTALL,
+    REPO / "packaging" / "pjsua2" / "build.sh",
+    REPO / "packaging" / "arm64" / "test-arm64.sh",
+]
 SCRIPTS += [REPO / "dev.sh", REPO / ".ci" / "run"]
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh needs root (useradd --prefix, chown)")
@@ -72,9 +77,7 @@ def run_script(script: Path, root: Path) -> subprocess.CompletedProcess[str]:
         "SYSTEMD_PAGER": "",
     }
     env.pop("PYTHONPATH", None)  # the installed venv must find its own pjsua2
-    return subprocess.run(
-        ["bash", str(script)], env=env, capture_output=True, text=True, timeout=1500, check=False
-    )
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=1500, check=False)
 
 
 @dataclass
@@ -125,7 +128,9 @@ def test_install_made_user_groups_unit_and_config(installed: Installed) -> None:
     root = installed.root
     passwd = (root / "etc/passwd").read_text()
     assert "intercom:x:" in passwd and ":/var/lib/intercom:/usr/sbin/nologin" in passwd
-    groups = {line.split(":")[0]: line.rstrip("\n").split(":")[3] for line in (root / "etc/group").read_text().splitlines()}
+    groups = {
+        line.split(":")[0]: line.rstrip("\n").split(":")[3] for line in (root / "etc/group").read_text().splitlines()
+    }
     assert "intercom" in groups["gpio"].split(",") and "intercom" in groups["audio"].split(",")
     unit = root / "etc/systemd/system/intercom.service"
     assert unit.read_bytes() == (REPO / "systemd/intercom.service").read_bytes()
@@ -134,7 +139,9 @@ def test_install_made_user_groups_unit_and_config(installed: Installed) -> None:
     config = root / "etc/intercom/intercom.toml"
     st = config.stat()
     assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
-    intercom_gid = next(int(x.split(":")[2]) for x in (root / "etc/group").read_text().splitlines() if x.startswith("intercom:"))
+    intercom_gid = next(
+        int(x.split(":")[2]) for x in (root / "etc/group").read_text().splitlines() if x.startswith("intercom:")
+    )
     assert st.st_gid == intercom_gid
     assert (root / "opt/intercom/README.md").is_file()
 
@@ -148,7 +155,11 @@ def test_installed_config_is_not_the_demo_and_is_refused_until_edited(installed:
     assert "127.0.0.1" not in text
     intercomd = installed.root / "opt/intercom/.venv/bin/intercomd"
     result = subprocess.run(
-        [str(intercomd), "--config", str(config), "check-config"], capture_output=True, text=True, timeout=60, check=False
+        [str(intercomd), "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 78, result.stdout + result.stderr
     assert "codes[0]" in result.stderr, result.stderr  # the placeholder door code is what is refused
@@ -163,7 +174,9 @@ def test_installed_venv_imports_the_source_build_of_pjsua2(installed: Installed)
         " ep.libDestroy()"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False, env=env)
+    result = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
     assert result.returncode == 0, result.stderr
     where, version = result.stdout.split()
     assert where.startswith(str(installed.root / "opt/intercom/.venv/lib/")) and where.endswith("/pjsua2.py")
