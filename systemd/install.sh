@@ -84,7 +84,15 @@ log "3/7 the venv $VENV and the daemon"
 if [ ! -x "$DESTDIR$VENV/bin/python" ]; then
   "$PYTHON" -m venv --system-site-packages "$DESTDIR$VENV"
 fi
-"$DESTDIR$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
+# Reinstalled only when the checkout's code changed (a reinstall rewrites every .pyc: not idempotent).
+src_hash=$(cd "$SRC" && find pyproject.toml daemon hw -name __pycache__ -prune -o -type f -print | LC_ALL=C sort \
+  | xargs sha256sum | sha256sum | cut -c1-16)
+if [ "$(cat "$DESTDIR$PREFIX/.installed-source" 2>/dev/null)" != "$src_hash" ]; then
+  "$DESTDIR$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
+  echo "$src_hash" >"$DESTDIR$PREFIX/.installed-source"
+else
+  log "the daemon in $VENV is this checkout's already"
+fi
 install -m 0644 "$SRC/README.md" "$DESTDIR$PREFIX/README.md"  # the unit's Documentation= points here
 
 # 4. pjsua2 from pjproject's source (packaging/pjsua2/build.sh: cached by its inputs, so a second run only

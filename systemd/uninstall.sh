@@ -60,6 +60,12 @@ for group in "${created_groups[@]}"; do
     log "removed the group $group (install.sh created it)"
   fi
 done
+# shadow's tools keep the previous version of each file as passwd- etc.: it still names intercom.
+for f in passwd group shadow gshadow; do
+  if [ -f "$DESTDIR/etc/$f-" ] && [ -f "$DESTDIR/etc/$f" ]; then
+    cp -p "$DESTDIR/etc/$f" "$DESTDIR/etc/$f-"
+  fi
+done
 
 # 3. Files: the code and venv, the config, the daemon's state/cache/runtime directories (systemd's
 #    StateDirectory= etc.), and the pjsua2 build cache install.sh used by default.

@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +40,16 @@ needs_tools = pytest.mark.skipif(
     reason="needs useradd, systemctl, systemd-analyze and swig (./dev.sh setup installs them)",
 )
 
-# A fresh system's account files, as useradd finds them (audio exists on Debian; gpio only on Raspberry Pi OS).
-SEED = {
+# A fresh system's account files (and shadow's "-" backups of them), as useradd finds them (audio exists on
+# Debian; gpio only on Raspberry Pi OS), systemd's unit directory and /opt.
+ACCOUNTS = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
     "etc/group": "root:x:0:\naudio:x:29:\n",
     "etc/shadow": "root:*:19000:0:99999:7:::\n",
     "etc/gshadow": "root:*::\naudio:*::\n",
 }
+SEED = {**ACCOUNTS, **{f"{name}-": text for name, text in ACCOUNTS.items()}}
+SEED_DIRS = ["etc/systemd/system/multi-user.target.wants", "opt"]
 
 Tree = dict[str, tuple[str, int, str]]  # path -> (kind, mode, content hash or link target)
 
@@ -94,6 +98,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     for rel, text in SEED.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
+    for rel in SEED_DIRS:
+        (root / rel).mkdir(parents=True, exist_ok=True)
+    # Another enabled service (a fresh system has several), so the wants directory outlives our link.
+    (root / SEED_DIRS[0] / "ssh.service").symlink_to("/lib/systemd/system/ssh.service")
     before = snapshot(root)
     results = []
     for _ in range(2):
@@ -150,9 +158,10 @@ def test_install_made_user_groups_unit_and_config(installed: Installed) -> None:
 @needs_tools
 def test_installed_config_is_not_the_demo_and_is_refused_until_edited(installed: Installed) -> None:
     config = installed.root / "etc/intercom/intercom.toml"
-    text = config.read_text()
-    assert 'pin_factory = "auto"' in text
-    assert "127.0.0.1" not in text
+    settings = tomllib.loads(config.read_text())
+    assert settings["gpio"]["pin_factory"] == "auto"
+    peers = [*settings["sip"]["inbound_allow"], *(r for a in settings["apartments"] for r in a["residents"])]
+    assert peers and not any("127.0.0.1" in p or "localhost" in p for p in peers)
     intercomd = installed.root / "opt/intercom/.venv/bin/intercomd"
     result = subprocess.run(
         [str(intercomd), "--config", str(config), "check-config"],
@@ -170,24 +179,39 @@ def test_installed_config_is_not_the_demo_and_is_refused_until_edited(installed:
 def test_installed_venv_imports_the_source_build_of_pjsua2(installed: Installed) -> None:
     python = installed.root / "opt/intercom/.venv/bin/python"
     probe = (
-        "import pjsua2; ep = pjsua2.Endpoint(); ep.libCreate(); print(pjsua2.__file__); print(ep.libVersion().full);"
-        " ep.libDestroy()"
+        "import pjsua2; ep = pjsua2.Endpoint(); ep.libCreate();"
+        " print('FOUND', pjsua2.__file__, ep.libVersion().full); ep.libDestroy()"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False, env=env
     )
     assert result.returncode == 0, result.stderr
-    where, version = result.stdout.split()
+    found = [line.split() for line in result.stdout.splitlines() if line.startswith("FOUND ")]
+    assert len(found) == 1, result.stdout
+    _, where, version = found[0]
     assert where.startswith(str(installed.root / "opt/intercom/.venv/lib/")) and where.endswith("/pjsua2.py")
     assert version.startswith("2.15.1")
 
 
 @needs_root
 @needs_tools
-def test_systemd_analyze_verify_on_the_installed_unit(installed: Installed) -> None:
+def test_systemd_analyze_verify_on_the_installed_unit(installed: Installed, tmp_path: Path) -> None:
+    """verify on the unit install.sh installed, its ExecStart pointed at the intercomd it installed.
+
+    systemd-analyze --root would need a whole OS in the scratch root (sysinit.target, /bin/kill); the
+    host's systemd checks the unit instead, and the one path that only exists in the scratch root is
+    rewritten to where install.sh put it (and must be an executable there).
+    """
+    installed_unit = installed.root / "etc/systemd/system/intercom.service"
+    intercomd = installed.root / "opt/intercom/.venv/bin/intercomd"
+    assert intercomd.is_file() and os.access(intercomd, os.X_OK)
+    text = installed_unit.read_text()
+    assert "ExecStart=/opt/intercom/.venv/bin/intercomd " in text
+    unit = tmp_path / "intercom.service"
+    unit.write_text(text.replace("ExecStart=/opt/intercom/.venv/bin/intercomd ", f"ExecStart={intercomd} "))
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", f"--root={installed.root}", "/etc/systemd/system/intercom.service"],
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
         capture_output=True,
         text=True,
         timeout=60,
