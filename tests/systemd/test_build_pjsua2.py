@@ -1,6 +1,8 @@
-"""packaging/pjsua2/build.sh: the source tarball's checksum is enforced, and a second run is a no-op.
+"""packaging/pjsua2/build.sh: the source tarball's checksum is enforced, a second run is a no-op, and the
+build has what config_site.h promises (more than pjproject's default 4 calls at once).
 
-The no-op test builds once if the cache is cold (minutes: CI builds it first with `./dev.sh build-pjsua2`).
+Tests that need the build build it once if the cache is cold (minutes: CI builds it first with
+`./dev.sh build-pjsua2`).
 """
 
 from __future__ import annotations
@@ -76,3 +78,76 @@ def test_a_second_run_is_a_no_op() -> None:
     assert elapsed < 15, elapsed  # hashes and a lookup, no compile
     after = {f: (f.stat().st_mtime_ns, f.stat().st_size) for f in out.parent.rglob("*")}
     assert after == before  # nothing in the cached build was touched
+
+
+# Places N calls at once (to a port nobody answers: each stays in CALLING) and prints how many pjsua took.
+# In a child process: a pjsua2 library per test, with its own threads, gone with the process.
+PLACE_CALLS = """
+import sys
+import pjsua2 as pj
+n = int(sys.argv[1])
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
+cfg.uaConfig.maxCalls = n
+ep.libInit(cfg)
+tc = pj.TransportConfig()
+tc.port = 0
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+ep.libStart()
+ep.audDevManager().setNullDev()
+acc = pj.Account()
+ac = pj.AccountConfig()
+ac.idUri = "sip:panel@127.0.0.1"
+acc.create(ac)
+calls = []
+for i in range(n):
+    call = pj.Call(acc)
+    try:
+        call.makeCall(f"sip:leg{i}@127.0.0.1:9", pj.CallOpParam(True))
+    except pj.Error as e:
+        print("REFUSED", e.status)
+        break
+    calls.append(call)
+print("PLACED", len(calls))
+ep.hangupAllCalls()
+ep.libHandleEvents(50)
+del calls, call
+ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
+"""
+
+
+def place_calls(pythonpath: str | None, n: int) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    result = subprocess.run(
+        [sys.executable, "-c", PLACE_CALLS, str(n)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [line for line in result.stdout.splitlines() if line.startswith(("PLACED", "REFUSED"))]
+
+
+@needs_swig
+@pytest.mark.timeout(1800)
+def test_the_source_build_places_32_calls_at_once() -> None:
+    """config_site.h's PJSUA_MAX_CALLS: pjproject's default (4) would refuse the 5th leg of a ring group."""
+    built = build({}, timeout=1700)
+    assert built.returncode == 0, built.stderr
+    assert place_calls(built.stdout.splitlines()[-1], 32) == ["PLACED 32"]
+
+
+def test_the_wheel_stops_at_4_calls() -> None:
+    """What the source build fixes, shown on the x86_64 wheel (where it is installed)."""
+    if (
+        subprocess.run(
+            [sys.executable, "-c", "import pjsua2"],
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            check=False,
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
+        pytest.skip("no pjsua2-python wheel in this venv (the 'wheel' extra, x86_64 only)")
+    assert place_calls(None, 8) == ["REFUSED 70010", "PLACED 4"]  # PJ_ETOOMANY
