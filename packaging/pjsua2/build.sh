@@ -4,8 +4,9 @@
 # no-op. Called by `./dev.sh build-pjsua2` and by systemd/install.sh.
 #
 #   packaging/pjsua2/build.sh                     build (or find in the cache); print the directory holding
-#                                                 pjsua2.py and _pjsua2*.so on the last line of stdout
-#   packaging/pjsua2/build.sh --install-into DIR  ... then copy pjsua2.py and _pjsua2*.so into DIR
+#                                                 pjsua2.py, _pjsua2*.so and pjsua2_build_info.py (how it
+#                                                 was built) on the last line of stdout
+#   packaging/pjsua2/build.sh --install-into DIR  ... then copy those three files into DIR
 #                                                 (a venv's site-packages: the panel's install)
 #
 # Environment:
@@ -124,7 +125,7 @@ install_result() {
     # An installed pjsua2-python wheel is a package directory, which wins over pjsua2.py in the same
     # directory: remove it so the source build is the one imported.
     rm -rf "$install_into"/pjsua2 "$install_into"/pjsua2_python-*.dist-info "$install_into"/pjsua2_python.libs
-    install -m 0644 "$PYDIR/pjsua2.py" "$install_into/pjsua2.py"
+    install -m 0644 "$PYDIR/pjsua2.py" "$PYDIR/pjsua2_build_info.py" "$install_into/"
     install -m 0755 "$PYDIR"/_pjsua2*.so "$install_into/"
     log "installed pjsua2 into $install_into"
   fi
@@ -215,6 +216,20 @@ libs_seconds=$((t_libs - t_start)) wrapper_seconds=$((t_end - t_libs)) total_sec
 wrapper_flags=$WRAP_OPT wrapper_peak_rss_kb=$peak_kb
 pjsua2_so_bytes=$so_bytes
 EOF
+# What the daemon may ask of the build it loaded (the wheel has no such module): `import pjsua2_build_info`.
+site_define() { awk -v name="$1" '$1 == "#define" && $2 == name {print $3}' "$HERE/config_site.h"; }
+cat >"$PYDIR/pjsua2_build_info.py" <<INFO
+"""Written by packaging/pjsua2/build.sh next to pjsua2.py: how this pjsua2 was built (not in the wheel)."""
+
+SOURCE_BUILD = True
+PJPROJECT_VERSION = "$PJ_VERSION"
+MAX_CALLS = $(site_define PJSUA_MAX_CALLS)  # PJSUA_MAX_CALLS: pjsua lowers uaConfig.maxCalls to this
+IOQUEUE = "epoll"
+IOQUEUE_MAX_HANDLES = $(site_define PJ_IOQUEUE_MAX_HANDLES)  # socket keys; a call with media uses 2
+ECHO_CANCELLERS = ("speex", "webrtc")  # ecOptions 0 (Speex) and 3 (WebRTC AEC); no AEC3 (4)
+CODECS = ("PCMU", "PCMA", "G722", "opus")
+BUILD_KEY = "$KEY"
+INFO
 rm -rf "$WORK"
 touch "$OUT/complete"
 log "built in $((t_end - t_start)) s; wrapper compile peak $((peak_kb / 1024)) MB; _pjsua2 $((so_bytes / 1024 / 1024)) MB"

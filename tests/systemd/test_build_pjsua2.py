@@ -135,7 +135,10 @@ def test_the_source_build_places_32_calls_at_once() -> None:
     """config_site.h's PJSUA_MAX_CALLS: pjproject's default (4) would refuse the 5th leg of a ring group."""
     built = build({}, timeout=1700)
     assert built.returncode == 0, built.stderr
-    assert place_calls(built.stdout.splitlines()[-1], 32) == ["PLACED 32"]
+    out = built.stdout.splitlines()[-1]
+    assert place_calls(out, 32) == ["PLACED 32"]
+    info = (Path(out) / "pjsua2_build_info.py").read_text()
+    assert "MAX_CALLS = 32  #" in info and "SOURCE_BUILD = True" in info  # what the daemon may read
 
 
 def test_the_wheel_stops_at_4_calls() -> None:

@@ -180,7 +180,8 @@ def test_installed_venv_imports_the_source_build_of_pjsua2(installed: Installed)
     python = installed.root / "opt/intercom/.venv/bin/python"
     probe = (
         "import pjsua2; ep = pjsua2.Endpoint(); ep.libCreate();"
-        " print('FOUND', pjsua2.__file__, ep.libVersion().full); ep.libDestroy()"
+        " import pjsua2_build_info as info;"
+        " print('FOUND', pjsua2.__file__, ep.libVersion().full, info.MAX_CALLS); ep.libDestroy()"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
@@ -189,9 +190,10 @@ def test_installed_venv_imports_the_source_build_of_pjsua2(installed: Installed)
     assert result.returncode == 0, result.stderr
     found = [line.split() for line in result.stdout.splitlines() if line.startswith("FOUND ")]
     assert len(found) == 1, result.stdout
-    _, where, version = found[0]
+    _, where, version, max_calls = found[0]
     assert where.startswith(str(installed.root / "opt/intercom/.venv/lib/")) and where.endswith("/pjsua2.py")
     assert version.startswith("2.15.1")
+    assert max_calls == "32"  # pjsua2_build_info, installed with it: what the daemon reads
 
 
 @needs_root
