@@ -4,6 +4,12 @@
 #   ./dev.sh test    set up, then run the test suite (real kamailio, baresip, sipp, espeak-ng, ALSA)
 #   ./dev.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./dev.sh setup   only set up
+#   ./dev.sh build-pjsua2   set up, then build pjsua2 from pjproject's source (cached; packaging/pjsua2/build.sh)
+#   ./dev.sh test-arm64     the whole suite in a Debian arm64 chroot under qemu-user (root; slow: ~30+ min cold)
+#
+# pjsua2: demo, test and bench run on the SOURCE build by default (what a Raspberry Pi runs), put first on
+# PYTHONPATH so it shadows the pjsua2-python wheel installed in the venv on x86_64.
+# INTERCOM_PJSUA2=wheel runs them on the wheel instead (x86_64 only).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +27,7 @@ APT_PACKAGES=(
   iproute2 ethtool          # the test suite's own network namespaces and impaired link
   systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script
   gcc python3-dev python3-venv
+  swig g++ make libssl-dev libopus-dev time  # builds pjsua2 from source (packaging/pjsua2/build.sh)
 )
 VENV=${INTERCOM_VENV:-.venv}
 
@@ -41,20 +48,42 @@ setup_apt() {
 setup_venv() {
   local py=${PYTHON:-python3}
   [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
-  local stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+  local stamp
+  stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
   if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e ".[test,bench]"
+    "$VENV/bin/pip" install -q -e ".[test,bench,wheel]"  # the wheel extra is x86_64 only
     touch "$stamp"
   fi
 }
 
 setup() { setup_apt; setup_venv; }
 
+build_pjsua2() { PYTHON="$VENV/bin/python" packaging/pjsua2/build.sh "$@"; }
+
+# Chooses the pjsua2 the daemon imports (INTERCOM_PJSUA2=source|wheel) and says which, on stderr.
+use_pjsua2() {
+  case "${INTERCOM_PJSUA2:-source}" in
+    source)
+      local dir
+      dir=$(build_pjsua2 | tail -n1)
+      export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
+      ;;
+    wheel)
+      # Nothing to add: the venv's pjsua2-python. Drop a source build a caller may have put on PYTHONPATH.
+      unset PYTHONPATH
+      ;;
+    *) echo "dev.sh: INTERCOM_PJSUA2 must be 'source' or 'wheel', got '${INTERCOM_PJSUA2}'" >&2; exit 64 ;;
+  esac
+  "$VENV/bin/python" -c 'import pjsua2, sys; print("dev.sh: pjsua2 from", pjsua2.__file__, file=sys.stderr)'
+}
+
 case "${1:-}" in
-  demo)  setup; shift; exec "$VENV/bin/intercomd" demo "$@" ;;
-  test)  setup; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
-  bench) setup; shift; exec "$VENV/bin/python" -m benchmarks "$@" ;;
+  demo)  setup; shift; use_pjsua2; exec "$VENV/bin/intercomd" demo "$@" ;;
+  test)  setup; shift; use_pjsua2; exec "$VENV/bin/python" -m pytest "$@" ;;
+  bench) setup; shift; use_pjsua2; exec "$VENV/bin/python" -m benchmarks "$@" ;;
   setup) setup ;;
-  *) echo "usage: ./dev.sh demo|test|bench|setup [args]"; exit 64 ;;
+  build-pjsua2) setup; shift; build_pjsua2 "$@" ;;
+  test-arm64) shift; exec packaging/arm64/test-arm64.sh "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|bench|setup|build-pjsua2|test-arm64 [args]"; exit 64 ;;
 esac

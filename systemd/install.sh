@@ -1,78 +1,138 @@
-#!/bin/sh
-# Install intercomd as a systemd service on Raspberry Pi OS / Debian. Run as root from a checkout:
+#!/usr/bin/env bash
+# Install intercomd as a systemd service on a fresh Raspberry Pi OS (Bookworm, arm64 or armhf) or Debian 12.
+# Run as root from a checkout; the README's "Installing on a Raspberry Pi" describes these steps in this order.
 #
-#     sudo sh systemd/install.sh            # install or upgrade, enable (not start)
-#     sudo START=1 sh systemd/install.sh    # ... and (re)start it now
-#     DRY_RUN=1 sh systemd/install.sh       # print the steps, change nothing
+#     sudo systemd/install.sh                     install or upgrade, enable (not start)
+#     sudo START=1 systemd/install.sh             ... and (re)start it now
+#     sudo DESTDIR=/tmp/root systemd/install.sh   into a scratch root (tests, image builds): no apt, no
+#                                                 systemctl start; the user goes into DESTDIR/etc/passwd
 #
-# Idempotent: an existing /etc/intercom/intercom.toml and the intercom user are kept.
-set -eu
+# Idempotent: a second run changes nothing but what changed in the checkout. An existing
+# /etc/intercom/intercom.toml is never overwritten. systemd/uninstall.sh removes everything this installs.
+#
+# Environment: DESTDIR (scratch root), PYTHON (default python3), START=1, PJSUA2_CACHE (where pjsua2 is built
+# and cached; default /var/cache/intercom-build/pjsua2, removed by uninstall.sh), INTERCOM_SKIP_APT=1.
+set -euo pipefail
 
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-PREFIX=${PREFIX:-/opt/intercom}
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DESTDIR=${DESTDIR:-}
+DESTDIR=${DESTDIR%/}
+PREFIX=/opt/intercom
+VENV=$PREFIX/.venv
 CONFIG=/etc/intercom/intercom.toml
 UNIT=/etc/systemd/system/intercom.service
+BUILD_CACHE=/var/cache/intercom-build  # uninstall.sh removes it
+MARKER=$PREFIX/.install-state          # what this script created that uninstall.sh must remove
 PYTHON=${PYTHON:-python3}
 
-run() {
-    if [ -n "${DRY_RUN:-}" ]; then
-        echo "+ $*"
-    else
-        "$@"
-    fi
-}
+APT_PACKAGES=(
+  python3 python3-venv python3-dev       # the venv
+  build-essential swig libssl-dev libopus-dev libasound2-dev time  # pjsua2 from pjproject's source
+  portaudio19-dev                        # PyAudio (built by pip: no ARM wheel)
+  alsa-utils                             # aplay -l / arecord -l to find the sound card's name
+  espeak-ng                              # prompt synthesis
+)
+APT_OPTIONAL=(python3-lgpio)             # gpiozero's pin factory on Raspberry Pi OS (not in plain Debian)
 
-if [ -z "${DRY_RUN:-}" ] && [ "$(id -u)" -ne 0 ]; then
-    echo "install.sh: run as root (sudo sh $0)" >&2
-    exit 77
+log() { echo "install.sh: $*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo $0)"
+[ -z "$DESTDIR" ] || [ -d "$DESTDIR" ] || die "DESTDIR=$DESTDIR does not exist"
+# useradd/groupadd/usermod edit DESTDIR/etc/{passwd,group,shadow,gshadow} with --prefix.
+prefix_opt=()
+[ -z "$DESTDIR" ] || prefix_opt=(--prefix "$DESTDIR")
+group_id() { awk -F: -v g="$1" '$1 == g {print $3}' "$DESTDIR/etc/group"; }
+has_group() { [ -n "$(group_id "$1")" ]; }
+has_user() { awk -F: -v u="$1" '$1 == u {found = 1} END {exit !found}' "$DESTDIR/etc/passwd"; }
+
+# 1. Debian packages (not into a scratch root: apt works on the running system only).
+if [ -z "$DESTDIR" ] && [ -z "${INTERCOM_SKIP_APT:-}" ]; then
+  log "1/7 apt packages"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+  for p in "${APT_OPTIONAL[@]}"; do
+    if apt-cache show "$p" >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+    fi
+  done
+else
+  log "1/7 apt packages: skipped (scratch root or INTERCOM_SKIP_APT)"
 fi
 
-# 1. Groups and the service user. gpio exists on Raspberry Pi OS but not on plain Debian: the unit's
-#    SupplementaryGroups= refuses to start when a group is missing, so make both.
+# 2. Groups and the service user. gpio exists on Raspberry Pi OS but not on plain Debian; the unit's
+#    SupplementaryGroups= refuses to start when a group is missing, so make it (and remember we did).
+log "2/7 the intercom user, in the gpio and audio groups"
+mkdir -p "$DESTDIR$PREFIX"
+chmod 0755 "$DESTDIR$PREFIX"
+touch "$DESTDIR$MARKER"
 for group in gpio audio; do
-    getent group "$group" >/dev/null || run groupadd --system "$group"
+  if ! has_group "$group"; then
+    groupadd "${prefix_opt[@]}" --system "$group"
+    echo "created-group $group" >>"$DESTDIR$MARKER"
+  fi
 done
-if ! getent passwd intercom >/dev/null; then
-    run useradd --system --user-group --home-dir /var/lib/intercom --no-create-home \
-        --shell /usr/sbin/nologin --comment "building intercom daemon" intercom
+if ! has_user intercom; then
+  useradd "${prefix_opt[@]}" --system --user-group --home-dir /var/lib/intercom --no-create-home \
+    --shell /usr/sbin/nologin --comment "building intercom daemon" intercom
 fi
-run usermod --append --groups gpio,audio intercom
+usermod "${prefix_opt[@]}" --append --groups gpio,audio intercom
 
-# 2. The code, in its own venv. --system-site-packages: on a Pi, pjsua2 (built from pjproject) and
-#    lgpio come from the system Python; pip has no ARM wheels for them.
-run install -d -m 0755 "$PREFIX"
-if [ ! -x "$PREFIX/.venv/bin/python" ]; then
-    run "$PYTHON" -m venv --system-site-packages "$PREFIX/.venv"
+# 3. The code, in its own venv. --system-site-packages: on Raspberry Pi OS, gpiozero's lgpio pin factory
+#    comes from Debian's python3-lgpio. pjsua2 is not installed by pip (no ARM wheel): step 4 builds it.
+log "3/7 the venv $VENV and the daemon"
+if [ ! -x "$DESTDIR$VENV/bin/python" ]; then
+  "$PYTHON" -m venv --system-site-packages "$DESTDIR$VENV"
 fi
-run "$PREFIX/.venv/bin/pip" install --quiet --upgrade "$SRC"
-if [ -f "$SRC/README.md" ]; then
-    run install -m 0644 "$SRC/README.md" "$PREFIX/README.md"  # the unit's Documentation= points here
+# Reinstalled only when the checkout's code changed (a reinstall rewrites every .pyc: not idempotent).
+src_hash=$(cd "$SRC" && find pyproject.toml daemon hw -name __pycache__ -prune -o -type f -print | LC_ALL=C sort \
+  | xargs sha256sum | sha256sum | cut -c1-16)
+if [ "$(cat "$DESTDIR$PREFIX/.installed-source" 2>/dev/null)" != "$src_hash" ]; then
+  "$DESTDIR$VENV/bin/pip" install --quiet --disable-pip-version-check "$SRC"
+  echo "$src_hash" >"$DESTDIR$PREFIX/.installed-source"
+else
+  log "the daemon in $VENV is this checkout's already"
+fi
+install -m 0644 "$SRC/README.md" "$DESTDIR$PREFIX/README.md"  # the unit's Documentation= points here
+
+# 4. pjsua2 from pjproject's source (packaging/pjsua2/build.sh: cached by its inputs, so a second run only
+#    copies), into the venv's site-packages.
+log "4/7 pjsua2 from pjproject's source (cached in ${PJSUA2_CACHE:-$BUILD_CACHE/pjsua2})"
+site=$("$DESTDIR$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+PYTHON="$DESTDIR$VENV/bin/python" PJSUA2_CACHE="${PJSUA2_CACHE:-$DESTDIR$BUILD_CACHE/pjsua2}" \
+  "$SRC/packaging/pjsua2/build.sh" --install-into "$site" >/dev/null
+
+# 5. The config: root writes it, the daemon's group reads it (it may hold the SIP password), others nothing.
+#    The example is not the demo's: real pins, no 127.0.0.1 phones, and codes check-config refuses.
+log "5/7 the config $CONFIG"
+install -d -m 0755 "$DESTDIR/etc/intercom"
+if [ ! -e "$DESTDIR$CONFIG" ]; then
+  install -m 0640 -o root -g "$(group_id intercom)" "$SRC/systemd/intercom.example.toml" "$DESTDIR$CONFIG"
+  log "wrote the example config: edit it (residents, codes, pins), then check it with"
+  log "  sudo -u intercom $VENV/bin/intercomd --config $CONFIG check-config"
+else
+  log "kept the existing $CONFIG"
 fi
 
-# 3. The config: root writes it, the daemon's group reads it (it may hold the SIP password), others nothing.
-run install -d -m 0755 /etc/intercom
-if [ ! -e "$CONFIG" ]; then
-    if [ -n "${DRY_RUN:-}" ]; then
-        echo "+ $PREFIX/.venv/bin/intercomd --print-default-config > $CONFIG (0640 root:intercom)"
-    else
-        tmp=$(mktemp)
-        "$PREFIX/.venv/bin/intercomd" --print-default-config >"$tmp"
-        install -m 0640 -o root -g intercom "$tmp" "$CONFIG"
-        rm -f "$tmp"
-        echo "install.sh: wrote the example config to $CONFIG: edit it, then check with"
-        echo "            sudo -u intercom $PREFIX/.venv/bin/intercomd --config $CONFIG check-config"
-    fi
+# 6. The unit, enabled (systemctl --root works on a scratch root without a running systemd).
+log "6/7 the unit $UNIT"
+install -D -m 0644 "$SRC/systemd/intercom.service" "$DESTDIR$UNIT"
+if [ -n "$DESTDIR" ]; then
+  systemctl --root="$DESTDIR" --quiet enable intercom.service
+else
+  if [ -d /run/systemd/system ]; then  # booted with systemd (not a chroot or an image build)
+    systemctl daemon-reload
+  fi
+  systemctl --quiet enable intercom.service
 fi
 
-# 4. The unit.
-run install -m 0644 "$SRC/systemd/intercom.service" "$UNIT"
-if [ -d /run/systemd/system ]; then  # booted with systemd (not a chroot or image build)
-    run systemctl daemon-reload
-fi
-run systemctl enable intercom.service
-if [ -n "${START:-}" ]; then
-    run systemctl restart intercom.service
+# 7. Start it, when asked.
+if [ -n "${START:-}" ] && [ -z "$DESTDIR" ]; then
+  log "7/7 restarting intercom"
+  systemctl restart intercom.service
+else
+  log "7/7 not started (START=1 starts it)"
 fi
 
-echo "install.sh: done. Operators join the intercom group to use intercomctl: usermod -aG intercom NAME"
-echo "            start: systemctl start intercom   logs: journalctl -u intercom -f"
+log "done. Operators join the intercom group to use intercomctl: usermod -aG intercom NAME"
+log "start: systemctl start intercom   logs: journalctl -u intercom -f"

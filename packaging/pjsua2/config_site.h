@@ -1,0 +1,37 @@
+/*
+ * pi-intercom's pjproject configuration (copied to pjlib/include/pj/config_site.h by build.sh).
+ * Every value here is part of the build cache key: change it and the next build starts from scratch.
+ */
+
+/* Calls at once. pjproject's default is 4, and pjsua silently lowers uaConfig.maxCalls to it: a parallel ring
+ * group's legs 5-8 then fail with PJ_ETOOMANY (70010). The daemon allows sip.max_calls up to 12
+ * (daemon/config.py MAX_CALLS_LIMIT); 32 leaves room for inbound calls refused while a ring group is out. */
+#define PJSUA_MAX_CALLS 32
+
+/* Socket keys of the ioqueue. Each call that gets a slot costs two (RTP + RTCP), and a closed socket's key is
+ * only reusable PJ_IOQUEUE_KEY_FREE_DELAY (500 ms) later: with the default 64, an INVITE flood (60 INVITEs
+ * 2 ms apart) exhausted the keys and pjlib asserted. build.sh also selects the epoll ioqueue (--enable-epoll),
+ * which has no FD_SETSIZE (1024) ceiling, so this can grow without select()'s limits. */
+#define PJ_IOQUEUE_MAX_HANDLES 1024
+
+/* SIP over TCP/TLS: a longer listen() backlog so a burst of connections is queued rather than reset, and an
+ * incoming connection that sends no valid SIP message within 10 s is closed (default: kept until the
+ * 600 s server idle time), so idle connections cannot pin the transports. */
+#define PJSIP_TCP_TRANSPORT_BACKLOG 64
+#define PJSIP_TLS_TRANSPORT_BACKLOG 64
+#define PJSIP_TRANSPORT_SERVER_IDLE_TIME_FIRST 10
+
+/* No video: a door panel speaks and listens (configure --disable-video too). */
+#define PJMEDIA_HAS_VIDEO 0
+
+/* SRTP (bundled libsrtp) for sip.srtp; TLS comes from OpenSSL, detected by configure. */
+#define PJMEDIA_HAS_SRTP 1
+
+/* The codecs we offer: G.711 (PCMU/PCMA, always built), G.722 (wideband, bundled), Opus (Debian's libopus,
+ * detected by configure). Others that configure would build are left out to keep the SDP offer short
+ * (configure --disable-* flags in build.sh). */
+#define PJMEDIA_HAS_G722_CODEC 1
+
+/* The Speex codec is not offered, but libspeex is still built: the Speex echo canceller (ecOptions 0) lives
+ * there. (configure's --disable-speex-codec would drop the library from the link as well.) */
+#define PJMEDIA_HAS_SPEEX_CODEC 0

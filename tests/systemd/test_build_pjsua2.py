@@ -1,0 +1,156 @@
+"""packaging/pjsua2/build.sh: the source tarball's checksum is enforced, a second run is a no-op, and the
+build has what config_site.h promises (more than pjproject's default 4 calls at once).
+
+Tests that need the build build it once if the cache is cold (minutes: CI builds it first with
+`./dev.sh build-pjsua2`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "packaging" / "pjsua2" / "build.sh"
+KNOWN = REPO / "packaging" / "pjsua2" / "known-sha256.txt"
+VENDORED_SHA = "f70f6f253c4a327e0436a6ee5db09e830dcde634bf052ac9d5e33004b5c9dab0"
+
+needs_swig = pytest.mark.skipif(shutil.which("swig") is None, reason="swig not installed (./dev.sh setup)")
+
+
+def build(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(BUILD), *args],
+        env={**os.environ, "PYTHON": sys.executable, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_known_checksums_name_both_archives() -> None:
+    lines = KNOWN.read_text().splitlines()
+    sums = [line.split()[0] for line in lines]
+    assert VENDORED_SHA in sums  # ../shared/vendor/pjproject-2.15.1.tar.gz.sha256
+    assert len(sums) == 2 and all(len(s) == 64 for s in sums)  # and GitHub's archive of the same tag
+
+
+def test_a_tarball_with_an_unknown_checksum_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "pjproject-2.15.1.tar.gz"
+    fake.write_bytes(b"not pjproject")
+    result = build({"PJPROJECT_TARBALL": str(fake), "PJSUA2_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 1
+    assert "unknown SHA-256" in result.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_pjproject_sha256_must_match_the_tarball(tmp_path: Path) -> None:
+    fake = tmp_path / "pjproject-2.15.1.tar.gz"
+    fake.write_bytes(b"not pjproject")
+    env = {"PJPROJECT_TARBALL": str(fake), "PJPROJECT_SHA256": VENDORED_SHA, "PJSUA2_CACHE": str(tmp_path / "c")}
+    result = build(env)
+    assert result.returncode == 1
+    assert "PJPROJECT_SHA256 says" in result.stderr
+
+
+@needs_swig
+@pytest.mark.timeout(1800)
+def test_a_second_run_is_a_no_op() -> None:
+    first = build({}, timeout=1700)  # the developer's cache (CI: already built by ./dev.sh build-pjsua2)
+    assert first.returncode == 0, first.stderr
+    out = Path(first.stdout.splitlines()[-1])
+    files = sorted(out.iterdir())
+    assert [f.name for f in files if f.name.startswith("_pjsua2")] and (out / "pjsua2.py").is_file()
+    before = {f: (f.stat().st_mtime_ns, f.stat().st_size) for f in out.parent.rglob("*")}
+    started = time.monotonic()
+    second = build({})
+    elapsed = time.monotonic() - started
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines()[-1] == str(out)
+    assert "cached:" in second.stderr
+    assert elapsed < 15, elapsed  # hashes and a lookup, no compile
+    after = {f: (f.stat().st_mtime_ns, f.stat().st_size) for f in out.parent.rglob("*")}
+    assert after == before  # nothing in the cached build was touched
+
+
+# Places N calls at once (to a port nobody answers: each stays in CALLING) and prints how many pjsua took.
+# In a child process: a pjsua2 library per test, with its own threads, gone with the process.
+PLACE_CALLS = """
+import sys
+import pjsua2 as pj
+n = int(sys.argv[1])
+ep = pj.Endpoint()
+ep.libCreate()
+cfg = pj.EpConfig()
+cfg.logConfig.level = cfg.logConfig.consoleLevel = 0
+cfg.uaConfig.maxCalls = n
+ep.libInit(cfg)
+tc = pj.TransportConfig()
+tc.port = 0
+ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+ep.libStart()
+ep.audDevManager().setNullDev()
+acc = pj.Account()
+ac = pj.AccountConfig()
+ac.idUri = "sip:panel@127.0.0.1"
+acc.create(ac)
+calls = []
+for i in range(n):
+    call = pj.Call(acc)
+    try:
+        call.makeCall(f"sip:leg{i}@127.0.0.1:9", pj.CallOpParam(True))
+    except pj.Error as e:
+        print("REFUSED", e.status)
+        break
+    calls.append(call)
+print("PLACED", len(calls))
+ep.hangupAllCalls()
+ep.libHandleEvents(50)
+del calls, call
+ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
+"""
+
+
+def place_calls(pythonpath: str | None, n: int) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    result = subprocess.run(
+        [sys.executable, "-c", PLACE_CALLS, str(n)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [line for line in result.stdout.splitlines() if line.startswith(("PLACED", "REFUSED"))]
+
+
+@needs_swig
+@pytest.mark.timeout(1800)
+def test_the_source_build_places_32_calls_at_once() -> None:
+    """config_site.h's PJSUA_MAX_CALLS: pjproject's default (4) would refuse the 5th leg of a ring group."""
+    built = build({}, timeout=1700)
+    assert built.returncode == 0, built.stderr
+    out = built.stdout.splitlines()[-1]
+    assert place_calls(out, 32) == ["PLACED 32"]
+    info = (Path(out) / "pjsua2_build_info.py").read_text()
+    assert "MAX_CALLS = 32  #" in info and "SOURCE_BUILD = True" in info  # what the daemon may read
+
+
+def test_the_wheel_stops_at_4_calls() -> None:
+    """What the source build fixes, shown on the x86_64 wheel (where it is installed)."""
+    if (
+        subprocess.run(
+            [sys.executable, "-c", "import pjsua2"],
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            check=False,
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
+        pytest.skip("no pjsua2-python wheel in this venv (the 'wheel' extra, x86_64 only)")
+    assert place_calls(None, 8) == ["REFUSED 70010", "PLACED 4"]  # PJ_ETOOMANY
