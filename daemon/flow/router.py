@@ -137,7 +137,9 @@ class VisitRouter:
         """A doorbell press (already debounced by hw, or simulated by ``source``). Logs BUTTON_PRESSED and
         returns what was done with it and the visit it belongs to ("-" when none)."""
         what, visit, refused = self._press(button, time.monotonic() if at is None else at)
-        self._log.event(visit, "BUTTON_PRESSED", button, what if source == "button" else f"{source}: {what}")
+        apartment = self.config.apartment_for_button(button)
+        text = what if source == "button" else f"{source}: {what}"
+        self._log.event(visit, "BUTTON_PRESSED", button, text, apartment=apartment.name if apartment else "")
         if refused is not None:
             self._log.event("-", "PRESS_REFUSED", refused.name, what.removeprefix("refused: "))
             if not self._refusal_pending:  # one at a time: a button storm must not queue a chorus

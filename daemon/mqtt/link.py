@@ -16,13 +16,16 @@ leaves the panel working as it does without MQTT, and :meth:`MqttLink.health` sa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
 import random
 import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import anyio
@@ -101,6 +104,7 @@ class MqttLink:
             self._state.update(status)
         commands_send, commands_receive = anyio.create_memory_object_stream[tuple[bytes, bool]](_COMMAND_QUEUE)
         started = False
+        stale_writer = _StaleSocketWriter.install()
         try:
             async with anyio.create_task_group() as tg, commands_send, commands_receive:
                 await tg.start(self._consume_events)
@@ -113,6 +117,8 @@ class MqttLink:
             self._client, self._detail = None, f"failed: {type(exc).__name__}: {exc}"
             if not started:
                 task_status.started(self)
+        finally:
+            stale_writer.remove()
 
     # -- the consumer: app events into the outbox, never waiting --
 
@@ -335,6 +341,41 @@ def _backoff(failures: int, low: float, high: float) -> float:
     """Exponential back-off with jitter: a fleet of panels that lost one broker does not return in step."""
     ceiling = min(high, low * 2.0 ** min(failures - 1, 20))
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not cryptography
+
+
+class _StaleSocketWriter:
+    """Swallows one known aiomqtt race, and nothing else.
+
+    aiomqtt registers paho's socket for writing with ``call_soon_threadsafe(loop.add_writer, fd, ...)``; when the
+    broker drops the connection in between, the socket is closed before that call runs and ``add_writer`` raises
+    EBADF inside the loop, as an "exception in callback" (seen once under load with the broker stopped mid-visit).
+    The connection is already gone and the link reconnects by itself, so that one error is logged at DEBUG; every
+    other loop error goes to the handler that was there before. aiomqtt is asyncio-only, so is this.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+
+    @classmethod
+    def install(cls) -> _StaleSocketWriter:
+        hook = cls(asyncio.get_running_loop())
+        hook._loop.set_exception_handler(hook._handle)
+        return hook
+
+    def _handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno == errno.EBADF and "add_writer" in repr(context.get("handle")):
+            log.debug("mqtt: a closed socket's write registration came late (the link reconnects): %s", exc)
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def remove(self) -> None:
+        if self._loop.get_exception_handler() == self._handle:
+            self._loop.set_exception_handler(self._previous)
 
 
 def _load_secrets(config: MqttConfig) -> tuple[str | None, ssl.SSLContext | None]:

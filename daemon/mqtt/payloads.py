@@ -68,7 +68,9 @@ class EventTranslator:
             case "BUTTONPRESSED":
                 if visit not in _NO_VISIT:
                     self._notes(visit).button = target
-                body = {"event_type": "press", "button": target, "result": text, **base}
+                apartment = _text(event, "apartment")
+                body: dict[str, object] = {"event_type": "press", "button": target, "apartment": apartment}
+                body.update(result=text, **base)
                 return Translated(Outgoing.json(self._topics.event(EventKind.DOORBELL, target), body))
             case "ANSWERED":
                 notes = self._notes(visit)
@@ -91,8 +93,8 @@ class EventTranslator:
                 return self._door("held_open", base)
             case "TAMPER" | "TAMPERTRIGGERED" | "TAMPERCLEARED":
                 triggered = key != "TAMPERCLEARED"
-                body = {"state": "triggered" if triggered else "cleared", **base}
-                return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), body), tamper=triggered)
+                state: dict[str, object] = {"state": "triggered" if triggered else "cleared", **base}
+                return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), state), tamper=triggered)
             case "OUTCOME":
                 return self._outcome(event, visit, base)
         if key.startswith("REGISTRATION"):

@@ -106,12 +106,15 @@ def test_translator_publishes_allowlisted_fields_only_and_never_keypad_events() 
     translator = EventTranslator(TOPICS)
     for keypad in ("DTMF", "DTMF_IGNORED", "CODE_ACCEPTED", "CODE_REJECTED", "LOCKOUT", "PLAYBACK_START", "RINGING"):
         assert translator.translate(_event(keypad, "v1", "sip:r@h", "rfc2833: 4711", code="4711")).message is None
-    press = translator.translate(_event("BUTTON_PRESSED", "v1", "101", "started", code="4711", pin="1", secret="x"))
+    press = translator.translate(
+        _event("BUTTON_PRESSED", "v1", "101", "started", apartment="101", code="4711", pin="1", secret="x")
+    )
     assert press.message is not None
     assert press.message.topic == "intercom/p1/event/doorbell/101"
     assert json.loads(press.message.payload) == {
         "event_type": "press",
         "button": "101",
+        "apartment": "101",
         "result": "started",
         "at": "t",
         "visit": "v1",

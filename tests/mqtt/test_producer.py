@@ -92,3 +92,29 @@ async def test_a_frozen_broker_does_not_delay_the_producer(broker: Mosquitto, ap
         finally:
             broker.resume()
         await until(lambda: link.health().connected and link.health().queued == 0, timeout=60)
+
+
+async def test_only_aiomqtts_late_write_registration_is_swallowed() -> None:
+    """The race seen once under load: add_writer on a socket the broker's disconnect already closed."""
+    import asyncio
+    import errno
+
+    from daemon.mqtt.link import _StaleSocketWriter
+
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, object]] = []
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        hook = _StaleSocketWriter.install()
+        handle = asyncio.Handle(loop.add_writer, (26, print), loop)  # as call_soon_threadsafe made it (not run)
+        hook._handle(loop, {"exception": OSError(errno.EBADF, "Bad file descriptor"), "handle": handle})
+        assert seen == []  # swallowed: the connection is gone, the link reconnects
+        other = {"exception": OSError(errno.EPIPE, "Broken pipe"), "handle": handle}
+        hook._handle(loop, other)
+        hook._handle(loop, {"exception": ValueError("a bug"), "message": "elsewhere"})
+        assert len(seen) == 2 and seen[0] is other  # everything else reaches the handler that was there
+        hook.remove()
+        assert loop.get_exception_handler() is not hook._handle
+    finally:
+        loop.set_exception_handler(before)

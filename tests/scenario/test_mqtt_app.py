@@ -41,7 +41,7 @@ async def test_a_visit_reaches_the_broker_and_an_mqtt_open_pulses_the_relay(
             await sub.next(f"{PREFIX}/availability", payload="online")
             await panel.press()
             press = (await sub.next(f"{PREFIX}/event/doorbell/101")).json()
-            assert press["button"] == "101" and press["result"] == "started"
+            assert press["button"] == "101" and press["apartment"] == "101" and press["result"] == "started"
             await phone.wait_event("CALL_ESTABLISHED", 10)
             await anyio.sleep(0.3)
             for digit in CODE:
