@@ -1,0 +1,84 @@
+"""Re-probe of issue 12's door class: ways around the wrong-code lockout that the first fixes left open.
+
+With codes of two lengths (4711 and 902468), a guess at the short code that is never finished with ``#``
+was never counted: "0000*", "0001*", ... (or waiting out the digit timeout, or hanging up after each
+guess) tried all 10,000 short codes without one wrong code on the record.
+"""
+
+from __future__ import annotations
+
+from daemon.config import default_config_text, parse_config
+from daemon.flow.codes import Lockout, Verdict, abandon_typed, enter_digit
+from daemon.flow.commands import Log, PulseDoor
+from daemon.flow.events import Dtmf, LegAnswered, LegEnded, Start, TimerFired
+from daemon.flow.machine import DIGIT_TIMEOUT, VisitState, new_visit, step
+from daemon.flow.vocabulary import Timer
+from tests.reliability._support import apartment
+
+CODES = ("4711", "902468")
+LIMIT, LOCKOUT_S = 3, 300.0
+
+
+def _answered() -> VisitState:
+    timing = parse_config(default_config_text()).timing
+    state, _ = step(new_visit(apartment("A", "sip:a@h", codes=CODES), timing), Start(sip_ready=True))
+    state, _ = step(state, LegAnswered(0))
+    return state
+
+
+def _type(state: VisitState, digits: str, at: float) -> tuple[VisitState, list[object]]:
+    out: list[object] = []
+    for digit in digits:
+        state, cmds = step(state, Dtmf(0, digit, "rfc2833", at))
+        out += cmds
+        at += 0.3
+    return state, out
+
+
+def test_a_short_guess_cleared_with_star_counts_toward_the_lockout() -> None:
+    lockout, typed, verdicts = Lockout(), "", []
+    for guess in ("0000", "0001", "0002"):
+        for digit in guess + "*":
+            lockout, typed, verdict = enter_digit(
+                lockout, typed, digit, CODES, now=1.0, limit=LIMIT, lockout_seconds=300
+            )
+        verdicts.append(verdict)
+    assert verdicts == [Verdict.REJECTED, Verdict.REJECTED, Verdict.LOCKOUT_STARTED]
+    lockout, typed, verdict = enter_digit(lockout, "471", "1", CODES, now=2.0, limit=LIMIT, lockout_seconds=300)
+    assert verdict is Verdict.LOCKED  # the right code no longer opens
+
+
+def test_star_before_a_whole_guess_is_still_a_free_correction() -> None:
+    lockout, typed = Lockout(), ""
+    for digit in "47*4711":
+        lockout, typed, verdict = enter_digit(lockout, typed, digit, CODES, now=1.0, limit=LIMIT, lockout_seconds=300)
+    assert verdict is Verdict.ACCEPTED and lockout == Lockout()
+
+
+def test_abandoned_digits_count_only_as_a_whole_guess() -> None:
+    assert abandon_typed(Lockout(), "471", CODES, now=1.0, limit=LIMIT, lockout_seconds=300) == (Lockout(), None)
+    assert abandon_typed(Lockout(), "0000", CODES, now=1.0, limit=LIMIT, lockout_seconds=300) == (
+        Lockout(wrong_in_a_row=1),
+        Verdict.REJECTED,
+    )
+
+
+def test_guesses_left_to_the_digit_timeout_lock_out() -> None:
+    state, at = _answered(), 10.0
+    for guess in ("0000", "0001", "0002"):
+        state, _ = _type(state, guess, at)
+        at += 2.0
+        state, out = step(state, TimerFired(Timer.DIGITS))
+        assert Log("CODE_REJECTED", "sip:a@h", "unfinished code") in out
+        at += DIGIT_TIMEOUT
+    assert state.lockout.locked(at)
+    state, out = _type(state, "4711", at)
+    assert PulseDoor() not in out
+
+
+def test_a_guess_cut_off_by_hanging_up_counts_and_the_router_keeps_it() -> None:
+    state = _answered()
+    state, _ = _type(state, "0000", 10.0)
+    state, out = step(state, LegEnded(0, 200))
+    assert state.lockout == Lockout(wrong_in_a_row=1)  # the router carries this lockout to the next visit
+    assert Log("CODE_REJECTED", "sip:a@h", "unfinished code") in out
