@@ -112,13 +112,29 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(run_app, config, args.config)
     except KeyboardInterrupt:
         return 0
-    except ConfigError as exc:
-        sys.stderr.write(f"intercomd: {exc}\n")
-        return EX_CONFIG
-    except IntercomError as exc:
-        log.critical("intercomd: %s", exc)
+    except (IntercomError, BaseExceptionGroup) as raised:
+        ours = _our_error(raised)
+        if ours is None:
+            raise  # a bug: its traceback is what the journal needs
+        if isinstance(ours, ConfigError):
+            sys.stderr.write(f"intercomd: {ours}\n")
+            return EX_CONFIG
+        log.critical("intercomd: %s", ours)
         return EX_SOFTWARE
     return 0
+
+
+def _our_error(raised: BaseException) -> IntercomError | None:
+    """The daemon's own error behind ``raised``. Errors raised inside the app's task groups arrive wrapped in
+    (nested) exception groups: "another intercomd is already listening" is still one line, not a traceback.
+    None when anything else is in the group (then it is a bug, and its traceback is wanted)."""
+    if isinstance(raised, IntercomError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        found = [_our_error(e) for e in raised.exceptions]
+        if found and all(e is not None for e in found):
+            return found[0]
+    return None
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class TimingConfig:
         return out
 
 
+MAX_PROMPT_TEXT = 1000
+
+
 @dataclass(frozen=True)
 class PromptsConfig:
     language: Literal["pt-BR", "en"] = "pt-BR"
@@ -97,6 +100,11 @@ class PromptsConfig:
         for name, text in self.text.items():
             if not text.strip():
                 out.append(f"text.{name}: empty; remove the line to keep the default text")
+            elif len(text) > MAX_PROMPT_TEXT:
+                # Every text is synthesized before READY: a book-length one keeps the daemon from starting.
+                out.append(
+                    f"text.{name}: {len(text):,} characters; at most {MAX_PROMPT_TEXT:,} (a prompt is a sentence)"
+                )
         if self.engine == "piper":
             if not self.piper_model:
                 out.append("piper_model: required with engine = 'piper' (path to a .onnx voice)")

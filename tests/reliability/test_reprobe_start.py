@@ -1,0 +1,73 @@
+"""Re-probe of issue 12's start class: what ``check-config`` accepted and ``run`` then died on (exit 70 and a
+systemd restart loop, or a traceback), found against the real command line."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from daemon.config import host_problems, parse_config
+from daemon.errors import ConfigError
+from tests.reliability._daemon import daemon_config, intercomd
+
+
+def _check(config: Path) -> tuple[int, str]:
+    done = intercomd("--config", str(config), "check-config")
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("voice", "problem"),
+    [("zz-nonexistent", "espeak-ng has no voice 'zz-nonexistent'"), ("--help", "'--help' is not a voice name")],
+)
+def test_an_espeak_voice_that_does_not_exist_is_a_config_error(
+    tmp_path: Path, prompt_cache: Path, voice: str, problem: str
+) -> None:
+    # Before: check-config said "valid" and run exited 70 ("espeak-ng -v zz-nonexistent failed"), restarted forever.
+    config = daemon_config(
+        tmp_path, prompt_cache, edits={'engine = "espeak-ng"': f'engine = "espeak-ng"\nvoice = "{voice}"'}
+    )
+    status, said = _check(config)
+    assert status == 78 and f"prompts.voice: {problem}" in said, said
+    run = intercomd("--config", str(config), "run")
+    assert run.returncode == 78 and "Traceback" not in run.stderr
+
+
+def test_a_voice_espeak_has_passes(tmp_path: Path, prompt_cache: Path) -> None:
+    config = parse_config(daemon_config(tmp_path, prompt_cache).read_text())
+    config = replace(config, prompts=replace(config.prompts, voice="pt-br+f3"))
+    assert not [p for p in host_problems(config) if "voice" in p]
+
+
+def test_a_book_length_prompt_text_is_refused() -> None:
+    # Before: 160,000 characters passed check-config, and run synthesized them for longer than systemd waits.
+    from daemon.config import default_config_text
+
+    text = default_config_text() + '\n[prompts.text]\nwaiting = "' + "palavra " * 200 + '"\n'
+    with pytest.raises(ConfigError, match=r"prompts: text\.waiting: 1,600 characters; at most 1,000"):
+        parse_config(text)
+
+
+def test_a_runtime_dir_that_cannot_be_made_is_found_by_check_config(tmp_path: Path, prompt_cache: Path) -> None:
+    # Before (as root, as the unit's ExecStartPre would run it): access() said /proc writable, check-config said
+    # valid, and run died with an ExceptionGroup traceback, exit 1, from the control socket's mkdir.
+    config = daemon_config(tmp_path, prompt_cache, edits={f'"{tmp_path / "run"}"': '"/proc/intercom-probe/run"'})
+    status, said = _check(config)
+    assert status == 78 and "paths.runtime_dir: /proc/intercom-probe/run cannot be created" in said, said
+    assert not Path("/proc/intercom-probe").exists()
+
+
+def test_another_listener_on_the_control_socket_is_one_line_not_a_traceback(tmp_path: Path, prompt_cache: Path) -> None:
+    # Before: "another intercomd is already listening" left run inside the app's task groups and came out as an
+    # ExceptionGroup traceback with exit 1. A second intercomd started by hand on a panel does exactly this.
+    config = daemon_config(tmp_path, prompt_cache)
+    (tmp_path / "run").mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(tmp_path / "run" / "control.sock"))
+        other.listen(1)
+        run = intercomd("--config", str(config), "run")
+    assert run.returncode == 70, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "another intercomd is already listening" in run.stderr
