@@ -75,6 +75,7 @@ class TimingConfig:
 
 
 MAX_PROMPT_TEXT = 1000
+INBOUND_APARTMENT = "inbound"  # the apartment name of a visit started by an allowlisted caller
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ class Apartment:
         out: list[str] = []
         if not self.name.strip():
             out.append("name: must not be empty (it names the apartment in logs, history and status)")
+        elif self.name.strip().casefold() == INBOUND_APARTMENT:
+            # The visits of allowlisted callers go by this name: sharing it would share their wrong-code
+            # lockout (an inbound caller's right code would reset this apartment's count) and their history.
+            out.append(f"name: {self.name!r} is reserved for calls from sip.inbound_allow; choose another")
         if not self.buttons:
             # Keypad entry may reach an apartment one day; until then no button means no visit ever.
             out.append("buttons: at least one button is required (no button rings this apartment)")

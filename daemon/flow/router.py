@@ -23,7 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.config import Apartment, Config
+from daemon.config import INBOUND_APARTMENT, Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRinging, SecondPress, Start
 from daemon.flow.legs import LegTable
@@ -52,7 +52,7 @@ Ts = TypeVarTuple("Ts")
 QUEUE_LIMIT = 8  # presses waiting for the speaker; more than this in one visit's time is a button storm
 REFUSAL_PROMPT_WAIT = 10.0  # a refused visitor's prompt waits this long at most for the speaker to be free
 HANGUP_TIMEOUT = 5.0
-INBOUND = "inbound"  # the apartment name of a visit started by an allowlisted caller
+INBOUND = INBOUND_APARTMENT  # the apartment name of a visit started by an allowlisted caller (reserved)
 
 
 @dataclass(frozen=True)

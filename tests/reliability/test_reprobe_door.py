@@ -7,7 +7,10 @@ guess) tried all 10,000 short codes without one wrong code on the record.
 
 from __future__ import annotations
 
+import pytest
+
 from daemon.config import default_config_text, parse_config
+from daemon.errors import ConfigError
 from daemon.flow.codes import Lockout, Verdict, abandon_typed, enter_digit
 from daemon.flow.commands import Log, PulseDoor
 from daemon.flow.events import Dtmf, LegAnswered, LegEnded, Start, TimerFired
@@ -82,3 +85,11 @@ def test_a_guess_cut_off_by_hanging_up_counts_and_the_router_keeps_it() -> None:
     state, out = step(state, LegEnded(0, 200))
     assert state.lockout == Lockout(wrong_in_a_row=1)  # the router carries this lockout to the next visit
     assert Log("CODE_REJECTED", "sip:a@h", "unfinished code") in out
+
+
+def test_an_apartment_cannot_take_the_inbound_callers_name() -> None:
+    # Before: accepted. The router files allowlisted callers' visits under "inbound": one shared lockout (an
+    # inbound caller's right code reset the apartment's wrong-code count) and one name in history.
+    text = default_config_text().replace('name = "Portaria"', 'name = "Inbound"')
+    with pytest.raises(ConfigError, match=r"apartments\[1\]: name: 'Inbound' is reserved for calls from sip"):
+        parse_config(text)
