@@ -25,7 +25,7 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, check_config
+from daemon.config import Config, check_config, dial_problems, uri_problems
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
@@ -192,6 +192,11 @@ class IntercomApp:
         return result
 
     async def dial(self, uri: str) -> str:
+        # The configuration's own checks: a URI pjsua cannot dial is refused in words, before pjsua's
+        # "pjsua_call_make_call(acc.getId(), ...) error: ... [../src/pjsua2/call.cpp:712]" reaches the client.
+        problems = uri_problems("uri", uri) + dial_problems("uri", uri, self.config.sip.transport)
+        if problems:
+            raise SipError(f"not dialable: {'; '.join(problems)}")
         handle = await self.sip.dial(uri)
         self._manual.append(handle)
         return str(handle.generation)

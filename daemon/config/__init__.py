@@ -17,7 +17,7 @@ from daemon.config._host import host_problems
 from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
-from daemon.config._uris import uri_problems
+from daemon.config._uris import dial_problems, uri_problems
 from daemon.config._visit import CODE_LENGTH, INBOUND_APARTMENT, Apartment, PathsConfig, PromptsConfig, TimingConfig
 from daemon.prompt_texts import PROMPT_NAMES
 from hw.settings import (
@@ -57,6 +57,7 @@ __all__ = [
     "check_config",
     "config_warnings",
     "default_config_text",
+    "dial_problems",
     "host_problems",
     "is_sip_uri",
     "load_config",
