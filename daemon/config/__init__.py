@@ -62,6 +62,7 @@ __all__ = [
     "is_sip_uri",
     "load_config",
     "parse_config",
+    "uri_problems",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/intercom/intercom.toml")
