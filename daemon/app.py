@@ -37,7 +37,14 @@ from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
-from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record, visit_started_record
+from daemon.visit_adapters import (
+    PanelPorts,
+    SipCalls,
+    open_relay,
+    visit_progress_record,
+    visit_record,
+    visit_started_record,
+)
 from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
@@ -107,6 +114,7 @@ class IntercomApp:
                 registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
                 on_start=self._visit_started,
                 on_done=self._visit_done,
+                on_progress=self._visit_progress,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -166,6 +174,11 @@ class IntercomApp:
         # A row from the start: a crash mid-visit leaves it "in_progress", completed as "interrupted" at the next
         # start. begin() only queues: storage never sits on the visit's path.
         self.visit_history.begin(visit_started_record(request))
+
+    def _visit_progress(self, result: VisitResult, request: VisitRequest) -> None:
+        # Answered, door opened: the row says so at once, so kill -9 after the door opened never leaves a row
+        # claiming it stayed shut.
+        self.visit_history.begin(visit_progress_record(result, request))
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
         await self.visit_history.record(visit_record(result, request))

@@ -77,11 +77,13 @@ class VisitRouter:
         registered: bool,
         on_start: Callable[[VisitRequest], None],
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
+        on_progress: Callable[[VisitResult, VisitRequest], None] | None = None,
     ) -> None:
         self.config = config
         self._ports = ports
         self._log = visit_log
         self._new_id, self._on_start, self._on_done = new_id, on_start, on_done
+        self._on_progress = on_progress  # answered, door opened: the history row is updated as it happens
         self.registered = registered  # False only once the registrar said so: "out of service" at once
         send, receive = anyio.create_memory_object_stream[VisitRequest](math.inf)
         self._send: MemoryObjectSendStream[VisitRequest] = send
@@ -239,7 +241,15 @@ class VisitRouter:
         legs = LegTable()
         if request.inbound_handle is not None:
             legs.bind(0, request.inbound_handle)
-        runner = VisitRunner(request.visit, state, ports, self._log, legs)
+        on_progress = self._on_progress
+        runner = VisitRunner(
+            request.visit,
+            state,
+            ports,
+            self._log,
+            legs,
+            on_progress=None if on_progress is None else (lambda result: on_progress(result, request)),
+        )
         self.current, self.current_request = runner, request
         self._on_start(request)
         result: VisitResult | None = None

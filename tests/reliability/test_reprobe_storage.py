@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +25,8 @@ import pytest
 from daemon.history._record import VisitRecord
 from daemon.history._spool import append_spool, read_spool
 from daemon.visitlog import VisitLog
+from tests.reliability._daemon import Intercomd, daemon_config
+from tests.support.peers import Baresip
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
 
@@ -106,3 +111,37 @@ async def test_an_event_log_torn_by_a_crash_loses_only_the_torn_line(tmp_path: P
     first, torn, after = lines(tmp_path / "events.jsonl")
     assert json.loads(first)["visit"] == "V0" and torn == '{"event": "RING'
     assert json.loads(after)["text"] == "the next start"  # before: glued to the torn line, unreadable
+
+
+def _row(database: Path, visit: str) -> tuple[str, int, str] | None:
+    with contextlib.closing(sqlite3.connect(database, timeout=1)) as db:
+        found = db.execute("SELECT outcome, door_opened, answered_by FROM visits WHERE visit = ?", (visit,)).fetchone()
+    return None if found is None else (str(found[0]), int(found[1]), str(found[2]))
+
+
+@pytest.mark.peers
+def test_kill_9_after_the_door_opened_leaves_a_row_that_says_it_opened(tmp_path: Path, prompt_cache: Path) -> None:
+    # Before: the row written at the visit's start was never updated, so kill -9 after DOOR_OPEN left
+    # "interrupted, answered by -, door opened: no" in history although the relay had energized.
+    with Baresip(tmp_path, user="a") as phone:
+        config = daemon_config(tmp_path, prompt_cache, edits={'"sip:101@127.0.0.1:5080"': f'"{phone.uri}"'})
+        database = tmp_path / "state" / "history.sqlite3"
+        daemon = Intercomd(config).start()
+        try:
+            visit = daemon.ctl("press", "101", "--json")
+            visit_id = str(json.loads(visit.stdout)["visit"])
+            phone.wait_event_sync("CALL_ESTABLISHED", 10)
+            time.sleep(0.3)  # pjsua needs the media up before it hears RFC 2833 digits
+            for digit in "4711":
+                phone.command("sndcode", digit)
+                time.sleep(0.3)
+            deadline = time.monotonic() + 5
+            while (row := _row(database, visit_id)) is None or not row[1]:
+                assert time.monotonic() < deadline, f"the row never said the door opened: {row}"
+                time.sleep(0.05)
+            assert row == ("in_progress", 1, phone.uri)
+        finally:
+            daemon.stop(signal.SIGKILL)
+        with Intercomd(config) as restarted:
+            (record,) = json.loads(restarted.ctl("history", "--json").stdout)
+    assert (record["outcome"], record["door_opened"], record["answered_by"]) == ("interrupted", True, phone.uri)
