@@ -58,6 +58,20 @@ def _global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+MAX_DEMO_VISITS = 1000  # history shows at most 1,000 rows; the demo checks each visit in it
+
+
+def _visit_count(text: str) -> int:
+    # A usage error (exit 78) rather than -1 running nothing and 10**20 ending in a TimeoutError traceback.
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= MAX_DEMO_VISITS:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_DEMO_VISITS}")
+    return count
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="intercomd", description="Building-intercom daemon for the Raspberry Pi.")
     _global_options(p, defaults=True)
@@ -71,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="a simulated panel: a visitor rings, the resident answers and opens")
     _global_options(demo, defaults=False)
-    demo.add_argument("--visits", type=int, default=1, help="how many visits to simulate")
+    demo.add_argument(
+        "--visits", type=_visit_count, default=1, help=f"how many visits to simulate (1..{MAX_DEMO_VISITS})"
+    )
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its files")
     return p
 

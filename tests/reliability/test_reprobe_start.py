@@ -71,3 +71,17 @@ def test_another_listener_on_the_control_socket_is_one_line_not_a_traceback(tmp_
         run = intercomd("--config", str(config), "run")
     assert run.returncode == 70, run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "another intercomd is already listening" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "said"),
+    [
+        (["demo", "--visits", "-1"], 78, "argument --visits: must be 1..1000"),  # before: ran nothing, exit 1
+        (["demo", "--visits", "1" + "0" * 20], 78, "argument --visits: must be 1..1000"),  # before: a traceback
+        (["demo", "--workdir", "/proc/intercom-demo", "--visits", "1"], 1, "cannot use --workdir /proc/intercom-demo"),
+    ],
+)
+def test_the_demos_arguments_are_user_errors_not_tracebacks(args: list[str], status: int, said: str) -> None:
+    done = intercomd(*args, timeout=120)
+    assert done.returncode == status and said in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
