@@ -39,6 +39,9 @@ __all__ = ["Leg", "LegStatus", "Phase", "VisitState", "inbound_visit", "new_visi
 UNREACHABLE = frozenset({0, 408, 502, 503, 504})
 BUSY = frozenset({486, 600})
 DIGIT_TIMEOUT = 10.0
+# A phone set to send each key both ways (RFC 2833 and SIP INFO) reports every key twice: the same key by the
+# other method this soon after is that key's echo, not a second press ("4711" would arrive as "44771111").
+DTMF_ECHO_WINDOW = 0.5
 
 
 class Phase(enum.IntEnum):
@@ -85,6 +88,7 @@ class VisitState:
     answered: int | None = None
     typed: str = ""  # digits typed on the answered call so far; never carried to another call
     typed_at: float = 0.0  # monotonic time of the last of them (the machine has no clock of its own)
+    last_key: tuple[str, str, float] | None = None  # (key, method, at) of the last key read: see DTMF_ECHO_WINDOW
     door_opened: bool = False
     door_refused: str = ""  # why the relay refused the accepted code ("" when it did not)
     inbound: bool = False
@@ -289,6 +293,15 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
         return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: not from the answered call")]
     if state.phase is not Phase.CONNECTED:
         return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: ignored, the code was already accepted")]
+    last = state.last_key
+    if (
+        last is not None
+        and last[1] != event.method
+        and last[0] == event.digit
+        and event.at - last[2] < DTMF_ECHO_WINDOW
+    ):
+        return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: the same key again by the other method")]
+    state = replace(state, last_key=(event.digit, event.method, event.at))
     t = state.timing
     lockout, typed, verdict = enter_digit(
         state.lockout,

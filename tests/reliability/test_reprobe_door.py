@@ -93,3 +93,25 @@ def test_an_apartment_cannot_take_the_inbound_callers_name() -> None:
     text = default_config_text().replace('name = "Portaria"', 'name = "Inbound"')
     with pytest.raises(ConfigError, match=r"apartments\[1\]: name: 'Inbound' is reserved for calls from sip"):
         parse_config(text)
+
+
+def test_a_phone_sending_each_key_both_ways_opens_with_its_code_once() -> None:
+    # Before: RFC 2833 and SIP INFO for each key read as "44771111": the right code was a wrong one, and three
+    # of them locked the apartment out.
+    state, at, out = _answered(), 10.0, []
+    for digit in "4711":
+        for method in ("rfc2833", "info"):
+            state, cmds = step(state, Dtmf(0, digit, method, at))
+            out += cmds
+            at += 0.05
+        at += 0.3
+    assert PulseDoor() in out and state.lockout == Lockout()
+    # The last key's echo comes after the code was accepted, and is ignored as such.
+    assert out.count(Log("DTMF_IGNORED", "sip:a@h", "info: the same key again by the other method")) == 3
+
+
+def test_the_same_key_twice_by_one_method_is_two_presses() -> None:
+    state = _answered()
+    state, _ = step(state, Dtmf(0, "4", "rfc2833", 10.0))
+    state, _ = step(state, Dtmf(0, "4", "rfc2833", 10.1))  # "44...": a second press, however quick
+    assert state.typed == "44"
