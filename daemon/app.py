@@ -11,6 +11,7 @@ only forwards events and answers the outside (:class:`daemon.facade.AppFacade`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -74,7 +75,8 @@ class IntercomApp:
         self.visit_log: VisitLog
         self.visits: VisitRouter
         self._ports: VisitPorts
-        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup()
+        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup() or their time limit
+        self._tg: anyio.abc.TaskGroup | None = None  # the main task group, once running
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
         self.mqtt: MqttLink | None = None
 
@@ -122,7 +124,7 @@ class IntercomApp:
                 await writer.start(self.visit_log.run)
                 try:
                     async with anyio.create_task_group() as tg:
-                        self._main_scope = tg.cancel_scope
+                        self._main_scope, self._tg = tg.cancel_scope, tg
                         tg.start_soon(self.visit_history.run)
                         tg.start_soon(self.panel.run)
                         tg.start_soon(self._forward_hw, hw_channel)
@@ -210,9 +212,21 @@ class IntercomApp:
         problems = uri_problems("uri", uri) + dial_problems("uri", uri, self.config.sip.transport)
         if problems:
             raise SipError(f"not dialable: {'; '.join(problems)}")
-        handle = await self.sip.dial(uri)
+        # Bounded like a visit's call (the ring timeout, then max_call_seconds): a few forgotten test dials
+        # ringing for ever held every call slot, and each visitor then heard "out of service".
+        timing = self.config.timing
+        handle = await self.sip.dial(uri, ring_timeout=timing.ring_timeout_seconds)
         self._manual.append(handle)
+        if self._tg is not None:
+            self._tg.start_soon(self._end_manual_call, handle, timing.ring_timeout_seconds + timing.max_call_seconds)
         return str(handle.generation)
+
+    async def _end_manual_call(self, handle: CallHandle, after: float) -> None:
+        await anyio.sleep(after)
+        if handle in self._manual:
+            self._manual.remove(handle)
+            with contextlib.suppress(SipError):  # already over
+                await self.sip.hangup(handle)
 
     async def hangup(self) -> dict[str, object]:
         """Ends the visit in progress (its teardown hangs up its calls) and every call placed by dial()."""
