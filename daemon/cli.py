@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -94,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if (args.command or "run") == "run":
+        # Until the app's handler takes SIGHUP over (handle_signals), its default action would end the daemon:
+        # a `kill -HUP` during the seconds of start-up (prompt synthesis) killed it. There is nothing to reload
+        # yet: the file is being read now.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args.print_default_config:
         sys.stdout.write(default_config_text())
         return 0

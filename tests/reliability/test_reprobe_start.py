@@ -3,7 +3,12 @@ systemd restart loop, or a traceback), found against the real command line."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +16,11 @@ import pytest
 
 from daemon.config import host_problems, parse_config
 from daemon.errors import ConfigError
-from tests.reliability._daemon import daemon_config, intercomd
+from tests.reliability._daemon import Intercomd, daemon_config, intercomctl, intercomd
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def _check(config: Path) -> tuple[int, str]:
@@ -85,3 +94,27 @@ def test_the_demos_arguments_are_user_errors_not_tracebacks(args: list[str], sta
     done = intercomd(*args, timeout=120)
     assert done.returncode == status and said in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_a_sighup_during_start_up_does_not_end_the_daemon(tmp_path: Path) -> None:
+    # Before: SIGHUP's default action ended intercomd until the app's handler was installed (after seconds of
+    # prompt synthesis with an empty cache): `kill -HUP` there left it dead by signal, and systemd restarting it.
+    config = daemon_config(tmp_path, tmp_path / "empty-cache")
+    daemon = Intercomd(config)
+    argv = [sys.executable, "-c", "import sys; from daemon.cli import main; sys.exit(main())", "--config", str(config)]
+    with subprocess.Popen(
+        [*argv, "run"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env()
+    ) as process:
+        try:
+            assert process.stderr is not None
+            process.stderr.readline()  # its first log line: main() has begun; prompt synthesis is still ahead
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while intercomctl(daemon.socket, "status").returncode != 0:
+                assert process.poll() is None, f"intercomd ended by SIGHUP: {process.returncode}"
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait(15)
+    assert process.returncode == 0
