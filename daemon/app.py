@@ -34,6 +34,7 @@ from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
+from daemon.lockouts import LOCKOUTS_FILE, load_lockouts, save_lockouts
 from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
@@ -77,6 +78,8 @@ class IntercomApp:
         self._ports: VisitPorts
         self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup() or their time limit
         self._tg: anyio.abc.TaskGroup | None = None  # the main task group, once running
+        self._lockouts_path = Path()
+        self._saved: set[str] = set()  # apartments with a count or lockout in the file (cleared by a right code)
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
         self.mqtt: MqttLink | None = None
 
@@ -99,6 +102,9 @@ class IntercomApp:
                 self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_history = History.in_state_dir(state_dir)
+            self._lockouts_path = state_dir / LOCKOUTS_FILE
+            lockouts = await anyio.to_thread.run_sync(load_lockouts, self._lockouts_path)
+            self._saved = set(lockouts)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
@@ -117,6 +123,7 @@ class IntercomApp:
                 on_start=self._visit_started,
                 on_done=self._visit_done,
                 on_progress=self._visit_progress,
+                lockouts=lockouts,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -177,12 +184,25 @@ class IntercomApp:
         # start. begin() only queues: storage never sits on the visit's path.
         self.visit_history.begin(visit_started_record(request))
 
+    async def _save_lockouts(self) -> None:
+        # A restart must not forgive wrong codes. Bounded: a hung file system costs the count, not the visit.
+        lockouts = self.visits.lockouts
+        try:
+            with anyio.fail_after(1):
+                await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, lockouts, abandon_on_cancel=True)
+        except (OSError, TimeoutError) as exc:
+            log.warning("lockouts %s: not saved (%s)", self._lockouts_path, exc)
+        self._saved = {name for name, lockout in lockouts.items() if lockout.wrong_in_a_row or lockout.locked_until}
+
     def _visit_progress(self, result: VisitResult, request: VisitRequest) -> None:
         # Answered, door opened: the row says so at once, so kill -9 after the door opened never leaves a row
         # claiming it stayed shut.
         self.visit_history.begin(visit_progress_record(result, request))
 
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
+        lockout = result.state.lockout
+        if lockout.wrong_in_a_row or lockout.locked(time.monotonic()) or request.apartment.name in self._saved:
+            await self._save_lockouts()
         await self.visit_history.record(visit_record(result, request))
 
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------

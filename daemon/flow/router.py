@@ -78,6 +78,7 @@ class VisitRouter:
         on_start: Callable[[VisitRequest], None],
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
         on_progress: Callable[[VisitResult, VisitRequest], None] | None = None,
+        lockouts: dict[str, Lockout] | None = None,
     ) -> None:
         self.config = config
         self._ports = ports
@@ -92,7 +93,8 @@ class VisitRouter:
         self.current: VisitRunner | None = None
         self.current_request: VisitRequest | None = None
         self._scope: anyio.CancelScope | None = None
-        self._lockouts: dict[str, Lockout] = {}  # per apartment, across visits; never any typed digit
+        # Per apartment, across visits (and restarts: the app saves them); never any typed digit.
+        self._lockouts: dict[str, Lockout] = dict(lockouts or {})
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
         self._refusal_pending = False
         self.completed = 0
@@ -186,6 +188,11 @@ class VisitRouter:
         return True
 
     # -- control ---------------------------------------------------------------------------------------
+
+    @property
+    def lockouts(self) -> dict[str, Lockout]:
+        """A copy of the apartments' lockouts (for saving them)."""
+        return dict(self._lockouts)
 
     def reconfigure(self, config: Config, ports: VisitPorts) -> None:
         """New config and ports (a new prompt set) for the *next* visits; the one in progress keeps its own."""

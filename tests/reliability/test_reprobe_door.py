@@ -7,6 +7,10 @@ guess) tried all 10,000 short codes without one wrong code on the record.
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import pytest
 
 from daemon.config import default_config_text, parse_config
@@ -16,7 +20,10 @@ from daemon.flow.commands import Log, PulseDoor
 from daemon.flow.events import Dtmf, LegAnswered, LegEnded, Start, TimerFired
 from daemon.flow.machine import DIGIT_TIMEOUT, VisitState, new_visit, step
 from daemon.flow.vocabulary import Timer
+from daemon.lockouts import load_lockouts, save_lockouts
+from tests.reliability._daemon import Intercomd, daemon_config
 from tests.reliability._support import apartment
+from tests.support.peers import Baresip
 
 CODES = ("4711", "902468")
 LIMIT, LOCKOUT_S = 3, 300.0
@@ -115,3 +122,51 @@ def test_the_same_key_twice_by_one_method_is_two_presses() -> None:
     state, _ = step(state, Dtmf(0, "4", "rfc2833", 10.0))
     state, _ = step(state, Dtmf(0, "4", "rfc2833", 10.1))  # "44...": a second press, however quick
     assert state.typed == "44"
+
+
+def _type_on(phone: Baresip, digits: str) -> None:
+    for digit in digits:
+        phone.command("sndcode", digit)
+        time.sleep(0.3)  # closer than ~250 ms, pjsua queues them
+
+
+def _visit(daemon: Intercomd, phone: Baresip, digits: str, visits_before: int) -> None:
+    assert daemon.ctl("press", "101").returncode == 0
+    phone.wait_event_sync("CALL_ESTABLISHED", 10)
+    time.sleep(0.3)  # pjsua needs the media up before it hears RFC 2833 digits
+    _type_on(phone, digits)
+    time.sleep(0.5)
+    phone.hangup()
+    deadline = time.monotonic() + 15
+    while json.loads(daemon.ctl("status", "--json").stdout)["visits"]["completed"] <= visits_before:
+        assert time.monotonic() < deadline, "the visit did not end"
+        time.sleep(0.1)
+
+
+@pytest.mark.peers
+def test_a_restart_does_not_forgive_wrong_codes(tmp_path: Path, prompt_cache: Path) -> None:
+    # Before: lockouts lived in memory only; a restart (crash, watchdog, power cut) lifted a lockout in force
+    # and gave back every try: the right code opened just after the lockout.
+    with Baresip(tmp_path, user="a") as phone:
+        config = daemon_config(tmp_path, prompt_cache, edits={'"sip:101@127.0.0.1:5080"': f'"{phone.uri}"'})
+        with Intercomd(config) as daemon:
+            _visit(daemon, phone, "000000010002", 0)  # three wrong codes: locked out for 300 s
+        with Intercomd(config) as restarted:
+            _visit(restarted, phone, "4711", 0)
+            (latest, _) = json.loads(restarted.ctl("history", "--json").stdout)
+            events = [json.loads(line) for line in (tmp_path / "state" / "events.jsonl").read_text().splitlines()]
+    assert latest["door_opened"] is False, latest
+    rejected = [e["text"] for e in events if e["event"] == "CODE_REJECTED"]
+    assert rejected == ["wrong code"] * 3 + ["codes locked out"] * 4, rejected
+
+
+def test_saved_lockouts_survive_a_reload_of_the_file_and_a_damaged_file_is_no_crash(tmp_path: Path) -> None:
+    path = tmp_path / "lockouts.json"
+    now = time.monotonic()
+    save_lockouts(path, {"A": Lockout(0, now + 300), "B": Lockout(2), "C": Lockout()})
+    loaded = load_lockouts(path)
+    assert set(loaded) == {"A", "B"} and loaded["B"] == Lockout(2)  # C had nothing to keep
+    assert 299 < loaded["A"].locked_until - time.monotonic() <= 300
+    for damaged in ("", "[1]", '{"A": {"wrong": "x"}}', '{"A": {"wrong": 1, "until": NaN}}', "\x00\xff"):
+        path.write_text(damaged, encoding="latin-1")
+        assert load_lockouts(path) == {}
