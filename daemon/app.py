@@ -11,6 +11,7 @@ only forwards events and answers the outside (:class:`daemon.facade.AppFacade`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -25,7 +26,7 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, check_config
+from daemon.config import Config, check_config, dial_problems, uri_problems
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
@@ -33,11 +34,19 @@ from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
+from daemon.lockouts import LOCKOUTS_FILE, load_lockouts, save_lockouts
 from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
-from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record, visit_started_record
+from daemon.visit_adapters import (
+    PanelPorts,
+    SipCalls,
+    open_relay,
+    visit_progress_record,
+    visit_record,
+    visit_started_record,
+)
 from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
@@ -67,7 +76,10 @@ class IntercomApp:
         self.visit_log: VisitLog
         self.visits: VisitRouter
         self._ports: VisitPorts
-        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup()
+        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup() or their time limit
+        self._tg: anyio.abc.TaskGroup | None = None  # the main task group, once running
+        self._lockouts_path = Path()
+        self._saved: set[str] = set()  # apartments with a count or lockout in the file (cleared by a right code)
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
         self.mqtt: MqttLink | None = None
 
@@ -90,6 +102,9 @@ class IntercomApp:
                 self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_history = History.in_state_dir(state_dir)
+            self._lockouts_path = state_dir / LOCKOUTS_FILE
+            lockouts = await anyio.to_thread.run_sync(load_lockouts, self._lockouts_path)
+            self._saved = set(lockouts)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
@@ -107,6 +122,8 @@ class IntercomApp:
                 registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
                 on_start=self._visit_started,
                 on_done=self._visit_done,
+                on_progress=self._visit_progress,
+                lockouts=lockouts,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -114,7 +131,7 @@ class IntercomApp:
                 await writer.start(self.visit_log.run)
                 try:
                     async with anyio.create_task_group() as tg:
-                        self._main_scope = tg.cancel_scope
+                        self._main_scope, self._tg = tg.cancel_scope, tg
                         tg.start_soon(self.visit_history.run)
                         tg.start_soon(self.panel.run)
                         tg.start_soon(self._forward_hw, hw_channel)
@@ -167,7 +184,25 @@ class IntercomApp:
         # start. begin() only queues: storage never sits on the visit's path.
         self.visit_history.begin(visit_started_record(request))
 
+    async def _save_lockouts(self) -> None:
+        # A restart must not forgive wrong codes. Bounded: a hung file system costs the count, not the visit.
+        lockouts = self.visits.lockouts
+        try:
+            with anyio.fail_after(1):
+                await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, lockouts, abandon_on_cancel=True)
+        except (OSError, TimeoutError) as exc:
+            log.warning("lockouts %s: not saved (%s)", self._lockouts_path, exc)
+        self._saved = {name for name, lockout in lockouts.items() if lockout.wrong_in_a_row or lockout.locked_until}
+
+    def _visit_progress(self, result: VisitResult, request: VisitRequest) -> None:
+        # Answered, door opened: the row says so at once, so kill -9 after the door opened never leaves a row
+        # claiming it stayed shut.
+        self.visit_history.begin(visit_progress_record(result, request))
+
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
+        lockout = result.state.lockout
+        if lockout.wrong_in_a_row or lockout.locked(time.monotonic()) or request.apartment.name in self._saved:
+            await self._save_lockouts()
         await self.visit_history.record(visit_record(result, request))
 
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
@@ -192,9 +227,26 @@ class IntercomApp:
         return result
 
     async def dial(self, uri: str) -> str:
-        handle = await self.sip.dial(uri)
+        # The configuration's own checks: a URI pjsua cannot dial is refused in words, before pjsua's
+        # "pjsua_call_make_call(acc.getId(), ...) error: ... [../src/pjsua2/call.cpp:712]" reaches the client.
+        problems = uri_problems("uri", uri) + dial_problems("uri", uri, self.config.sip.transport)
+        if problems:
+            raise SipError(f"not dialable: {'; '.join(problems)}")
+        # Bounded like a visit's call (the ring timeout, then max_call_seconds): a few forgotten test dials
+        # ringing for ever held every call slot, and each visitor then heard "out of service".
+        timing = self.config.timing
+        handle = await self.sip.dial(uri, ring_timeout=timing.ring_timeout_seconds)
         self._manual.append(handle)
+        if self._tg is not None:
+            self._tg.start_soon(self._end_manual_call, handle, timing.ring_timeout_seconds + timing.max_call_seconds)
         return str(handle.generation)
+
+    async def _end_manual_call(self, handle: CallHandle, after: float) -> None:
+        await anyio.sleep(after)
+        if handle in self._manual:
+            self._manual.remove(handle)
+            with contextlib.suppress(SipError):  # already over
+                await self.sip.hangup(handle)
 
     async def hangup(self) -> dict[str, object]:
         """Ends the visit in progress (its teardown hangs up its calls) and every call placed by dial()."""

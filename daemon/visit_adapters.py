@@ -7,6 +7,7 @@ errors, the engine's :class:`~daemon.errors.SipError`, a relay that refused to e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -31,7 +32,15 @@ if TYPE_CHECKING:
     from hw.relay import Relay
     from hw.talk import TalkPump
 
-__all__ = ["IN_PROGRESS", "PanelPorts", "SipCalls", "open_relay", "visit_record", "visit_started_record"]
+__all__ = [
+    "IN_PROGRESS",
+    "PanelPorts",
+    "SipCalls",
+    "open_relay",
+    "visit_progress_record",
+    "visit_record",
+    "visit_started_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +146,18 @@ def visit_started_record(request: VisitRequest) -> VisitRecord:
         started_at=_wall(request.pressed_at),
         outcome=IN_PROGRESS,
         extra={"inbound": request.inbound_handle is not None},
+    )
+
+
+def visit_progress_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
+    """The visit's row while it runs (``History.begin`` again): who answered, whether the door opened, so far."""
+    return dataclasses.replace(
+        visit_record(result, request),
+        outcome=IN_PROGRESS,
+        ended_at=None,
+        call_seconds=None,
+        duration_seconds=None,
+        failure="",
     )
 
 

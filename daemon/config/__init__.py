@@ -17,8 +17,8 @@ from daemon.config._host import host_problems
 from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
-from daemon.config._uris import uri_problems
-from daemon.config._visit import CODE_LENGTH, Apartment, PathsConfig, PromptsConfig, TimingConfig
+from daemon.config._uris import dial_problems, uri_problems
+from daemon.config._visit import CODE_LENGTH, INBOUND_APARTMENT, Apartment, PathsConfig, PromptsConfig, TimingConfig
 from daemon.prompt_texts import PROMPT_NAMES
 from hw.settings import (
     AudioConfig,
@@ -35,6 +35,7 @@ from hw.settings import (
 __all__ = [
     "CODE_LENGTH",
     "DEFAULT_CONFIG_PATH",
+    "INBOUND_APARTMENT",
     "MAX_CALLS_LIMIT",
     "PROMPT_NAMES",
     "Apartment",
@@ -56,10 +57,12 @@ __all__ = [
     "check_config",
     "config_warnings",
     "default_config_text",
+    "dial_problems",
     "host_problems",
     "is_sip_uri",
     "load_config",
     "parse_config",
+    "uri_problems",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/intercom/intercom.toml")

@@ -74,6 +74,10 @@ class TimingConfig:
         return out
 
 
+MAX_PROMPT_TEXT = 1000
+INBOUND_APARTMENT = "inbound"  # the apartment name of a visit started by an allowlisted caller
+
+
 @dataclass(frozen=True)
 class PromptsConfig:
     language: Literal["pt-BR", "en"] = "pt-BR"
@@ -97,6 +101,11 @@ class PromptsConfig:
         for name, text in self.text.items():
             if not text.strip():
                 out.append(f"text.{name}: empty; remove the line to keep the default text")
+            elif len(text) > MAX_PROMPT_TEXT:
+                # Every text is synthesized before READY: a book-length one keeps the daemon from starting.
+                out.append(
+                    f"text.{name}: {len(text):,} characters; at most {MAX_PROMPT_TEXT:,} (a prompt is a sentence)"
+                )
         if self.engine == "piper":
             if not self.piper_model:
                 out.append("piper_model: required with engine = 'piper' (path to a .onnx voice)")
@@ -126,6 +135,10 @@ class Apartment:
         out: list[str] = []
         if not self.name.strip():
             out.append("name: must not be empty (it names the apartment in logs, history and status)")
+        elif self.name.strip().casefold() == INBOUND_APARTMENT:
+            # The visits of allowlisted callers go by this name: sharing it would share their wrong-code
+            # lockout (an inbound caller's right code would reset this apartment's count) and their history.
+            out.append(f"name: {self.name!r} is reserved for calls from sip.inbound_allow; choose another")
         if not self.buttons:
             # Keypad entry may reach an apartment one day; until then no button means no visit ever.
             out.append("buttons: at least one button is required (no button rings this apartment)")

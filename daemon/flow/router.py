@@ -23,7 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.config import Apartment, Config
+from daemon.config import INBOUND_APARTMENT, Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRinging, SecondPress, Start
 from daemon.flow.legs import LegTable
@@ -52,7 +52,7 @@ Ts = TypeVarTuple("Ts")
 QUEUE_LIMIT = 8  # presses waiting for the speaker; more than this in one visit's time is a button storm
 REFUSAL_PROMPT_WAIT = 10.0  # a refused visitor's prompt waits this long at most for the speaker to be free
 HANGUP_TIMEOUT = 5.0
-INBOUND = "inbound"  # the apartment name of a visit started by an allowlisted caller
+INBOUND = INBOUND_APARTMENT  # the apartment name of a visit started by an allowlisted caller (reserved)
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,14 @@ class VisitRouter:
         registered: bool,
         on_start: Callable[[VisitRequest], None],
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
+        on_progress: Callable[[VisitResult, VisitRequest], None] | None = None,
+        lockouts: dict[str, Lockout] | None = None,
     ) -> None:
         self.config = config
         self._ports = ports
         self._log = visit_log
         self._new_id, self._on_start, self._on_done = new_id, on_start, on_done
+        self._on_progress = on_progress  # answered, door opened: the history row is updated as it happens
         self.registered = registered  # False only once the registrar said so: "out of service" at once
         send, receive = anyio.create_memory_object_stream[VisitRequest](math.inf)
         self._send: MemoryObjectSendStream[VisitRequest] = send
@@ -90,7 +93,8 @@ class VisitRouter:
         self.current: VisitRunner | None = None
         self.current_request: VisitRequest | None = None
         self._scope: anyio.CancelScope | None = None
-        self._lockouts: dict[str, Lockout] = {}  # per apartment, across visits; never any typed digit
+        # Per apartment, across visits (and restarts: the app saves them); never any typed digit.
+        self._lockouts: dict[str, Lockout] = dict(lockouts or {})
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
         self._refusal_pending = False
         self.completed = 0
@@ -190,6 +194,11 @@ class VisitRouter:
 
     # -- control ---------------------------------------------------------------------------------------
 
+    @property
+    def lockouts(self) -> dict[str, Lockout]:
+        """A copy of the apartments' lockouts (for saving them)."""
+        return dict(self._lockouts)
+
     def reconfigure(self, config: Config, ports: VisitPorts) -> None:
         """New config and ports (a new prompt set) for the *next* visits; the one in progress keeps its own."""
         self.config, self._ports = config, ports
@@ -244,7 +253,15 @@ class VisitRouter:
         legs = LegTable()
         if request.inbound_handle is not None:
             legs.bind(0, request.inbound_handle)
-        runner = VisitRunner(request.visit, state, ports, self._log, legs)
+        on_progress = self._on_progress
+        runner = VisitRunner(
+            request.visit,
+            state,
+            ports,
+            self._log,
+            legs,
+            on_progress=None if on_progress is None else (lambda result: on_progress(result, request)),
+        )
         self.current, self.current_request = runner, request
         self._on_start(request)
         result: VisitResult | None = None
