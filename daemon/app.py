@@ -98,7 +98,10 @@ class IntercomApp:
                 log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
                 talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
             panel_ports = PanelPorts(self.panel, self.prompts)
-            self._ports = VisitPorts(SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports)
+            tones = panel_ports if cfg.keypad is not None else None
+            self._ports = VisitPorts(
+                SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
+            )
             self.visits = VisitRouter(
                 cfg,
                 self._ports,
@@ -284,7 +287,8 @@ class IntercomApp:
             return ReloadResult(True, unchanged=True)
         self.config, self.prompts = with_live_settings(self.config, new), prompts
         panel_ports = PanelPorts(self.panel, prompts)
-        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports)
+        tones = panel_ports if self._ports.tones is not None else None
+        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports, tones=tones)
         self.visits.reconfigure(self.config, self._ports)
         log.info("configuration reloaded from %s: applied %s", self.config_path, ", ".join(applied) or "nothing")
         if restart:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.errors import AudioError, SipError, translate_hw_error
+from daemon.flow.keypad import Tone
 from daemon.flow.ports import DoorResult, TalkTask
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
 from daemon.history import VisitRecord
 from hw.errors import HwError
 from hw.leds import LedState
-from hw.speaker import PcmFormat
+from hw.speaker import PcmFormat, tone
 
 if TYPE_CHECKING:
     from daemon.flow.router import VisitRequest
@@ -59,6 +60,24 @@ class PanelPorts:
     def __init__(self, panel: Panel, prompts: PromptSet) -> None:
         self._panel = panel
         self.prompts = prompts
+        # Key feedback, made once in memory at the prompts' own rate (the card is already open at that rate): a
+        # short high click for a key taken, a longer low tone for a key refused.
+        rate = prompts.speaker_pcm(Prompt.WAITING).rate
+        self.tones = {
+            Tone.CLICK: tone(2400, 0.035, rate, level=0.25),
+            Tone.ERROR: tone(440, 0.25, rate, level=0.25),
+        }
+
+    async def play_tone(self, name: Tone) -> AudioError | None:
+        speaker = self._panel.speaker
+        if speaker.turn.locked():
+            return None  # a prompt or a call has the speaker: the click is dropped rather than delay it
+        pcm, fmt = self.tones[name]
+        result = await speaker.play(pcm, fmt)
+        if result.error is None:
+            return None
+        error = translate_hw_error(result.error)
+        return error if isinstance(error, AudioError) else AudioError(str(error))
 
     async def play_prompt(self, name: Prompt) -> AudioError | None:
         # From memory: a press must not wait for a file read, and the read must not block the loop.

@@ -18,6 +18,8 @@ __all__ = [
     "EventSink",
     "ExitRequested",
     "HwEvent",
+    "KeyPressed",
+    "KeyStuck",
     "RelayChanged",
     "TamperCleared",
     "TamperTriggered",
@@ -76,8 +78,30 @@ class RelayChanged:
     at: float
 
 
+@dataclass(frozen=True)
+class KeyPressed:
+    """One key of the keypad, once per press (holding it never repeats). ``key`` is one character of the layout:
+    a digit, ``*``, ``#`` or a letter key. It may be a digit of an access PIN: the daemon never logs it."""
+
+    key: str
+    at: float  # monotonic time of the edge that started the press
+
+    def __repr__(self) -> str:  # a PIN's digits stay out of tracebacks and debug logs
+        return f"KeyPressed(key='?', at={self.at!r})"
+
+
+@dataclass(frozen=True)
+class KeyStuck:
+    """A key held longer than the keypad's ``stuck_seconds`` (jammed, or a shorted wire): ignored until released."""
+
+    key: str
+    at: float  # when it was found stuck
+
+
 HwEvent = (
     ButtonPressed
+    | KeyPressed
+    | KeyStuck
     | ExitRequested
     | DoorOpened
     | DoorClosed

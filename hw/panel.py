@@ -11,9 +11,10 @@ import anyio
 from hw._timing import Dispatcher, Outbox
 from hw.events import EventSink
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.keypad import ButtonKeypad, Keypad, MatrixKeypad
 from hw.leds import LedState, StatusLeds
 from hw.relay import Relay
-from hw.settings import PanelConfig
+from hw.settings import KeypadConfig, PanelConfig
 from hw.speaker import Speaker
 
 __all__ = ["Panel"]
@@ -49,6 +50,7 @@ class Panel:
         self.door: DoorContact | None = None
         self.tamper: TamperSwitch | None = None
         self.leds: StatusLeds | None = None
+        self.keypad: Keypad | None = None
         self.speaker = speaker if speaker is not None else Speaker(config.audio)
         self._closed = False
         try:
@@ -71,6 +73,8 @@ class Panel:
                     config.door_contact, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
             self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
+            if config.keypad is not None:
+                self.keypad = _build_keypad(config.keypad, pin_factory, self.outbox, self.dispatcher)
             if config.tamper is not None:
                 self.tamper = TamperSwitch(
                     config.tamper,
@@ -114,7 +118,14 @@ class Panel:
             relay.close()
         self.dispatcher.close()
         self.outbox.close()
-        devices: list[Any] = [*self.buttons.values(), self.exit_button, self.door, self.tamper, self.leds]
+        devices: list[Any] = [
+            *self.buttons.values(),
+            self.keypad,
+            self.exit_button,
+            self.door,
+            self.tamper,
+            self.leds,
+        ]
         for device in devices:
             if device is not None:
                 device.close()
@@ -128,3 +139,18 @@ class Panel:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _build_keypad(keypad: KeypadConfig, pin_factory: Any, post: Outbox, dispatcher: Dispatcher) -> Keypad:
+    """The keypad on the panel's own dispatcher and outbox: its keys reach the loop like every other event."""
+    matrix = keypad.matrix
+    if matrix is not None:
+        return MatrixKeypad(matrix, pin_factory=pin_factory, post=post, dispatcher=dispatcher)
+    return ButtonKeypad(
+        keypad.keys,
+        pin_factory=pin_factory,
+        post=post,
+        min_press_ms=keypad.min_press_ms,
+        holdoff_ms=keypad.holdoff_ms,
+        dispatcher=dispatcher,
+    )

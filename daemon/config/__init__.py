@@ -18,7 +18,7 @@ from daemon.config._load import check_config, default_config_text, load_config, 
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
 from daemon.config._uris import uri_problems
-from daemon.config._visit import CODE_LENGTH, Apartment, PathsConfig, PromptsConfig, TimingConfig
+from daemon.config._visit import CODE_LENGTH, Apartment, KeypadSettings, PathsConfig, PromptsConfig, TimingConfig
 from daemon.prompt_texts import PROMPT_NAMES
 from hw.settings import (
     AudioConfig,
@@ -44,6 +44,7 @@ __all__ = [
     "DoorContactConfig",
     "GpioConfig",
     "InputConfig",
+    "KeypadSettings",
     "LedConfig",
     "PanelConfig",
     "PathsConfig",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from daemon.config._sip import WIDE_PREFIX, SipConfig
 from daemon.config._uris import dial_problems
-from daemon.config._visit import Apartment, PathsConfig, PromptsConfig, TimingConfig, code_problems
+from daemon.config._visit import Apartment, KeypadSettings, PathsConfig, PromptsConfig, TimingConfig, code_problems
 from daemon.mqtt.settings import MqttConfig
 from hw.settings import (
     AudioConfig,
@@ -44,6 +45,7 @@ class Config:
     inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
     paths: PathsConfig = field(default_factory=PathsConfig)
     mqtt: MqttConfig | None = None  # [mqtt] (docs/mqtt.md); absent: no MQTT
+    keypad: KeypadSettings | None = None  # [keypad]; absent: a button panel
 
     @property
     def panel(self) -> PanelConfig:
@@ -56,6 +58,7 @@ class Config:
             tamper=self.tamper,
             leds=self.leds,
             audio=self.audio,
+            keypad=self.keypad,
         )
 
     def problems(self) -> list[str]:
@@ -66,10 +69,27 @@ class Config:
             out += self._apartment_problems(f"apartments[{i}]", apt)
         if not self.apartments:
             out.append("apartments: at least one apartment is required")
+        if self.keypad is not None:
+            longest = max((len(a.number) for a in self.apartments), default=0)
+            if longest > self.keypad.max_number_digits:
+                out.append(
+                    f"keypad.max_number_digits: {self.keypad.max_number_digits}, but an apartment's number has "
+                    f"{longest} digits: nobody could type it"
+                )
         return out
 
     def apartment_for_button(self, button: str) -> Apartment | None:
         return next((a for a in self.apartments if button in a.buttons), None)
+
+    def apartment_for_number(self, number: str) -> Apartment | None:
+        """The apartment a keypad number calls: one dict lookup (a directory may hold thousands)."""
+        return self._by_number.get(number)
+
+    @cached_property
+    def _by_number(self) -> dict[str, Apartment]:
+        # Built once per Config (a frozen value: a reload makes a new one). cached_property writes the instance's
+        # __dict__ directly, which a frozen dataclass allows.
+        return {apt.number: apt for apt in self.apartments if apt.number}
 
     def _pin_problems(self) -> list[str]:
         out: list[str] = []
@@ -91,6 +111,9 @@ class Config:
         ):
             if dev is not None:
                 claim(dev.pin, f"{key}.pin")
+        if self.keypad is not None:
+            for key, pin in self.keypad.pins():
+                claim(pin, key)
         for name, led in self.leds.items():
             if name not in _LED_NAMES:
                 out.append(f"leds.{name}: unknown LED; accepted: {', '.join(_LED_NAMES)}")
@@ -105,6 +128,12 @@ class Config:
         apt_names = [a.name for a in self.apartments]
         for dup in sorted({n for n in apt_names if apt_names.count(n) > 1}):
             out.append(f"apartments: the name {dup!r} is used twice")
+        numbers: dict[str, int] = {}  # keypad number -> the first apartment's index
+        for i, apt in enumerate(self.apartments):
+            if apt.number and apt.number in numbers:
+                out.append(f"apartments[{i}].number: {apt.number!r} is already apartments[{numbers[apt.number]}]'s")
+            elif apt.number:
+                numbers[apt.number] = i
         owner: dict[str, str] = {}  # button -> the apartment it rings
         for i, apt in enumerate(self.apartments):
             for button in apt.buttons:
@@ -149,6 +178,11 @@ def config_warnings(config: Config, source: str) -> list[str]:
     """What is valid but probably not what the installer meant; logged at start and by check-config."""
     out: list[str] = []
     sip = config.sip
+    numbered = any(apt.number for apt in config.apartments)
+    if config.keypad is not None and not numbered:
+        out.append(f"{source}: [keypad] is set but no apartment has a number: every number typed is 'not found'")
+    if config.keypad is None and numbered:
+        out.append(f"{source}: apartments have keypad numbers but there is no [keypad]: nobody can type them")
     if sip.inbound_allow and not sip.inbound_sources:
         out.append(
             f"{source}: sip.inbound_allow matches the caller's From header, which anyone can forge; "

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from daemon.config._uris import uri_problems
+from daemon.flow.keypad import KeypadLimits
 from daemon.prompt_texts import DEFAULT_PROMPTS_EN, DEFAULT_PROMPTS_PT, PROMPT_NAMES
-from hw.settings import Range, range_problems
+from hw.settings import KeypadConfig, Range, range_problems
 
 __all__ = [
     "CODE_LENGTH",
+    "NUMBER_DIGITS",
     "Apartment",
+    "KeypadSettings",
     "PathsConfig",
     "PromptsConfig",
     "TimingConfig",
@@ -112,6 +115,37 @@ class PromptsConfig:
         return self.voice or ("pt-br" if self.language == "pt-BR" else "en-us")
 
 
+# An apartment number typed at the keypad: 1 to 8 digits (a tower and a unit, "1204", fit with room to spare).
+NUMBER_DIGITS = range(1, 9)
+
+
+@dataclass(frozen=True)
+class KeypadSettings(KeypadConfig):
+    """``[keypad]``: hw/'s wiring plus how typing behaves (the pure machine in :mod:`daemon.flow.keypad`)."""
+
+    # A half-typed entry left alone this long is cleared (the next visitor starts clean).
+    idle_timeout_seconds: Annotated[float, Range(2, 120, "seconds")] = 8.0
+    # A typed number calls by itself after this pause, for visitors who never find the call key.
+    call_after_idle_seconds: Annotated[float, Range(0, 60, "seconds", "0: only the call key or # calls")] = 0.0
+    max_number_digits: Annotated[int, Range(1, 8, "digits")] = 6
+    max_pin_digits: Annotated[int, Range(4, 12, "digits")] = 12
+
+    def problems(self) -> list[str]:
+        out = super().problems() + range_problems(self)
+        if self.call_after_idle_seconds and self.call_after_idle_seconds >= self.idle_timeout_seconds:
+            out.append("call_after_idle_seconds: must be less than idle_timeout_seconds (or 0)")
+        return out
+
+    @property
+    def limits(self) -> KeypadLimits:
+        return KeypadLimits(
+            max_number_digits=self.max_number_digits,
+            max_pin_digits=self.max_pin_digits,
+            idle_timeout=self.idle_timeout_seconds,
+            call_after_idle=self.call_after_idle_seconds or None,
+        )
+
+
 @dataclass(frozen=True)
 class Apartment:
     name: str
@@ -121,14 +155,18 @@ class Apartment:
     strategy: Literal["parallel", "sequential"] = "parallel"
     fallback: str = ""  # e.g. the concierge, called when no resident answers
     mode: Literal["talk", "announce"] = "talk"
+    number: str = ""  # what a visitor types at the keypad to call it; empty: reached by its buttons only
 
     def problems(self) -> list[str]:
         out: list[str] = []
         if not self.name.strip():
             out.append("name: must not be empty (it names the apartment in logs, history and status)")
-        if not self.buttons:
-            # Keypad entry may reach an apartment one day; until then no button means no visit ever.
-            out.append("buttons: at least one button is required (no button rings this apartment)")
+        if not self.buttons and not self.number:
+            out.append(
+                "buttons: at least one button is required, or a keypad number (nothing would ring this apartment)"
+            )
+        if self.number and not (self.number.isascii() and self.number.isdigit() and len(self.number) in NUMBER_DIGITS):
+            out.append(f"number: {self.number!r} is not {NUMBER_DIGITS.start} to {NUMBER_DIGITS.stop - 1} digits 0-9")
         if not self.residents:
             out.append("residents: at least one SIP address is required")
         for i, uri in enumerate(self.residents):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from daemon.errors import AudioError, SipError
+from daemon.flow.keypad import Tone
 from daemon.flow.vocabulary import LedPattern, Prompt
 from daemon.sip.types import CallHandle
 
@@ -27,6 +28,7 @@ __all__ = [
     "PromptPort",
     "SpeakerPort",
     "TalkTask",
+    "TonePort",
     "VisitLogPort",
     "VisitPorts",
 ]
@@ -50,6 +52,12 @@ class CallPort(Protocol):
 class SpeakerPort(Protocol):
     async def play_prompt(self, name: Prompt) -> AudioError | None:
         """Play the named prompt to the end; cancelling the caller stops the sound within one buffer."""
+
+
+class TonePort(Protocol):
+    async def play_tone(self, tone: Tone) -> AudioError | None:
+        """A key's short feedback tone (from memory). Returns at once, unplayed, while the speaker is busy with a
+        prompt or a call: a click must never delay what the visitor is hearing."""
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,4 @@ class VisitPorts:
     door: DoorPort
     leds: LedPort
     prompts: PromptPort
+    tones: TonePort | None = None  # key feedback; None on a panel without a keypad (and in flow tests)

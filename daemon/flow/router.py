@@ -25,7 +25,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from daemon.config import Apartment, Config
 from daemon.flow.codes import Lockout
+from daemon.flow.entry import KeypadEntry
 from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRinging, SecondPress, Start
+from daemon.flow.keypad import CallApartment, CheckPin, Feedback, KeypadAction, KeypadLimits, Tone
 from daemon.flow.legs import LegTable
 from daemon.flow.machine import inbound_visit, new_visit
 from daemon.flow.ports import VisitLogPort, VisitPorts
@@ -53,6 +55,7 @@ QUEUE_LIMIT = 8  # presses waiting for the speaker; more than this in one visit'
 REFUSAL_PROMPT_WAIT = 10.0  # a refused visitor's prompt waits this long at most for the speaker to be free
 HANGUP_TIMEOUT = 5.0
 INBOUND = "inbound"  # the apartment name of a visit started by an allowlisted caller
+KEYPAD = "keypad"  # the button of a visit started by a number typed at the keypad
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,10 @@ class VisitRouter:
         self._scope: anyio.CancelScope | None = None
         self._lockouts: dict[str, Lockout] = {}  # per apartment, across visits; never any typed digit
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
-        self._refusal_pending = False
+        self._saying: set[Prompt] = set()  # panel prompts (refusal, not found) playing outside a visit
+        self._tone_pending = False
+        limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
+        self.keypad = KeypadEntry(limits, self._keypad_action)
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
@@ -102,6 +108,8 @@ class VisitRouter:
         match event:
             case hw_events.ButtonPressed(button=button, at=at):
                 self.press(button, at=at)
+            case hw_events.KeyPressed(key=key, at=at):
+                self.keypad.key(key, at)  # never logged: it may be a digit of a PIN
             case _:
                 self._log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
 
@@ -135,12 +143,40 @@ class VisitRouter:
         returns what was done with it and the visit it belongs to ("-" when none)."""
         what, visit, refused = self._press(button, time.monotonic() if at is None else at)
         self._log.event(visit, "BUTTON_PRESSED", button, what if source == "button" else f"{source}: {what}")
+        self._refused(refused, what)
+        return what, visit
+
+    def _refused(self, refused: Apartment | None, what: str) -> None:
         if refused is not None:
             self._log.event("-", "PRESS_REFUSED", refused.name, what.removeprefix("refused: "))
-            if not self._refusal_pending:  # one at a time: a button storm must not queue a chorus
-                self._refusal_pending = True
-                self._start_soon(self._say_refusal, self._ports)  # the visitor at the panel hears why
+            self._say_soon(Prompt.PANEL_BUSY)  # the visitor at the panel hears why
+
+    def dial_number(self, number: str, *, at: float | None = None, source: str = KEYPAD) -> tuple[str, str]:
+        """A number completed at the keypad (or simulated by ``source``): the visit runs exactly as a press of
+        that apartment's button would. Logs KEYPAD_CALL, or NUMBER_NOT_FOUND (with the count of digits only: a
+        resident who forgot the '#' before a PIN must not find it in the log); returns (what, visit)."""
+        apartment = self.config.apartment_for_number(number)
+        if apartment is None:
+            self._log.event("-", "NUMBER_NOT_FOUND", source, f"{len(number)} digit(s): no apartment has that number")
+            self._say_soon(Prompt.APARTMENT_NOT_FOUND)
+            return "not found", "-"
+        what, visit, refused = self._request(apartment, KEYPAD, time.monotonic() if at is None else at)
+        self._log.event(visit, "KEYPAD_CALL", apartment.name, what if source == KEYPAD else f"{source}: {what}")
+        self._refused(refused, what)
         return what, visit
+
+    def _keypad_action(self, action: KeypadAction) -> None:
+        match action:
+            case Feedback(tone=tone, why=why):
+                if why and tone is Tone.ERROR:
+                    log.info("keypad: %s", why)  # the reason only, never a key
+                self._tone_soon(tone)
+            case CallApartment(number=number):
+                self.dial_number(number)
+            case CheckPin():
+                # Access PINs are not configured on this panel: refused without looking at it.
+                self._log.event("-", "PIN_REFUSED", KEYPAD, "no access PINs on this panel")
+                self._tone_soon(Tone.ERROR)
 
     def _press(self, button: str, at: float) -> tuple[str, str, Apartment | None]:
         """(what was done, the visit, the apartment whose visitor was refused)."""
@@ -148,6 +184,9 @@ class VisitRouter:
         if apartment is None:
             log.warning("press on button %r which rings no apartment", button)
             return "unknown button", "-", None
+        return self._request(apartment, button, at)
+
+    def _request(self, apartment: Apartment, button: str, at: float) -> tuple[str, str, Apartment | None]:
         current = self.current_request
         if current is not None and current.apartment.name == apartment.name and self.current is not None:
             self.current.post(SecondPress())
@@ -188,6 +227,8 @@ class VisitRouter:
     def reconfigure(self, config: Config, ports: VisitPorts) -> None:
         """New config and ports (a new prompt set) for the *next* visits; the one in progress keeps its own."""
         self.config, self._ports = config, ports
+        if config.keypad is not None:
+            self.keypad.limits = config.keypad.limits
 
     def cancel_current(self) -> bool:
         """End the visit in progress (its teardown hangs up its calls). False when there was none."""
@@ -221,6 +262,7 @@ class VisitRouter:
     async def run(self) -> None:
         async with self._send, self._receive, anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self.keypad.run)
             try:
                 async for request in self._receive:
                     self._queued.remove(request.apartment.name)
@@ -279,18 +321,38 @@ class VisitRouter:
             return
         self._tg.start_soon(fn, *args)
 
-    async def _say_refusal(self, ports: VisitPorts) -> None:
-        # The speaker plays one thing at a time: the refusal waits for the running visit's prompt, but not
+    def _say_soon(self, prompt: Prompt) -> None:
+        if prompt not in self._saying:  # one at a time: a button storm must not queue a chorus
+            self._saying.add(prompt)
+            self._start_soon(self._say, self._ports, prompt)
+
+    async def _say(self, ports: VisitPorts, prompt: Prompt) -> None:
+        # The speaker plays one thing at a time: the prompt waits for the running visit's prompt, but not
         # for a whole conversation (talk mode holds the speaker for the call).
         try:
             with anyio.move_on_after(REFUSAL_PROMPT_WAIT) as scope:
-                error = await ports.speaker.play_prompt(Prompt.PANEL_BUSY)
+                error = await ports.speaker.play_prompt(prompt)
                 if error is not None:
-                    log.error("refusal prompt not played: %s", error)
+                    log.error("%s prompt not played: %s", prompt, error)
         finally:
-            self._refusal_pending = False
+            self._saying.discard(prompt)
         if scope.cancelled_caught:
-            log.info("refusal prompt dropped: the speaker stayed busy %.0f s", REFUSAL_PROMPT_WAIT)
+            log.info("%s prompt dropped: the speaker stayed busy %.0f s", prompt, REFUSAL_PROMPT_WAIT)
+
+    def _tone_soon(self, tone: Tone) -> None:
+        # Keys typed faster than a click plays coalesce: the feedback must never queue up behind itself.
+        if self._ports.tones is not None and not self._tone_pending:
+            self._tone_pending = True
+            self._start_soon(self._tone, self._ports, tone)
+
+    async def _tone(self, ports: VisitPorts, tone: Tone) -> None:
+        try:
+            if ports.tones is not None:
+                error = await ports.tones.play_tone(tone)
+                if error is not None:
+                    log.debug("key tone not played: %s", error)
+        finally:
+            self._tone_pending = False
 
     async def _hangup_stray(self, handle: CallHandle) -> None:
         with anyio.move_on_after(HANGUP_TIMEOUT):

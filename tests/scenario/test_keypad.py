@@ -1,0 +1,132 @@
+"""The keypad panel end to end on mock pins: keys pressed on a mock matrix, through the outbox and the bridge, into
+the router's typing state, then a visit exactly like a button press (real pjsua2, real baresip)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from daemon.app import running
+from daemon.config import Apartment, Config, KeypadSettings
+from daemon.flow.keypad import Tone
+from hw.settings import LAYOUT_3X4
+from tests.scenario.conftest import Panel, scenario_config
+from tests.support.alsa import AlsaCapture
+from tests.support.keypad_matrix import MockMatrix
+from tests.support.peers import Baresip
+
+pytestmark = [pytest.mark.anyio, pytest.mark.peers]
+
+ROWS, COLUMNS = (12, 16, 20, 21), (13, 19, 26)
+KEYPAD = KeypadSettings(rows=ROWS, columns=COLUMNS, layout=LAYOUT_3X4, settle_ms=10)
+
+
+class KeypadPanel(Panel):
+    def __init__(self, panel: Panel, matrix: MockMatrix) -> None:
+        super().__init__(panel.app, panel.factory)
+        self.matrix = matrix
+
+    async def type(self, keys: str) -> None:
+        """Press and release each key as a visitor does: held 60 ms (past the keypad's settle time), 60 ms apart."""
+        for key in keys:
+            self.matrix.press(key)
+            await anyio.sleep(0.06)
+            self.matrix.release(key)
+            await anyio.sleep(0.06)
+
+
+@asynccontextmanager
+async def run_keypad(config: Config) -> AsyncIterator[KeypadPanel]:
+    factory = MockFactory()
+    matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)  # before the panel: its row pins join the columns
+    try:
+        async with running(config, pin_factory=factory) as app:
+            yield KeypadPanel(Panel(app, factory), matrix)
+    finally:
+        factory.reset()
+
+
+def keypad_config(tmp_path: Path, cache: Path, *apartments: Apartment, **keypad: object) -> Config:
+    config = scenario_config(tmp_path, cache, list(apartments))
+    return replace(config, keypad=replace(KEYPAD, **keypad))  # type: ignore[arg-type]
+
+
+async def test_a_number_typed_calls_the_apartment_and_its_code_opens(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101") as phone:
+        apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("4821",), number="101")
+        async with run_keypad(keypad_config(tmp_path, prompt_cache, apt)) as panel:
+            await panel.type("101#")
+            await phone.wait_event("CALL_ESTABLISHED", 10)
+            await anyio.sleep(0.3)
+            for digit in "4821":
+                phone.command("sndcode", digit)
+                await anyio.sleep(0.3)  # digits closer than ~250 ms apart queue in pjsua
+            await panel.until(lambda: panel.relay_energized, 5, "relay energized")
+            await panel.visit_done()
+            (record,) = await panel.app.visit_history.recent(5)
+            events = panel.events()
+            click = panel.app._ports.tones.tones[Tone.CLICK][0]  # type: ignore[union-attr]
+    assert record.outcome == "door_opened" and record.apartment == "101" and record.button == "keypad"
+    names = [e["event"] for e in events]
+    assert names.index("KEYPAD_CALL") < names.index("CALL_START") < names.index("DOOR_OPEN")
+    # The visitor heard the keys: the click's samples reached ALSA whole.
+    assert click in speaker.all_frames()
+    # No key reached the event log: typed keys are not events of their own, and nothing quotes them.
+    assert not any("KEY" in e["event"] and e["event"] != "KEYPAD_CALL" for e in events)
+
+
+async def test_an_unknown_number_is_spoken_and_nobody_is_called(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    apt = Apartment(name="101", buttons=("101",), residents=("sip:101@127.0.0.1:9",), number="101")
+    async with run_keypad(keypad_config(tmp_path, prompt_cache, apt)) as panel:
+        await panel.type("909#")
+        await panel.app.visit_log.flush()
+        not_found = panel.app.prompts.speaker_pcm("apartment_not_found").data
+        await panel.until(lambda: not_found[:8000] in speaker.all_frames(), 10, "'not found' played")
+        await panel.app.visit_log.flush()
+        events = panel.events()
+        completed = panel.app.visits.completed
+    names = [e["event"] for e in events]
+    assert "NUMBER_NOT_FOUND" in names and "CALL_START" not in names and completed == 0
+    assert not any("909" in str(e) for e in events)  # a number not found is never quoted (it may be a PIN)
+
+
+async def test_star_erases_and_only_the_number_typed_after_it_calls(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="102") as phone:
+        apts = (
+            Apartment(name="101", buttons=("101",), residents=("sip:101@127.0.0.1:9",), number="101"),
+            Apartment(name="102", buttons=(), residents=(phone.uri,), number="102"),
+        )
+        async with run_keypad(keypad_config(tmp_path, prompt_cache, *apts)) as panel:
+            await panel.type("10*102#")
+            await phone.wait_event("CALL_ESTABLISHED", 10)
+            phone.hangup()
+            await panel.visit_done()
+            (record,) = await panel.app.visit_history.recent(5)
+    assert record.apartment == "102"
+
+
+async def test_a_number_calls_by_itself_after_the_pause(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101") as phone:
+        apt = Apartment(name="101", buttons=(), residents=(phone.uri,), number="101")
+        config = keypad_config(tmp_path, prompt_cache, apt, call_after_idle_seconds=0.5)
+        async with run_keypad(config) as panel:
+            await panel.type("101")  # no call key
+            await phone.wait_event("CALL_ESTABLISHED", 10)
+            phone.hangup()
+            await panel.visit_done()
+            (record,) = await panel.app.visit_history.recent(5)
+    assert record.apartment == "101" and record.button == "keypad"
