@@ -159,7 +159,7 @@ def test_the_panel_builds_its_keypad_and_keys_leave_through_its_outbox(factory: 
         recorder.wait_for(KeyPressed, 2)
     assert keys(recorder) == "7#"
     assert set(posted_on) == {"hw-outbox"}  # never the dispatcher or gpiozero's thread: the panel's outbox
-    assert "7" not in repr(recorder.events[0])  # a key may be a PIN digit: not in tracebacks or debug logs
+    assert "key='?'" in repr(recorder.events[0])  # a key may be a PIN digit: not in tracebacks or debug logs
 
 
 def test_a_keypad_of_one_button_per_key_is_built_from_keys(factory: MockFactory) -> None:
