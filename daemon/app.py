@@ -48,8 +48,6 @@ __all__ = ["IntercomApp", "as_facade", "run_app", "running"]
 
 log = logging.getLogger(__name__)
 
-MAIN_DOOR = "main"  # the panel drives one door relay today; open_door(None) and open_door("main") mean it
-
 
 class IntercomApp:
     """Wires the panel, the SIP engine, prompts, history and control around the visit router."""
@@ -183,15 +181,18 @@ class IntercomApp:
         return PressResult(what, visit)
 
     def open_door(self, door: str | None = None, *, by: str) -> OpenResult:
-        if door not in (None, MAIN_DOOR):
-            result = OpenResult(False, f"unknown door {door!r}; this panel has {MAIN_DOOR!r}")
+        relay = self.panel.relay_for(door or "")
+        if relay is None:
+            names = ", ".join(self.panel.relays)
+            result = OpenResult(False, f"unknown door {door!r}; this panel has {names}")
         else:
-            opened = open_relay(self.panel.relay)
+            opened = open_relay(relay)
             result = OpenResult(opened.opened, opened.reason)
+        name = relay.door if relay is not None else door
         if result.opened:
-            self.visit_log.event("-", "DOOR_OPEN", by, "opened on request")
+            self.visit_log.event("-", "DOOR_OPEN", by, f"{name} opened on request", door=name)
         else:
-            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason)
+            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason, door=name)
         return result
 
     async def dial(self, uri: str) -> str:
@@ -220,6 +221,16 @@ class IntercomApp:
             "registration": {"required": bool(self.config.sip.account.registrar), "active": self.registered},
             "visits": self.visits.status(),
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
+            "doors": {
+                name: {
+                    "energized": relay.energized,
+                    "blocked": relay.blocked,
+                    "contact": None
+                    if (contact := self.panel.contacts.get(name)) is None
+                    else ("open" if contact.is_open else "closed"),
+                }
+                for name, relay in self.panel.relays.items()
+            },
             "door": None if self.panel.door is None else ("open" if self.panel.door.is_open else "closed"),
             "sound_device": self.sip.has_sound_device,
             "speaker": dataclasses.asdict(self.panel.speaker.health()),

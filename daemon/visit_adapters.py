@@ -39,16 +39,18 @@ log = logging.getLogger(__name__)
 IN_PROGRESS = "in_progress"  # history's outcome for a visit begun and not yet recorded as ended
 
 
-def open_relay(relay: Relay) -> DoorResult:
-    """Pulse the door relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
+def open_relay(relay: Relay | None, door: str = "") -> DoorResult:
+    """Pulse a door's relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
+    if relay is None:
+        return DoorResult(False, f"unknown door {door!r}", door)
     try:
         opened = relay.open()
     except HwError as exc:  # its run() task is not running, or the pin cannot be driven
-        log.error("relay fault: %s", exc)
-        return DoorResult(False, f"relay fault: {exc}")
+        log.error("relay fault (door %s): %s", relay.door, exc)
+        return DoorResult(False, f"relay fault: {exc}", relay.door)
     if not opened:
-        return DoorResult(False, "relay blocked by tamper")
-    return DoorResult(True)
+        return DoorResult(False, "relay blocked by tamper", relay.door)
+    return DoorResult(True, door=relay.door)
 
 
 class PanelPorts:
@@ -88,11 +90,11 @@ class PanelPorts:
         error = translate_hw_error(result.error)
         return error if isinstance(error, AudioError) else AudioError(str(error))
 
-    def open(self) -> DoorResult:
-        return open_relay(self._panel.relay)
+    def open(self, door: str = "") -> DoorResult:
+        return open_relay(self._panel.relay_for(door), door)
 
     def release(self) -> None:
-        self._panel.relay.release()
+        self._panel.release_all()
 
     def show(self, pattern: LedPattern) -> None:
         self._panel.show(LedState(pattern.value))
@@ -185,5 +187,6 @@ def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
         call_seconds=None if answered is None else round(ended - answered, 3),
         duration_seconds=round(ended - request.pressed_at, 3),
         failure="" if result.outcome in (Outcome.DOOR_OPENED, Outcome.NOT_OPENED) else result.detail,
-        extra={"inbound": request.inbound_handle is not None},
+        extra={"inbound": request.inbound_handle is not None}
+        | ({"door": result.state.door} if opened is not None and result.state.door else {}),
     )

@@ -40,16 +40,19 @@ class ExitRequested:
 
     at: float
     opened: bool = True  # False when the relay was blocked (tamper) and the door stayed locked
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
 class DoorOpened:
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
 class DoorClosed:
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class DoorHeldOpen:
 
     at: float
     opened_at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class RelayChanged:
 
     energized: bool
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ __all__ = [
     "GPIO_PIN",
     "LAYOUT_3X4",
     "LAYOUT_4X4",
+    "MAIN_DOOR",
     "AudioConfig",
     "ButtonConfig",
+    "DoorConfig",
     "DoorContactConfig",
     "GpioConfig",
     "InputConfig",
@@ -122,6 +124,28 @@ class DoorContactConfig:
     pull_up: bool = True
     open_when_active: bool = True  # contact closes to ground (active) when the door opens
     held_open_seconds: Annotated[float, Range(1, 3600, "seconds")] = 60.0
+
+
+MAIN_DOOR = "main"  # the one door of a panel configured without [[doors]]
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """One door (``[[doors]]``): its own relay, and optionally its exit button and contact (held-open alarm).
+
+    Each door's relay is fail-secure, extends rather than stacks, and is released on every path, on its own: a
+    fault of one door's relay never blocks another's."""
+
+    name: str
+    relay: RelayConfig
+    exit_button: InputConfig | None = None
+    door_contact: DoorContactConfig | None = None
+
+    def problems(self) -> list[str]:
+        name = self.name
+        if not (name and name.isascii() and all(c.isalnum() or c in "-_" for c in name) and len(name) <= 32):
+            return [f"name: {name!r} must be 1 to 32 letters, digits, '-' or '_' (intercomctl open NAME uses it)"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -236,3 +260,9 @@ class PanelConfig:
     leds: dict[str, LedConfig] = field(default_factory=dict)  # "status", "fault"
     audio: AudioConfig = field(default_factory=AudioConfig)
     keypad: KeypadConfig | None = None
+    doors: tuple[DoorConfig, ...] = ()  # [[doors]]; empty: one door, "main", from relay/exit_button/door_contact
+
+    @property
+    def door_list(self) -> tuple[DoorConfig, ...]:
+        """Every door, the first being the one a plain ``codes`` list and ``intercomctl open`` open."""
+        return self.doors or (DoorConfig(MAIN_DOOR, self.relay, self.exit_button, self.door_contact),)

@@ -11,8 +11,10 @@ from daemon.config._uris import dial_problems
 from daemon.config._visit import Apartment, KeypadSettings, PathsConfig, PromptsConfig, TimingConfig, code_problems
 from daemon.mqtt.settings import MqttConfig
 from hw.settings import (
+    MAIN_DOOR,
     AudioConfig,
     ButtonConfig,
+    DoorConfig,
     DoorContactConfig,
     GpioConfig,
     InputConfig,
@@ -43,6 +45,8 @@ class Config:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     apartments: tuple[Apartment, ...] = ()
     inbound_codes: tuple[str, ...] = ()  # codes an allowlisted inbound caller (the concierge) may open with
+    inbound_door_codes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # theirs for the other doors
+    doors: tuple[DoorConfig, ...] = ()  # [[doors]]; absent: one door, "main", from relay/exit_button/door_contact
     paths: PathsConfig = field(default_factory=PathsConfig)
     mqtt: MqttConfig | None = None  # [mqtt] (docs/mqtt.md); absent: no MQTT
     keypad: KeypadSettings | None = None  # [keypad]; absent: a button panel
@@ -59,10 +63,18 @@ class Config:
             leds=self.leds,
             audio=self.audio,
             keypad=self.keypad,
+            doors=self.doors,
         )
 
+    @property
+    def door_names(self) -> tuple[str, ...]:
+        """Every door's name, the first being the one ``codes`` and ``intercomctl open`` open by default."""
+        return tuple(door.name for door in self.doors) or (MAIN_DOOR,)
+
     def problems(self) -> list[str]:
-        out = code_problems("inbound_codes", self.inbound_codes)
+        inbound = self.inbound_codes + tuple(c for codes in self.inbound_door_codes.values() for c in codes)
+        out = code_problems("inbound_codes", inbound)
+        out += self._door_problems()
         out += self._pin_problems()
         out += self._button_problems()
         for i, apt in enumerate(self.apartments):
@@ -103,14 +115,15 @@ class Config:
 
         for i, b in enumerate(self.buttons):
             claim(b.pin, f"buttons[{i}].pin")
-        claim(self.relay.pin, "relay.pin")
-        for key, dev in (
-            ("exit_button", self.exit_button),
-            ("door_contact", self.door_contact),
-            ("tamper", self.tamper),
-        ):
-            if dev is not None:
-                claim(dev.pin, f"{key}.pin")
+        prefix = {door.name: f"doors[{i}]." for i, door in enumerate(self.doors)}
+        for door in self.panel.door_list:
+            key = prefix.get(door.name, "")
+            claim(door.relay.pin, f"{key}relay.pin")
+            for what, dev in (("exit_button", door.exit_button), ("door_contact", door.door_contact)):
+                if dev is not None:
+                    claim(dev.pin, f"{key}{what}.pin")
+        if self.tamper is not None:
+            claim(self.tamper.pin, "tamper.pin")
         if self.keypad is not None:
             for key, pin in self.keypad.pins():
                 claim(pin, key)
@@ -118,6 +131,26 @@ class Config:
             if name not in _LED_NAMES:
                 out.append(f"leds.{name}: unknown LED; accepted: {', '.join(_LED_NAMES)}")
             claim(led.pin, f"leds.{name}.pin")
+        return out
+
+    def _door_problems(self) -> list[str]:
+        out: list[str] = []
+        if self.doors and (self.relay != RelayConfig() or self.exit_button or self.door_contact):
+            out.append(
+                "doors: with [[doors]], give each door its own relay, exit_button and door_contact; "
+                "remove [relay], [exit_button] and [door_contact]"
+            )
+        names = [door.name for door in self.doors]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            out.append(f"doors: the name {dup!r} is used twice")
+        known = self.door_names
+        tables = [(f"apartments[{i}].door_codes", apt.door_codes) for i, apt in enumerate(self.apartments)]
+        for key, table in [*tables, ("inbound_door_codes", self.inbound_door_codes)]:
+            for door in table:
+                if door not in known:
+                    out.append(f"{key}.{door}: no door named {door!r}; doors: {', '.join(known)}")
+                elif door == known[0]:
+                    out.append(f"{key}.{door}: the first door's codes go in the plain codes list")
         return out
 
     def _button_problems(self) -> list[str]:

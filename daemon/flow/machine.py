@@ -86,6 +86,7 @@ class VisitState:
     typed: str = ""  # digits typed on the answered call so far; never carried to another call
     door_opened: bool = False
     door_refused: str = ""  # why the relay refused the accepted code ("" when it did not)
+    door: str = ""  # the door the accepted code opened (its name, once the relay answered)
     inbound: bool = False
 
     def __repr__(self) -> str:
@@ -132,8 +133,8 @@ def step(state: VisitState, event: FlowEvent) -> Result:
             return _ended(state, event)
         case Dtmf():
             return _dtmf(state, event)
-        case DoorUnlocked():
-            return _door_unlocked(state)
+        case DoorUnlocked(door=door):
+            return _door_unlocked(state, door)
         case DoorRefused(reason=reason):
             return _door_refused(state, reason)
         case TimerFired(name=name):
@@ -289,11 +290,12 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     if state.phase is not Phase.CONNECTED:
         return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: ignored, the code was already accepted")]
     t = state.timing
+    entered = state.typed if event.digit == "#" else state.typed + event.digit
     lockout, typed, verdict = enter_digit(
         state.lockout,
         state.typed,
         event.digit,
-        state.apartment.codes,
+        state.apartment.all_codes,
         now=event.at,
         limit=t.wrong_code_limit,
         lockout_seconds=t.lockout_seconds,
@@ -305,7 +307,8 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     out.append(cmd.CancelTimer(Timer.DIGITS))
     if verdict is Verdict.ACCEPTED:
         # Nothing is said or logged as open yet: only the relay's answer (DoorUnlocked) may say so.
-        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor()]
+        door = state.apartment.door_for(entered) or ""  # accepted: it is one of the apartment's codes
+        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor(door)]
     if verdict is Verdict.LOCKED:
         return state, [*out, cmd.Log("CODE_REJECTED", leg.uri, "codes locked out")]
     out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, Prompt.CODE_REJECTED)]
@@ -314,13 +317,13 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     return state, out
 
 
-def _door_unlocked(state: VisitState) -> Result:
+def _door_unlocked(state: VisitState, door: str) -> Result:
     if state.phase is not Phase.OPENING or state.answered is None:
         return state, []
     leg = state.answered
-    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
+    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True, door=door)
     return state, [
-        cmd.Log("DOOR_OPEN", state.legs[leg].uri, "code accepted"),
+        cmd.Log("DOOR_OPEN", state.legs[leg].uri, f"code accepted: {door}" if door else "code accepted"),
         cmd.PlayToCall(leg, Prompt.CODE_ACCEPTED),
         cmd.PlayPrompt(Prompt.DOOR_OPEN),
         cmd.ShowLeds(LedPattern.DOOR_OPEN),

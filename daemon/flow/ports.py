@@ -63,15 +63,17 @@ class TonePort(Protocol):
 @dataclass(frozen=True)
 class DoorResult:
     opened: bool  # True only when the relay really energized
-    reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ..."
+    reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ...", "unknown door ..."
+    door: str = ""  # the door's name (the first door's when asked for "")
 
 
 class DoorPort(Protocol):
-    def open(self) -> DoorResult:
-        """Pulse the door relay (a pulse already under way is extended, never stacked)."""
+    def open(self, door: str = "") -> DoorResult:
+        """Pulse door ``door``'s relay ("": the first door); a pulse already under way is extended, never
+        stacked. Another door's relay, or its fault, has no part in it."""
 
     def release(self) -> None:
-        """De-energize at once (fail-secure error path). Never fails."""
+        """De-energize every door's relay at once (fail-secure error path). Never fails."""
 
 
 class LedPort(Protocol):

@@ -206,7 +206,8 @@ class VisitRouter:
         """An allowlisted caller was answered by the engine. False when busy (the caller is then hung up)."""
         if self.current is not None or self._queued:
             return False
-        apartment = Apartment(name=INBOUND, buttons=(), residents=(caller,), codes=self.config.inbound_codes)
+        codes, door_codes = self.config.inbound_codes, self.config.inbound_door_codes
+        apartment = Apartment(name=INBOUND, buttons=(), residents=(caller,), codes=codes, door_codes=door_codes)
         self._queued.append(apartment.name)
         self._send.send_nowait(VisitRequest(apartment, "", time.monotonic(), self._new_id(), handle))
         return True

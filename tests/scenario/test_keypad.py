@@ -15,7 +15,7 @@ from gpiozero.pins.mock import MockFactory
 from daemon.app import running
 from daemon.config import Apartment, Config, KeypadSettings
 from daemon.flow.keypad import Tone
-from hw.settings import LAYOUT_3X4
+from hw.settings import LAYOUT_3X4, DoorConfig, DoorContactConfig, InputConfig, RelayConfig
 from tests.scenario.conftest import Panel, scenario_config
 from tests.support.alsa import AlsaCapture
 from tests.support.keypad_matrix import MockMatrix
@@ -130,3 +130,55 @@ async def test_a_number_calls_by_itself_after_the_pause(
             await panel.visit_done()
             (record,) = await panel.app.visit_history.recent(5)
     assert record.apartment == "101" and record.button == "keypad"
+
+
+def two_doors(config: Config) -> Config:
+    social = DoorConfig("social", RelayConfig(pin=27, pulse_seconds=1), exit_button=InputConfig(22, min_press_ms=20))
+    garage = DoorConfig("garage", RelayConfig(pin=25, pulse_seconds=1), door_contact=DoorContactConfig(23))
+    return replace(config, doors=(social, garage), exit_button=None, door_contact=None)
+
+
+async def test_the_residents_code_for_door_2_pulses_only_door_2(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="101") as phone:
+        apt = Apartment(
+            name="101",
+            buttons=(),
+            residents=(phone.uri,),
+            codes=("4821",),
+            door_codes={"garage": ("7391",)},
+            number="101",
+        )
+        config = two_doors(keypad_config(tmp_path, prompt_cache, apt))
+        async with run_keypad(config) as panel:
+            social, garage = panel.factory.pin(27), panel.factory.pin(25)
+            await panel.type("101#")
+            await phone.wait_event("CALL_ESTABLISHED", 10)
+            await anyio.sleep(0.3)
+            for digit in "7391":
+                phone.command("sndcode", digit)
+                await anyio.sleep(0.3)
+            await panel.until(lambda: bool(garage.state), 5, "garage relay energized")
+            await panel.visit_done()
+            (record,) = await panel.app.visit_history.recent(5)
+            social_pulsed = any(s.state for s in social.states)
+            # The exit button inside the pedestrian gate opens that gate alone.
+            await panel.until(lambda: not garage.state, 5, "garage relay released")
+            await panel.press(22)
+            await panel.until(lambda: bool(social.state), 5, "social relay energized by its exit button")
+            assert not garage.state
+            # intercomctl open DOOR: by name, and an unknown name is refused with the doors listed.
+            refused = panel.app.open_door("cellar", by="test")
+            opened = panel.app.open_door("garage", by="test")
+            status = panel.app.status()
+            await panel.app.visit_log.flush()
+            events = panel.events()
+    assert not social_pulsed  # the pedestrian gate stayed locked throughout the visit
+    assert record.door_opened and record.extra["door"] == "garage"
+    assert opened.opened and not refused.opened and "social, garage" in refused.reason
+    assert status["doors"]["garage"]["energized"] is True  # type: ignore[index]
+    door_open = [e for e in events if e["event"] == "DOOR_OPEN"]
+    assert door_open[0]["text"] == "code accepted: garage" and door_open[-1]["door"] == "garage"
+    exits = [e for e in events if e["event"] == "EXITREQUESTED"]
+    assert exits and "door='social'" in exits[0]["text"]
