@@ -37,7 +37,14 @@ from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
-from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record, visit_started_record
+from daemon.visit_adapters import (
+    PanelPorts,
+    SipCalls,
+    open_record,
+    open_relay,
+    visit_record,
+    visit_started_record,
+)
 from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
@@ -108,6 +115,7 @@ class IntercomApp:
                 registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
                 on_start=self._visit_started,
                 on_done=self._visit_done,
+                on_open=self._record_open,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -171,6 +179,10 @@ class IntercomApp:
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
         await self.visit_history.record(visit_record(result, request))
 
+    def _record_open(self, door: str, who: str, how: str) -> None:
+        """A door opened outside a visit: a history row of its own saying who, which door and how."""
+        self.visit_history.note(open_record(self.visit_log.new_visit_id(), door, who, how))
+
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
 
     def button_names(self) -> list[str]:
@@ -189,10 +201,12 @@ class IntercomApp:
             opened = open_relay(relay)
             result = OpenResult(opened.opened, opened.reason)
         name = relay.door if relay is not None else door
+        how = "mqtt" if by == "mqtt" else "control"
         if result.opened:
-            self.visit_log.event("-", "DOOR_OPEN", by, f"{name} opened on request", door=name)
+            self.visit_log.event("-", "DOOR_OPEN", by, f"{name} opened on request", door=name, method=how)
+            self._record_open(str(name), by, how)
         else:
-            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason, door=name)
+            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason, door=name, method=how)
         return result
 
     async def dial(self, uri: str) -> str:

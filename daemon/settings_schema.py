@@ -28,7 +28,7 @@ T = TypeVar("T")
 _MISSING = object()
 _RANGES_CHECKED: set[type[Any]] = set()  # dataclasses whose every number declares a Range
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline are fine (multi-line prompt texts)
-_SECRET = re.compile(r"code|password", re.IGNORECASE)  # never echo these values back in a problem
+_SECRET = re.compile(r"code|password|pin_hash", re.IGNORECASE)  # never echo these values back in a problem
 
 
 class NumericField(NamedTuple):

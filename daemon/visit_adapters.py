@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from hw.relay import Relay
     from hw.talk import TalkPump
 
-__all__ = ["IN_PROGRESS", "PanelPorts", "SipCalls", "open_relay", "visit_record", "visit_started_record"]
+__all__ = [
+    "IN_PROGRESS",
+    "PanelPorts",
+    "SipCalls",
+    "open_record",
+    "open_relay",
+    "visit_record",
+    "visit_started_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -189,4 +197,23 @@ def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
         failure="" if result.outcome in (Outcome.DOOR_OPENED, Outcome.NOT_OPENED) else result.detail,
         extra={"inbound": request.inbound_handle is not None}
         | ({"door": result.state.door} if opened is not None and result.state.door else {}),
+    )
+
+
+def open_record(visit: str, door: str, who: str, how: str) -> VisitRecord:
+    """The history row of a door opened outside a visit: ``who`` (a PIN's label, "exit button", the control
+    socket's peer, "mqtt"), which door, and ``how`` (pin, exit, control, mqtt). Never a PIN."""
+    now = datetime.now(UTC)
+    return VisitRecord(
+        visit=visit,
+        apartment="",
+        button=how,
+        started_at=now,
+        outcome=Outcome.DOOR_OPENED.value,
+        door_opened=True,
+        opened_by=who,
+        open_method=how,
+        ended_at=now,
+        duration_seconds=0.0,
+        extra={"door": door},
     )

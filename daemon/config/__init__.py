@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon.config._access import AccessConfig, PinConfig, WindowConfig
 from daemon.config._host import host_problems
 from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "MAX_CALLS_LIMIT",
     "PROMPT_NAMES",
+    "AccessConfig",
     "Apartment",
     "AudioConfig",
     "ButtonConfig",
@@ -48,12 +50,14 @@ __all__ = [
     "LedConfig",
     "PanelConfig",
     "PathsConfig",
+    "PinConfig",
     "PromptsConfig",
     "RelayConfig",
     "SipAccountConfig",
     "SipConfig",
     "TamperConfig",
     "TimingConfig",
+    "WindowConfig",
     "check_config",
     "config_warnings",
     "default_config_text",

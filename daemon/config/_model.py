@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from daemon.access import PinBook
+from daemon.config._access import AccessConfig, PinConfig
 from daemon.config._sip import WIDE_PREFIX, SipConfig
 from daemon.config._uris import dial_problems
 from daemon.config._visit import Apartment, KeypadSettings, PathsConfig, PromptsConfig, TimingConfig, code_problems
@@ -50,6 +52,8 @@ class Config:
     paths: PathsConfig = field(default_factory=PathsConfig)
     mqtt: MqttConfig | None = None  # [mqtt] (docs/mqtt.md); absent: no MQTT
     keypad: KeypadSettings | None = None  # [keypad]; absent: a button panel
+    access: AccessConfig = field(default_factory=AccessConfig)  # [access]: the salt, the PIN guard's limits
+    pins: tuple[PinConfig, ...] = ()  # [[pins]]: access PINs typed at the keypad (hashed)
 
     @property
     def panel(self) -> PanelConfig:
@@ -75,6 +79,7 @@ class Config:
         inbound = self.inbound_codes + tuple(c for codes in self.inbound_door_codes.values() for c in codes)
         out = code_problems("inbound_codes", inbound)
         out += self._door_problems()
+        out += self._pin_problems_access()
         out += self._pin_problems()
         out += self._button_problems()
         for i, apt in enumerate(self.apartments):
@@ -131,6 +136,33 @@ class Config:
             if name not in _LED_NAMES:
                 out.append(f"leds.{name}: unknown LED; accepted: {', '.join(_LED_NAMES)}")
             claim(led.pin, f"leds.{name}.pin")
+        return out
+
+    @cached_property
+    def pin_book(self) -> PinBook:
+        """Every access PIN, found by its hash (built once per Config; a reload makes a new one)."""
+        first = self.door_names[0]
+        return PinBook(self.access.salt, tuple(pin.access_pin(first) for pin in self.pins))
+
+    def _pin_problems_access(self) -> list[str]:
+        if not self.pins:
+            return []
+        out: list[str] = []
+        if not self.access.salt:
+            out.append("access.salt: required with [[pins]] (the salt their hashes were made with)")
+        if self.keypad is None:
+            out.append("pins: access PINs need a [keypad] to be typed on")
+        labels = [pin.label for pin in self.pins]
+        for dup in sorted({n for n in labels if labels.count(n) > 1}):
+            out.append(f"pins: the label {dup!r} is used twice (it says who opened)")
+        first: dict[str, int] = {}
+        for i, pin in enumerate(self.pins):
+            for door in pin.doors:
+                if door not in self.door_names:
+                    out.append(f"pins[{i}].doors: no door named {door!r}; doors: {', '.join(self.door_names)}")
+            if pin.pin_hash in first:
+                out.append(f"pins[{i}]: the same PIN as pins[{first[pin.pin_hash]}]: give each its own")
+            first.setdefault(pin.pin_hash, i)
         return out
 
     def _door_problems(self) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "PromptsConfig",
     "TimingConfig",
     "code_problems",
+    "guessable",
 ]
 
 # A door on a public street: fewer than 4 digits is guessed in minutes; more than 12 nobody types on a phone.
@@ -39,7 +40,7 @@ def code_problems(key: str, codes: tuple[str, ...]) -> list[str]:
                 f"{key}[{i}]: a door code is {CODE_LENGTH.start} to {CODE_LENGTH.stop - 1} digits 0-9 "
                 f"(this one has {len(code)} character(s){'' if digits else ', not all digits'})"
             )
-        elif _guessed_first(code):
+        elif guessable(code):
             out.append(f"{key}[{i}]: one digit repeated or a run like 1234: the first codes anyone tries; change it")
     for i, shorter in enumerate(codes):
         for j, longer in enumerate(codes):
@@ -53,7 +54,7 @@ def code_problems(key: str, codes: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _guessed_first(code: str) -> bool:
+def guessable(code: str) -> bool:
     steps = {int(b) - int(a) for a, b in itertools.pairwise(code)}
     return steps <= {0} or steps in ({1}, {-1})
 

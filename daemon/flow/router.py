@@ -17,12 +17,14 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVarTuple
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from daemon.access import PinGuard
 from daemon.config import Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.entry import KeypadEntry
@@ -80,11 +82,13 @@ class VisitRouter:
         registered: bool,
         on_start: Callable[[VisitRequest], None],
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
+        on_open: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.config = config
         self._ports = ports
         self._log = visit_log
         self._new_id, self._on_start, self._on_done = new_id, on_start, on_done
+        self._on_open = on_open  # (door, who, how) for every open outside a visit: history records it
         self.registered = registered  # False only once the registrar said so: "out of service" at once
         send, receive = anyio.create_memory_object_stream[VisitRequest](math.inf)
         self._send: MemoryObjectSendStream[VisitRequest] = send
@@ -99,6 +103,10 @@ class VisitRouter:
         self._tone_pending = False
         limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
         self.keypad = KeypadEntry(limits, self._keypad_action)
+        # Panel-wide and across reloads: a brute force cannot reset it by waiting for a new config.
+        self.pin_guard = PinGuard()
+        self._pin_turn = anyio.Lock()  # one PIN evaluated at a time, each seeing the guard the last one left
+        self._pin_limiter = anyio.CapacityLimiter(1)  # scrypt runs in one worker thread, never on the loop
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
@@ -110,6 +118,9 @@ class VisitRouter:
                 self.press(button, at=at)
             case hw_events.KeyPressed(key=key, at=at):
                 self.keypad.key(key, at)  # never logged: it may be a digit of a PIN
+            case hw_events.ExitRequested(opened=True, door=door) if self._on_open is not None:
+                self._log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
+                self._on_open(door, "exit button", "exit")
             case _:
                 self._log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
 
@@ -173,10 +184,67 @@ class VisitRouter:
                 self._tone_soon(tone)
             case CallApartment(number=number):
                 self.dial_number(number)
-            case CheckPin():
-                # Access PINs are not configured on this panel: refused without looking at it.
-                self._log.event("-", "PIN_REFUSED", KEYPAD, "no access PINs on this panel")
-                self._tone_soon(Tone.ERROR)
+            case CheckPin(pin=pin):
+                self._check_pin_soon(pin)
+
+    # -- access PINs at the keypad -----------------------------------------------------------------------
+
+    def _pin_refused(self, who: str, why: str) -> None:
+        self._log.event("-", "PIN_REFUSED", who, why)
+        self._tone_soon(Tone.ERROR)
+
+    def _check_pin_soon(self, pin: str) -> None:
+        if not self.config.pins:
+            self._pin_refused(KEYPAD, "no access PINs on this panel")  # refused without looking at it
+        elif self.pin_guard.locked(time.monotonic()):
+            self._pin_refused(KEYPAD, "locked out: not evaluated")
+        else:
+            self._start_soon(self._check_pin, pin, self.config)
+
+    async def _check_pin(self, pin: str, config: Config) -> None:
+        async with self._pin_turn:
+            if self.pin_guard.locked(time.monotonic()):  # a lockout begun by the PIN evaluated just before
+                self._pin_refused(KEYPAD, "locked out: not evaluated")
+                return
+            found = await anyio.to_thread.run_sync(config.pin_book.lookup, pin, limiter=self._pin_limiter)
+            del pin  # what was typed is not needed any more: only who it was
+            if found is None:
+                self._pin_wrong(config)
+            elif not found.valid_at(datetime.now()):  # windows are in the panel's local time
+                self._pin_refused(found.label, "outside its window")
+                self._say_soon(Prompt.DOOR_NOT_OPENED)
+            else:
+                self.pin_guard = self.pin_guard.after_good()
+                for door in found.doors:
+                    self.open_for(door, found.label, "pin")
+
+    def _pin_wrong(self, config: Config) -> None:
+        policy = config.access.policy
+        self.pin_guard, locked, alarm = self.pin_guard.after_wrong(time.monotonic(), policy)
+        attempts = self.pin_guard.wrong_since_good
+        self._log.event("-", "PIN_REJECTED", KEYPAD, "wrong PIN", attempts=attempts)
+        if locked:
+            seconds = self.pin_guard.locked_until - time.monotonic()
+            self._log.event("-", "PIN_LOCKOUT", KEYPAD, f"keypad PINs locked {seconds:.0f} s", attempts=attempts)
+        if alarm:
+            # A tamper-style alarm: MQTT publishes it, `intercomctl events` shows it.
+            self._log.event("-", "PIN_ALARM", KEYPAD, f"{attempts} wrong PINs since the last good one")
+        self._tone_soon(Tone.ERROR)
+        self._say_soon(Prompt.CODE_REJECTED)
+
+    def open_for(self, door: str, who: str, how: str) -> bool:
+        """Open ``door`` outside a visit (a PIN) and record who, which door and how. True only if it energized."""
+        result = self._ports.door.open(door)
+        name = result.door or door
+        if not result.opened:
+            self._log.event("-", "DOOR_OPEN_REFUSED", who, result.reason, door=name, method=how)
+            self._say_soon(Prompt.DOOR_NOT_OPENED)
+            return False
+        self._log.event("-", "DOOR_OPEN", who, f"{name} opened", door=name, method=how)
+        self._say_soon(Prompt.DOOR_OPEN)
+        if self._on_open is not None:
+            self._on_open(name, who, how)
+        return True
 
     def _press(self, button: str, at: float) -> tuple[str, str, Apartment | None]:
         """(what was done, the visit, the apartment whose visitor was refused)."""

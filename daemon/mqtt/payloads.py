@@ -93,6 +93,10 @@ class EventTranslator:
                 triggered = key != "TAMPERCLEARED"
                 body = {"state": "triggered" if triggered else "cleared", **base}
                 return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), body), tamper=triggered)
+            case "PINALARM":
+                # Wrong PINs at the keypad: an alarm on the tamper topic, without changing the tamper switch's state.
+                body = {"state": "alarm", "what": "pin_brute_force", "detail": text, **base}
+                return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), body))
             case "OUTCOME":
                 return self._outcome(event, visit, base)
         if key.startswith("REGISTRATION"):

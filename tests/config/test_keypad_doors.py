@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from datetime import date, datetime
+from pathlib import Path
+
 import pytest
 
+from daemon.access import hash_pin
 from daemon.config import default_config_text, parse_config
 from daemon.errors import ConfigError
+from daemon.hash_pin import run_hash_pin
 
 BASE = default_config_text().replace('[[apartments]]\nname = "101"', '[[apartments]]\nname = "101"\nnumber = "101"')
 KEYPAD = """
@@ -95,3 +101,54 @@ def test_door_mistakes_are_named_and_never_quote_a_code() -> None:
     # A code for one door may not be the start of another door's: digits are matched as they come.
     assert "apartments[0]: codes[0]: a prefix of codes[2]" in found
     assert "9317" not in found and "47115" not in found
+
+
+SALT = "c2FsdHNhbHRzYWx0c2FsdA=="  # 16 bytes
+
+
+def test_pins_parse_into_a_book_with_windows() -> None:
+    pin_hash = hash_pin("60537", SALT)
+    text = (
+        BASE
+        + KEYPAD
+        + f'\n[access]\nsalt = "{SALT}"\nwrong_limit = 4\n\n[[pins]]\nlabel = "cleaner"\npin_hash = "{pin_hash}"\n'
+        + 'doors = ["main"]\nwindows = [{ days = ["mon", "fri"], hours = "08:00-17:00", valid_until = "2030-12-31" }]\n'
+    )
+    config = parse_config(text)
+    found = config.pin_book.lookup("60537")
+    assert found is not None and found.label == "cleaner" and found.doors == ("main",)
+    assert config.access.policy.wrong_limit == 4
+    (window,) = found.windows
+    assert window.weekdays == frozenset({0, 4}) and window.valid_until == date(2030, 12, 31)
+    assert found.valid_at(datetime(2026, 11, 27, 9, 0)) and not found.valid_at(datetime(2026, 11, 27, 17, 0))
+
+
+def test_pin_mistakes_are_named_and_never_quote_a_hash() -> None:
+    pin_hash = hash_pin("60537", SALT)
+    pins = "".join(
+        f'\n[[pins]]\nlabel = "x"\npin_hash = "{h}"\ndoors = ["{d}"]\nwindows = [{{ hours = "{w}" }}]\n'
+        for h, d, w in ((pin_hash, "main", "08:00-17:00"), (pin_hash, "cellar", "17:00-08:00"), ("60537", "main", ""))
+    )
+    found = problems(BASE + pins)
+    assert "access.salt: required with [[pins]]" in found
+    assert "pins: access PINs need a [keypad]" in found
+    assert "pins: the label 'x' is used twice" in found
+    assert "pins[1]: the same PIN as pins[0]" in found
+    assert "pins[1].doors: no door named 'cellar'" in found
+    assert "pins[1].windows[0]: hours: '17:00-08:00' is not 'HH:MM-HH:MM'" in found
+    assert "pins[2]: pin_hash: not a PIN hash" in found
+    assert pin_hash not in found and "60537" not in found
+
+
+def test_hash_pin_prints_the_line_to_paste_and_a_new_salt_when_the_config_has_none(tmp_path: Path) -> None:
+    config = tmp_path / "intercom.toml"
+    config.write_text(f'[access]\nsalt = "{SALT}"\n')
+    out, err = io.StringIO(), io.StringIO()
+    assert run_hash_pin(config, None, stdin=io.StringIO("60537\n"), stdout=out, stderr=err) == 0
+    assert out.getvalue() == f'pin_hash = "{hash_pin("60537", SALT)}"\n' and "60537" not in err.getvalue()
+    out = io.StringIO()
+    assert run_hash_pin(tmp_path / "none.toml", None, stdin=io.StringIO("60537\n"), stdout=out, stderr=err) == 0
+    salt_line, hash_line = out.getvalue().splitlines()
+    salt = salt_line.removeprefix('salt = "').removesuffix('"')
+    assert hash_line == f'pin_hash = "{hash_pin("60537", salt)}"'
+    assert run_hash_pin(config, None, stdin=io.StringIO("12a4\n"), stdout=out, stderr=err) != 0

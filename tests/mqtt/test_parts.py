@@ -137,6 +137,7 @@ def test_translator_publishes_allowlisted_fields_only_and_never_keypad_events() 
         ("EXITREQUESTED", "opened=True", {}, "door", "action", "unlocked"),
         ("TAMPERTRIGGERED", "", {}, "tamper", "state", "triggered"),
         ("TAMPER_CLEARED", "", {}, "tamper", "state", "cleared"),
+        ("PIN_ALARM", "10 wrong PINs since the last good one", {}, "tamper", "state", "alarm"),
         ("REGISTRATION_DOWN", "408 timeout", {}, "registration", "state", "down"),
         ("REGISTRATION", "200 OK", {"active": True}, "registration", "state", "up"),
         ("RELAY_FAULT", "pin failed", {}, "fault", "what", "relay_fault"),
