@@ -25,7 +25,7 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, check_config
+from daemon.config import Config, check_config, directory_csv
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
@@ -184,6 +184,9 @@ class IntercomApp:
         self.visit_history.note(open_record(self.visit_log.new_visit_id(), door, who, how))
 
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
+
+    def directory_csv(self) -> str:
+        return directory_csv(self.config.apartments)
 
     def button_names(self) -> list[str]:
         return [button.name for button in self.config.buttons]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.config._access import AccessConfig, PinConfig, WindowConfig
+from daemon.config._directory import directory_csv
 from daemon.config._host import host_problems
 from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
@@ -61,6 +62,7 @@ __all__ = [
     "check_config",
     "config_warnings",
     "default_config_text",
+    "directory_csv",
     "host_problems",
     "is_sip_uri",
     "load_config",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -54,6 +55,8 @@ class Config:
     keypad: KeypadSettings | None = None  # [keypad]; absent: a button panel
     access: AccessConfig = field(default_factory=AccessConfig)  # [access]: the salt, the PIN guard's limits
     pins: tuple[PinConfig, ...] = ()  # [[pins]]: access PINs typed at the keypad (hashed)
+    # A CSV of apartments merged with [[apartments]] (daemon.config._directory); relative: to the config file.
+    directory: str = ""
 
     @property
     def panel(self) -> PanelConfig:
@@ -84,7 +87,7 @@ class Config:
         out += self._button_problems()
         for i, apt in enumerate(self.apartments):
             out += self._apartment_problems(f"apartments[{i}]", apt)
-        if not self.apartments:
+        if not self.apartments and not self.directory:  # the directory's are checked once merged
             out.append("apartments: at least one apartment is required")
         if self.keypad is not None:
             longest = max((len(a.number) for a in self.apartments), default=0)
@@ -190,8 +193,9 @@ class Config:
         names = [b.name for b in self.buttons]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             out.append(f"buttons: the name {dup!r} is used twice")
-        apt_names = [a.name for a in self.apartments]
-        for dup in sorted({n for n in apt_names if apt_names.count(n) > 1}):
+        # A Counter, not list.count: a directory brings thousands of apartments.
+        apt_names = Counter(a.name for a in self.apartments)
+        for dup in sorted(n for n, count in apt_names.items() if count > 1):
             out.append(f"apartments: the name {dup!r} is used twice")
         numbers: dict[str, int] = {}  # keypad number -> the first apartment's index
         for i, apt in enumerate(self.apartments):

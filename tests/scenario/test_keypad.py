@@ -12,8 +12,9 @@ import anyio
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from benchmarks.directory_bench import write_panel
 from daemon.app import running
-from daemon.config import Apartment, Config, KeypadSettings
+from daemon.config import Apartment, Config, KeypadSettings, load_config
 from daemon.flow.keypad import Tone
 from hw.settings import LAYOUT_3X4, DoorConfig, DoorContactConfig, InputConfig, RelayConfig
 from tests.scenario.conftest import Panel, scenario_config
@@ -182,3 +183,43 @@ async def test_the_residents_code_for_door_2_pulses_only_door_2(
     assert door_open[0]["text"] == "code accepted: garage" and door_open[-1]["door"] == "garage"
     exits = [e for e in events if e["event"] == "EXITREQUESTED"]
     assert exits and "door='social'" in exits[0]["text"]
+
+
+async def test_a_directory_of_5000_apartments_loads_a_number_in_it_dials_and_sighup_reloads_it(
+    tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture
+) -> None:
+    with Baresip(tmp_path, user="4321") as phone, Baresip(tmp_path, user="7777") as newcomer:
+        toml = write_panel(tmp_path, 5000, resident={"4321": phone.uri})
+        loaded, _ = load_config(toml)
+        base = scenario_config(tmp_path, prompt_cache, list(loaded.apartments))
+        config = replace(base, keypad=KEYPAD, directory=loaded.directory)
+        # The reload reads the file again: the running daemon's own sections (SIP port, paths) need a restart.
+        toml.write_text(
+            toml.read_text()
+            .replace("port = 5060", f"port = {config.sip.port}")
+            .replace(f'"{tmp_path}"', f'"{config.paths.state_dir}"')
+        )
+        factory = MockFactory()
+        matrix = MockMatrix(factory, ROWS, COLUMNS, LAYOUT_3X4)
+        try:
+            async with running(config, config_path=toml, pin_factory=factory) as app:
+                panel = KeypadPanel(Panel(app, factory), matrix)
+                await panel.type("4321#")
+                await phone.wait_event("CALL_ESTABLISHED", 10)
+                phone.hangup()
+                await panel.visit_done()
+                # SIGHUP: a new apartment in the file is reachable at once.
+                with (tmp_path / "directory.csv").open("a") as csv:
+                    csv.write(f"7777,Novo,{newcomer.uri},,,\n")
+                reloaded = await app.reload()
+                await panel.type("7777#")
+                await newcomer.wait_event("CALL_ESTABLISHED", 10)
+                newcomer.hangup()
+                await panel.visit_done(2)
+                first, second = await app.visit_history.recent(5)
+                exported = app.directory_csv()
+        finally:
+            factory.reset()
+    assert (second.apartment, first.apartment) == ("Apto 4321", "Novo")
+    assert reloaded.reloaded and "apartments" in reloaded.applied
+    assert exported.count("\n") == 1 + 5002 + 1 and f"7777,Novo,{newcomer.uri},,parallel,\n" in exported
