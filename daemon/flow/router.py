@@ -17,14 +17,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any, TypeVarTuple
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.access import PinGuard
 from daemon.config import Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.entry import KeypadEntry
@@ -32,6 +30,7 @@ from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRingin
 from daemon.flow.keypad import CallApartment, CheckPin, Feedback, KeypadAction, KeypadLimits, Tone
 from daemon.flow.legs import LegTable
 from daemon.flow.machine import inbound_visit, new_visit
+from daemon.flow.pin_desk import KEYPAD, PinDesk
 from daemon.flow.ports import VisitLogPort, VisitPorts
 from daemon.flow.runner import VisitResult, VisitRunner
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
@@ -57,7 +56,6 @@ QUEUE_LIMIT = 8  # presses waiting for the speaker; more than this in one visit'
 REFUSAL_PROMPT_WAIT = 10.0  # a refused visitor's prompt waits this long at most for the speaker to be free
 HANGUP_TIMEOUT = 5.0
 INBOUND = "inbound"  # the apartment name of a visit started by an allowlisted caller
-KEYPAD = "keypad"  # the button of a visit started by a number typed at the keypad
 
 
 @dataclass(frozen=True)
@@ -103,10 +101,7 @@ class VisitRouter:
         self._tone_pending = False
         limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
         self.keypad = KeypadEntry(limits, self._keypad_action)
-        # Panel-wide and across reloads: a brute force cannot reset it by waiting for a new config.
-        self.pin_guard = PinGuard()
-        self._pin_turn = anyio.Lock()  # one PIN evaluated at a time, each seeing the guard the last one left
-        self._pin_limiter = anyio.CapacityLimiter(1)  # scrypt runs in one worker thread, never on the loop
+        self.pins = PinDesk(visit_log, say=self._say_soon, tone=self._tone_soon, open_door=self.open_for)
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
@@ -185,52 +180,7 @@ class VisitRouter:
             case CallApartment(number=number):
                 self.dial_number(number)
             case CheckPin(pin=pin):
-                self._check_pin_soon(pin)
-
-    # -- access PINs at the keypad -----------------------------------------------------------------------
-
-    def _pin_refused(self, who: str, why: str) -> None:
-        self._log.event("-", "PIN_REFUSED", who, why)
-        self._tone_soon(Tone.ERROR)
-
-    def _check_pin_soon(self, pin: str) -> None:
-        if not self.config.pins:
-            self._pin_refused(KEYPAD, "no access PINs on this panel")  # refused without looking at it
-        elif self.pin_guard.locked(time.monotonic()):
-            self._pin_refused(KEYPAD, "locked out: not evaluated")
-        else:
-            self._start_soon(self._check_pin, pin, self.config)
-
-    async def _check_pin(self, pin: str, config: Config) -> None:
-        async with self._pin_turn:
-            if self.pin_guard.locked(time.monotonic()):  # a lockout begun by the PIN evaluated just before
-                self._pin_refused(KEYPAD, "locked out: not evaluated")
-                return
-            found = await anyio.to_thread.run_sync(config.pin_book.lookup, pin, limiter=self._pin_limiter)
-            del pin  # what was typed is not needed any more: only who it was
-            if found is None:
-                self._pin_wrong(config)
-            elif not found.valid_at(datetime.now()):  # windows are in the panel's local time
-                self._pin_refused(found.label, "outside its window")
-                self._say_soon(Prompt.DOOR_NOT_OPENED)
-            else:
-                self.pin_guard = self.pin_guard.after_good()
-                for door in found.doors:
-                    self.open_for(door, found.label, "pin")
-
-    def _pin_wrong(self, config: Config) -> None:
-        policy = config.access.policy
-        self.pin_guard, locked, alarm = self.pin_guard.after_wrong(time.monotonic(), policy)
-        attempts = self.pin_guard.wrong_since_good
-        self._log.event("-", "PIN_REJECTED", KEYPAD, "wrong PIN", attempts=attempts)
-        if locked:
-            seconds = self.pin_guard.locked_until - time.monotonic()
-            self._log.event("-", "PIN_LOCKOUT", KEYPAD, f"keypad PINs locked {seconds:.0f} s", attempts=attempts)
-        if alarm:
-            # A tamper-style alarm: MQTT publishes it, `intercomctl events` shows it.
-            self._log.event("-", "PIN_ALARM", KEYPAD, f"{attempts} wrong PINs since the last good one")
-        self._tone_soon(Tone.ERROR)
-        self._say_soon(Prompt.CODE_REJECTED)
+                self.pins.check_soon(pin, self.config)
 
     def open_for(self, door: str, who: str, how: str) -> bool:
         """Open ``door`` outside a visit (a PIN) and record who, which door and how. True only if it energized."""
@@ -332,6 +282,7 @@ class VisitRouter:
         async with self._send, self._receive, anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self.keypad.run)
+            tg.start_soon(self.pins.run)
             try:
                 async for request in self._receive:
                     self._queued.remove(request.apartment.name)

@@ -79,7 +79,7 @@ async def test_a_pin_outside_its_window_is_refused(tmp_path: Path, prompt_cache:
         await panel.until(lambda: logged(panel, "PIN_REFUSED"), 5, "PIN refused")
         energized = any(s.state for pin in (25, 27) for s in panel.factory.pin(pin).states)
         events = keypad_events(panel.events())
-        guard = panel.app.visits.pin_guard
+        guard = panel.app.visits.pins.guard
     assert not energized
     assert [(e["event"], e["target"], e["text"]) for e in events] == [("PIN_REFUSED", "cleaner", "outside its window")]
     assert guard.wrong_in_a_row == 0  # the right PIN at the wrong time is not a guess
