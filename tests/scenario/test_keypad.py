@@ -175,6 +175,8 @@ async def test_the_residents_code_for_door_2_pulses_only_door_2(
             status = panel.app.status()
             await panel.app.visit_log.flush()
             events = panel.events()
+            assert await panel.app.visit_history.flush()
+            rows = await panel.app.visit_history.recent(5)
     assert not social_pulsed  # the pedestrian gate stayed locked throughout the visit
     assert record.door_opened and record.extra["door"] == "garage"
     assert opened.opened and not refused.opened and "social, garage" in refused.reason
@@ -183,6 +185,9 @@ async def test_the_residents_code_for_door_2_pulses_only_door_2(
     assert door_open[0]["text"] == "code accepted: garage" and door_open[-1]["door"] == "garage"
     exits = [e for e in events if e["event"] == "EXITREQUESTED"]
     assert exits and "door='social'" in exits[0]["text"]
+    # Every open has its history row: who, which door, how.
+    opens = {(r.open_method, r.extra.get("door"), r.opened_by) for r in rows if r.door_opened}
+    assert opens == {("dtmf", "garage", phone.uri), ("exit", "social", "exit button"), ("control", "garage", "test")}
 
 
 async def test_a_directory_of_5000_apartments_loads_a_number_in_it_dials_and_sighup_reloads_it(
