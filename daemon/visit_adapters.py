@@ -21,6 +21,7 @@ from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
 from daemon.history import VisitRecord
 from hw.errors import HwError
 from hw.leds import LedState
+from hw.settings import MAIN_DOOR
 from hw.speaker import PcmFormat, tone
 
 if TYPE_CHECKING:
@@ -169,6 +170,11 @@ def visit_started_record(request: VisitRequest) -> VisitRecord:
     )
 
 
+def _door_extra(door: str) -> dict[str, str]:
+    # A one-door panel's rows stay as they always were: its door ("main") is the only one there is.
+    return {"door": door} if door and door != MAIN_DOOR else {}
+
+
 def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
     """The history row for a finished visit. Monotonic times become wall-clock via one offset."""
     offset = time.time() - time.monotonic()
@@ -196,7 +202,7 @@ def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
         duration_seconds=round(ended - request.pressed_at, 3),
         failure="" if result.outcome in (Outcome.DOOR_OPENED, Outcome.NOT_OPENED) else result.detail,
         extra={"inbound": request.inbound_handle is not None}
-        | ({"door": result.state.door} if opened is not None and result.state.door else {}),
+        | _door_extra(result.state.door if opened is not None else ""),
     )
 
 
