@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.config import door_open_prompt
 from daemon.errors import AudioError, SipError, translate_hw_error
 from daemon.flow.keypad import Tone
 from daemon.flow.ports import DoorResult, TalkTask
@@ -71,6 +72,7 @@ class PanelPorts:
     def __init__(self, panel: Panel, prompts: PromptSet) -> None:
         self._panel = panel
         self.prompts = prompts
+        self._opened = ""  # the door last opened through these ports (see _named_door)
         # Key feedback, made once in memory at the prompts' own rate (the card is already open at that rate): a
         # short high click for a key taken, a longer low tone for a key refused.
         rate = prompts.speaker_pcm(Prompt.WAITING).rate
@@ -92,15 +94,25 @@ class PanelPorts:
 
     async def play_prompt(self, name: Prompt) -> AudioError | None:
         # From memory: a press must not wait for a file read, and the read must not block the loop.
-        pcm = self.prompts.speaker_pcm(name)
+        pcm = self.prompts.speaker_pcm(self._named_door(name))
         result = await self._panel.speaker.play(pcm.data, PcmFormat(pcm.rate, pcm.channels, pcm.sample_width))
         if result.error is None:
             return None
         error = translate_hw_error(result.error)
         return error if isinstance(error, AudioError) else AudioError(str(error))
 
+    def _named_door(self, name: Prompt) -> str:
+        """ "door_open" becomes the opened door's own sentence when [prompts.doors] has one ("portão social
+        aberto"). The door is the one last opened through these ports: the machine and the PIN desk both ask
+        for DOOR_OPEN right after the relay answered."""
+        door_prompt = door_open_prompt(self._opened)
+        return door_prompt if name is Prompt.DOOR_OPEN and door_prompt in self.prompts.names else name
+
     def open(self, door: str = "") -> DoorResult:
-        return open_relay(self._panel.relay_for(door), door)
+        result = open_relay(self._panel.relay_for(door), door)
+        if result.opened:
+            self._opened = result.door
+        return result
 
     def release(self) -> None:
         self._panel.release_all()

@@ -20,7 +20,15 @@ from daemon.config._load import check_config, default_config_text, load_config, 
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
 from daemon.config._uris import uri_problems
-from daemon.config._visit import CODE_LENGTH, Apartment, KeypadSettings, PathsConfig, PromptsConfig, TimingConfig
+from daemon.config._visit import (
+    CODE_LENGTH,
+    Apartment,
+    KeypadSettings,
+    PathsConfig,
+    PromptsConfig,
+    TimingConfig,
+    door_open_prompt,
+)
 from daemon.prompt_texts import PROMPT_NAMES
 from hw.settings import (
     AudioConfig,
@@ -63,6 +71,7 @@ __all__ = [
     "config_warnings",
     "default_config_text",
     "directory_csv",
+    "door_open_prompt",
     "host_problems",
     "is_sip_uri",
     "load_config",

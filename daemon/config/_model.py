@@ -175,6 +175,9 @@ class Config:
                 "doors: with [[doors]], give each door its own relay, exit_button and door_contact; "
                 "remove [relay], [exit_button] and [door_contact]"
             )
+        for door in self.prompts.doors:
+            if door not in self.door_names:
+                out.append(f"prompts.doors.{door}: no door named {door!r}; doors: {', '.join(self.door_names)}")
         names = [door.name for door in self.doors]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             out.append(f"doors: the name {dup!r} is used twice")

@@ -23,6 +23,7 @@ __all__ = [
     "PromptsConfig",
     "TimingConfig",
     "code_problems",
+    "door_open_prompt",
     "guessable",
 ]
 
@@ -79,6 +80,11 @@ class TimingConfig:
         return out
 
 
+def door_open_prompt(door: str) -> str:
+    """The name of the prompt said when ``door`` opened (``[prompts.doors]``), beside the enum's names."""
+    return f"door_open.{door}"
+
+
 @dataclass(frozen=True)
 class PromptsConfig:
     language: Literal["pt-BR", "en"] = "pt-BR"
@@ -87,6 +93,8 @@ class PromptsConfig:
     piper_model: str = ""  # path to a piper .onnx voice model, with engine = "piper"
     text: dict[str, str] = field(default_factory=dict)  # overrides per prompt name
     files: dict[str, str] = field(default_factory=dict)  # recorded WAV instead of synthesis
+    # Said instead of door_open when that door opened: {"garage" = "Portão da garagem aberto."} ([[doors]] names)
+    doors: dict[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         out = []
@@ -99,9 +107,10 @@ class PromptsConfig:
                 out.append(f"files.{name}: WAV file {path!r} does not exist")
             elif not os.access(Path(path).expanduser(), os.R_OK):
                 out.append(f"files.{name}: WAV file {path!r} is not readable")
-        for name, text in self.text.items():
-            if not text.strip():
-                out.append(f"text.{name}: empty; remove the line to keep the default text")
+        for table, texts in (("text", self.text), ("doors", self.doors)):
+            for name, text in texts.items():
+                if not text.strip():
+                    out.append(f"{table}.{name}: empty; remove the line to keep the default text")
         if self.engine == "piper":
             if not self.piper_model:
                 out.append("piper_model: required with engine = 'piper' (path to a .onnx voice)")
@@ -111,7 +120,7 @@ class PromptsConfig:
 
     def texts(self) -> dict[str, str]:
         base = DEFAULT_PROMPTS_PT if self.language == "pt-BR" else DEFAULT_PROMPTS_EN
-        return {**base, **self.text}
+        return {**base, **self.text, **{door_open_prompt(door): text for door, text in self.doors.items()}}
 
     def voice_name(self) -> str:
         return self.voice or ("pt-br" if self.language == "pt-BR" else "en-us")

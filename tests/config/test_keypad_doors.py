@@ -93,11 +93,13 @@ def test_without_doors_the_single_relay_is_the_door_named_main() -> None:
 
 def test_door_mistakes_are_named_and_never_quote_a_code() -> None:
     text = BASE.replace('codes = ["4711"]', 'codes = ["4711"]\ndoor_codes = { cellar = ["9317"], social = ["47115"] }')
+    text = text.replace('engine = "espeak-ng"', 'engine = "espeak-ng"\ndoors = { cellar = "Adega aberta." }')
     found = problems(text + DOORS.replace("pin = 25", "pin = 17"))
     assert "doors: with [[doors]], give each door its own relay" in found
     assert "doors[1].relay.pin: GPIO 17 is already used by buttons[0].pin" in found
     assert "apartments[0].door_codes.cellar: no door named 'cellar'; doors: social, garage" in found
     assert "apartments[0].door_codes.social: the first door's codes go in the plain codes list" in found
+    assert "prompts.doors.cellar: no door named 'cellar'" in found
     # A code for one door may not be the start of another door's: digits are matched as they come.
     assert "apartments[0]: codes[0]: a prefix of codes[2]" in found
     assert "9317" not in found and "47115" not in found

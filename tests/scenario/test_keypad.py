@@ -152,6 +152,8 @@ async def test_the_residents_code_for_door_2_pulses_only_door_2(
             number="101",
         )
         config = two_doors(keypad_config(tmp_path, prompt_cache, apt))
+        spoken = {"garage": "Portão da garagem aberto."}  # "portão social aberto": the door is named
+        config = replace(config, prompts=replace(config.prompts, doors=spoken))
         async with run_keypad(config) as panel:
             social, garage = panel.factory.pin(27), panel.factory.pin(25)
             await panel.type("101#")
@@ -164,6 +166,8 @@ async def test_the_residents_code_for_door_2_pulses_only_door_2(
             await panel.visit_done()
             (record,) = await panel.app.visit_history.recent(5)
             social_pulsed = any(s.state for s in social.states)
+            garage_open = panel.app.prompts.speaker_pcm("door_open.garage").data
+            await panel.until(lambda: garage_open[:8000] in speaker.all_frames(), 10, "the garage named")
             # The exit button inside the pedestrian gate opens that gate alone.
             await panel.until(lambda: not garage.state, 5, "garage relay released")
             await panel.press(22)
