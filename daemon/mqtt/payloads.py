@@ -61,6 +61,8 @@ class EventTranslator:
         key = name.replace("_", "")
         visit = _text(event, "visit")
         base: dict[str, object] = {"at": _text(event, "timestamp")}
+        if door := _text(event, "door"):  # which door, on a panel with [[doors]] (opens outside a visit say it)
+            base["door"] = door
         if visit not in _NO_VISIT:
             base["visit"] = visit
         target, text = _text(event, "target"), _text(event, "text")

@@ -283,3 +283,9 @@ def test_the_documented_example_is_a_valid_mqtt_section() -> None:
     assert config.mqtt.resolve(config.panel_name).topic_prefix == "intercom/portao_norte"
     without: list[str] = []
     assert build(_ConfigWithMqtt, {}, without) == _ConfigWithMqtt() and without == []  # no [mqtt]: no MQTT
+
+
+def test_a_door_open_names_its_door() -> None:
+    translated = EventTranslator(TOPICS).translate(_event("DOOR_OPEN", "-", "cleaner", "garage opened", door="garage"))
+    assert translated.message is not None
+    assert json.loads(translated.message.payload)["door"] == "garage"
