@@ -99,6 +99,7 @@ class VisitRouter:
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
         self._saying: set[Prompt] = set()  # panel prompts (refusal, not found) playing outside a visit
         self._tone_pending = False
+        self._tone_next: Tone | None = None  # an error tone asked for while a click played
         limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
         self.keypad = KeypadEntry(limits, self._keypad_action)
         self.pins = PinDesk(visit_log, say=self._say_soon, tone=self._tone_soon, open_door=self.open_for)
@@ -360,17 +361,23 @@ class VisitRouter:
             log.info("%s prompt dropped: the speaker stayed busy %.0f s", prompt, REFUSAL_PROMPT_WAIT)
 
     def _tone_soon(self, tone: Tone) -> None:
-        # Keys typed faster than a click plays coalesce: the feedback must never queue up behind itself.
-        if self._ports.tones is not None and not self._tone_pending:
+        # Keys typed faster than a click plays coalesce: the feedback must never queue up behind itself. An error
+        # tone (a PIN refused right after its '#' clicked) waits for the click rather than being lost.
+        if self._ports.tones is None:
+            return
+        if not self._tone_pending:
             self._tone_pending = True
             self._start_soon(self._tone, self._ports, tone)
+        elif tone is Tone.ERROR:
+            self._tone_next = tone
 
-    async def _tone(self, ports: VisitPorts, tone: Tone) -> None:
+    async def _tone(self, ports: VisitPorts, tone: Tone | None) -> None:
         try:
-            if ports.tones is not None:
+            while tone is not None and ports.tones is not None:
                 error = await ports.tones.play_tone(tone)
                 if error is not None:
                     log.debug("key tone not played: %s", error)
+                tone, self._tone_next = self._tone_next, None
         finally:
             self._tone_pending = False
 
