@@ -179,7 +179,8 @@ class Apartment:
         code is compared in constant time: the time taken must not say which list was close."""
         found: str | None = None
         for door, codes in (("", self.codes), *self.door_codes.items()):
-            if any(hmac.compare_digest(code.encode(), c.encode()) for c in codes) and found is None:
+            matched = [hmac.compare_digest(code.encode(), c.encode()) for c in codes]  # every one, no early exit
+            if any(matched) and found is None:
                 found = door
         return found
 
