@@ -11,6 +11,7 @@ from gpiozero.pins.mock import MockFactory
 from hw.errors import HardwareError
 from hw.events import DoorOpened, ExitRequested, RelayChanged
 from hw.panel import Panel
+from hw.selftest import run_selftest
 from hw.settings import DoorConfig, DoorContactConfig, InputConfig, PanelConfig, RelayConfig, TamperConfig
 from tests.hw.helpers import Recorder, hold, wait_until
 
@@ -60,3 +61,14 @@ async def test_one_doors_fault_never_blocks_another_and_tamper_blocks_every_door
             assert not panel.relays["social"].open()
             tg.cancel_scope.cancel()
         assert not factory.pin(27).state
+
+
+async def test_the_selftest_checks_every_doors_relay(factory: MockFactory, recorder: Recorder) -> None:
+    with Panel(CONFIG, pin_factory=factory, post=recorder.post) as panel:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(panel.run)
+            await anyio.lowlevel.checkpoint()
+            results = await run_selftest(panel, tone_seconds=0.0)
+            tg.cancel_scope.cancel()
+    rows = {r.check: r for r in results}
+    assert rows["relay at rest (social)"].passed and rows["relay at rest (garage)"].passed
