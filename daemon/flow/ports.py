@@ -11,7 +11,7 @@ the runner might forget to catch.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,7 +64,8 @@ class TonePort(Protocol):
 class DoorResult:
     opened: bool  # True only when the relay really energized
     reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ...", "unknown door ..."
-    door: str = ""  # the door's name (the first door's when asked for "")
+    # The door's name (the first door's when asked for ""): what it says, not part of whether it opened.
+    door: str = field(default="", compare=False)
 
 
 class DoorPort(Protocol):
