@@ -13,7 +13,8 @@ import pytest
 from daemon.config import KeypadSettings
 from daemon.errors import AudioError
 from daemon.flow.keypad import Tone
-from daemon.flow.vocabulary import Prompt
+from daemon.flow.vocabulary import Outcome, Prompt
+from daemon.sip.types import CallHandle, IncomingCall
 from hw.events import KeyPressed, KeyStuck
 from tests.flow.test_router import CONFIG, Harness
 
@@ -90,3 +91,19 @@ async def test_every_key_clicks_and_a_pin_without_pins_configured_is_refused_unr
     assert tones.played[:5] == [Tone.CLICK] * 5 and tones.played[-1] is Tone.ERROR
     assert ("PIN_REFUSED", "no access PINs on this panel") in h.rec.events
     assert "KEYSTUCK" in h.rec.names() and "4821" not in str(h.rec.events)
+
+
+async def test_the_inbound_concierges_code_for_another_door_opens_that_door() -> None:
+    config = replace(CONFIG, inbound_codes=("9",), inbound_door_codes={"garage": ("7391",)})
+    h = Harness(config)
+    concierge = CallHandle(50, 0, "incoming", "sip:c@h")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.router.run)
+        h.router.sip_event(IncomingCall(concierge, "sip:c@h", allowed=True))
+        await h.next_visit()
+        h.digits(concierge, "7391")
+        with anyio.fail_after(5):
+            await h.router.wait_completed(1)
+        tg.cancel_scope.cancel()
+    ((result, _),) = h.done
+    assert result.outcome is Outcome.DOOR_OPENED and h.door.doors == ["garage"]
