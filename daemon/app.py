@@ -26,7 +26,7 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, check_config, dial_problems, uri_problems
+from daemon.config import Config, check_config, dial_problems, directory_csv, uri_problems
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
@@ -42,6 +42,7 @@ from daemon.sip import CallHandle, SipEngine
 from daemon.visit_adapters import (
     PanelPorts,
     SipCalls,
+    open_record,
     open_relay,
     visit_progress_record,
     visit_record,
@@ -56,8 +57,6 @@ from hw.talk import TalkPump
 __all__ = ["IntercomApp", "as_facade", "run_app", "running"]
 
 log = logging.getLogger(__name__)
-
-MAIN_DOOR = "main"  # the panel drives one door relay today; open_door(None) and open_door("main") mean it
 
 
 class IntercomApp:
@@ -113,7 +112,10 @@ class IntercomApp:
                 log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
                 talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
             panel_ports = PanelPorts(self.panel, self.prompts)
-            self._ports = VisitPorts(SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports)
+            tones = panel_ports if cfg.keypad is not None else None
+            self._ports = VisitPorts(
+                SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
+            )
             self.visits = VisitRouter(
                 cfg,
                 self._ports,
@@ -124,6 +126,7 @@ class IntercomApp:
                 on_done=self._visit_done,
                 on_progress=self._visit_progress,
                 lockouts=lockouts,
+                on_open=self._record_open,
             )
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
@@ -205,7 +208,14 @@ class IntercomApp:
             await self._save_lockouts()
         await self.visit_history.record(visit_record(result, request))
 
+    def _record_open(self, door: str, who: str, how: str) -> None:
+        """A door opened outside a visit: a history row of its own saying who, which door and how."""
+        self.visit_history.note(open_record(self.visit_log.new_visit_id(), door, who, how))
+
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
+
+    def directory_csv(self) -> str:
+        return directory_csv(self.config.apartments)
 
     def button_names(self) -> list[str]:
         return [button.name for button in self.config.buttons]
@@ -215,15 +225,20 @@ class IntercomApp:
         return PressResult(what, visit)
 
     def open_door(self, door: str | None = None, *, by: str) -> OpenResult:
-        if door not in (None, MAIN_DOOR):
-            result = OpenResult(False, f"unknown door {door!r}; this panel has {MAIN_DOOR!r}")
+        relay = self.panel.relay_for(door or "")
+        if relay is None:
+            names = ", ".join(self.panel.relays)
+            result = OpenResult(False, f"unknown door {door!r}; this panel has {names}")
         else:
-            opened = open_relay(self.panel.relay)
+            opened = open_relay(relay)
             result = OpenResult(opened.opened, opened.reason)
+        name = relay.door if relay is not None else door
+        how = "mqtt" if by == "mqtt" else "control"
         if result.opened:
-            self.visit_log.event("-", "DOOR_OPEN", by, "opened on request")
+            self.visit_log.event("-", "DOOR_OPEN", by, f"{name} opened on request", door=name, method=how)
+            self._record_open(str(name), by, how)
         else:
-            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason)
+            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason, door=name, method=how)
         return result
 
     async def dial(self, uri: str) -> str:
@@ -269,6 +284,16 @@ class IntercomApp:
             "registration": {"required": bool(self.config.sip.account.registrar), "active": self.registered},
             "visits": self.visits.status(),
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
+            "doors": {
+                name: {
+                    "energized": relay.energized,
+                    "blocked": relay.blocked,
+                    "contact": None
+                    if (contact := self.panel.contacts.get(name)) is None
+                    else ("open" if contact.is_open else "closed"),
+                }
+                for name, relay in self.panel.relays.items()
+            },
             "door": None if self.panel.door is None else ("open" if self.panel.door.is_open else "closed"),
             "sound_device": self.sip.has_sound_device,
             "pjsua2": None if self.sip.info is None else dataclasses.asdict(self.sip.info),
@@ -337,7 +362,8 @@ class IntercomApp:
             return ReloadResult(True, unchanged=True)
         self.config, self.prompts = with_live_settings(self.config, new), prompts
         panel_ports = PanelPorts(self.panel, prompts)
-        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports)
+        tones = panel_ports if self._ports.tones is not None else None
+        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports, tones=tones)
         self.visits.reconfigure(self.config, self._ports)
         log.info("configuration reloaded from %s: applied %s", self.config_path, ", ".join(applied) or "nothing")
         if restart:

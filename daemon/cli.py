@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("check-config", help="validate the configuration and exit (status 78 when invalid)"),
         defaults=False,
     )
+    hash_pin = sub.add_parser("hash-pin", help="read a PIN (terminal or stdin) and print its [[pins]] pin_hash line")
+    _global_options(hash_pin, defaults=False)
+    hash_pin.add_argument("--salt", default=None, help="the panel's salt (default: [access] salt of --config)")
     demo = sub.add_parser("demo", help="a simulated panel: a visitor rings, the resident answers and opens")
     _global_options(demo, defaults=False)
     demo.add_argument(
@@ -112,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(level)
     command = args.command or "run"
+    if command == "hash-pin":
+        from daemon.hash_pin import run_hash_pin
+
+        return run_hash_pin(args.config, args.salt)
     if command == "demo":
         from daemon.demo import run_demo
 

@@ -91,6 +91,7 @@ class VisitState:
     last_key: tuple[str, str, float] | None = None  # (key, method, at) of the last key read: see DTMF_ECHO_WINDOW
     door_opened: bool = False
     door_refused: str = ""  # why the relay refused the accepted code ("" when it did not)
+    door: str = ""  # the door the accepted code opened (its name, once the relay answered)
     inbound: bool = False
 
     def __repr__(self) -> str:
@@ -137,8 +138,8 @@ def step(state: VisitState, event: FlowEvent) -> Result:
             return _ended(state, event)
         case Dtmf():
             return _dtmf(state, event)
-        case DoorUnlocked():
-            return _door_unlocked(state)
+        case DoorUnlocked(door=door):
+            return _door_unlocked(state, door)
         case DoorRefused(reason=reason):
             return _door_refused(state, reason)
         case TimerFired(name=name):
@@ -303,11 +304,12 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
         return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: the same key again by the other method")]
     state = replace(state, last_key=(event.digit, event.method, event.at))
     t = state.timing
+    entered = state.typed if event.digit == "#" else state.typed + event.digit
     lockout, typed, verdict = enter_digit(
         state.lockout,
         state.typed,
         event.digit,
-        state.apartment.codes,
+        state.apartment.all_codes,
         now=event.at,
         limit=t.wrong_code_limit,
         lockout_seconds=t.lockout_seconds,
@@ -319,7 +321,8 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     out.append(cmd.CancelTimer(Timer.DIGITS))
     if verdict is Verdict.ACCEPTED:
         # Nothing is said or logged as open yet: only the relay's answer (DoorUnlocked) may say so.
-        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor()]
+        door = state.apartment.door_for(entered) or ""  # accepted: it is one of the apartment's codes
+        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor(door)]
     if verdict is Verdict.LOCKED:
         return state, [*out, cmd.Log("CODE_REJECTED", leg.uri, "codes locked out")]
     out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, Prompt.CODE_REJECTED)]
@@ -328,13 +331,13 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     return state, out
 
 
-def _door_unlocked(state: VisitState) -> Result:
+def _door_unlocked(state: VisitState, door: str) -> Result:
     if state.phase is not Phase.OPENING or state.answered is None:
         return state, []
     leg = state.answered
-    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
+    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True, door=door)
     return state, [
-        cmd.Log("DOOR_OPEN", state.legs[leg].uri, "code accepted"),
+        cmd.Log("DOOR_OPEN", state.legs[leg].uri, f"code accepted: {door}" if door else "code accepted"),
         cmd.PlayToCall(leg, Prompt.CODE_ACCEPTED),
         cmd.PlayPrompt(Prompt.DOOR_OPEN),
         cmd.ShowLeds(LedPattern.DOOR_OPEN),

@@ -172,9 +172,9 @@ class VisitRunner:
                 await self._play_to_call(leg, name)
             case cmd.ConnectAudio(leg=leg):
                 await self._connect_audio(leg)
-            case cmd.PulseDoor():
-                door = self._ports.door.open()
-                return DoorUnlocked() if door.opened else DoorRefused(door.reason)
+            case cmd.PulseDoor(door=name):
+                door = self._ports.door.open(name)
+                return DoorUnlocked(door.door) if door.opened else DoorRefused(door.reason)
             case cmd.StartTimer(name=name, seconds=seconds):
                 self._cancel_timer(name)
                 scope = anyio.CancelScope()
