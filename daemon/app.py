@@ -30,6 +30,7 @@ from daemon.config import Config, check_config, dial_problems, directory_csv, ur
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
+from daemon.flow.codes import Lockout
 from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
@@ -107,27 +108,7 @@ class IntercomApp:
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
-            talk = None
-            if not self.sip.has_sound_device:
-                log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
-                talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
-            panel_ports = PanelPorts(self.panel, self.prompts)
-            tones = panel_ports if cfg.keypad is not None else None
-            self._ports = VisitPorts(
-                SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
-            )
-            self.visits = VisitRouter(
-                cfg,
-                self._ports,
-                visit_log=self.visit_log,
-                new_id=self.visit_log.new_visit_id,
-                registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
-                on_start=self._visit_started,
-                on_done=self._visit_done,
-                on_progress=self._visit_progress,
-                lockouts=lockouts,
-                on_open=self._record_open,
-            )
+            self._wire_visits(cfg, lockouts)
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
             async with anyio.create_task_group() as writer:
@@ -135,17 +116,7 @@ class IntercomApp:
                 try:
                     async with anyio.create_task_group() as tg:
                         self._main_scope, self._tg = tg.cancel_scope, tg
-                        tg.start_soon(self.visit_history.run)
-                        tg.start_soon(self.panel.run)
-                        tg.start_soon(self._forward_hw, hw_channel)
-                        tg.start_soon(self._forward_sip)
-                        tg.start_soon(self.visits.run)
-                        tg.start_soon(watchdog_task)
-                        terminate = partial(self._terminate, tg.cancel_scope)
-                        await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
-                        await self._start_control(tg)
-                        if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
-                            self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
+                        await self._serve(tg, hw_channel)
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
                         log.info(
                             "intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started
@@ -155,6 +126,45 @@ class IntercomApp:
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.visit_log.aclose()  # drains the queue, then run() returns
+
+    def _wire_visits(self, cfg: Config, lockouts: dict[str, Lockout]) -> None:
+        """The visit router and the ports it drives (the engine and the panel are up)."""
+        talk = None
+        if not self.sip.has_sound_device:
+            log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
+            talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
+        panel_ports = PanelPorts(self.panel, self.prompts)
+        tones = panel_ports if cfg.keypad is not None else None
+        self._ports = VisitPorts(
+            SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
+        )
+        self.visits = VisitRouter(
+            cfg,
+            self._ports,
+            visit_log=self.visit_log,
+            new_id=self.visit_log.new_visit_id,
+            registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
+            on_start=self._visit_started,
+            on_done=self._visit_done,
+            on_progress=self._visit_progress,
+            lockouts=lockouts,
+            on_open=self._record_open,
+        )
+
+    async def _serve(self, tg: anyio.abc.TaskGroup, hw_channel: EventChannel[hw_events.HwEvent]) -> None:
+        """Every long-lived task of the app, in the main task group; returns once each has started."""
+        cfg = self.config
+        tg.start_soon(self.visit_history.run)
+        tg.start_soon(self.panel.run)
+        tg.start_soon(self._forward_hw, hw_channel)
+        tg.start_soon(self._forward_sip)
+        tg.start_soon(self.visits.run)
+        tg.start_soon(watchdog_task)
+        terminate = partial(self._terminate, tg.cancel_scope)
+        await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
+        await self._start_control(tg)
+        if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
+            self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
         from daemon.control import AppControl, serve_control
