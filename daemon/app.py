@@ -11,6 +11,7 @@ only forwards events and answers the outside (:class:`daemon.facade.AppFacade`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -25,19 +26,29 @@ import anyio
 
 from daemon import __version__
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import Config, check_config
+from daemon.config import Config, check_config, dial_problems, directory_csv, uri_problems
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
+from daemon.flow.codes import Lockout
 from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
+from daemon.lockouts import LOCKOUTS_FILE, load_lockouts, save_lockouts
 from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
-from daemon.visit_adapters import PanelPorts, SipCalls, open_relay, visit_record, visit_started_record
+from daemon.visit_adapters import (
+    PanelPorts,
+    SipCalls,
+    open_record,
+    open_relay,
+    visit_progress_record,
+    visit_record,
+    visit_started_record,
+)
 from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
@@ -47,8 +58,6 @@ from hw.talk import TalkPump
 __all__ = ["IntercomApp", "as_facade", "run_app", "running"]
 
 log = logging.getLogger(__name__)
-
-MAIN_DOOR = "main"  # the panel drives one door relay today; open_door(None) and open_door("main") mean it
 
 
 class IntercomApp:
@@ -67,7 +76,10 @@ class IntercomApp:
         self.visit_log: VisitLog
         self.visits: VisitRouter
         self._ports: VisitPorts
-        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup()
+        self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup() or their time limit
+        self._tg: anyio.abc.TaskGroup | None = None  # the main task group, once running
+        self._lockouts_path = Path()
+        self._saved: set[str] = set()  # apartments with a count or lockout in the file (cleared by a right code)
         self._main_scope = anyio.CancelScope()  # replaced by the main task group's scope once running
         self.mqtt: MqttLink | None = None
 
@@ -90,42 +102,21 @@ class IntercomApp:
                 self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_history = History.in_state_dir(state_dir)
+            self._lockouts_path = state_dir / LOCKOUTS_FILE
+            lockouts = await anyio.to_thread.run_sync(load_lockouts, self._lockouts_path)
+            self._saved = set(lockouts)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
-            talk = None
-            if not self.sip.has_sound_device:
-                log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
-                talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
-            panel_ports = PanelPorts(self.panel, self.prompts)
-            self._ports = VisitPorts(SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports)
-            self.visits = VisitRouter(
-                cfg,
-                self._ports,
-                visit_log=self.visit_log,
-                new_id=self.visit_log.new_visit_id,
-                registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
-                on_start=self._visit_started,
-                on_done=self._visit_done,
-            )
+            self._wire_visits(cfg, lockouts)
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.
             async with anyio.create_task_group() as writer:
                 await writer.start(self.visit_log.run)
                 try:
                     async with anyio.create_task_group() as tg:
-                        self._main_scope = tg.cancel_scope
-                        tg.start_soon(self.visit_history.run)
-                        tg.start_soon(self.panel.run)
-                        tg.start_soon(self._forward_hw, hw_channel)
-                        tg.start_soon(self._forward_sip)
-                        tg.start_soon(self.visits.run)
-                        tg.start_soon(watchdog_task)
-                        terminate = partial(self._terminate, tg.cancel_scope)
-                        await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
-                        await self._start_control(tg)
-                        if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
-                            self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
+                        self._main_scope, self._tg = tg.cancel_scope, tg
+                        await self._serve(tg, hw_channel)
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
                         log.info(
                             "intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started
@@ -135,6 +126,45 @@ class IntercomApp:
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.visit_log.aclose()  # drains the queue, then run() returns
+
+    def _wire_visits(self, cfg: Config, lockouts: dict[str, Lockout]) -> None:
+        """The visit router and the ports it drives (the engine and the panel are up)."""
+        talk = None
+        if not self.sip.has_sound_device:
+            log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
+            talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
+        panel_ports = PanelPorts(self.panel, self.prompts)
+        tones = panel_ports if cfg.keypad is not None else None
+        self._ports = VisitPorts(
+            SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
+        )
+        self.visits = VisitRouter(
+            cfg,
+            self._ports,
+            visit_log=self.visit_log,
+            new_id=self.visit_log.new_visit_id,
+            registered=not cfg.sip.account.registrar,  # direct-IP panels have nothing to register
+            on_start=self._visit_started,
+            on_done=self._visit_done,
+            on_progress=self._visit_progress,
+            lockouts=lockouts,
+            on_open=self._record_open,
+        )
+
+    async def _serve(self, tg: anyio.abc.TaskGroup, hw_channel: EventChannel[hw_events.HwEvent]) -> None:
+        """Every long-lived task of the app, in the main task group; returns once each has started."""
+        cfg = self.config
+        tg.start_soon(self.visit_history.run)
+        tg.start_soon(self.panel.run)
+        tg.start_soon(self._forward_hw, hw_channel)
+        tg.start_soon(self._forward_sip)
+        tg.start_soon(self.visits.run)
+        tg.start_soon(watchdog_task)
+        terminate = partial(self._terminate, tg.cancel_scope)
+        await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
+        await self._start_control(tg)
+        if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
+            self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
         from daemon.control import AppControl, serve_control
@@ -167,10 +197,35 @@ class IntercomApp:
         # start. begin() only queues: storage never sits on the visit's path.
         self.visit_history.begin(visit_started_record(request))
 
+    async def _save_lockouts(self) -> None:
+        # A restart must not forgive wrong codes. Bounded: a hung file system costs the count, not the visit.
+        lockouts = self.visits.lockouts
+        try:
+            with anyio.fail_after(1):
+                await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, lockouts, abandon_on_cancel=True)
+        except (OSError, TimeoutError) as exc:
+            log.warning("lockouts %s: not saved (%s)", self._lockouts_path, exc)
+        self._saved = {name for name, lockout in lockouts.items() if lockout.wrong_in_a_row or lockout.locked_until}
+
+    def _visit_progress(self, result: VisitResult, request: VisitRequest) -> None:
+        # Answered, door opened: the row says so at once, so kill -9 after the door opened never leaves a row
+        # claiming it stayed shut.
+        self.visit_history.begin(visit_progress_record(result, request))
+
     async def _visit_done(self, result: VisitResult, request: VisitRequest) -> None:
+        lockout = result.state.lockout
+        if lockout.wrong_in_a_row or lockout.locked(time.monotonic()) or request.apartment.name in self._saved:
+            await self._save_lockouts()
         await self.visit_history.record(visit_record(result, request))
 
+    def _record_open(self, door: str, who: str, how: str) -> None:
+        """A door opened outside a visit: a history row of its own saying who, which door and how."""
+        self.visit_history.note(open_record(self.visit_log.new_visit_id(), door, who, how))
+
     # -- the facade (daemon.facade.AppFacade) ---------------------------------------------------------------
+
+    def directory_csv(self) -> str:
+        return directory_csv(self.config.apartments)
 
     def button_names(self) -> list[str]:
         return [button.name for button in self.config.buttons]
@@ -180,21 +235,43 @@ class IntercomApp:
         return PressResult(what, visit)
 
     def open_door(self, door: str | None = None, *, by: str) -> OpenResult:
-        if door not in (None, MAIN_DOOR):
-            result = OpenResult(False, f"unknown door {door!r}; this panel has {MAIN_DOOR!r}")
+        relay = self.panel.relay_for(door or "")
+        if relay is None:
+            names = ", ".join(self.panel.relays)
+            result = OpenResult(False, f"unknown door {door!r}; this panel has {names}")
         else:
-            opened = open_relay(self.panel.relay)
+            opened = open_relay(relay)
             result = OpenResult(opened.opened, opened.reason)
+        name = relay.door if relay is not None else door
+        how = "mqtt" if by == "mqtt" else "control"
         if result.opened:
-            self.visit_log.event("-", "DOOR_OPEN", by, "opened on request")
+            self.visit_log.event("-", "DOOR_OPEN", by, f"{name} opened on request", door=name, method=how)
+            self._record_open(str(name), by, how)
         else:
-            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason)
+            self.visit_log.event("-", "DOOR_OPEN_REFUSED", by, result.reason, door=name, method=how)
         return result
 
     async def dial(self, uri: str) -> str:
-        handle = await self.sip.dial(uri)
+        # The configuration's own checks: a URI pjsua cannot dial is refused in words, before pjsua's
+        # "pjsua_call_make_call(acc.getId(), ...) error: ... [../src/pjsua2/call.cpp:712]" reaches the client.
+        problems = uri_problems("uri", uri) + dial_problems("uri", uri, self.config.sip.transport)
+        if problems:
+            raise SipError(f"not dialable: {'; '.join(problems)}")
+        # Bounded like a visit's call (the ring timeout, then max_call_seconds): a few forgotten test dials
+        # ringing for ever held every call slot, and each visitor then heard "out of service".
+        timing = self.config.timing
+        handle = await self.sip.dial(uri, ring_timeout=timing.ring_timeout_seconds)
         self._manual.append(handle)
+        if self._tg is not None:
+            self._tg.start_soon(self._end_manual_call, handle, timing.ring_timeout_seconds + timing.max_call_seconds)
         return str(handle.generation)
+
+    async def _end_manual_call(self, handle: CallHandle, after: float) -> None:
+        await anyio.sleep(after)
+        if handle in self._manual:
+            self._manual.remove(handle)
+            with contextlib.suppress(SipError):  # already over
+                await self.sip.hangup(handle)
 
     async def hangup(self) -> dict[str, object]:
         """Ends the visit in progress (its teardown hangs up its calls) and every call placed by dial()."""
@@ -217,6 +294,16 @@ class IntercomApp:
             "registration": {"required": bool(self.config.sip.account.registrar), "active": self.registered},
             "visits": self.visits.status(),
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
+            "doors": {
+                name: {
+                    "energized": relay.energized,
+                    "blocked": relay.blocked,
+                    "contact": None
+                    if (contact := self.panel.contacts.get(name)) is None
+                    else ("open" if contact.is_open else "closed"),
+                }
+                for name, relay in self.panel.relays.items()
+            },
             "door": None if self.panel.door is None else ("open" if self.panel.door.is_open else "closed"),
             "sound_device": self.sip.has_sound_device,
             "pjsua2": None if self.sip.info is None else dataclasses.asdict(self.sip.info),
@@ -285,7 +372,8 @@ class IntercomApp:
             return ReloadResult(True, unchanged=True)
         self.config, self.prompts = with_live_settings(self.config, new), prompts
         panel_ports = PanelPorts(self.panel, prompts)
-        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports)
+        tones = panel_ports if self._ports.tones is not None else None
+        self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports, tones=tones)
         self.visits.reconfigure(self.config, self._ports)
         log.info("configuration reloaded from %s: applied %s", self.config_path, ", ".join(applied) or "nothing")
         if restart:

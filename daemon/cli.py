@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -58,6 +59,20 @@ def _global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+MAX_DEMO_VISITS = 1000  # history shows at most 1,000 rows; the demo checks each visit in it
+
+
+def _visit_count(text: str) -> int:
+    # A usage error (exit 78) rather than -1 running nothing and 10**20 ending in a TimeoutError traceback.
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= MAX_DEMO_VISITS:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_DEMO_VISITS}")
+    return count
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="intercomd", description="Building-intercom daemon for the Raspberry Pi.")
     _global_options(p, defaults=True)
@@ -69,15 +84,25 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("check-config", help="validate the configuration and exit (status 78 when invalid)"),
         defaults=False,
     )
+    hash_pin = sub.add_parser("hash-pin", help="read a PIN (terminal or stdin) and print its [[pins]] pin_hash line")
+    _global_options(hash_pin, defaults=False)
+    hash_pin.add_argument("--salt", default=None, help="the panel's salt (default: [access] salt of --config)")
     demo = sub.add_parser("demo", help="a simulated panel: a visitor rings, the resident answers and opens")
     _global_options(demo, defaults=False)
-    demo.add_argument("--visits", type=int, default=1, help="how many visits to simulate")
+    demo.add_argument(
+        "--visits", type=_visit_count, default=1, help=f"how many visits to simulate (1..{MAX_DEMO_VISITS})"
+    )
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its files")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if (args.command or "run") == "run":
+        # Until the app's handler takes SIGHUP over (handle_signals), its default action would end the daemon:
+        # a `kill -HUP` during the seconds of start-up (prompt synthesis) killed it. There is nothing to reload
+        # yet: the file is being read now.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args.print_default_config:
         sys.stdout.write(default_config_text())
         return 0
@@ -90,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(level)
     command = args.command or "run"
+    if command == "hash-pin":
+        from daemon.hash_pin import run_hash_pin
+
+        return run_hash_pin(args.config, args.salt)
     if command == "demo":
         from daemon.demo import run_demo
 
@@ -112,13 +141,29 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(run_app, config, args.config)
     except KeyboardInterrupt:
         return 0
-    except ConfigError as exc:
-        sys.stderr.write(f"intercomd: {exc}\n")
-        return EX_CONFIG
-    except IntercomError as exc:
-        log.critical("intercomd: %s", exc)
+    except (IntercomError, BaseExceptionGroup) as raised:
+        ours = _our_error(raised)
+        if ours is None:
+            raise  # a bug: its traceback is what the journal needs
+        if isinstance(ours, ConfigError):
+            sys.stderr.write(f"intercomd: {ours}\n")
+            return EX_CONFIG
+        log.critical("intercomd: %s", ours)
         return EX_SOFTWARE
     return 0
+
+
+def _our_error(raised: BaseException) -> IntercomError | None:
+    """The daemon's own error behind ``raised``. Errors raised inside the app's task groups arrive wrapped in
+    (nested) exception groups: "another intercomd is already listening" is still one line, not a traceback.
+    None when anything else is in the group (then it is a bug, and its traceback is wanted)."""
+    if isinstance(raised, IntercomError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        found = [_our_error(e) for e in raised.exceptions]
+        if found and all(e is not None for e in found):
+            return found[0]
+    return None
 
 
 if __name__ == "__main__":

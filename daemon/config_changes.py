@@ -15,9 +15,35 @@ from daemon.config import Config
 
 __all__ = ["LIVE_SECTIONS", "RESTART_SECTIONS", "changed_keys", "split_changes", "with_live_settings"]
 
-LIVE_SECTIONS = frozenset({"panel_name", "apartments", "inbound_codes", "timing", "prompts"})
+LIVE_SECTIONS = frozenset(
+    {
+        "panel_name",
+        "apartments",
+        "inbound_codes",
+        "inbound_door_codes",
+        "timing",
+        "prompts",
+        "pins",
+        "access",
+        "directory",
+    }
+)
 RESTART_SECTIONS = frozenset(
-    {"gpio", "buttons", "relay", "exit_button", "door_contact", "tamper", "leds", "audio", "sip", "paths", "mqtt"}
+    {
+        "gpio",
+        "buttons",
+        "relay",
+        "exit_button",
+        "door_contact",
+        "tamper",
+        "leds",
+        "audio",
+        "sip",
+        "paths",
+        "mqtt",
+        "keypad",
+        "doors",
+    }
 )
 
 

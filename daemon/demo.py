@@ -94,7 +94,11 @@ def run_demo(visits: int = 1, workdir: Path | None = None) -> int:
     """Run ``visits`` simulated visits; 0 when every one ended with the door opened."""
     # A fixed default directory so a second run reuses the prompt cache, as a panel does after reboot.
     workdir = (workdir or Path(tempfile.gettempdir()) / "intercom-demo").resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a user's --workdir: one line, not a traceback
+        log.error("demo failed: cannot use --workdir %s: %s", workdir, exc.strerror or exc)
+        return 1
     # Must be set before PortAudio starts (the speaker opens it lazily): the demo's speaker is a file.
     capture = write_capture_config(workdir / "alsa")
     os.environ["ALSA_CONFIG_PATH"] = str(capture.config_path)

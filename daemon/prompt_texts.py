@@ -24,6 +24,7 @@ class Prompt(enum.StrEnum):
     CODE_ACCEPTED = "code_accepted"
     CODE_REJECTED = "code_rejected"
     CALL_ENDING = "call_ending"
+    APARTMENT_NOT_FOUND = "apartment_not_found"  # a number typed at the keypad that no apartment has
 
 
 # Keyed by Prompt members (which are str): config merges its [prompts.text] overrides into these.
@@ -40,6 +41,7 @@ DEFAULT_PROMPTS_PT: Mapping[str, str] = {
     Prompt.CODE_ACCEPTED: "Código aceito. Porta aberta.",
     Prompt.CODE_REJECTED: "Código incorreto.",
     Prompt.CALL_ENDING: "A chamada será encerrada em breve.",
+    Prompt.APARTMENT_NOT_FOUND: "Apartamento não encontrado. Digite o número novamente.",
 }
 DEFAULT_PROMPTS_EN: Mapping[str, str] = {
     Prompt.WAITING: "Please wait while we contact the resident.",
@@ -54,6 +56,7 @@ DEFAULT_PROMPTS_EN: Mapping[str, str] = {
     Prompt.CODE_ACCEPTED: "Code accepted. The door is open.",
     Prompt.CODE_REJECTED: "Wrong code.",
     Prompt.CALL_ENDING: "The call will end shortly.",
+    Prompt.APARTMENT_NOT_FOUND: "Apartment not found. Please type the number again.",
 }
 # Plain strings, for config's key check and its error message ("accepted: waiting, calling_next, ...").
 PROMPT_NAMES: tuple[str, ...] = tuple(prompt.value for prompt in Prompt)

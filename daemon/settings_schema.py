@@ -28,7 +28,7 @@ T = TypeVar("T")
 _MISSING = object()
 _RANGES_CHECKED: set[type[Any]] = set()  # dataclasses whose every number declares a Range
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline are fine (multi-line prompt texts)
-_SECRET = re.compile(r"code|password", re.IGNORECASE)  # never echo these values back in a problem
+_SECRET = re.compile(r"code|password|pin_hash", re.IGNORECASE)  # never echo these values back in a problem
 
 
 class NumericField(NamedTuple):
@@ -67,7 +67,7 @@ def _walk(tp: Any, path: tuple[str, ...], bounds: Range | None = None) -> Iterat
         found = next((e for e in extras if isinstance(e, Range)), None)
         yield from _walk(inner, path, found)
     elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = get_type_hints(tp, include_extras=True)
+        hints = _hints(tp)
         for f in dataclasses.fields(tp):
             if f.init:
                 yield from _walk(hints[f.name], (*path, f.name))
@@ -80,6 +80,18 @@ def _walk(tp: Any, path: tuple[str, ...], bounds: Range | None = None) -> Iterat
         yield from _walk(get_args(tp)[1], (*path, "*"), bounds)
     elif tp in (int, float):
         yield NumericField(path, tp, bounds)
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """A dataclass's resolved field types, once per class: resolving them evaluates every annotation string, which
+    was most of the cost of building one apartment (a directory builds thousands)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls, include_extras=True)
+    return hints
 
 
 def _where(path: str) -> str:
@@ -190,7 +202,7 @@ def _dataclass(cls: type[Any], data: object, problems: list[str], path: str) -> 
     if not isinstance(data, Mapping):
         problems.append(f"{_where(path)}: expected a table, got {type(data).__name__} {_show(path, data)}")
         return _MISSING
-    hints = get_type_hints(cls, include_extras=True)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     for key in unknown:

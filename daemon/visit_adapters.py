@@ -7,6 +7,7 @@ errors, the engine's :class:`~daemon.errors.SipError`, a relay that refused to e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -14,13 +15,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.config import door_open_prompt
 from daemon.errors import AudioError, SipError, translate_hw_error
+from daemon.flow.keypad import Tone
 from daemon.flow.ports import DoorResult, TalkTask
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
 from daemon.history import VisitRecord
 from hw.errors import HwError
 from hw.leds import LedState
-from hw.speaker import PcmFormat
+from hw.settings import MAIN_DOOR
+from hw.speaker import PcmFormat, tone
 
 if TYPE_CHECKING:
     from daemon.flow.router import VisitRequest
@@ -31,23 +35,34 @@ if TYPE_CHECKING:
     from hw.relay import Relay
     from hw.talk import TalkPump
 
-__all__ = ["IN_PROGRESS", "PanelPorts", "SipCalls", "open_relay", "visit_record", "visit_started_record"]
+__all__ = [
+    "IN_PROGRESS",
+    "PanelPorts",
+    "SipCalls",
+    "open_record",
+    "open_relay",
+    "visit_progress_record",
+    "visit_record",
+    "visit_started_record",
+]
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = "in_progress"  # history's outcome for a visit begun and not yet recorded as ended
 
 
-def open_relay(relay: Relay) -> DoorResult:
-    """Pulse the door relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
+def open_relay(relay: Relay | None, door: str = "") -> DoorResult:
+    """Pulse a door's relay and say whether it really energized. Fail-secure: any doubt is "not opened"."""
+    if relay is None:
+        return DoorResult(False, f"unknown door {door!r}", door)
     try:
         opened = relay.open()
     except HwError as exc:  # its run() task is not running, or the pin cannot be driven
-        log.error("relay fault: %s", exc)
-        return DoorResult(False, f"relay fault: {exc}")
+        log.error("relay fault (door %s): %s", relay.door, exc)
+        return DoorResult(False, f"relay fault: {exc}", relay.door)
     if not opened:
-        return DoorResult(False, "relay blocked by tamper")
-    return DoorResult(True)
+        return DoorResult(False, "relay blocked by tamper", relay.door)
+    return DoorResult(True, door=relay.door)
 
 
 class PanelPorts:
@@ -59,21 +74,50 @@ class PanelPorts:
     def __init__(self, panel: Panel, prompts: PromptSet) -> None:
         self._panel = panel
         self.prompts = prompts
+        self._opened = ""  # the door last opened through these ports (see _named_door)
+        # Key feedback, made once in memory at the prompts' own rate (the card is already open at that rate): a
+        # short high click for a key taken, a longer low tone for a key refused.
+        rate = prompts.speaker_pcm(Prompt.WAITING).rate
+        self.tones = {
+            Tone.CLICK: tone(2400, 0.035, rate, level=0.25),
+            Tone.ERROR: tone(440, 0.25, rate, level=0.25),
+        }
+
+    async def play_tone(self, name: Tone) -> AudioError | None:
+        speaker = self._panel.speaker
+        if speaker.turn.locked():
+            return None  # a prompt or a call has the speaker: the click is dropped rather than delay it
+        pcm, fmt = self.tones[name]
+        result = await speaker.play(pcm, fmt)
+        if result.error is None:
+            return None
+        error = translate_hw_error(result.error)
+        return error if isinstance(error, AudioError) else AudioError(str(error))
 
     async def play_prompt(self, name: Prompt) -> AudioError | None:
         # From memory: a press must not wait for a file read, and the read must not block the loop.
-        pcm = self.prompts.speaker_pcm(name)
+        pcm = self.prompts.speaker_pcm(self._named_door(name))
         result = await self._panel.speaker.play(pcm.data, PcmFormat(pcm.rate, pcm.channels, pcm.sample_width))
         if result.error is None:
             return None
         error = translate_hw_error(result.error)
         return error if isinstance(error, AudioError) else AudioError(str(error))
 
-    def open(self) -> DoorResult:
-        return open_relay(self._panel.relay)
+    def _named_door(self, name: Prompt) -> str:
+        """ "door_open" becomes the opened door's own sentence when [prompts.doors] has one ("portão social
+        aberto"). The door is the one last opened through these ports: the machine and the PIN desk both ask
+        for DOOR_OPEN right after the relay answered."""
+        door_prompt = door_open_prompt(self._opened)
+        return door_prompt if name is Prompt.DOOR_OPEN and door_prompt in self.prompts.names else name
+
+    def open(self, door: str = "") -> DoorResult:
+        result = open_relay(self._panel.relay_for(door), door)
+        if result.opened:
+            self._opened = result.door
+        return result
 
     def release(self) -> None:
-        self._panel.relay.release()
+        self._panel.release_all()
 
     def show(self, pattern: LedPattern) -> None:
         self._panel.show(LedState(pattern.value))
@@ -140,6 +184,23 @@ def visit_started_record(request: VisitRequest) -> VisitRecord:
     )
 
 
+def visit_progress_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
+    """The visit's row while it runs (``History.begin`` again): who answered, whether the door opened, so far."""
+    return dataclasses.replace(
+        visit_record(result, request),
+        outcome=IN_PROGRESS,
+        ended_at=None,
+        call_seconds=None,
+        duration_seconds=None,
+        failure="",
+    )
+
+
+def _door_extra(door: str) -> dict[str, str]:
+    # A one-door panel's rows stay as they always were: its door ("main") is the only one there is.
+    return {"door": door} if door and door != MAIN_DOOR else {}
+
+
 def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
     """The history row for a finished visit. Monotonic times become wall-clock via one offset."""
     offset = time.time() - time.monotonic()
@@ -166,5 +227,25 @@ def visit_record(result: VisitResult, request: VisitRequest) -> VisitRecord:
         call_seconds=None if answered is None else round(ended - answered, 3),
         duration_seconds=round(ended - request.pressed_at, 3),
         failure="" if result.outcome in (Outcome.DOOR_OPENED, Outcome.NOT_OPENED) else result.detail,
-        extra={"inbound": request.inbound_handle is not None},
+        extra={"inbound": request.inbound_handle is not None}
+        | _door_extra(result.state.door if opened is not None else ""),
+    )
+
+
+def open_record(visit: str, door: str, who: str, how: str) -> VisitRecord:
+    """The history row of a door opened outside a visit: ``who`` (a PIN's label, "exit button", the control
+    socket's peer, "mqtt"), which door, and ``how`` (pin, exit, control, mqtt). Never a PIN."""
+    now = datetime.now(UTC)
+    return VisitRecord(
+        visit=visit,
+        apartment="",
+        button=how,
+        started_at=now,
+        outcome=Outcome.DOOR_OPENED.value,
+        door_opened=True,
+        opened_by=who,
+        open_method=how,
+        ended_at=now,
+        duration_seconds=0.0,
+        extra={"door": door},
     )

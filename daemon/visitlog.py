@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from daemon.history import StorageHealth
+from daemon.jsonl import append_lines
 from daemon.redaction import KEYPAD_EVENTS, redact_field, redact_keypad_text
 
 __all__ = ["KEYPAD_EVENTS", "NO_VISIT", "StorageHealth", "VisitEvent", "VisitLog", "new_visit_id"]
@@ -318,12 +318,6 @@ class VisitLog:
 
 
 def _append(path: Path, text: str) -> tuple[bool, tuple[int, int]]:
-    """Append ``text``; returns whether the file existed before, and its (device, inode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists()
-    # opened per batch, so logrotate's move-and-recreate needs no signal to us
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        st = os.fstat(f.fileno())
-        f.write(text)
-    return existed, (st.st_dev, st.st_ino)
+    """Append ``text`` whole or not at all; returns whether the file existed before, and its (device, inode).
+    Opened per batch, so logrotate's move-and-recreate needs no signal to us."""
+    return append_lines(path, text)

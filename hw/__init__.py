@@ -12,11 +12,14 @@ from hw.events import (
     EventSink,
     ExitRequested,
     HwEvent,
+    KeyPressed,
+    KeyStuck,
     RelayChanged,
     TamperCleared,
     TamperTriggered,
 )
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.keypad import ButtonKeypad, MatrixKeypad
 from hw.leds import LedState, StatusLeds
 from hw.panel import Panel
 from hw.pcm import PcmFormat, read_wav
@@ -26,6 +29,7 @@ from hw.selftest import CheckResult, run_selftest
 from hw.speaker import PlayResult, Speaker, SpeakerHealth
 
 __all__ = [
+    "ButtonKeypad",
     "ButtonPressed",
     "CheckResult",
     "DoorClosed",
@@ -37,7 +41,10 @@ __all__ = [
     "ExitButton",
     "ExitRequested",
     "HwEvent",
+    "KeyPressed",
+    "KeyStuck",
     "LedState",
+    "MatrixKeypad",
     "Panel",
     "PcmFormat",
     "PlayResult",

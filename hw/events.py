@@ -18,6 +18,8 @@ __all__ = [
     "EventSink",
     "ExitRequested",
     "HwEvent",
+    "KeyPressed",
+    "KeyStuck",
     "RelayChanged",
     "TamperCleared",
     "TamperTriggered",
@@ -38,16 +40,19 @@ class ExitRequested:
 
     at: float
     opened: bool = True  # False when the relay was blocked (tamper) and the door stayed locked
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
 class DoorOpened:
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
 class DoorClosed:
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class DoorHeldOpen:
 
     at: float
     opened_at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,33 @@ class RelayChanged:
 
     energized: bool
     at: float
+    door: str = "main"  # which door ([[doors]] name; "main" on a one-door panel)
+
+
+@dataclass(frozen=True)
+class KeyPressed:
+    """One key of the keypad, once per press (holding it never repeats). ``key`` is one character of the layout:
+    a digit, ``*``, ``#`` or a letter key. It may be a digit of an access PIN: the daemon never logs it."""
+
+    key: str
+    at: float  # monotonic time of the edge that started the press
+
+    def __repr__(self) -> str:  # a PIN's digits stay out of tracebacks and debug logs
+        return f"KeyPressed(key='?', at={self.at!r})"
+
+
+@dataclass(frozen=True)
+class KeyStuck:
+    """A key held longer than the keypad's ``stuck_seconds`` (jammed, or a shorted wire): ignored until released."""
+
+    key: str
+    at: float  # when it was found stuck
 
 
 HwEvent = (
     ButtonPressed
+    | KeyPressed
+    | KeyStuck
     | ExitRequested
     | DoorOpened
     | DoorClosed

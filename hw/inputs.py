@@ -30,7 +30,7 @@ from hw.events import (
     TamperCleared,
     TamperTriggered,
 )
-from hw.settings import ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
+from hw.settings import MAIN_DOOR, ButtonConfig, DoorContactConfig, InputConfig, TamperConfig
 
 __all__ = ["CONTACT_SETTLE_S", "EXIT_HOLDOFF_S", "DoorContact", "DoorbellButton", "ExitButton", "TamperSwitch"]
 
@@ -170,9 +170,11 @@ class ExitButton(_PressInput):
         post: EventSink,
         action: Callable[[], bool] | None = None,
         dispatcher: Dispatcher | None = None,
+        door: str = MAIN_DOOR,
     ) -> None:
         self._post = post
         self._action = action
+        self.door = door
         super().__init__(
             "exit button",
             config.pin,
@@ -190,8 +192,8 @@ class ExitButton(_PressInput):
                 opened = self._action()
             except HardwareError as exc:
                 log.error("exit button: could not open the door: %s", exc)
-        log.info("exit requested (door %s)", "opened" if opened else "NOT opened")
-        self._post(ExitRequested(at, opened=opened))
+        log.info("exit requested (door %s %s)", self.door, "opened" if opened else "NOT opened")
+        self._post(ExitRequested(at, opened=opened, door=self.door))
 
 
 class _SettledInput(_Input):
@@ -249,10 +251,17 @@ class DoorContact(_SettledInput):
     """
 
     def __init__(
-        self, config: DoorContactConfig, *, pin_factory: Any, post: EventSink, dispatcher: Dispatcher | None = None
+        self,
+        config: DoorContactConfig,
+        *,
+        pin_factory: Any,
+        post: EventSink,
+        dispatcher: Dispatcher | None = None,
+        door: str = MAIN_DOOR,
     ) -> None:
         self._config = config
         self._post = post
+        self.door = door
         self._alarm: Handle | None = None
         super().__init__(
             "door contact",
@@ -274,16 +283,16 @@ class DoorContact(_SettledInput):
                 self._alarm = None
             if is_open:
                 self._alarm = self._dispatcher.call_at(at + self._config.held_open_seconds, lambda: self._held_open(at))
-        log.info("door %s", "opened" if is_open else "closed")
-        self._post(DoorOpened(at) if is_open else DoorClosed(at))
+        log.info("door %s %s", self.door, "opened" if is_open else "closed")
+        self._post(DoorOpened(at, self.door) if is_open else DoorClosed(at, self.door))
 
     def _held_open(self, opened_at: float) -> None:
         with self._lock:
             if self._alarm is None or not self._filter.state:
                 return
             self._alarm = None
-        log.warning("door held open for %.0f s", self._config.held_open_seconds)
-        self._post(DoorHeldOpen(time.monotonic(), opened_at))
+        log.warning("door %s held open for %.0f s", self.door, self._config.held_open_seconds)
+        self._post(DoorHeldOpen(time.monotonic(), opened_at, self.door))
 
     def close(self) -> None:
         with self._lock:

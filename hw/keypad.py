@@ -24,70 +24,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, GPIOZeroError
 
 from hw._timing import Dispatcher
 from hw.errors import HardwareError
-from hw.events import ButtonPressed
+from hw.events import ButtonPressed, EventSink, HwEvent, KeyPressed, KeyStuck
 from hw.inputs import DoorbellButton
-from hw.settings import ButtonConfig
+from hw.settings import LAYOUT_3X4, LAYOUT_4X4, ButtonConfig, MatrixKeypadConfig
 
-__all__ = ["ButtonKeypad", "KeyPressed", "KeyStuck", "KeypadEvent", "MatrixKeypad", "MatrixKeypadConfig"]
+# The events live in hw.events (the panel's one event union) and the settings in hw.settings; re-exported here.
+__all__ = [
+    "LAYOUT_3X4",
+    "LAYOUT_4X4",
+    "ButtonKeypad",
+    "KeyPressed",
+    "KeyStuck",
+    "Keypad",
+    "MatrixKeypad",
+    "MatrixKeypadConfig",
+]
 
 log = logging.getLogger(__name__)
-
-LAYOUT_3X4 = ("123", "456", "789", "*0#")
-LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
-
-
-@dataclass(frozen=True)
-class KeyPressed:
-    key: str  # one character of the layout: a digit, '*', '#', or a letter key
-    at: float  # monotonic time of the edge that started the press
-
-
-@dataclass(frozen=True)
-class KeyStuck:
-    key: str
-    at: float  # when it was found stuck
-
-
-KeypadEvent = KeyPressed | KeyStuck
-Post = Callable[[KeypadEvent], None]
-
-
-@dataclass(frozen=True)
-class MatrixKeypadConfig:
-    rows: tuple[int, ...]
-    columns: tuple[int, ...]
-    layout: tuple[str, ...] = LAYOUT_3X4  # one string per row, one character per column
-    settle_ms: float = 20.0  # contacts bounce: scan once they have been still this long
-    stuck_seconds: float = 10.0
-
-    def problems(self) -> list[str]:
-        out = []
-        if len(self.layout) != len(self.rows) or any(len(r) != len(self.columns) for r in self.layout):
-            out.append(
-                f"layout: {len(self.layout)} row(s) for {len(self.rows)} row pin(s) and {len(self.columns)} "
-                "column pin(s); one string per row, one character per column"
-            )
-        keys = "".join(self.layout)
-        if len(set(keys)) != len(keys):
-            out.append("layout: a key appears twice")
-        if set(self.rows) & set(self.columns) or len(set(self.rows + self.columns)) != len(self.rows + self.columns):
-            out.append("rows/columns: a GPIO is used twice")
-        return out
 
 
 class MatrixKeypad:
     """Posts :class:`KeyPressed` / :class:`KeyStuck` through ``post`` (from the dispatcher thread)."""
 
     def __init__(
-        self, config: MatrixKeypadConfig, *, pin_factory: Any, post: Post, dispatcher: Dispatcher | None = None
+        self, config: MatrixKeypadConfig, *, pin_factory: Any, post: EventSink, dispatcher: Dispatcher | None = None
     ) -> None:
         self._config = config
         self._post = post
@@ -222,7 +189,7 @@ class ButtonKeypad:
         keys: Mapping[str, int],
         *,
         pin_factory: Any,
-        post: Post,
+        post: EventSink,
         min_press_ms: float = 30.0,
         holdoff_ms: float = 150.0,
         dispatcher: Dispatcher | None = None,
@@ -241,7 +208,7 @@ class ButtonKeypad:
             self.close()
             raise
 
-    def _key(self, event: object) -> None:
+    def _key(self, event: HwEvent) -> None:
         if isinstance(event, ButtonPressed):
             self._post(KeyPressed(event.button, event.at))
 
@@ -251,3 +218,6 @@ class ButtonKeypad:
         self._buttons.clear()
         if self._owns_dispatcher:
             self._dispatcher.close()
+
+
+Keypad = MatrixKeypad | ButtonKeypad

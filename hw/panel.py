@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -11,9 +12,10 @@ import anyio
 from hw._timing import Dispatcher, Outbox
 from hw.events import EventSink
 from hw.inputs import DoorbellButton, DoorContact, ExitButton, TamperSwitch
+from hw.keypad import ButtonKeypad, Keypad, MatrixKeypad
 from hw.leds import LedState, StatusLeds
 from hw.relay import Relay
-from hw.settings import PanelConfig
+from hw.settings import DoorConfig, KeypadConfig, PanelConfig
 from hw.speaker import Speaker
 
 __all__ = ["Panel"]
@@ -45,32 +47,34 @@ class Panel:
         # wait for the event loop; the outbox's own thread hands each event to ``post``.
         self.outbox = Outbox(post)
         self.buttons: dict[str, DoorbellButton] = {}
-        self.exit_button: ExitButton | None = None
-        self.door: DoorContact | None = None
+        self.relays: dict[str, Relay] = {}  # per door, in config order; the first is the panel's own door
+        self.exit_buttons: dict[str, ExitButton] = {}
+        self.contacts: dict[str, DoorContact] = {}
+        self.exit_button: ExitButton | None = None  # the first door's (one-door panels: the exit button)
+        self.door: DoorContact | None = None  # the first door's contact
         self.tamper: TamperSwitch | None = None
         self.leds: StatusLeds | None = None
+        self.keypad: Keypad | None = None
         self.speaker = speaker if speaker is not None else Speaker(config.audio)
         self._closed = False
         try:
-            # The relay first: after a crash the lock must be released before anything else can fail.
-            self.relay = Relay(config.relay, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher)
+            # The relays first: after a crash every lock must be released before anything else can fail.
+            for door in config.door_list:
+                self.relays[door.name] = Relay(
+                    door.relay, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher, door=door.name
+                )
+            self.relay = next(iter(self.relays.values()))
             for button in config.buttons:
                 self.buttons[button.name] = DoorbellButton(
                     button, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
                 )
-            if config.exit_button is not None:
-                self.exit_button = ExitButton(
-                    config.exit_button,
-                    pin_factory=pin_factory,
-                    post=self.outbox,
-                    action=self.relay.open,
-                    dispatcher=self.dispatcher,
-                )
-            if config.door_contact is not None:
-                self.door = DoorContact(
-                    config.door_contact, pin_factory=pin_factory, post=self.outbox, dispatcher=self.dispatcher
-                )
+            for door in config.door_list:
+                self._build_door(door)
+            first = config.door_list[0].name
+            self.exit_button, self.door = self.exit_buttons.get(first), self.contacts.get(first)
             self.leds = StatusLeds(config.leds, pin_factory=pin_factory)
+            if config.keypad is not None:
+                self.keypad = _build_keypad(config.keypad, pin_factory, self.outbox, self.dispatcher)
             if config.tamper is not None:
                 self.tamper = TamperSwitch(
                     config.tamper,
@@ -83,22 +87,55 @@ class Panel:
             self.close()
             raise
 
+    def _build_door(self, door: DoorConfig) -> None:
+        relay = self.relays[door.name]
+        if door.exit_button is not None:
+            self.exit_buttons[door.name] = ExitButton(
+                door.exit_button,
+                pin_factory=self.pin_factory,
+                post=self.outbox,
+                action=relay.open,  # this door's relay only
+                dispatcher=self.dispatcher,
+                door=door.name,
+            )
+        if door.door_contact is not None:
+            self.contacts[door.name] = DoorContact(
+                door.door_contact,
+                pin_factory=self.pin_factory,
+                post=self.outbox,
+                dispatcher=self.dispatcher,
+                door=door.name,
+            )
+
     def _on_tamper(self) -> None:
         seconds = self.config.tamper.block_seconds if self.config.tamper else 0.0
         if seconds > 0:
-            self.relay.block(seconds)
+            for relay in self.relays.values():  # one panel cover guards every door it drives
+                relay.block(seconds)
 
     async def run(self) -> None:
-        """Probe and pre-open the speaker, and hold the relay's lifetime until cancelled (releasing it on the way
-        out)."""
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.speaker.start)
-            await self.relay.run()
+        """Probe and pre-open the speaker, and hold the relays' lifetime until cancelled (releasing them on the
+        way out)."""
+        with ExitStack() as lifetimes:
+            for relay in self.relays.values():
+                lifetimes.enter_context(relay.lifetime())
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.speaker.start)
+                await anyio.sleep_forever()
+
+    def relay_for(self, door: str = "") -> Relay | None:
+        """The relay of door ``door`` ("": the first door, the panel's own), None for a door it does not have."""
+        return self.relay if not door else self.relays.get(door)
 
     def open_door(self, seconds: float | None = None) -> bool:
-        """Pulse the relay: True only when it energized; False or :class:`HardwareError` otherwise (see
-        :meth:`Relay.open`)."""
+        """Pulse the first door's relay: True only when it energized; False or :class:`HardwareError` otherwise
+        (see :meth:`Relay.open`)."""
         return self.relay.open(seconds)
+
+    def release_all(self) -> None:
+        """De-energize every door's relay at once (the fail-secure error path). Never raises."""
+        for relay in self.relays.values():
+            relay.release()
 
     def show(self, state: LedState) -> None:
         if self.leds is not None:
@@ -109,12 +146,18 @@ class Panel:
         if self._closed:
             return
         self._closed = True
-        relay = getattr(self, "relay", None)
-        if relay is not None:
+        for relay in getattr(self, "relays", {}).values():
             relay.close()
         self.dispatcher.close()
         self.outbox.close()
-        devices: list[Any] = [*self.buttons.values(), self.exit_button, self.door, self.tamper, self.leds]
+        devices: list[Any] = [
+            *self.buttons.values(),
+            self.keypad,
+            *self.exit_buttons.values(),
+            *self.contacts.values(),
+            self.tamper,
+            self.leds,
+        ]
         for device in devices:
             if device is not None:
                 device.close()
@@ -128,3 +171,18 @@ class Panel:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _build_keypad(keypad: KeypadConfig, pin_factory: Any, post: Outbox, dispatcher: Dispatcher) -> Keypad:
+    """The keypad on the panel's own dispatcher and outbox: its keys reach the loop like every other event."""
+    matrix = keypad.matrix
+    if matrix is not None:
+        return MatrixKeypad(matrix, pin_factory=pin_factory, post=post, dispatcher=dispatcher)
+    return ButtonKeypad(
+        keypad.keys,
+        pin_factory=pin_factory,
+        post=post,
+        min_press_ms=keypad.min_press_ms,
+        holdoff_ms=keypad.holdoff_ms,
+        dispatcher=dispatcher,
+    )

@@ -18,6 +18,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -26,7 +28,7 @@ from gpiozero import DigitalOutputDevice, GPIOZeroError
 from hw._timing import Dispatcher, Handle
 from hw.errors import HardwareError
 from hw.events import EventSink, RelayChanged
-from hw.settings import RelayConfig
+from hw.settings import MAIN_DOOR, RelayConfig
 
 __all__ = ["MAX_PULSE_S", "Relay"]
 
@@ -58,8 +60,10 @@ class Relay:
         pin_factory: Any,
         post: EventSink | None = None,
         dispatcher: Dispatcher | None = None,
+        door: str = MAIN_DOOR,
     ) -> None:
         self._config = config
+        self.door = door
         self._post = post
         self._lock = threading.Lock()
         self._release_at: float | None = None
@@ -163,12 +167,19 @@ class Relay:
     async def run(self) -> None:
         """Hold the relay's lifetime in the app until cancelled: :meth:`open` works only meanwhile, and the
         relay is released on the way out, whatever the reason."""
+        with self.lifetime():
+            await anyio.sleep_forever()
+
+    @contextmanager
+    def lifetime(self) -> Iterator[None]:
+        """:meth:`run`'s lifetime as a plain context manager: the panel enters every door's at once, before its
+        first await, so no door can be opened before the others are."""
         with self._lock:
             if self._running:
                 raise HardwareError("relay: run() is already running")
             self._running = True
         try:
-            await anyio.sleep_forever()
+            yield
         finally:
             with self._lock:
                 self._running = False
@@ -231,7 +242,7 @@ class Relay:
         """Log and post a :class:`RelayChanged` (lock held, so events leave in the order the pin changed)."""
         log.info("relay %s", "energized" if energized else "released")
         if self._post is not None:
-            self._post(RelayChanged(energized, at))
+            self._post(RelayChanged(energized, at, self.door))
 
     def _close_timer(self) -> None:
         if self._owns_timer:

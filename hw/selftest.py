@@ -40,7 +40,7 @@ async def run_selftest(
 ) -> list[CheckResult]:
     """Run every safe check against ``panel`` (whose :meth:`Panel.run` must be running for the relay
     pulse) and return one :class:`CheckResult` per check, in order."""
-    results = [_relay_at_rest(panel)]
+    results = _relays_at_rest(panel)
     if relay_sense_pin is not None:
         results.append(await _relay_sense(panel, relay_sense_pin))
     results += await _leds(panel)
@@ -57,11 +57,16 @@ async def run_selftest(
     return results
 
 
-def _relay_at_rest(panel: Panel) -> CheckResult:
-    relay = panel.relay
-    if relay.energized:
-        return CheckResult("relay at rest", True, "skipped: a pulse is running")
-    return CheckResult("relay at rest", True, f"de-energized{', blocked by tamper' if relay.blocked else ''}")
+def _relays_at_rest(panel: Panel) -> list[CheckResult]:
+    """One row per door ("relay at rest (garage)"); a one-door panel's row keeps its plain name."""
+    rows = []
+    for door, relay in panel.relays.items():
+        name = "relay at rest" if len(panel.relays) == 1 else f"relay at rest ({door})"
+        if relay.energized:
+            rows.append(CheckResult(name, True, "skipped: a pulse is running"))
+        else:
+            rows.append(CheckResult(name, True, f"de-energized{', blocked by tamper' if relay.blocked else ''}"))
+    return rows
 
 
 async def _relay_sense(panel: Panel, sense_pin: int) -> CheckResult:
@@ -71,7 +76,7 @@ async def _relay_sense(panel: Panel, sense_pin: int) -> CheckResult:
     except (GPIOZeroError, OSError) as exc:
         return CheckResult(name, False, f"cannot use the sense pin: {exc}")
     # The sense input reads the driver's input level: high while energized unless the module is active-low.
-    energized_level = panel.config.relay.active_high
+    energized_level = panel.config.door_list[0].relay.active_high  # the sense is wired to the first door's relay
     try:
         if panel.relay.energized or bool(sense.is_active) == energized_level:
             return CheckResult(name, False, "sense does not read the relay's rest level (wiring?)")

@@ -17,12 +17,18 @@ from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 __all__ = [
     "GPIO_PIN",
+    "LAYOUT_3X4",
+    "LAYOUT_4X4",
+    "MAIN_DOOR",
     "AudioConfig",
     "ButtonConfig",
+    "DoorConfig",
     "DoorContactConfig",
     "GpioConfig",
     "InputConfig",
+    "KeypadConfig",
     "LedConfig",
+    "MatrixKeypadConfig",
     "PanelConfig",
     "Range",
     "RelayConfig",
@@ -120,6 +126,28 @@ class DoorContactConfig:
     held_open_seconds: Annotated[float, Range(1, 3600, "seconds")] = 60.0
 
 
+MAIN_DOOR = "main"  # the one door of a panel configured without [[doors]]
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """One door (``[[doors]]``): its own relay, and optionally its exit button and contact (held-open alarm).
+
+    Each door's relay is fail-secure, extends rather than stacks, and is released on every path, on its own: a
+    fault of one door's relay never blocks another's."""
+
+    name: str
+    relay: RelayConfig
+    exit_button: InputConfig | None = None
+    door_contact: DoorContactConfig | None = None
+
+    def problems(self) -> list[str]:
+        name = self.name
+        if not (name and name.isascii() and all(c.isalnum() or c in "-_" for c in name) and len(name) <= 32):
+            return [f"name: {name!r} must be 1 to 32 letters, digits, '-' or '_' (intercomctl open NAME uses it)"]
+        return []
+
+
 @dataclass(frozen=True)
 class TamperConfig:
     pin: Annotated[int, GPIO_PIN]
@@ -137,6 +165,79 @@ class LedConfig:
 
     pin: Annotated[int, GPIO_PIN]
     active_high: bool = True
+
+
+LAYOUT_3X4 = ("123", "456", "789", "*0#")
+LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
+
+
+@dataclass(frozen=True)
+class MatrixKeypadConfig:
+    """A matrix keypad: rows are outputs (driven low at rest), columns inputs with pull-ups."""
+
+    rows: tuple[Annotated[int, GPIO_PIN], ...]
+    columns: tuple[Annotated[int, GPIO_PIN], ...]
+    layout: tuple[str, ...] = LAYOUT_3X4  # one string per row, one character per column
+    # Contacts bounce: a key is read once they have been still this long.
+    settle_ms: Annotated[float, Range(1, 200, "ms")] = 20.0
+    # A key held longer is reported stuck (jammed, a shorted wire) and ignored until released.
+    stuck_seconds: Annotated[float, Range(0.1, 3600, "seconds")] = 10.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if len(self.layout) != len(self.rows) or any(len(r) != len(self.columns) for r in self.layout):
+            out.append(
+                f"layout: {len(self.layout)} row(s) for {len(self.rows)} row pin(s) and {len(self.columns)} "
+                "column pin(s); one string per row, one character per column"
+            )
+        keys = "".join(self.layout)
+        if len(set(keys)) != len(keys):
+            out.append("layout: a key appears twice")
+        if set(self.rows) & set(self.columns) or len(set(self.rows + self.columns)) != len(self.rows + self.columns):
+            out.append("rows/columns: a GPIO is used twice")
+        return out
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    """``[keypad]``'s wiring: a matrix (``rows`` + ``columns`` + ``layout``) or one GPIO per key (``keys``,
+    e.g. ``{"1" = 2, ..., "#" = 26}``, each key to ground). The typing settings are the daemon's (its subclass)."""
+
+    rows: tuple[Annotated[int, GPIO_PIN], ...] = ()
+    columns: tuple[Annotated[int, GPIO_PIN], ...] = ()
+    layout: tuple[str, ...] = LAYOUT_3X4
+    keys: dict[str, Annotated[int, GPIO_PIN]] = field(default_factory=dict)
+    settle_ms: Annotated[float, Range(1, 200, "ms")] = 20.0
+    stuck_seconds: Annotated[float, Range(0.1, 3600, "seconds")] = 10.0
+    # For a keypad of individual buttons: each key's own press filter.
+    min_press_ms: Annotated[float, Range(0, 2000, "ms")] = 30.0
+    holdoff_ms: Annotated[float, Range(0, 5000, "ms")] = 150.0
+
+    @property
+    def matrix(self) -> MatrixKeypadConfig | None:
+        if not self.rows:
+            return None
+        return MatrixKeypadConfig(self.rows, self.columns, self.layout, self.settle_ms, self.stuck_seconds)
+
+    def pins(self) -> list[tuple[str, int]]:
+        """Every GPIO the keypad uses, with its key path (the config's one-owner-per-pin check)."""
+        out = [(f"keypad.rows[{i}]", pin) for i, pin in enumerate(self.rows)]
+        out += [(f"keypad.columns[{i}]", pin) for i, pin in enumerate(self.columns)]
+        return out + [(f"keypad.keys.{key}", pin) for key, pin in self.keys.items()]
+
+    def problems(self) -> list[str]:
+        matrix = self.matrix
+        if matrix is None and not self.keys:
+            return ["rows/columns or keys: a keypad is a matrix (rows, columns, layout) or one GPIO per key (keys)"]
+        if matrix is not None and self.keys:
+            return ["rows/columns and keys: choose one wiring, a matrix or one GPIO per key"]
+        if matrix is not None:
+            return matrix.problems()
+        out = [f"keys.{key}: a key is one character (0-9, *, #, A-D)" for key in self.keys if len(key) != 1]
+        pins = list(self.keys.values())
+        if len(set(pins)) != len(pins):
+            out.append("keys: a GPIO is used by two keys")
+        return out
 
 
 @dataclass(frozen=True)
@@ -158,3 +259,10 @@ class PanelConfig:
     tamper: TamperConfig | None = None
     leds: dict[str, LedConfig] = field(default_factory=dict)  # "status", "fault"
     audio: AudioConfig = field(default_factory=AudioConfig)
+    keypad: KeypadConfig | None = None
+    doors: tuple[DoorConfig, ...] = ()  # [[doors]]; empty: one door, "main", from relay/exit_button/door_contact
+
+    @property
+    def door_list(self) -> tuple[DoorConfig, ...]:
+        """Every door, the first being the one a plain ``codes`` list and ``intercomctl open`` open."""
+        return self.doors or (DoorConfig(MAIN_DOOR, self.relay, self.exit_button, self.door_contact),)

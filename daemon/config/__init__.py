@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon.config._access import AccessConfig, PinConfig, WindowConfig
+from daemon.config._directory import directory_csv
 from daemon.config._host import host_problems
 from daemon.config._load import check_config, default_config_text, load_config, parse_config
 from daemon.config._model import Config, config_warnings
 from daemon.config._sip import MAX_CALLS_LIMIT, SipAccountConfig, SipConfig
-from daemon.config._uris import uri_problems
-from daemon.config._visit import CODE_LENGTH, Apartment, PathsConfig, PromptsConfig, TimingConfig
+from daemon.config._uris import dial_problems, uri_problems
+from daemon.config._visit import (
+    CODE_LENGTH,
+    INBOUND_APARTMENT,
+    Apartment,
+    KeypadSettings,
+    PathsConfig,
+    PromptsConfig,
+    TimingConfig,
+    door_open_prompt,
+)
 from daemon.prompt_texts import PROMPT_NAMES
 from hw.settings import (
     AudioConfig,
@@ -35,8 +46,10 @@ from hw.settings import (
 __all__ = [
     "CODE_LENGTH",
     "DEFAULT_CONFIG_PATH",
+    "INBOUND_APARTMENT",
     "MAX_CALLS_LIMIT",
     "PROMPT_NAMES",
+    "AccessConfig",
     "Apartment",
     "AudioConfig",
     "ButtonConfig",
@@ -44,22 +57,29 @@ __all__ = [
     "DoorContactConfig",
     "GpioConfig",
     "InputConfig",
+    "KeypadSettings",
     "LedConfig",
     "PanelConfig",
     "PathsConfig",
+    "PinConfig",
     "PromptsConfig",
     "RelayConfig",
     "SipAccountConfig",
     "SipConfig",
     "TamperConfig",
     "TimingConfig",
+    "WindowConfig",
     "check_config",
     "config_warnings",
     "default_config_text",
+    "dial_problems",
+    "directory_csv",
+    "door_open_prompt",
     "host_problems",
     "is_sip_uri",
     "load_config",
     "parse_config",
+    "uri_problems",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/intercom/intercom.toml")

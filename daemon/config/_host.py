@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 from daemon.config._model import Config
@@ -78,6 +79,16 @@ def _directory_problems(key: str, path: Path, *, made_by_systemd: str) -> list[s
         return [f"{key}: {path} cannot be created: {ancestor} is not a directory"]
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return [f"{key}: {path} does not exist and cannot be created: {ancestor} is not writable ({_who()})"]
+    # access() says yes to root everywhere (/proc, a read-only mount): make the first missing directory, and
+    # take it away again, to know.
+    first_missing = path
+    while first_missing.parent != ancestor:
+        first_missing = first_missing.parent
+    try:
+        first_missing.mkdir()
+        first_missing.rmdir()
+    except OSError as exc:
+        return [f"{key}: {path} cannot be created: {exc.strerror or exc}"]
     return []
 
 
@@ -160,8 +171,11 @@ def _prompt_problems(config: Config) -> list[str]:
 
     prompts = config.prompts
     out: list[str] = []
-    if prompts.engine == "espeak-ng" and shutil.which("espeak-ng") is None:
+    espeak = shutil.which("espeak-ng")
+    if prompts.engine == "espeak-ng" and espeak is None:
         out.append("prompts.engine: espeak-ng is not installed (apt install espeak-ng), or use engine = 'piper'")
+    elif prompts.engine == "espeak-ng" and espeak is not None and prompts.voice:
+        out += _espeak_voice_problems(espeak, prompts.voice)
     if prompts.engine == "piper":
         try:
             check_piper_model(prompts.piper_model)
@@ -182,6 +196,20 @@ def _prompt_problems(config: Config) -> list[str]:
         except WavFormatError as exc:
             out.append(f"prompts.files.{name}: {recorded!r} is not a usable WAV: {exc}")
     return out
+
+
+def _espeak_voice_problems(espeak: str, voice: str) -> list[str]:
+    """`run` synthesizes every prompt before READY and exits 70 on a voice espeak-ng does not have: ask
+    espeak-ng itself (voice names with variants, "pt-br+f3", are its business, not a list of ours)."""
+    if voice.startswith("-"):
+        return [f"prompts.voice: {voice!r} is not a voice name (espeak-ng --voices lists them)"]
+    try:
+        done = subprocess.run([espeak, "-q", "-v", voice, "."], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"prompts.voice: espeak-ng could not be asked about {voice!r}: {exc}"]
+    if done.returncode != 0:
+        return [f"prompts.voice: espeak-ng has no voice {voice!r} (espeak-ng --voices lists them)"]
+    return []
 
 
 def _control_socket_problems(path: Path) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from daemon.config._directory import MAX_DIRECTORY_BYTES, with_directory
 from daemon.config._host import host_problems
 from daemon.config._model import Config, config_warnings
 from daemon.errors import ConfigError
@@ -90,6 +91,10 @@ def load_config(path: Path | str, *, environ: dict[str, str] | None = None) -> t
     path = Path(path)
     env = os.environ if environ is None else environ
     config = parse_config(read_text(path, "the configuration file", MAX_CONFIG_BYTES), str(path))
+    if config.directory:
+        directory = path.parent / Path(config.directory).expanduser()  # an absolute path stays as it is
+        text = read_text(directory, "the directory file (directory)", MAX_DIRECTORY_BYTES).removeprefix(_BOM)
+        config = with_directory(replace(config, directory=str(directory)), text, directory, str(path))
     warnings = config_warnings(config, str(path))
     account = config.sip.account
     if account.password:

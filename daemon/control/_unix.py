@@ -104,7 +104,10 @@ def claim_socket(path: Path) -> tuple[socket.socket, int]:
     A socket left by a crash is removed; a live daemon answering there is refused, not displaced.
     """
     # Outside systemd nothing made the runtime directory: make it private to the daemon's user.
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ControlError(f"paths.runtime_dir: cannot create {path.parent}: {exc.strerror or exc}") from exc
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:

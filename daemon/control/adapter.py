@@ -14,6 +14,7 @@ from typing import assert_never
 from daemon.control.protocol import (
     CommandRequest,
     DialRequest,
+    DirectoryRequest,
     HangupRequest,
     HistoryRequest,
     OpenRequest,
@@ -57,6 +58,9 @@ class AppControl:
                 return [{"check": r.check, "passed": r.passed, "detail": r.detail} for r in await self._app.selftest()]
             case ReloadRequest():
                 return (await self._app.reload()).as_dict()
+            case DirectoryRequest():
+                text = self._app.directory_csv()
+                return {"apartments": text.count("\n") - 1, "csv": text}
             case _:
                 assert_never(request)
 

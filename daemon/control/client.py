@@ -238,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--follow", "-f", action="store_true", help="keep following (the default; accepted for habit)")
     command("selftest", "run the self-test; exit 1 if any check fails")
     command("reload", "re-read the configuration (as SIGHUP); exit 1 if it was refused")
+    directory = command("directory", "the apartments as a directory file (CSV, codes left out)")
+    directory.add_argument("action", choices=("export",), help="export: print the CSV")
     return p
 
 
@@ -287,6 +289,8 @@ def _print(command: str, result: Any, args: argparse.Namespace, out: TextIO) -> 
         print_history(result, out, wide=args.wide)
     elif command == "selftest" and isinstance(result, list):
         print_selftest(result, out)
+    elif command == "directory" and isinstance(result, dict):
+        out.write(str(result.get("csv", "")))
     elif command == "reload" and isinstance(result, dict):
         print_reload(result, out)
     elif command == "open" and isinstance(result, dict):

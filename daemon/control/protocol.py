@@ -35,6 +35,7 @@ __all__ = [
     "CommandRequest",
     "ControlHandler",
     "DialRequest",
+    "DirectoryRequest",
     "ErrorCode",
     "EventsRequest",
     "HangupRequest",
@@ -91,6 +92,7 @@ class Command(StrEnum):
     EVENTS = "events"
     SELFTEST = "selftest"
     RELOAD = "reload"
+    DIRECTORY = "directory"
 
 
 # --- requests --------------------------------------------------------------------------------------------
@@ -148,6 +150,13 @@ class ReloadRequest:
     command: ClassVar[Command] = Command.RELOAD
 
 
+@dataclass(frozen=True)
+class DirectoryRequest:
+    """The apartments as a directory file (CSV; codes left out)."""
+
+    command: ClassVar[Command] = Command.DIRECTORY
+
+
 # One reply each. Events is not among them: the server streams it itself (see ControlHandler.events).
 CommandRequest = (
     StatusRequest
@@ -158,6 +167,7 @@ CommandRequest = (
     | HistoryRequest
     | SelftestRequest
     | ReloadRequest
+    | DirectoryRequest
 )
 Request = CommandRequest | EventsRequest
 
@@ -173,6 +183,7 @@ _SCHEMA: dict[Command, tuple[type[Request], dict[str, _Arg]]] = {
     Command.EVENTS: (EventsRequest, {}),
     Command.SELFTEST: (SelftestRequest, {}),
     Command.RELOAD: (ReloadRequest, {}),
+    Command.DIRECTORY: (DirectoryRequest, {}),
 }
 READ_ONLY = frozenset({Command.STATUS, Command.HISTORY, Command.EVENTS, Command.SELFTEST})
 

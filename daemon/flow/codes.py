@@ -10,6 +10,10 @@ Two things with two lifetimes, kept apart on purpose:
 Digits are collected until ``#``, until they equal one of the called apartment's codes, or until they
 reach the longest code's length. A wrong code is only declared at ``#`` or at full length, never at the
 first wrong digit: answering digit by digit would let a brute force find a code one digit at a time.
+
+An entry thrown away without ``#`` (``*``, the digit timeout, the call's end) that is at least as long as
+the shortest code was a whole guess at that code, and counts as a wrong one: otherwise, with codes of two
+lengths, "0000*", "0001*", ... (or hanging up after each) tries every short code without ever locking out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import enum
 import hmac
 from dataclasses import dataclass
 
-__all__ = ["Lockout", "Verdict", "enter_digit"]
+__all__ = ["Lockout", "Verdict", "abandon_typed", "enter_digit"]
 
 
 class Verdict(enum.Enum):
@@ -56,6 +60,8 @@ def enter_digit(
     if not codes:
         return _wrong(lockout, now, limit, lockout_seconds)
     if digit == "*":
+        if _whole_guess(typed, codes):
+            return _wrong(lockout, now, limit, lockout_seconds)
         return lockout, "", Verdict.PENDING
     if digit == "#":
         if not typed:
@@ -69,6 +75,22 @@ def enter_digit(
     if len(entered) >= max(len(c) for c in codes):
         return _wrong(lockout, now, limit, lockout_seconds)
     return lockout, entered, Verdict.PENDING
+
+
+def abandon_typed(
+    lockout: Lockout, typed: str, codes: tuple[str, ...], *, now: float, limit: int, lockout_seconds: float
+) -> tuple[Lockout, Verdict | None]:
+    """This call's ``typed`` digits are dropped unfinished (digit timeout, the call ended). A whole guess
+    (as long as the shortest code) counts as a wrong code: the apartment's new lockout and the verdict
+    (REJECTED or LOCKOUT_STARTED), or the lockout unchanged and None when nothing was guessed."""
+    if lockout.locked(now) or not _whole_guess(typed, codes):
+        return lockout, None
+    lockout, _, verdict = _wrong(lockout, now, limit, lockout_seconds)
+    return lockout, verdict
+
+
+def _whole_guess(typed: str, codes: tuple[str, ...]) -> bool:
+    return bool(typed) and bool(codes) and len(typed) >= min(len(c) for c in codes)
 
 
 def _wrong(lockout: Lockout, now: float, limit: int, lockout_seconds: float) -> tuple[Lockout, str, Verdict]:

@@ -63,7 +63,9 @@ class ConnectAudio:
 
 @dataclass(frozen=True)
 class PulseDoor:
-    """Energize the door relay. The runner answers at once with ``DoorUnlocked`` or ``DoorRefused``."""
+    """Energize a door's relay. The runner answers at once with ``DoorUnlocked`` or ``DoorRefused``."""
+
+    door: str = ""  # a [[doors]] name; "": the panel's first door (what a plain ``codes`` list opens)
 
 
 @dataclass(frozen=True)

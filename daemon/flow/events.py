@@ -59,6 +59,8 @@ class Dtmf:
 class DoorUnlocked:
     """The relay energized for the code just accepted (the runner's answer to ``PulseDoor``)."""
 
+    door: str = ""  # the door's name, as the panel knows it ("main" on a one-door panel)
+
 
 @dataclass(frozen=True)
 class DoorRefused:

@@ -18,7 +18,7 @@ Which apartment the number names, and whether a PIN is right, is decided by the 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "CALL",
@@ -62,7 +62,7 @@ class CallApartment:
 
 @dataclass(frozen=True)
 class CheckPin:
-    pin: str  # handed to the PIN book; never logged
+    pin: str = field(repr=False)  # handed to the PIN book; never logged, not even in a repr
 
 
 KeypadAction = Feedback | CallApartment | CheckPin

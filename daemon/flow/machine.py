@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from daemon.config import Apartment, TimingConfig
 from daemon.flow import commands as cmd
-from daemon.flow.codes import Lockout, Verdict, enter_digit
+from daemon.flow.codes import Lockout, Verdict, abandon_typed, enter_digit
 from daemon.flow.events import (
     DoorRefused,
     DoorUnlocked,
@@ -39,6 +39,9 @@ __all__ = ["Leg", "LegStatus", "Phase", "VisitState", "inbound_visit", "new_visi
 UNREACHABLE = frozenset({0, 408, 502, 503, 504})
 BUSY = frozenset({486, 600})
 DIGIT_TIMEOUT = 10.0
+# A phone set to send each key both ways (RFC 2833 and SIP INFO) reports every key twice: the same key by the
+# other method this soon after is that key's echo, not a second press ("4711" would arrive as "44771111").
+DTMF_ECHO_WINDOW = 0.5
 
 
 class Phase(enum.IntEnum):
@@ -84,8 +87,11 @@ class VisitState:
     stage: int = -1
     answered: int | None = None
     typed: str = ""  # digits typed on the answered call so far; never carried to another call
+    typed_at: float = 0.0  # monotonic time of the last of them (the machine has no clock of its own)
+    last_key: tuple[str, str, float] | None = None  # (key, method, at) of the last key read: see DTMF_ECHO_WINDOW
     door_opened: bool = False
     door_refused: str = ""  # why the relay refused the accepted code ("" when it did not)
+    door: str = ""  # the door the accepted code opened (its name, once the relay answered)
     inbound: bool = False
 
     def __repr__(self) -> str:
@@ -132,8 +138,8 @@ def step(state: VisitState, event: FlowEvent) -> Result:
             return _ended(state, event)
         case Dtmf():
             return _dtmf(state, event)
-        case DoorUnlocked():
-            return _door_unlocked(state)
+        case DoorUnlocked(door=door):
+            return _door_unlocked(state, door)
         case DoorRefused(reason=reason):
             return _door_refused(state, reason)
         case TimerFired(name=name):
@@ -251,8 +257,8 @@ def _ended(state: VisitState, event: LegEnded) -> Result:
     else:
         out = [cmd.Log("HANGUP", leg.uri, f"{code} {reason}".strip())]
     if was_answered:
-        state = replace(state, typed="")  # the call's digits end with the call
-        out.append(cmd.CancelTimer(Timer.HANGUP_AFTER_OPEN))
+        state, dropped = _drop_typed(state, state.typed_at)  # the call's digits end with the call
+        out += [*dropped, cmd.CancelTimer(Timer.HANGUP_AFTER_OPEN)]
         # A normal BYE from the resident ends with 200; anything else (a media timeout, 408) says why.
         why = "resident hung up" if code in (0, 200) else f"call ended: {code} {reason}".strip()
         outcome, farewell = _call_outcome(state)
@@ -288,24 +294,35 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
         return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: not from the answered call")]
     if state.phase is not Phase.CONNECTED:
         return state, [cmd.Log("DTMF", leg.uri, f"{event.method}: ignored, the code was already accepted")]
+    last = state.last_key
+    if (
+        last is not None
+        and last[1] != event.method
+        and last[0] == event.digit
+        and event.at - last[2] < DTMF_ECHO_WINDOW
+    ):
+        return state, [cmd.Log("DTMF_IGNORED", leg.uri, f"{event.method}: the same key again by the other method")]
+    state = replace(state, last_key=(event.digit, event.method, event.at))
     t = state.timing
+    entered = state.typed if event.digit == "#" else state.typed + event.digit
     lockout, typed, verdict = enter_digit(
         state.lockout,
         state.typed,
         event.digit,
-        state.apartment.codes,
+        state.apartment.all_codes,
         now=event.at,
         limit=t.wrong_code_limit,
         lockout_seconds=t.lockout_seconds,
     )
-    state = replace(state, lockout=lockout, typed=typed)
+    state = replace(state, lockout=lockout, typed=typed, typed_at=event.at)
     out: list[cmd.Command] = [cmd.Log("DTMF", leg.uri, f"{event.method}: *")]
     if verdict is Verdict.PENDING:
         return state, [*out, cmd.StartTimer(Timer.DIGITS, DIGIT_TIMEOUT)]
     out.append(cmd.CancelTimer(Timer.DIGITS))
     if verdict is Verdict.ACCEPTED:
         # Nothing is said or logged as open yet: only the relay's answer (DoorUnlocked) may say so.
-        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor()]
+        door = state.apartment.door_for(entered) or ""  # accepted: it is one of the apartment's codes
+        return replace(state, phase=Phase.OPENING), [*out, cmd.PulseDoor(door)]
     if verdict is Verdict.LOCKED:
         return state, [*out, cmd.Log("CODE_REJECTED", leg.uri, "codes locked out")]
     out += [cmd.Log("CODE_REJECTED", leg.uri, "wrong code"), cmd.PlayToCall(event.leg, Prompt.CODE_REJECTED)]
@@ -314,13 +331,13 @@ def _dtmf(state: VisitState, event: Dtmf) -> Result:
     return state, out
 
 
-def _door_unlocked(state: VisitState) -> Result:
+def _door_unlocked(state: VisitState, door: str) -> Result:
     if state.phase is not Phase.OPENING or state.answered is None:
         return state, []
     leg = state.answered
-    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True)
+    state = replace(state, phase=Phase.DOOR_OPENED, door_opened=True, door=door)
     return state, [
-        cmd.Log("DOOR_OPEN", state.legs[leg].uri, "code accepted"),
+        cmd.Log("DOOR_OPEN", state.legs[leg].uri, f"code accepted: {door}" if door else "code accepted"),
         cmd.PlayToCall(leg, Prompt.CODE_ACCEPTED),
         cmd.PlayPrompt(Prompt.DOOR_OPEN),
         cmd.ShowLeds(LedPattern.DOOR_OPEN),
@@ -354,7 +371,10 @@ def _timer(state: VisitState, name: Timer) -> Result:
         s, more = _next_stage(state)
         return s, out + more
     if name is Timer.DIGITS:
-        return replace(state, typed=""), []
+        state, out = _drop_typed(state, state.typed_at + DIGIT_TIMEOUT)
+        if out and state.answered is not None:  # the unfinished guess counted: the caller hears it was wrong
+            out.append(cmd.PlayToCall(state.answered, Prompt.CODE_REJECTED))
+        return state, out
     if name is Timer.CALL_WARNING and state.answered is not None:
         return state, [cmd.PlayToCall(state.answered, Prompt.CALL_ENDING), cmd.Log("CALL_WARNING", "", "")]
     if name in (Timer.MAX_CALL, Timer.HANGUP_AFTER_OPEN) and state.answered is not None:
@@ -368,6 +388,34 @@ def _timer(state: VisitState, name: Timer) -> Result:
 
 
 def _finish(state: VisitState, outcome: Outcome, farewell: Prompt | None, detail: str) -> Result:
+    state, dropped = _drop_typed(state, state.typed_at)  # a visit cut short (max call time, deadline) mid-code
     state, hangups = _hangup_others(state, keep=None, why=detail)
-    state = replace(state, phase=Phase.DONE, typed="")
-    return state, [*hangups, cmd.Finish(outcome, farewell, detail), cmd.ShowLeds(LedPattern.IDLE)]
+    state = replace(state, phase=Phase.DONE)
+    return state, [*dropped, *hangups, cmd.Finish(outcome, farewell, detail), cmd.ShowLeds(LedPattern.IDLE)]
+
+
+UNFINISHED = "unfinished code"
+
+
+def _drop_typed(state: VisitState, now: float) -> Result:
+    """Forget this call's digits. A whole guess left unfinished counts as a wrong code (see flow/codes.py),
+    so leaving each guess without ``#`` (``*``, waiting, hanging up) never skips the lockout."""
+    if not state.typed:
+        return state, []
+    t = state.timing
+    lockout, verdict = abandon_typed(
+        state.lockout,
+        state.typed,
+        state.apartment.codes,
+        now=now,
+        limit=t.wrong_code_limit,
+        lockout_seconds=t.lockout_seconds,
+    )
+    state = replace(state, lockout=lockout, typed="")
+    if verdict is None or state.answered is None:
+        return state, []
+    uri = state.legs[state.answered].uri
+    out: list[cmd.Command] = [cmd.Log("CODE_REJECTED", uri, UNFINISHED)]
+    if verdict is Verdict.LOCKOUT_STARTED:
+        out.append(cmd.Log("LOCKOUT", uri, f"{t.wrong_code_limit} wrong codes: locked {t.lockout_seconds:g} s"))
+    return state, out

@@ -11,11 +11,12 @@ the runner might forget to catch.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from daemon.errors import AudioError, SipError
+from daemon.flow.keypad import Tone
 from daemon.flow.vocabulary import LedPattern, Prompt
 from daemon.sip.types import CallHandle
 
@@ -27,6 +28,7 @@ __all__ = [
     "PromptPort",
     "SpeakerPort",
     "TalkTask",
+    "TonePort",
     "VisitLogPort",
     "VisitPorts",
 ]
@@ -52,18 +54,27 @@ class SpeakerPort(Protocol):
         """Play the named prompt to the end; cancelling the caller stops the sound within one buffer."""
 
 
+class TonePort(Protocol):
+    async def play_tone(self, tone: Tone) -> AudioError | None:
+        """A key's short feedback tone (from memory). Returns at once, unplayed, while the speaker is busy with a
+        prompt or a call: a click must never delay what the visitor is hearing."""
+
+
 @dataclass(frozen=True)
 class DoorResult:
     opened: bool  # True only when the relay really energized
-    reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ..."
+    reason: str = ""  # why not: "relay blocked by tamper", "relay fault: ...", "unknown door ..."
+    # The door's name (the first door's when asked for ""): what it says, not part of whether it opened.
+    door: str = field(default="", compare=False)
 
 
 class DoorPort(Protocol):
-    def open(self) -> DoorResult:
-        """Pulse the door relay (a pulse already under way is extended, never stacked)."""
+    def open(self, door: str = "") -> DoorResult:
+        """Pulse door ``door``'s relay ("": the first door); a pulse already under way is extended, never
+        stacked. Another door's relay, or its fault, has no part in it."""
 
     def release(self) -> None:
-        """De-energize at once (fail-secure error path). Never fails."""
+        """De-energize every door's relay at once (fail-secure error path). Never fails."""
 
 
 class LedPort(Protocol):
@@ -91,3 +102,4 @@ class VisitPorts:
     door: DoorPort
     leds: LedPort
     prompts: PromptPort
+    tones: TonePort | None = None  # key feedback; None on a panel without a keypad (and in flow tests)

@@ -23,11 +23,14 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.config import Apartment, Config
+from daemon.config import INBOUND_APARTMENT, Apartment, Config
 from daemon.flow.codes import Lockout
+from daemon.flow.entry import KeypadEntry
 from daemon.flow.events import Dtmf, FlowEvent, LegAnswered, LegEnded, LegRinging, SecondPress, Start
+from daemon.flow.keypad import CallApartment, CheckPin, Feedback, KeypadAction, KeypadLimits, Tone
 from daemon.flow.legs import LegTable
 from daemon.flow.machine import UNREACHABLE, inbound_visit, new_visit
+from daemon.flow.pin_desk import KEYPAD, PinDesk
 from daemon.flow.ports import VisitLogPort, VisitPorts
 from daemon.flow.runner import VisitResult, VisitRunner
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
@@ -52,7 +55,7 @@ Ts = TypeVarTuple("Ts")
 QUEUE_LIMIT = 8  # presses waiting for the speaker; more than this in one visit's time is a button storm
 REFUSAL_PROMPT_WAIT = 10.0  # a refused visitor's prompt waits this long at most for the speaker to be free
 HANGUP_TIMEOUT = 5.0
-INBOUND = "inbound"  # the apartment name of a visit started by an allowlisted caller
+INBOUND = INBOUND_APARTMENT  # the apartment name of a visit started by an allowlisted caller (reserved)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,16 @@ class VisitRouter:
         registered: bool,
         on_start: Callable[[VisitRequest], None],
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
+        on_progress: Callable[[VisitResult, VisitRequest], None] | None = None,
+        lockouts: dict[str, Lockout] | None = None,
+        on_open: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.config = config
         self._ports = ports
         self._log = visit_log
         self._new_id, self._on_start, self._on_done = new_id, on_start, on_done
+        self._on_progress = on_progress  # answered, door opened: the history row is updated as it happens
+        self._on_open = on_open  # (door, who, how) for every open outside a visit: history records it
         self.registered = registered  # False only once the registrar said so: "out of service" at once
         send, receive = anyio.create_memory_object_stream[VisitRequest](math.inf)
         self._send: MemoryObjectSendStream[VisitRequest] = send
@@ -90,9 +98,15 @@ class VisitRouter:
         self.current: VisitRunner | None = None
         self.current_request: VisitRequest | None = None
         self._scope: anyio.CancelScope | None = None
-        self._lockouts: dict[str, Lockout] = {}  # per apartment, across visits; never any typed digit
+        # Per apartment, across visits (and restarts: the app saves them); never any typed digit.
+        self._lockouts: dict[str, Lockout] = dict(lockouts or {})
         self._tg: TaskGroup | None = None  # refusal prompts and stray hang-ups run here
-        self._refusal_pending = False
+        self._saying: set[Prompt] = set()  # panel prompts (refusal, not found) playing outside a visit
+        self._tone_pending = False
+        self._tone_next: Tone | None = None  # an error tone asked for while a click played
+        limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
+        self.keypad = KeypadEntry(limits, self._keypad_action)
+        self.pins = PinDesk(visit_log, say=self._say_soon, tone=self._tone_soon, open_door=self.open_for)
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 
@@ -102,6 +116,11 @@ class VisitRouter:
         match event:
             case hw_events.ButtonPressed(button=button, at=at):
                 self.press(button, at=at)
+            case hw_events.KeyPressed(key=key, at=at):
+                self.keypad.key(key, at)  # never logged: it may be a digit of a PIN
+            case hw_events.ExitRequested(opened=True, door=door) if self._on_open is not None:
+                self._log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
+                self._on_open(door, "exit button", "exit")
             case _:
                 self._log.event("-", type(event).__name__.upper(), "", hw_event_text(event))
 
@@ -140,12 +159,52 @@ class VisitRouter:
         apartment = self.config.apartment_for_button(button)
         text = what if source == "button" else f"{source}: {what}"
         self._log.event(visit, "BUTTON_PRESSED", button, text, apartment=apartment.name if apartment else "")
+        self._refused(refused, what)
+        return what, visit
+
+    def _refused(self, refused: Apartment | None, what: str) -> None:
         if refused is not None:
             self._log.event("-", "PRESS_REFUSED", refused.name, what.removeprefix("refused: "))
-            if not self._refusal_pending:  # one at a time: a button storm must not queue a chorus
-                self._refusal_pending = True
-                self._start_soon(self._say_refusal, self._ports)  # the visitor at the panel hears why
+            self._say_soon(Prompt.PANEL_BUSY)  # the visitor at the panel hears why
+
+    def dial_number(self, number: str, *, at: float | None = None, source: str = KEYPAD) -> tuple[str, str]:
+        """A number completed at the keypad (or simulated by ``source``): the visit runs exactly as a press of
+        that apartment's button would. Logs KEYPAD_CALL, or NUMBER_NOT_FOUND (with the count of digits only: a
+        resident who forgot the '#' before a PIN must not find it in the log); returns (what, visit)."""
+        apartment = self.config.apartment_for_number(number)
+        if apartment is None:
+            self._log.event("-", "NUMBER_NOT_FOUND", source, f"{len(number)} digit(s): no apartment has that number")
+            self._say_soon(Prompt.APARTMENT_NOT_FOUND)
+            return "not found", "-"
+        what, visit, refused = self._request(apartment, KEYPAD, time.monotonic() if at is None else at)
+        self._log.event(visit, "KEYPAD_CALL", apartment.name, what if source == KEYPAD else f"{source}: {what}")
+        self._refused(refused, what)
         return what, visit
+
+    def _keypad_action(self, action: KeypadAction) -> None:
+        match action:
+            case Feedback(tone=tone, why=why):
+                if why and tone is Tone.ERROR:
+                    log.info("keypad: %s", why)  # the reason only, never a key
+                self._tone_soon(tone)
+            case CallApartment(number=number):
+                self.dial_number(number)
+            case CheckPin(pin=pin):
+                self.pins.check_soon(pin, self.config)
+
+    def open_for(self, door: str, who: str, how: str) -> bool:
+        """Open ``door`` outside a visit (a PIN) and record who, which door and how. True only if it energized."""
+        result = self._ports.door.open(door)
+        name = result.door or door
+        if not result.opened:
+            self._log.event("-", "DOOR_OPEN_REFUSED", who, result.reason, door=name, method=how)
+            self._say_soon(Prompt.DOOR_NOT_OPENED)
+            return False
+        self._log.event("-", "DOOR_OPEN", who, f"{name} opened", door=name, method=how)
+        self._say_soon(Prompt.DOOR_OPEN)
+        if self._on_open is not None:
+            self._on_open(name, who, how)
+        return True
 
     def _press(self, button: str, at: float) -> tuple[str, str, Apartment | None]:
         """(what was done, the visit, the apartment whose visitor was refused)."""
@@ -153,6 +212,9 @@ class VisitRouter:
         if apartment is None:
             log.warning("press on button %r which rings no apartment", button)
             return "unknown button", "-", None
+        return self._request(apartment, button, at)
+
+    def _request(self, apartment: Apartment, button: str, at: float) -> tuple[str, str, Apartment | None]:
         current = self.current_request
         if current is not None and current.apartment.name == apartment.name and self.current is not None:
             self.current.post(SecondPress())
@@ -172,7 +234,8 @@ class VisitRouter:
         """An allowlisted caller was answered by the engine. False when busy (the caller is then hung up)."""
         if self.current is not None or self._queued:
             return False
-        apartment = Apartment(name=INBOUND, buttons=(), residents=(caller,), codes=self.config.inbound_codes)
+        codes, door_codes = self.config.inbound_codes, self.config.inbound_door_codes
+        apartment = Apartment(name=INBOUND, buttons=(), residents=(caller,), codes=codes, door_codes=door_codes)
         self._queued.append(apartment.name)
         self._send.send_nowait(VisitRequest(apartment, "", time.monotonic(), self._new_id(), handle))
         return True
@@ -190,9 +253,16 @@ class VisitRouter:
 
     # -- control ---------------------------------------------------------------------------------------
 
+    @property
+    def lockouts(self) -> dict[str, Lockout]:
+        """A copy of the apartments' lockouts (for saving them)."""
+        return dict(self._lockouts)
+
     def reconfigure(self, config: Config, ports: VisitPorts) -> None:
         """New config and ports (a new prompt set) for the *next* visits; the one in progress keeps its own."""
         self.config, self._ports = config, ports
+        if config.keypad is not None:
+            self.keypad.limits = config.keypad.limits
 
     def cancel_current(self) -> bool:
         """End the visit in progress (its teardown hangs up its calls). False when there was none."""
@@ -226,6 +296,8 @@ class VisitRouter:
     async def run(self) -> None:
         async with self._send, self._receive, anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self.keypad.run)
+            tg.start_soon(self.pins.run)
             try:
                 async for request in self._receive:
                     self._queued.remove(request.apartment.name)
@@ -244,7 +316,15 @@ class VisitRouter:
         legs = LegTable()
         if request.inbound_handle is not None:
             legs.bind(0, request.inbound_handle)
-        runner = VisitRunner(request.visit, state, ports, self._log, legs)
+        on_progress = self._on_progress
+        runner = VisitRunner(
+            request.visit,
+            state,
+            ports,
+            self._log,
+            legs,
+            on_progress=None if on_progress is None else (lambda result: on_progress(result, request)),
+        )
         self.current, self.current_request = runner, request
         self._on_start(request)
         result: VisitResult | None = None
@@ -284,18 +364,44 @@ class VisitRouter:
             return
         self._tg.start_soon(fn, *args)
 
-    async def _say_refusal(self, ports: VisitPorts) -> None:
-        # The speaker plays one thing at a time: the refusal waits for the running visit's prompt, but not
+    def _say_soon(self, prompt: Prompt) -> None:
+        if prompt not in self._saying:  # one at a time: a button storm must not queue a chorus
+            self._saying.add(prompt)
+            self._start_soon(self._say, self._ports, prompt)
+
+    async def _say(self, ports: VisitPorts, prompt: Prompt) -> None:
+        # The speaker plays one thing at a time: the prompt waits for the running visit's prompt, but not
         # for a whole conversation (talk mode holds the speaker for the call).
         try:
             with anyio.move_on_after(REFUSAL_PROMPT_WAIT) as scope:
-                error = await ports.speaker.play_prompt(Prompt.PANEL_BUSY)
+                error = await ports.speaker.play_prompt(prompt)
                 if error is not None:
-                    log.error("refusal prompt not played: %s", error)
+                    log.error("%s prompt not played: %s", prompt, error)
         finally:
-            self._refusal_pending = False
+            self._saying.discard(prompt)
         if scope.cancelled_caught:
-            log.info("refusal prompt dropped: the speaker stayed busy %.0f s", REFUSAL_PROMPT_WAIT)
+            log.info("%s prompt dropped: the speaker stayed busy %.0f s", prompt, REFUSAL_PROMPT_WAIT)
+
+    def _tone_soon(self, tone: Tone) -> None:
+        # Keys typed faster than a click plays coalesce: the feedback must never queue up behind itself. An error
+        # tone (a PIN refused right after its '#' clicked) waits for the click rather than being lost.
+        if self._ports.tones is None:
+            return
+        if not self._tone_pending:
+            self._tone_pending = True
+            self._start_soon(self._tone, self._ports, tone)
+        elif tone is Tone.ERROR:
+            self._tone_next = tone
+
+    async def _tone(self, ports: VisitPorts, tone: Tone | None) -> None:
+        try:
+            while tone is not None and ports.tones is not None:
+                error = await ports.tones.play_tone(tone)
+                if error is not None:
+                    log.debug("key tone not played: %s", error)
+                tone, self._tone_next = self._tone_next, None
+        finally:
+            self._tone_pending = False
 
     async def _hangup_stray(self, handle: CallHandle) -> None:
         with anyio.move_on_after(HANGUP_TIMEOUT):

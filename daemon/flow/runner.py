@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -55,9 +56,19 @@ class VisitRunner:
     """Executes a visit. Create one per visit; :meth:`run` returns when the visit is over."""
 
     def __init__(
-        self, visit: str, state: VisitState, ports: VisitPorts, visit_log: VisitLogPort, legs: LegTable | None = None
+        self,
+        visit: str,
+        state: VisitState,
+        ports: VisitPorts,
+        visit_log: VisitLogPort,
+        legs: LegTable | None = None,
+        *,
+        on_progress: Callable[[VisitResult], None] | None = None,
     ) -> None:
+        """``on_progress`` is told (on the loop; it must not block) when the call is answered and when the door
+        opens, so the visit's history row says so before the visit ends: a crash then leaves the truth behind."""
         self.visit = visit
+        self._on_progress = on_progress
         self.state = state
         self.legs = legs or LegTable()
         self._ports = ports
@@ -132,10 +143,15 @@ class VisitRunner:
     def _observe(self) -> None:
         """Copy what the machine's state now says into the result, stamped with the time it became true."""
         state, result = self.state, self.result
+        progressed = False
         if result.answered_at is None and state.answered is not None:
             result.answered_at, result.answered_by = time.monotonic(), state.legs[state.answered].uri
+            progressed = True
         if result.door_opened_at is None and state.door_opened:
             result.door_opened_at = time.monotonic()
+            progressed = True
+        if progressed and self._on_progress is not None:
+            self._on_progress(result)
 
     async def _execute(self, c: cmd.Command) -> FlowEvent | None:
         """Run one command; returns the event it answers with at once, if any."""
@@ -156,9 +172,9 @@ class VisitRunner:
                 await self._play_to_call(leg, name)
             case cmd.ConnectAudio(leg=leg):
                 await self._connect_audio(leg)
-            case cmd.PulseDoor():
-                door = self._ports.door.open()
-                return DoorUnlocked() if door.opened else DoorRefused(door.reason)
+            case cmd.PulseDoor(door=name):
+                door = self._ports.door.open(name)
+                return DoorUnlocked(door.door) if door.opened else DoorRefused(door.reason)
             case cmd.StartTimer(name=name, seconds=seconds):
                 self._cancel_timer(name)
                 scope = anyio.CancelScope()

@@ -119,6 +119,11 @@ class History:
             record = dataclasses.replace(record, outcome=IN_PROGRESS)
         self._put(record)
 
+    def note(self, record: VisitRecord) -> None:
+        """Record something that was over as it happened (a door opened by a PIN, the exit button, a command):
+        one finished row. Never blocks."""
+        self._put(record)
+
     async def record(self, record: VisitRecord) -> None:
         """Complete the visit's row with its final outcome. Returns at once: it does not wait for the database."""
         self._put(record)

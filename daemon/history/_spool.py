@@ -8,11 +8,11 @@ so a record both spooled and written (a write that finished after the bound) is 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from daemon.history._record import VisitRecord
+from daemon.jsonl import append_lines
 
 __all__ = ["append_spool", "read_spool", "spool_path"]
 
@@ -28,13 +28,9 @@ def append_spool(path: Path, records: Iterable[VisitRecord]) -> int:
     text = "".join(r.spool_line() + "\n" for r in records)
     if not text:
         return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Whole or not at all: a short write on a full disk used to be counted as spooled, and its torn line
+    # then ate the next record appended after it.
+    append_lines(path, text, fsync=True)
     return text.count("\n")
 
 

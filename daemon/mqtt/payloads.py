@@ -61,6 +61,8 @@ class EventTranslator:
         key = name.replace("_", "")
         visit = _text(event, "visit")
         base: dict[str, object] = {"at": _text(event, "timestamp")}
+        if door := _text(event, "door"):  # which door, on a panel with [[doors]] (opens outside a visit say it)
+            base["door"] = door
         if visit not in _NO_VISIT:
             base["visit"] = visit
         target, text = _text(event, "target"), _text(event, "text")
@@ -95,6 +97,10 @@ class EventTranslator:
                 triggered = key != "TAMPERCLEARED"
                 state: dict[str, object] = {"state": "triggered" if triggered else "cleared", **base}
                 return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), state), tamper=triggered)
+            case "PINALARM":
+                # Wrong PINs at the keypad: an alarm on the tamper topic, without changing the tamper switch's state.
+                alarm: dict[str, object] = {"state": "alarm", "what": "pin_brute_force", "detail": text, **base}
+                return Translated(Outgoing.json(self._topics.event(EventKind.TAMPER), alarm))
             case "OUTCOME":
                 return self._outcome(event, visit, base)
         if key.startswith("REGISTRATION"):

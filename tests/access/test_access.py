@@ -82,3 +82,14 @@ def test_attempts_per_day_at_the_defaults() -> None:
     assert 100 <= per_day <= 160
     assert per_day / 10_000 < 0.02 and per_day / 1_000_000 < 0.0002  # share of a 4- and a 6-digit space a day
     assert attempts_per_day(PinPolicy(wrong_limit=1000, lockout_seconds=1, max_lockout_seconds=1)) > 28_000  # no guard
+
+
+def test_the_brute_force_figures_in_the_reliability_report_are_the_computed_ones() -> None:
+    from pathlib import Path
+
+    from daemon.config import AccessConfig
+
+    per_day = attempts_per_day(AccessConfig().policy)
+    report = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
+    assert f"| 4-digit PINs (10,000) | {per_day} | {per_day / 100:.2f} % |" in report
+    assert f"| 6-digit PINs (1,000,000) | {per_day} | {per_day / 10_000:.4f} % |" in report

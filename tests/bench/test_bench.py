@@ -31,8 +31,9 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 
-from hw.events import ButtonPressed, DoorClosed, DoorHeldOpen, DoorOpened, TamperTriggered
+from hw.events import ButtonPressed, DoorClosed, DoorHeldOpen, DoorOpened, KeyPressed, TamperTriggered
 from hw.inputs import DoorbellButton, DoorContact, TamperSwitch
+from hw.keypad import ButtonKeypad
 from hw.leds import PATTERNS, LedState, StatusLeds
 from hw.relay import Relay
 from hw.settings import ButtonConfig, DoorContactConfig, LedConfig, RelayConfig, TamperConfig
@@ -89,6 +90,22 @@ async def _measure_pulse(bench: Bench, relay: Relay, seconds: float) -> float:
         return fell[0] - start
     finally:
         sense.close()
+
+
+def test_a_key_of_a_keypad_wired_one_button_per_key_is_read_through_the_jumper(bench: Bench) -> None:
+    """PRESS_OUT -> BUTTON_IN as the '5' key of a keypad wired one GPIO per key: one KeyPressed per press."""
+    recorder = Recorder()
+    bench.presser()
+    keypad = ButtonKeypad({"5": bench.button_in}, pin_factory=bench.factory, post=recorder.post, holdoff_ms=100)
+    try:
+        bench.press(0.08)
+        time.sleep(0.2)  # past the key's hold-off: a second press of the same key counts
+        bench.press(0.08)
+        presses = recorder.wait_for(KeyPressed, 2)
+        time.sleep(0.1)
+        assert [e.key for e in presses] == ["5", "5"] and len(recorder.events) == 2  # type: ignore[union-attr]
+    finally:
+        keypad.close()
 
 
 async def test_relay_pulse_length_within_tolerance(bench: Bench) -> None:

@@ -18,28 +18,55 @@ DEFAULT = tomllib.loads(default_config_text())
 HOSTILE: list[object] = [float("nan"), float("inf"), float("-inf"), 1e300, -1, -1e-9, 10**30]
 
 
+def _container(node: Any, part: str, rest: tuple[str, ...]) -> Any:
+    """``node[part]``, added when the default config leaves it out (an optional section such as [mqtt] or
+    [keypad]): a table, or for a list or a table of numbers one item to put the value into."""
+    if part not in node:
+        item: Any = 0 if len(rest) == 1 else {}
+        node[part] = [item] if rest[0] == "[]" else {"x": item} if rest[0] == "*" else {}
+    return node[part]
+
+
 def _key(field: NumericField) -> tuple[str, dict[str, Any]]:
     """The field's key as problems name it, and a copy of the default config's data to put a value into."""
     data = copy.deepcopy(DEFAULT)
     node: Any = data
     key = ""
-    for part in field.path[:-1]:
+    path = field.path
+    for i, part in enumerate(path[:-1]):
         if part == "[]":
             node, key = node[0], f"{key}[0]"
         elif part == "*":
             first = next(iter(node))
             node, key = node[first], f"{key}.{first}"
-        else:  # an optional section the default config leaves out ([mqtt]) is added empty
-            node, key = node.setdefault(part, {}), f"{key}.{part}" if key else part
-    last = field.path[-1]
+        else:
+            node, key = _container(node, part, path[i + 1 :]), f"{key}.{part}" if key else part
+    last = path[-1]
+    if last == "[]":
+        return f"{key}[0]", data
+    if last == "*":
+        return f"{key}.{next(iter(node))}", data
     return (f"{key}.{last}" if key else last), data
 
 
 def _set(data: dict[str, Any], field: NumericField, value: object) -> None:
     node: Any = data
-    for part in field.path[:-1]:
-        node = node[0] if part == "[]" else next(iter(node.values())) if part == "*" else node.setdefault(part, {})
-    node[field.path[-1]] = value
+    path = field.path
+    for i, part in enumerate(path[:-1]):
+        node = (
+            node[0]
+            if part == "[]"
+            else next(iter(node.values()))
+            if part == "*"
+            else _container(node, part, path[i + 1 :])
+        )
+    last = path[-1]
+    if last == "[]":
+        node[0] = value
+    elif last == "*":
+        node[next(iter(node))] = value
+    else:
+        node[last] = value
 
 
 def test_the_walk_reaches_every_section() -> None:

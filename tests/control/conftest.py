@@ -61,6 +61,10 @@ class FakeApp:
         if name in self.fail:
             raise self.fail[name]
 
+    def directory_csv(self) -> str:
+        self._record("directory")
+        return "number,name,residents,codes,strategy,fallback\n101,101,sip:101@h,,parallel,\n"
+
     def button_names(self) -> list[str]:
         return list(self.buttons)
 

@@ -455,3 +455,10 @@ async def test_subprocess_as_another_user_exits_77(server: Path, short_dir: Path
     status, _, err = await run_process("--socket", str(server), "status", user="nobody")
     assert status == 77, err
     assert "permission denied" in err
+
+
+async def test_directory_export_prints_the_csv_as_it_is(server: Path, app: Any) -> None:
+    status, out, _ = await run_ctl("--socket", str(server), "directory", "export")
+    assert status == Exit.OK and out == "number,name,residents,codes,strategy,fallback\n101,101,sip:101@h,,parallel,\n"
+    status, out, _ = await run_ctl("--socket", str(server), "directory", "export", "--json")
+    assert json.loads(out)["apartments"] == 1 and app.calls[-1] == ("directory", None)

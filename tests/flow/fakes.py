@@ -67,12 +67,14 @@ class FakeSpeaker:
 class FakeDoor:
     def __init__(self, refuse: str = "") -> None:
         self.opens = 0
+        self.doors: list[str] = []  # which door each open asked for ("": the first)
         self.releases = 0
         self.refuse = refuse  # a reason: the relay does not energize
 
-    def open(self) -> DoorResult:
+    def open(self, door: str = "") -> DoorResult:
         self.opens += 1
-        return DoorResult(False, self.refuse) if self.refuse else DoorResult(True)
+        self.doors.append(door)
+        return DoorResult(False, self.refuse) if self.refuse else DoorResult(True, door=door or "main")
 
     def release(self) -> None:
         self.releases += 1

@@ -285,3 +285,13 @@ def test_a_local_failure_moves_a_sequential_hunt_on_to_the_fallback() -> None:
     assert cmd.Dial(2, "sip:concierge@h") in commands
     _, commands = step(state, LegEnded(2, 0, "bad uri", local=True))
     assert finish(commands).outcome is Outcome.DIAL_FAILED
+
+
+def test_a_code_for_another_door_pulses_that_door_and_the_log_names_it() -> None:
+    apt = replace(PARALLEL, door_codes={"garage": ("7391",)})
+    state, commands = answered(apt), list[cmd.Command]()
+    for d in "7391":
+        state, commands = step(state, Dtmf(0, d, "rfc2833", 100.0))
+    assert cmd.PulseDoor("garage") in commands and cmd.PulseDoor() not in commands
+    state, commands = step(state, DoorUnlocked("garage"))
+    assert state.door == "garage" and cmd.Log("DOOR_OPEN", "sip:a@h", "code accepted: garage") in commands

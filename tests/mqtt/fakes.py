@@ -57,6 +57,9 @@ class FakeApp:
 
     # -- AppFacade --
 
+    def directory_csv(self) -> str:
+        return "number,name,residents,codes,strategy,fallback\n"
+
     def button_names(self) -> list[str]:
         return list(self.buttons)
 

@@ -140,6 +140,7 @@ def test_translator_publishes_allowlisted_fields_only_and_never_keypad_events() 
         ("EXITREQUESTED", "opened=True", {}, "door", "action", "unlocked"),
         ("TAMPERTRIGGERED", "", {}, "tamper", "state", "triggered"),
         ("TAMPER_CLEARED", "", {}, "tamper", "state", "cleared"),
+        ("PIN_ALARM", "10 wrong PINs since the last good one", {}, "tamper", "state", "alarm"),
         ("REGISTRATION_DOWN", "408 timeout", {}, "registration", "state", "down"),
         ("REGISTRATION", "200 OK", {"active": True}, "registration", "state", "up"),
         ("RELAY_FAULT", "pin failed", {}, "fault", "what", "relay_fault"),
@@ -285,3 +286,9 @@ def test_the_documented_example_is_a_valid_mqtt_section() -> None:
     assert config.mqtt.resolve(config.panel_name).topic_prefix == "intercom/portao_norte"
     without: list[str] = []
     assert build(_ConfigWithMqtt, {}, without) == _ConfigWithMqtt() and without == []  # no [mqtt]: no MQTT
+
+
+def test_a_door_open_names_its_door() -> None:
+    translated = EventTranslator(TOPICS).translate(_event("DOOR_OPEN", "-", "cleaner", "garage opened", door="garage"))
+    assert translated.message is not None
+    assert json.loads(translated.message.payload)["door"] == "garage"
