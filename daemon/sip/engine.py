@@ -178,7 +178,7 @@ class SipEngine:
     def registration(self) -> RegistrationSnapshot:
         """The last registration state the owner saw (a frozen value it replaces whole)."""
         if self._owner is None:
-            return RegistrationSnapshot(bool(self._config.account.registrar), False, 0, "not registered", 0)
+            return RegistrationSnapshot(bool(self._config.account.registrars), False, 0, "not registered", 0)
         return self._owner.registration
 
     @property
@@ -193,7 +193,7 @@ class SipEngine:
         Raises :class:`~daemon.errors.DialError` (``local``, ``status`` 0, ``pj_status``) when pjsua refuses
         the dial here: no free call slot or socket, an undialable URI, no transport for it. Nothing was sent
         and no :class:`CallEnded` follows."""
-        return await self._run(f"dial {uri}", lambda o: o.calls.dial(uri, ring_timeout))
+        return await self._run(f"dial {uri}", lambda o: o.dial(uri, ring_timeout))
 
     async def hangup(self, handle: CallHandle, status: int | None = None) -> None:
         """CANCEL before answer (outgoing), refuse with ``status`` (incoming), BYE after answer."""

@@ -1,0 +1,189 @@
+"""Which registrar the panel uses: the first of an ordered list that is registered and answering.
+
+Every registrar in ``[sip.account] registrars`` has its own pjsua account, registered all the time (a hot
+standby): failing over is then only a change of which account places the calls, with no REGISTER round trip
+on the visit's path. A registrar is passed over when its registration fails (REGISTER timeout, 408, 503,
+401...) or when it has answered nothing, neither a REGISTER nor an OPTIONS probe, for ``failover_seconds``
+(pjsip alone notices a dead registrar only at the next refresh, and then after a 32 s transaction timeout).
+When a silent registrar answers again it is re-registered (a restarted registrar forgot the binding), and it is
+used again once that REGISTER succeeds.
+
+Pure bookkeeping and a UDP prober, no pjsua2: the owner thread feeds it registration callbacks and probe
+answers, and asks it which account dials a URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+from dataclasses import dataclass, replace
+
+from daemon.sip._uri import DEFAULT_PORT, SipUri, SipUriError
+from daemon.sip.types import RegistrationSnapshot
+
+__all__ = ["RegistrarBook", "RegistrarProbe", "RegistrarState"]
+
+log = logging.getLogger("daemon.sip._pj_owner")  # the owner thread's logger: one place for SIP status lines
+
+# Probes per failover period: one lost datagram must not pass a healthy registrar over.
+_PROBES_PER_PERIOD = 3
+
+
+@dataclass
+class RegistrarState:
+    uri: str
+    target: SipUri | None  # None when the URI does not parse (refused by the configuration check anyway)
+    last_answer: float  # monotonic time of its last answer (a probe's or a REGISTER's), or of the start
+    registered: bool = False
+    silent: bool = False  # passed over: nothing answered for failover_seconds
+    code: int = 0
+    reason: str = "not registered"
+    expires: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.registered and not self.silent
+
+
+def _hostport(uri: SipUri) -> tuple[str, int]:
+    return uri.host, uri.port or DEFAULT_PORT
+
+
+class RegistrarBook:
+    """The state of each registrar, in order of preference, and the routing of dials through them."""
+
+    def __init__(self, uris: tuple[str, ...], failover_seconds: float, now: float) -> None:
+        self.failover_seconds = failover_seconds
+        self.states = [RegistrarState(uri, _parse(uri), now) for uri in uris]
+
+    @property
+    def active(self) -> int | None:
+        """The index of the registrar calls go through: the first usable one, or None."""
+        return next((i for i, s in enumerate(self.states) if s.usable), None)
+
+    def on_registration(self, index: int, active: bool, code: int, reason: str, expires: int, *, now: float) -> None:
+        state = self.states[index]
+        state.registered, state.code, state.reason, state.expires = active, code, reason, expires
+        if active:  # it answered: a registration that succeeds is proof of life
+            state.last_answer, state.silent = now, False
+
+    def on_answer(self, index: int, now: float) -> bool:
+        """A probe was answered. True when the registrar had been passed over: re-register it now."""
+        state = self.states[index]
+        state.last_answer = now
+        if not state.silent:
+            return False
+        state.silent = False
+        return True
+
+    def check(self, now: float) -> list[int]:
+        """Registrars that just went silent for failover_seconds: they are passed over from now on."""
+        gone: list[int] = []
+        for i, state in enumerate(self.states):
+            if not state.silent and now - state.last_answer > self.failover_seconds:
+                state.silent, state.registered = True, False  # a registrar that comes back may have lost it
+                state.code, state.reason = 408, f"no answer for {self.failover_seconds:g} s"
+                gone.append(i)
+        return gone
+
+    def route(self, uri: str) -> tuple[int, str]:
+        """(account index, URI to dial) for ``uri``. A URI at a registrar's address (host and port) is dialled
+        at the active registrar's address instead; any other URI (a resident's direct IP) is dialled as it is,
+        whether a registrar is up or not."""
+        active = self.active
+        index = 0 if active is None else active
+        target = _parse(uri)
+        at_registrar = target is not None and any(
+            s.target is not None and _hostport(s.target) == _hostport(target) for s in self.states
+        )
+        via = self.states[index].target if active is not None else None
+        if target is None or not at_registrar or via is None:
+            return index, uri
+        return index, str(replace(target, host=via.host, port=via.port))
+
+    def snapshot(self, about: int | None = None) -> RegistrationSnapshot:
+        """The panel's registration: the active registrar's, or (none active) registrar ``about``'s or the first's."""
+        if not self.states:
+            return RegistrationSnapshot(False, False, 0, "not registered", 0)
+        active = self.active
+        index = active if active is not None else (about or 0)
+        s = self.states[index]
+        return RegistrationSnapshot(True, active is not None, s.code, s.reason, s.expires, s.uri)
+
+
+def _parse(uri: str) -> SipUri | None:
+    try:
+        return SipUri.parse(uri)
+    except SipUriError:
+        return None
+
+
+class RegistrarProbe:
+    """OPTIONS probes to UDP registrars from a socket of their own, sent and read without blocking on the
+    owner thread's turn (no thread, no loop task). Any SIP response counts as an answer (a 404 or 483 still
+    proves the registrar is up). Registrars over TCP/TLS are not probed: a dead connection fails their
+    REGISTER at once, which the book sees through the registration callback."""
+
+    def __init__(self, book: RegistrarBook, bind_address: str, transport: str) -> None:
+        self._book = book
+        self._targets: dict[tuple[str, int], int] = {}
+        self._next_probe = 0.0
+        self._period = max(0.2, book.failover_seconds / _PROBES_PER_PERIOD)
+        self._socket: socket.socket | None = None
+        if transport != "udp":
+            return
+        for i, state in enumerate(book.states):
+            if state.target is None or state.target.transport not in (None, "udp"):
+                continue
+            host, port = _hostport(state.target)
+            try:  # once, at start: a registrar's name is resolved here as pjsua resolves it for REGISTER
+                address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+            except OSError as exc:
+                log.warning("sip: registrar %s: %s does not resolve (%s); not probed", state.uri, host, exc)
+                continue
+            self._targets[(str(address[0]), int(address[1]))] = i
+        if self._targets:
+            self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._socket.setblocking(False)
+            self._socket.bind((bind_address if bind_address not in ("", "0.0.0.0") else "0.0.0.0", 0))
+
+    def turn(self, now: float) -> list[int]:
+        """Send the probes that are due and read the answers; returns the registrars that came back."""
+        if self._socket is None:
+            return []
+        back: list[int] = []
+        while True:
+            try:
+                data, source = self._socket.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an ICMP error queued on the socket: the next read goes on
+                continue
+            index = self._targets.get((str(source[0]), int(source[1])))
+            if index is not None and data.startswith(b"SIP/2.0 ") and self._book.on_answer(index, now):
+                back.append(index)
+        if now >= self._next_probe:
+            self._next_probe = now + self._period
+            local = self._socket.getsockname()
+            for address, index in self._targets.items():
+                try:
+                    self._socket.sendto(_options(self._book.states[index].uri, local), address)
+                except OSError as exc:  # no route (interface down): the registrar stays silent
+                    log.debug("sip: probe to %s: %s", self._book.states[index].uri, exc)
+        return back
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def _options(uri: str, local: tuple[str, int]) -> bytes:
+    host, port = local
+    return (
+        f"OPTIONS {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{random.getrandbits(48):x};rport\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:probe@{host}>;tag={random.getrandbits(32):x}\r\nTo: <{uri}>\r\n"
+        f"Call-ID: {random.getrandbits(64):x}@{host}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
