@@ -52,7 +52,7 @@ class SipAccountConfig:
     retry_seconds: Annotated[int, Range(5, 3600, "seconds")] = 30
     retry_jitter_seconds: Annotated[int, Range(0, 600, "seconds", "0: none")] = 10
     # How long before the registration expires it is refreshed.
-    refresh_margin_seconds: Annotated[int, Range(5, 3600, "seconds")] = 10
+    refresh_margin_seconds: Annotated[int, Range(1, 3600, "seconds")] = 5
     # CRLF keep-alives to the registrar over UDP keep a NAT binding open (0: off).
     keepalive_seconds: Annotated[int, Range(0, 3600, "seconds", "0: off")] = 15
 
