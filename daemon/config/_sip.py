@@ -47,8 +47,9 @@ class SipAccountConfig:
     registrars: tuple[str, ...] = ()
     # A registrar that answers neither REGISTER nor an OPTIONS probe for this long is passed over for the next.
     failover_seconds: Annotated[float, Range(1, 300, "seconds")] = 10.0
-    # After a failed registration pjsua tries again after retry_seconds plus a random 0..retry_jitter_seconds
-    # (pjsua's default is 300 s with no jitter: a panel out of service for 5 minutes, a fleet in lock step).
+    # After a failed registration pjsua tries again after retry_seconds, moved by a random amount within
+    # +-retry_jitter_seconds (pjsua's default is 300 s: a panel out of service for 5 minutes, and a fleet that
+    # lost its PBX together re-registering in the same second without the jitter).
     retry_seconds: Annotated[int, Range(5, 3600, "seconds")] = 30
     retry_jitter_seconds: Annotated[int, Range(0, 600, "seconds", "0: none")] = 10
     # How long before the registration expires it is refreshed.
@@ -76,6 +77,11 @@ class SipAccountConfig:
             out += uri_problems(f"registrars[{i}]" if len(self.registrars) > 1 else "registrar", registrar)
         if len(set(self.registrars)) != len(self.registrars):
             out.append("registrars: the same registrar is listed twice")
+        if self.retry_jitter_seconds >= self.retry_seconds:
+            out.append(
+                f"retry_jitter_seconds: {self.retry_jitter_seconds} is not below retry_seconds {self.retry_seconds} "
+                "(the jitter moves each retry by up to that much either way)"
+            )
         if self.registrars and self.refresh_margin_seconds >= self.register_expiry:
             out.append(
                 f"refresh_margin_seconds: {self.refresh_margin_seconds} is not below register_expiry "

@@ -37,6 +37,7 @@ def test_defaults_are_not_pjsuas_five_minutes() -> None:
         ("retry_seconds = 1", "retry_seconds: 1 out of range 5..3600 seconds"),
         ("retry_jitter_seconds = 601", "retry_jitter_seconds"),
         ("failover_seconds = 0", "failover_seconds"),
+        ("retry_seconds = 10\nretry_jitter_seconds = 10", "retry_jitter_seconds: 10 is not below retry_seconds 10"),
         ("keepalive_seconds = -1", "keepalive_seconds"),
         (
             'registrars = ["sip:10.0.0.2"]\nregister_expiry = 60\nrefresh_margin_seconds = 60',

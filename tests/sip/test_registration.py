@@ -54,3 +54,23 @@ async def test_reregisters_after_registrar_restart(tmp_path: Path, bridge: LoopB
             assert await caller.run_uac(k.port, user="panel") == 0
             incoming = await log.wait(IncomingCall)
             assert not incoming.allowed
+
+
+async def test_retry_interval_after_a_failure_is_the_configured_one(tmp_path: Path, bridge: LoopBridge) -> None:
+    # Over TCP a registrar that is not there fails the REGISTER at once (connection refused), so the clock
+    # starts at a known failure. pjsua's own default would retry after 300 s; this config says 10 +- 2.
+    retry, jitter = 10, 2
+    k = Kamailio(tmp_path, users={"panel": "s3cret"})  # its port is chosen, nothing listens yet
+    account = {**_account(k), "retry_seconds": retry, "retry_jitter_seconds": jitter}
+    try:
+        async with SipEngine(make_config(transport="tcp", account=account), bridge) as engine:
+            log = EventLog(engine)
+            failed = await log.wait(RegistrationChanged)
+            assert not failed.active
+            k.start()
+            back = await log.wait(RegistrationChanged, timeout=retry + jitter + 5)
+            waited = back.at - failed.at
+            assert back.active, back
+            assert retry - jitter - 0.5 <= waited <= retry + jitter + 1.5, waited
+    finally:
+        k.stop()
