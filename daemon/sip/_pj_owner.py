@@ -24,6 +24,7 @@ import pjsua2 as pj
 from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import SipConfig
 from daemon.errors import SipError
+from daemon.sip._addr_watch import AddressWatch
 from daemon.sip._command import Command
 from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
@@ -89,6 +90,8 @@ class PjOwner:
         self.registrars = RegistrarBook(config.account.registrars, config.account.failover_seconds, time.monotonic())
         self._probe: RegistrarProbe | None = None
         self._active_registrar: int | None = None
+        self._addr_watch: AddressWatch | None = None
+        self.address_changes = 0  # how often pjsua2 was told this host's addresses changed
         self._book = CallBook(events)
         self.pjsip_log = PjsipLogRouter(PJSIP_LOGGER)
         self._pace = TeardownPace(refusal_budget(config.max_calls))
@@ -171,6 +174,7 @@ class PjOwner:
         count = max(1, len(self._config.account.registrars))
         self._accounts = [create_account(self._config, info.transport_id, self, i) for i in range(count)]
         self.calls.account = self._accounts[0]
+        self._addr_watch = AddressWatch()
         if len(self._config.account.registrars) > 1:
             self._probe = RegistrarProbe(self.registrars, self._config.bind_address, self._config.transport)
         self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
@@ -193,7 +197,19 @@ class PjOwner:
         self.calls.check_deadlines(now)
         self.connections.reap(self._ep, now)
         self._watch_registrars(now)
+        if self._addr_watch is not None and self._addr_watch.poll(now):
+            self._on_address_change()
         self.pjsip_log.flush(now)
+
+    def _on_address_change(self) -> None:
+        """This host's addresses or links changed: pjsua2 rebuilds its transports (a socket bound to an address
+        that is gone, a Via and Contact naming it) and every account registers again from the new address."""
+        self.address_changes += 1
+        log.warning("sip: this host's addresses or links changed; rebuilding transports and registering again")
+        try:
+            self._ep.handleIpChange(pj.IpChangeParam())
+        except pj.Error as exc:
+            log.error("sip: handleIpChange failed: %s", exc.info())
 
     # -- registrars: failover and return ----------------------------------------------------------------
     def dial(self, uri: str, ring_timeout: float | None) -> CallHandle:
@@ -278,6 +294,8 @@ class PjOwner:
         self.calls.account = None
         if self._probe is not None:
             self._probe.close()
+        if self._addr_watch is not None:
+            self._addr_watch.close()
         gc.collect()  # any Call/player caught in a reference cycle must go before libDestroy
         started = time.monotonic()
         try:

@@ -31,6 +31,9 @@ log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner
 TLS_HANDSHAKE_TIMEOUT_MS = 5000
 
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+# pjsua_contact_rewrite_method (pjsua.h); the binding does not export these names.
+_CONTACT_REWRITE_UNREGISTER = 1
+_CONTACT_REWRITE_ALWAYS_UPDATE = 4
 _SRTP = {
     "disabled": pj.PJMEDIA_SRTP_DISABLED,
     "optional": pj.PJMEDIA_SRTP_OPTIONAL,
@@ -168,6 +171,10 @@ def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks, index: in
         acfg.regConfig.delayBeforeRefreshSec = a.refresh_margin_seconds
         acfg.regConfig.dropCallsOnFail = False
     acfg.natConfig.udpKaIntervalSec = a.keepalive_seconds
+    # When the panel's address changes (handleIpChange) or the registrar sees it behind another one, remove the
+    # old binding before adding the new: pjsua's default keeps it, and the registrar then rings the dead
+    # address first (measured with kamailio: the INVITE went to the old contact and the call never arrived).
+    acfg.natConfig.contactRewriteMethod = _CONTACT_REWRITE_UNREGISTER | _CONTACT_REWRITE_ALWAYS_UPDATE
     if a.username:
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", a.realm, a.username, 0, a.password))
     acfg.mediaConfig.transportConfig.port = c.rtp_port

@@ -182,6 +182,11 @@ class SipEngine:
         return self._owner.registration
 
     @property
+    def address_changes(self) -> int:
+        """How often this host's addresses or links changed and pjsua2 rebuilt its transports (handleIpChange)."""
+        return self._owner.address_changes if self._owner is not None else 0
+
+    @property
     def fault_counters(self) -> tuple[int, int]:
         """(callbacks seen on a wrong thread, callbacks that raised): both should stay 0."""
         return (self._owner.wrong_thread_callbacks, self._owner.callback_errors) if self._owner else (0, 0)
