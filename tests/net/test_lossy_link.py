@@ -8,8 +8,9 @@ lost datagram delays the digit but does not lose it).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,10 @@ pytestmark = [pytest.mark.skipif(_why is not None, reason=_why or ""), pytest.ma
 def lab() -> Iterator[NetLab]:
     with netlab(seed=3) as made:
         yield made
+
+
+def _of_call(kind: str, generation: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("event") == kind and m["handle"]["generation"] == generation
 
 
 @pytest.mark.parametrize("loss", [0.05, 0.20])
@@ -52,9 +57,8 @@ def test_visit_over_a_lossy_link(tmp_path: Path, lab: NetLab, loss: float) -> No
             lab.popen(lab.pbx, ns_sipp_argv(far, lab.pbx, PBX_IP, ["-m", "1"])[4:], stdout=subprocess.DEVNULL)
             dialed = engine.send(cmd="dial", uri=f"sip:resident@{PBX_IP}:{far.port}", ring_timeout=30)
             generation = dialed["dialed"]
-            ours = lambda kind: lambda m: m.get("event") == kind and m["handle"]["generation"] == generation  # noqa: E731
-            engine.wait_for(ours("CallAnswered"), 30)
-            digit = engine.wait_for(ours("DtmfReceived"), 30)
+            engine.wait_for(_of_call("CallAnswered", generation), 30)
+            digit = engine.wait_for(_of_call("DtmfReceived", generation), 30)
             assert (digit["digit"], digit["method"]) == ("7", "info")
             # (Not waiting for CallEnded: when the BYE's 200 is lost, sipp has already left and pjsip ends the
             # call only after its 32 s transaction timeout.)

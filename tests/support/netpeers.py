@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -130,7 +131,7 @@ class EngineProcess(PeerProcess):
         self._proc.stdin.flush()
         return self.wait_for(lambda m: "event" not in m, 10)
 
-    def wait_for(self, match: Any, timeout: float) -> dict[str, Any]:
+    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         """The first message (not yet seen) that ``match`` accepts; events passed over are kept in ``seen``."""
         deadline = time.monotonic() + timeout
         while True:
