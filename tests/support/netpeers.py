@@ -93,16 +93,19 @@ class EngineProcess(PeerProcess):
 
     name = "engine"
 
-    def __init__(self, workdir: Path, lab: NetLab, config: dict[str, Any]) -> None:
+    def __init__(
+        self, workdir: Path, lab: NetLab, config: dict[str, Any], module: str = "tests.support.sip_harness"
+    ) -> None:
         super().__init__(Path(workdir))
         self.lab = lab
         self.config = config
+        self.module = module  # another harness speaking the same lines (benchmarks/pjsua_default_panel.py)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
-        argv = [sys.executable, "-m", "tests.support.sip_harness", json.dumps(self.config)]
+        argv = [sys.executable, "-m", self.module, json.dumps(self.config)]
         root = Path(__file__).resolve().parents[2]
         with open(self.log_path, "ab") as log:
             self._proc = self.lab.popen(
@@ -122,7 +125,8 @@ class EngineProcess(PeerProcess):
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         for raw in self._proc.stdout:
-            self.lines.put(json.loads(raw))
+            if raw.startswith(b"{"):  # pjlib prints a few lines of its own at start (the baseline's)
+                self.lines.put(json.loads(raw))
 
     def send(self, **command: Any) -> dict[str, Any]:
         """Send a command; return its answer (the next line that is not an event)."""
