@@ -36,6 +36,7 @@ class RegistrarState:
     target: SipUri | None  # None when the URI does not parse (refused by the configuration check anyway)
     last_answer: float  # monotonic time of its last answer (a probe's or a REGISTER's), or of the start
     registered: bool = False
+    probed: bool = False  # OPTIONS probes go to it (UDP, its name resolved): only then can it fall silent
     silent: bool = False  # passed over: nothing answered for failover_seconds
     code: int = 0
     reason: str = "not registered"
@@ -78,10 +79,11 @@ class RegistrarBook:
         return True
 
     def check(self, now: float) -> list[int]:
-        """Registrars that just went silent for failover_seconds: they are passed over from now on."""
+        """Probed registrars that just went silent for failover_seconds: they are passed over from now on.
+        (One that is not probed answers only at its refreshes, minutes apart: its registration state decides.)"""
         gone: list[int] = []
         for i, state in enumerate(self.states):
-            if not state.silent and now - state.last_answer > self.failover_seconds:
+            if state.probed and not state.silent and now - state.last_answer > self.failover_seconds:
                 state.silent, state.registered = True, False  # a registrar that comes back may have lost it
                 state.code, state.reason = 408, f"no answer for {self.failover_seconds:g} s"
                 gone.append(i)
@@ -143,6 +145,7 @@ class RegistrarProbe:
                 log.warning("sip: registrar %s: %s does not resolve (%s); not probed", state.uri, host, exc)
                 continue
             self._targets[(str(address[0]), int(address[1]))] = i
+            state.probed = True
         if self._targets:
             self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._socket.setblocking(False)

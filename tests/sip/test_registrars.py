@@ -9,6 +9,8 @@ FIRST, SECOND = "sip:10.0.0.2", "sip:10.0.0.3:5070"
 
 def _both_registered(now: float = 0.0) -> RegistrarBook:
     book = RegistrarBook((FIRST, SECOND), failover_seconds=5, now=now)
+    for state in book.states:
+        state.probed = True
     book.on_registration(0, True, 200, "OK", 300, now=now)
     book.on_registration(1, True, 200, "OK", 300, now=now)
     return book
@@ -55,3 +57,12 @@ def test_the_default_port_matches_an_explicit_5060() -> None:
     book = _both_registered()
     book.on_registration(0, False, 503, "Service Unavailable", 0, now=1.0)
     assert book.route("sip:101@10.0.0.2:5060;transport=udp") == (1, "sip:101@10.0.0.3:5070;transport=udp")
+
+
+def test_a_registrar_that_is_not_probed_never_falls_silent() -> None:
+    # Over TCP/TLS (or a name that did not resolve) nothing is probed: its answers come only at refreshes,
+    # minutes apart, and silence between them means nothing.
+    book = RegistrarBook((FIRST, SECOND), failover_seconds=5, now=0.0)
+    book.on_registration(0, True, 200, "OK", 300, now=0.0)
+    assert book.check(1000.0) == []
+    assert book.active == 0
