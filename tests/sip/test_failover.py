@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import pytest
@@ -57,7 +57,7 @@ async def _call_answered(engine: SipEngine, log: EventLog, uri: str) -> str:
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_fails_over_to_the_second_and_returns_to_the_first(
-    tmp_path: Path, bridge: LoopBridge, transport: str
+    tmp_path: Path, bridge: LoopBridge, transport: Literal["udp", "tcp"]
 ) -> None:
     with (
         Kamailio(tmp_path / "k1", users=USERS) as first,
