@@ -3,7 +3,8 @@
 Every registrar in ``[sip.account] registrars`` has its own pjsua account, registered all the time (a hot
 standby): failing over is then only a change of which account places the calls, with no REGISTER round trip
 on the visit's path. A registrar is passed over when its registration fails (REGISTER timeout, 408, 503,
-401...) or when it has answered nothing, neither a REGISTER nor an OPTIONS probe, for ``failover_seconds``
+401...) or when it has answered nothing, neither a REGISTER nor a probe (an OPTIONS over UDP, a connect over
+TCP/TLS), for ``failover_seconds``
 (pjsip alone notices a dead registrar only at the next refresh, and then after a 32 s transaction timeout).
 When a silent registrar answers again it is re-registered (a restarted registrar forgot the binding), and it is
 used again once that REGISTER succeeds.
@@ -14,8 +15,10 @@ answers, and asks it which account dials a URI.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import select
 import socket
 from dataclasses import dataclass, replace
 
@@ -28,6 +31,7 @@ log = logging.getLogger("daemon.sip._pj_owner")  # the owner thread's logger: on
 
 # Probes per failover period: one lost datagram must not pass a healthy registrar over.
 _PROBES_PER_PERIOD = 3
+_TLS_PORT = 5061
 
 
 @dataclass
@@ -122,64 +126,110 @@ def _parse(uri: str) -> SipUri | None:
 
 
 class RegistrarProbe:
-    """OPTIONS probes to UDP registrars from a socket of their own, sent and read without blocking on the
-    owner thread's turn (no thread, no loop task). Any SIP response counts as an answer (a 404 or 483 still
-    proves the registrar is up). Registrars over TCP/TLS are not probed: a dead connection fails their
-    REGISTER at once, which the book sees through the registration callback."""
+    """Probes each registrar every ``failover_seconds`` / 3 from sockets of its own, sent and read without
+    blocking on the owner thread's turn (no thread, no loop task). Over UDP an OPTIONS, and any SIP response
+    counts as an answer (a 404 or 483 still proves the registrar is up); over TCP/TLS a connection accepted on
+    its port counts (closed at once; no TLS handshake: the listener's being there is what is asked)."""
 
     def __init__(self, book: RegistrarBook, bind_address: str, transport: str) -> None:
         self._book = book
+        self._stream = transport != "udp"
+        self._bind = bind_address if bind_address not in ("", "0.0.0.0") else "0.0.0.0"
         self._targets: dict[tuple[str, int], int] = {}
+        self._pending: dict[socket.socket, tuple[int, float]] = {}  # TCP connects in flight: (index, sent at)
         self._next_probe = 0.0
         self._period = max(0.2, book.failover_seconds / _PROBES_PER_PERIOD)
         self._socket: socket.socket | None = None
-        if transport != "udp":
-            return
+        kind = socket.SOCK_STREAM if self._stream else socket.SOCK_DGRAM
         for i, state in enumerate(book.states):
-            if state.target is None or state.target.transport not in (None, "udp"):
+            if state.target is None:
                 continue
-            host, port = _hostport(state.target)
+            host = state.target.host
+            secure = transport == "tls" or state.target.scheme == "sips"
+            port = state.target.port or (_TLS_PORT if secure else DEFAULT_PORT)
             try:  # once, at start: a registrar's name is resolved here as pjsua resolves it for REGISTER
-                address = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
+                address = socket.getaddrinfo(host, port, socket.AF_INET, kind)[0][4]
             except OSError as exc:
                 log.warning("sip: registrar %s: %s does not resolve (%s); not probed", state.uri, host, exc)
                 continue
             self._targets[(str(address[0]), int(address[1]))] = i
             state.probed = True
-        if self._targets:
+        if self._targets and not self._stream:
             self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._socket.setblocking(False)
-            self._socket.bind((bind_address if bind_address not in ("", "0.0.0.0") else "0.0.0.0", 0))
+            self._socket.bind((self._bind, 0))
 
     def turn(self, now: float) -> list[int]:
         """Send the probes that are due and read the answers; returns the registrars that came back."""
-        if self._socket is None:
+        if not self._targets:
             return []
-        back: list[int] = []
+        answered = self._stream_answers(now) if self._stream else self._datagram_answers()
+        back = [i for i in answered if self._book.on_answer(i, now)]
+        if now >= self._next_probe:
+            self._next_probe = now + self._period
+            for address, index in self._targets.items():
+                try:
+                    self._send(address, index, now)
+                except OSError as exc:  # no route (interface down): the registrar stays silent
+                    log.debug("sip: probe to %s: %s", self._book.states[index].uri, exc)
+        return back
+
+    def _datagram_answers(self) -> list[int]:
+        assert self._socket is not None
+        answered: list[int] = []
         while True:
             try:
                 data, source = self._socket.recvfrom(4096)
             except (BlockingIOError, InterruptedError):
-                break
+                return answered
             except OSError:  # an ICMP error queued on the socket: the next read goes on
                 continue
             index = self._targets.get((str(source[0]), int(source[1])))
-            if index is not None and data.startswith(b"SIP/2.0 ") and self._book.on_answer(index, now):
-                back.append(index)
-        if now >= self._next_probe:
-            self._next_probe = now + self._period
-            local = self._socket.getsockname()
-            for address, index in self._targets.items():
-                try:
-                    self._socket.sendto(_options(self._book.states[index].uri, local), address)
-                except OSError as exc:  # no route (interface down): the registrar stays silent
-                    log.debug("sip: probe to %s: %s", self._book.states[index].uri, exc)
-        return back
+            if index is not None and data.startswith(b"SIP/2.0 "):
+                answered.append(index)
+
+    def _stream_answers(self, now: float) -> list[int]:
+        answered: list[int] = []
+        if not self._pending:
+            return answered
+        _, done, _ = select.select([], list(self._pending), [], 0)
+        for sock in list(self._pending):
+            index, sent = self._pending[sock]
+            if sock in done and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                answered.append(index)
+            elif sock not in done and now - sent < self._period:
+                continue  # still connecting
+            del self._pending[sock]
+            sock.close()
+        return answered
+
+    def _send(self, address: tuple[str, int], index: int, now: float) -> None:
+        if not self._stream:
+            assert self._socket is not None
+            self._socket.sendto(_options(self._book.states[index].uri, self._socket.getsockname()), address)
+            return
+        if any(i == index for i, _ in self._pending.values()):
+            return  # the last connect is still pending
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((self._bind, 0))
+            error = sock.connect_ex(address)
+        except OSError:
+            sock.close()
+            raise
+        if error in (0, errno.EINPROGRESS):
+            self._pending[sock] = (index, now)
+        else:  # refused at once: nobody listens there
+            sock.close()
 
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        for sock in self._pending:
+            sock.close()
+        self._pending.clear()
 
 
 def _options(uri: str, local: tuple[str, int]) -> bytes:
