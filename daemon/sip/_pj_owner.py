@@ -175,7 +175,7 @@ class PjOwner:
         self._accounts = [create_account(self._config, info.transport_id, self, i) for i in range(count)]
         self.calls.account = self._accounts[0]
         self._addr_watch = AddressWatch()
-        if len(self._config.account.registrars) > 1:
+        if self._config.account.registrars:
             self._probe = RegistrarProbe(self.registrars, self._config.bind_address, self._config.transport)
         self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
         return info
@@ -225,7 +225,7 @@ class PjOwner:
         if self._probe is None:
             return
         for index in self._probe.turn(now):
-            log.warning("sip: registrar %s answers again; registering with it", self.registrars.states[index].uri)
+            log.warning("sip: registrar %s answers again; registering", self.registrars.states[index].uri)
             try:
                 self._accounts[index].setRegistration(True)
             except pj.Error as exc:  # a REGISTER still pending: pjsua's own retry takes over

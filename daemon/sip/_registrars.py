@@ -32,6 +32,10 @@ log = logging.getLogger("daemon.sip._pj_owner")  # the owner thread's logger: on
 # Probes per failover period: one lost datagram must not pass a healthy registrar over.
 _PROBES_PER_PERIOD = 3
 _TLS_PORT = 5061
+# REGISTER failures that mean "nobody answered" (pjsip makes these up on a timeout or a transport error). After
+# one of these a probe's answer re-registers at once; after a refusal (401, 403) pjsua's retry interval decides,
+# so wrong credentials are not hammered into a PBX's lock-out.
+_UNREACHABLE = (408, 503, 504)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class RegistrarState:
     registered: bool = False
     probed: bool = False  # OPTIONS probes go to it (UDP, its name resolved): only then can it fall silent
     silent: bool = False  # passed over: nothing answered for failover_seconds
+    reregistered_at: float = float("-inf")  # when the probe last made it register again
     code: int = 0
     reason: str = "not registered"
     expires: int = 0
@@ -49,6 +54,11 @@ class RegistrarState:
     @property
     def usable(self) -> bool:
         return self.registered and not self.silent
+
+    @property
+    def unreachable(self) -> bool:
+        """Its last REGISTER failed for want of an answer (timeout, transport error): not a refusal."""
+        return not self.registered and self.code in _UNREACHABLE
 
 
 def _hostport(uri: SipUri) -> tuple[str, int]:
@@ -74,18 +84,23 @@ class RegistrarBook:
             state.last_answer, state.silent = now, False
 
     def on_answer(self, index: int, now: float) -> bool:
-        """A probe was answered. True when the registrar had been passed over: re-register it now."""
+        """A probe was answered. True when it should register again now: it had been passed over (a restarted
+        registrar forgot the binding), or its last REGISTER went unanswered (an outage that ended: pjsua alone
+        would wait for its retry interval). At most once per failover period."""
         state = self.states[index]
         state.last_answer = now
-        if not state.silent:
+        was_silent, state.silent = state.silent, False
+        if not (was_silent or state.unreachable) or now - state.reregistered_at < self.failover_seconds:
             return False
-        state.silent = False
+        state.reregistered_at = now
         return True
 
     def check(self, now: float) -> list[int]:
         """Probed registrars that just went silent for failover_seconds: they are passed over from now on.
         (One that is not probed answers only at its refreshes, minutes apart: its registration state decides.)"""
         gone: list[int] = []
+        if len(self.states) < 2:  # nothing to fail over to: the registration's own state decides
+            return gone
         for i, state in enumerate(self.states):
             if state.probed and not state.silent and now - state.last_answer > self.failover_seconds:
                 state.silent, state.registered = True, False  # a registrar that comes back may have lost it

@@ -66,3 +66,20 @@ def test_a_registrar_that_is_not_probed_never_falls_silent() -> None:
     book.on_registration(0, True, 200, "OK", 300, now=0.0)
     assert book.check(1000.0) == []
     assert book.active == 0
+
+
+def test_one_registrar_is_never_passed_over_but_an_answer_after_an_outage_registers_again() -> None:
+    book = RegistrarBook((FIRST,), failover_seconds=5, now=0.0)
+    book.states[0].probed = True
+    book.on_registration(0, True, 200, "OK", 300, now=0.0)
+    assert book.check(100.0) == []  # silence alone: the registration decides (no false "out of service")
+    book.on_registration(0, False, 408, "Request Timeout", 0, now=100.0)
+    assert book.on_answer(0, 130.0) is True  # the outage ended: register now, not at pjsua's retry
+    assert book.on_answer(0, 131.0) is False  # once per failover period
+    assert book.on_answer(0, 136.0) is True
+
+
+def test_a_refused_registration_is_left_to_pjsuas_retry() -> None:
+    book = RegistrarBook((FIRST,), failover_seconds=5, now=0.0)
+    book.on_registration(0, False, 403, "Forbidden", 0, now=1.0)
+    assert book.on_answer(0, 10.0) is False  # wrong credentials are not hammered into the PBX
