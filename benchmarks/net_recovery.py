@@ -11,7 +11,8 @@ the PBX's namespace; then, one scenario at a time:
   refreshes fall inside it). Time from the link's return until each is registered again.
 
 Waits are capped at ``--cap`` seconds ("> cap" in the table). Needs root (network namespaces), kamailio.
-Run from the repository root: ``.venv/bin/python -m benchmarks.net_recovery [--cap 120] [--outage 90] [--only SCENARIO]``.
+Run from the repository root:
+``.venv/bin/python -m benchmarks.net_recovery [--cap 120] [--outage 90] [--only SCENARIO]``.
 Prints a Markdown table (for docs/reliability.md); asserts nothing.
 """
 
