@@ -291,7 +291,11 @@ class IntercomApp:
             "panel": self.config.panel_name,
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
-            "registration": {"required": bool(self.config.sip.account.registrar), "active": self.registered},
+            "registration": {
+                "required": bool(self.config.sip.account.registrar),
+                "active": self.registered,
+                "registrar": self.sip.registration.registrar,  # the one in use (of sip.account.registrars)
+            },
             "visits": self.visits.status(),
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},
             "doors": {

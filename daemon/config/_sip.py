@@ -41,13 +41,52 @@ class SipAccountConfig:
     password_file: str = ""  # a file holding only the password, preferred to password
     realm: str = "*"
     register_expiry: Annotated[int, Range(60, 86_400, "seconds")] = 300
+    # Registrars in order of preference (a PBX and its standby). ``registrar`` alone is the one-registrar
+    # form; given both, ``registrar`` must be the first of ``registrars``. After construction both agree:
+    # ``registrar`` is the first (the code that only asks "is there a registrar?" keeps working).
+    registrars: tuple[str, ...] = ()
+    # A registrar that answers neither REGISTER nor an OPTIONS probe for this long is passed over for the next.
+    failover_seconds: Annotated[float, Range(1, 300, "seconds")] = 10.0
+    # After a failed registration pjsua tries again after retry_seconds, moved by a random amount within
+    # +-retry_jitter_seconds (pjsua's default is 300 s: a panel out of service for 5 minutes, and a fleet that
+    # lost its PBX together re-registering in the same second without the jitter).
+    retry_seconds: Annotated[int, Range(5, 3600, "seconds")] = 30
+    retry_jitter_seconds: Annotated[int, Range(0, 600, "seconds", "0: none")] = 10
+    # How long before the registration expires it is refreshed.
+    refresh_margin_seconds: Annotated[int, Range(1, 3600, "seconds")] = 5
+    # CRLF keep-alives to the registrar over UDP keep a NAT binding open (0: off).
+    keepalive_seconds: Annotated[int, Range(0, 3600, "seconds", "0: off")] = 15
+
+    def __post_init__(self) -> None:
+        # The two spellings agree from here on; a disagreement is reported by problems().
+        if self.registrars and not self.registrar:
+            object.__setattr__(self, "registrar", self.registrars[0])
+        elif self.registrar and not self.registrars:
+            object.__setattr__(self, "registrars", (self.registrar,))
 
     def problems(self) -> list[str]:
         # pjsip writes the From header without the idUri's port: a port here is silently lost.
         out = range_problems(self)
         out += uri_problems("uri", self.uri, port_allowed=False)
-        if self.registrar:
-            out += uri_problems("registrar", self.registrar)
+        if self.registrars and self.registrar != self.registrars[0]:
+            out.append(
+                f"registrar and registrars: registrar {self.registrar!r} is not the first of registrars; "
+                "give the ordered list in registrars only"
+            )
+        for i, registrar in enumerate(self.registrars):
+            out += uri_problems(f"registrars[{i}]" if len(self.registrars) > 1 else "registrar", registrar)
+        if len(set(self.registrars)) != len(self.registrars):
+            out.append("registrars: the same registrar is listed twice")
+        if self.retry_jitter_seconds >= self.retry_seconds:
+            out.append(
+                f"retry_jitter_seconds: {self.retry_jitter_seconds} is not below retry_seconds {self.retry_seconds} "
+                "(the jitter moves each retry by up to that much either way)"
+            )
+        if self.registrars and self.refresh_margin_seconds >= self.register_expiry:
+            out.append(
+                f"refresh_margin_seconds: {self.refresh_margin_seconds} is not below register_expiry "
+                f"{self.register_expiry}: the registration would be refreshed before it was made"
+            )
         if self.password and self.password_file:
             out.append("password and password_file: give one, not both")
         if (self.password or self.password_file) and not self.username:
@@ -96,8 +135,9 @@ class SipConfig:
                 continue
             if parsed.version == 6:
                 out.append(f"inbound_sources[{i}]: {network!r} is IPv6; the panel speaks SIP over IPv4 only")
-        if self.account.registrar:
-            out += dial_problems("account.registrar", self.account.registrar, self.transport)
+        for i, registrar in enumerate(self.account.registrars):
+            key = f"account.registrars[{i}]" if len(self.account.registrars) > 1 else "account.registrar"
+            out += dial_problems(key, registrar, self.transport)
         out += dial_problems("account.uri", self.account.uri, self.transport)
         out += self._tls_problems()
         return out

@@ -126,14 +126,16 @@ class VisitRouter:
 
     def sip_event(self, event: SipEvent) -> None:
         match event:
-            case RegistrationChanged(active=active, code=code, reason=reason):
+            case RegistrationChanged(active=active, code=code, reason=reason, registrar=registrar):
                 self.registered = active
                 self._ports.leds.show(LedPattern.IDLE if active else LedPattern.FAULT)
                 level = logging.INFO if active else logging.ERROR
-                log.log(level, "registration %s: %s %s", "up" if active else "down", code, reason)
-                # In the event stream too: MQTT and `events --follow` watchers see the PBX come and go.
+                via = f" ({registrar})" if registrar else ""
+                log.log(level, "registration %s%s: %s %s", "up" if active else "down", via, code, reason)
+                # In the event stream too: MQTT and `events --follow` watchers see the PBX come and go, and
+                # which of the registrars is in use (or, when down, which one failed last).
                 name = "REGISTRATION_UP" if active else "REGISTRATION_DOWN"
-                self._log.event("-", name, "registrar", f"{code} {reason}".strip())
+                self._log.event("-", name, registrar or "registrar", f"{code} {reason}".strip())
             case CallRinging(handle=h):
                 self._route(h, LegRinging)
             case CallAnswered(handle=h):

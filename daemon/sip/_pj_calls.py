@@ -53,7 +53,7 @@ class OwnerHooks(Protocol):
     fault_once: bool
 
     def on_incoming(self, call: PjCall, source: str) -> None: ...
-    def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None: ...
+    def on_reg_state(self, index: int, active: bool, code: int, reason: str, expires: int) -> None: ...
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
@@ -109,9 +109,10 @@ class PjEndpoint(pj.Endpoint):  # type: ignore[misc]
 
 
 class PjAccount(pj.Account):  # type: ignore[misc]
-    def __init__(self, hooks: OwnerHooks) -> None:
+    def __init__(self, hooks: OwnerHooks, registrar_index: int = 0) -> None:
         super().__init__()
         self.hooks = hooks
+        self.registrar_index = registrar_index  # which of [sip.account] registrars this account registers with
 
     @_guard
     def onRegState(self, prm: Any) -> None:
@@ -119,7 +120,7 @@ class PjAccount(pj.Account):  # type: ignore[misc]
         expires = int(info.regExpiresSec)
         # pjsua reports "no registration" as -1 in an unsigned field: 4294967295.
         expires = 0 if expires >= 2**31 else expires
-        self.hooks.on_reg_state(bool(info.regIsActive), int(prm.code), str(prm.reason), expires)
+        self.hooks.on_reg_state(self.registrar_index, bool(info.regIsActive), int(prm.code), str(prm.reason), expires)
 
     @_guard
     def onIncomingCall(self, prm: Any) -> None:

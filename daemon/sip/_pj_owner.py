@@ -24,6 +24,7 @@ import pjsua2 as pj
 from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import SipConfig
 from daemon.errors import SipError
+from daemon.sip._addr_watch import AddressWatch
 from daemon.sip._command import Command
 from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
@@ -33,17 +34,18 @@ from daemon.sip._pj_log import PJSIP_LOGGER
 from daemon.sip._pj_media import MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
 from daemon.sip._pjsip_log import PjsipLogRouter
+from daemon.sip._registrars import RegistrarBook, RegistrarProbe
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip.types import (
     CallAnswered,
     CallEnded,
+    CallHandle,
     CallRinging,
     CallState,
     DtmfMethod,
     DtmfReceived,
     MediaActive,
     RegistrationChanged,
-    RegistrationSnapshot,
     SipEvent,
 )
 
@@ -84,7 +86,12 @@ class PjOwner:
         self._commands: queue.SimpleQueue[Command[Any]] = queue.SimpleQueue()
         self._stop = False
         self._ep: Any = None
-        self._account: PjAccount | None = None
+        self._accounts: list[PjAccount] = []  # one per registrar, in order (one direct-IP account without any)
+        self.registrars = RegistrarBook(config.account.registrars, config.account.failover_seconds, time.monotonic())
+        self._probe: RegistrarProbe | None = None
+        self._active_registrar: int | None = None
+        self._addr_watch: AddressWatch | None = None
+        self.address_changes = 0  # how often pjsua2 was told this host's addresses changed
         self._book = CallBook(events)
         self.pjsip_log = PjsipLogRouter(PJSIP_LOGGER)
         self._pace = TeardownPace(refusal_budget(config.max_calls))
@@ -93,7 +100,7 @@ class PjOwner:
         self.calls = CallCommands(self._book, self, self.inbound, config.media_timeout_seconds)
         self.connections = InboundConnections(self.calls.native)
         # Replaced whole (a frozen value) on each registration change; the loop reads the reference.
-        self.registration = RegistrationSnapshot(bool(config.account.registrar), False, 0, "not registered", 0)
+        self.registration = self.registrars.snapshot()
         # Read by the pjsua2 callback guard (OwnerHooks):
         self.owner_thread_id = 0
         self.wrong_thread_callbacks = 0
@@ -164,7 +171,12 @@ class PjOwner:
         self._ep, info = create_endpoint(self._config, self.pjsip_log, self)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
-        self._account = self.calls.account = create_account(self._config, info.transport_id, self)
+        count = max(1, len(self._config.account.registrars))
+        self._accounts = [create_account(self._config, info.transport_id, self, i) for i in range(count)]
+        self.calls.account = self._accounts[0]
+        self._addr_watch = AddressWatch()
+        if self._config.account.registrars:
+            self._probe = RegistrarProbe(self.registrars, self._config.bind_address, self._config.transport)
         self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
         return info
 
@@ -184,7 +196,56 @@ class PjOwner:
         self.media.upkeep(now)
         self.calls.check_deadlines(now)
         self.connections.reap(self._ep, now)
+        self._watch_registrars(now)
+        if self._addr_watch is not None and self._addr_watch.poll(now):
+            self._on_address_change()
         self.pjsip_log.flush(now)
+
+    def _on_address_change(self) -> None:
+        """This host's addresses or links changed: pjsua2 rebuilds its transports (a socket bound to an address
+        that is gone, a Via and Contact naming it) and every account registers again from the new address."""
+        self.address_changes += 1
+        log.warning("sip: this host's addresses or links changed; rebuilding transports and registering again")
+        try:
+            self._ep.handleIpChange(pj.IpChangeParam())
+        except pj.Error as exc:
+            log.error("sip: handleIpChange failed: %s", exc.info())
+
+    # -- registrars: failover and return ----------------------------------------------------------------
+    def dial(self, uri: str, ring_timeout: float | None) -> CallHandle:
+        """Dial ``uri`` through the registrar in use (a URI at a registrar's address is dialled at the
+        active one's); a direct-IP URI is dialled as it is, registrars up or not."""
+        index, routed = self.registrars.route(uri)
+        if routed != uri:
+            log.info("sip: %s dialled through registrar %s as %s", uri, self.registrars.states[index].uri, routed)
+        self.calls.account = self._accounts[min(index, len(self._accounts) - 1)]
+        return self.calls.dial(routed, ring_timeout)
+
+    def _watch_registrars(self, now: float) -> None:
+        if self._probe is None:
+            return
+        for index in self._probe.turn(now):
+            log.warning("sip: registrar %s answers again; registering", self.registrars.states[index].uri)
+            try:
+                self._accounts[index].setRegistration(True)
+            except pj.Error as exc:  # a REGISTER still pending: pjsua's own retry takes over
+                log.info("sip: re-register with %s: %s", self.registrars.states[index].uri, exc.info())
+        for index in self.registrars.check(now):
+            state = self.registrars.states[index]
+            log.warning("sip: registrar %s: %s; passed over", state.uri, state.reason)
+            self._publish(index)
+
+    def _publish(self, about: int) -> None:
+        """Post the panel's registration after a change concerning registrar ``about``."""
+        before = self._active_registrar
+        self._active_registrar = self.registrars.active
+        snap = self.registration = self.registrars.snapshot(about)
+        if before != self._active_registrar and len(self.registrars.states) > 1:
+            if self._active_registrar is None:
+                log.error("sip: no registrar answers; only direct-IP residents can be called")
+            else:
+                log.warning("sip: registrar in use: %s", snap.registrar)
+        self._book.emit(RegistrationChanged(snap.active, snap.code, snap.reason, snap.expires, snap.registrar))
 
     def _run_command(self, command: Command[Any]) -> None:
         if command.abandoned:
@@ -224,12 +285,17 @@ class PjOwner:
                 self._bridge.call(self._commands.get_nowait().finish, None, SipError("SIP engine stopped"))
             except queue.Empty:
                 break
-        if self._account is not None:
+        for account in self._accounts:
             try:
-                self._account.shutdown()
+                account.shutdown()
             except pj.Error as exc:
                 log.warning("sip: account shutdown: %s", exc.info())
-            self._account = self.calls.account = None
+        self._accounts.clear()
+        self.calls.account = None
+        if self._probe is not None:
+            self._probe.close()
+        if self._addr_watch is not None:
+            self._addr_watch.close()
         gc.collect()  # any Call/player caught in a reference cycle must go before libDestroy
         started = time.monotonic()
         try:
@@ -248,12 +314,19 @@ class PjOwner:
     def on_incoming(self, call: PjCall, source: str) -> None:
         self.inbound.on_incoming(call, source)
 
-    def on_reg_state(self, active: bool, code: int, reason: str, expires: int) -> None:
+    def on_reg_state(self, index: int, active: bool, code: int, reason: str, expires: int) -> None:
+        if index >= len(self.registrars.states):  # an account without a registrar: nothing to report
+            return
         log.info(
-            "sip: registration %s: %d %s (expires %d s)", "active" if active else "inactive", code, reason, expires
+            "sip: registration with %s %s: %d %s (expires %d s)",
+            self.registrars.states[index].uri,
+            "active" if active else "inactive",
+            code,
+            reason,
+            expires,
         )
-        self.registration = RegistrationSnapshot(True, active, code, reason, expires)
-        self._book.emit(RegistrationChanged(active, code, reason, expires))
+        self.registrars.on_registration(index, active, code, reason, expires, now=time.monotonic())
+        self._publish(index)
 
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None:
         rec = self._book.records.get(generation)

@@ -31,6 +31,9 @@ log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner
 TLS_HANDSHAKE_TIMEOUT_MS = 5000
 
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+# pjsua_contact_rewrite_method (pjsua.h); the binding does not export these names.
+_CONTACT_REWRITE_UNREGISTER = 1
+_CONTACT_REWRITE_ALWAYS_UPDATE = 4
 _SRTP = {
     "disabled": pj.PJMEDIA_SRTP_DISABLED,
     "optional": pj.PJMEDIA_SRTP_OPTIONAL,
@@ -112,7 +115,7 @@ def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks)
         "sip: started on %s port %d (%s)",
         c.transport,
         sip_port,
-        f"registrar {c.account.registrar}" if c.account.registrar else "direct IP, no registrar",
+        f"registrars {', '.join(c.account.registrars)}" if c.account.registrars else "direct IP, no registrar",
     )
     return ep, StartInfo(sip_port, (wake_host, wake_port), info, main_tid)
 
@@ -147,22 +150,31 @@ def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
     )
 
 
-def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks) -> PjAccount:
-    """The panel's one account: registration (or direct IP), credentials, media and SRTP settings."""
+def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks, index: int = 0) -> PjAccount:
+    """One of the panel's accounts: the one registering with ``registrars[index]`` (or the direct-IP account
+    when there is none), with its credentials, retries, keep-alives, media and SRTP settings."""
     a = c.account
     acfg = pj.AccountConfig()
     acfg.idUri = a.uri
     acfg.sipConfig.transportId = transport_id
-    if a.registrar:
-        registrar = a.registrar
+    if a.registrars:
+        registrar = a.registrars[index]
         if c.transport != "udp" and "transport=" not in registrar:
             registrar += f";transport={c.transport}"
         acfg.regConfig.registrarUri = registrar
         acfg.regConfig.timeoutSec = a.register_expiry
-        # pjsua's default retry after a failure is 300 s; a door panel should come back sooner.
-        acfg.regConfig.retryIntervalSec = 30
-        acfg.regConfig.firstRetryIntervalSec = 5
+        # pjsua's default retry after a failure is 300 s, the same for every panel: a door panel should come
+        # back sooner, and a fleet should not come back all in the same second (the random part).
+        acfg.regConfig.retryIntervalSec = a.retry_seconds
+        acfg.regConfig.firstRetryIntervalSec = a.retry_seconds
+        acfg.regConfig.randomRetryIntervalSec = a.retry_jitter_seconds
+        acfg.regConfig.delayBeforeRefreshSec = a.refresh_margin_seconds
         acfg.regConfig.dropCallsOnFail = False
+    acfg.natConfig.udpKaIntervalSec = a.keepalive_seconds
+    # When the panel's address changes (handleIpChange) or the registrar sees it behind another one, remove the
+    # old binding before adding the new: pjsua's default keeps it, and the registrar then rings the dead
+    # address first (measured with kamailio: the INVITE went to the old contact and the call never arrived).
+    acfg.natConfig.contactRewriteMethod = _CONTACT_REWRITE_UNREGISTER | _CONTACT_REWRITE_ALWAYS_UPDATE
     if a.username:
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", a.realm, a.username, 0, a.password))
     acfg.mediaConfig.transportConfig.port = c.rtp_port
@@ -174,8 +186,9 @@ def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks) -> PjAcco
     acfg.natConfig.sipOutboundUse = 0
     # No re-INVITE after answer just to settle on one codec: one less media restart per call.
     acfg.mediaConfig.lockCodecEnabled = False
-    account = PjAccount(hooks)
-    account.create(acfg, True)
+    account = PjAccount(hooks, index)
+    # Only the first is pjsua's default account (the one answering requests no account matches).
+    account.create(acfg, index == 0)
     return account
 
 

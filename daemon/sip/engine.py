@@ -178,8 +178,13 @@ class SipEngine:
     def registration(self) -> RegistrationSnapshot:
         """The last registration state the owner saw (a frozen value it replaces whole)."""
         if self._owner is None:
-            return RegistrationSnapshot(bool(self._config.account.registrar), False, 0, "not registered", 0)
+            return RegistrationSnapshot(bool(self._config.account.registrars), False, 0, "not registered", 0)
         return self._owner.registration
+
+    @property
+    def address_changes(self) -> int:
+        """How often this host's addresses or links changed and pjsua2 rebuilt its transports (handleIpChange)."""
+        return self._owner.address_changes if self._owner is not None else 0
 
     @property
     def fault_counters(self) -> tuple[int, int]:
@@ -193,7 +198,7 @@ class SipEngine:
         Raises :class:`~daemon.errors.DialError` (``local``, ``status`` 0, ``pj_status``) when pjsua refuses
         the dial here: no free call slot or socket, an undialable URI, no transport for it. Nothing was sent
         and no :class:`CallEnded` follows."""
-        return await self._run(f"dial {uri}", lambda o: o.calls.dial(uri, ring_timeout))
+        return await self._run(f"dial {uri}", lambda o: o.dial(uri, ring_timeout))
 
     async def hangup(self, handle: CallHandle, status: int | None = None) -> None:
         """CANCEL before answer (outgoing), refuse with ``status`` (incoming), BYE after answer."""

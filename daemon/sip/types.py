@@ -78,6 +78,7 @@ class RegistrationSnapshot:
     code: int
     reason: str
     expires: int
+    registrar: str = ""  # the registrar in use (or, none in use, the one that last failed); "" without any
 
 
 def _now() -> float:
@@ -86,10 +87,14 @@ def _now() -> float:
 
 @dataclass(frozen=True)
 class RegistrationChanged:
+    """The panel's registration after a change: ``active`` when some registrar is in use, ``registrar`` which
+    (or, none in use, the one that just failed); ``code``/``reason``/``expires`` are that registrar's."""
+
     active: bool
     code: int
     reason: str
     expires: int = 0
+    registrar: str = ""
     at: float = field(default_factory=_now, compare=False)
 
 

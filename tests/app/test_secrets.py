@@ -29,6 +29,7 @@ def test_password_and_code_appear_nowhere(make_daemon: Callable[..., Daemon], tm
         daemon.start(env={"INTERCOM_SIP_PASSWORD": PASSWORD, "INTERCOM_LOG_LEVEL": "DEBUG"})
         # Registered: kamailio challenged and accepted the digest, so the daemon did use the password.
         daemon.until(lambda: daemon.status()["registration"]["active"] is True, 10, "registration")
+        assert daemon.status()["registration"]["registrar"] == kamailio.registrar  # status names the one in use
         daemon.ctl("press", "101")
         phone.wait_event_sync("CALL_ESTABLISHED", 10)
         time.sleep(0.3)

@@ -54,3 +54,43 @@ async def test_reregisters_after_registrar_restart(tmp_path: Path, bridge: LoopB
             assert await caller.run_uac(k.port, user="panel") == 0
             incoming = await log.wait(IncomingCall)
             assert not incoming.allowed
+
+
+async def test_retry_interval_after_a_failure_is_the_configured_one(tmp_path: Path, bridge: LoopBridge) -> None:
+    # Over TCP a registrar that is not there fails the REGISTER at once (connection refused), so the clock
+    # starts at a known failure. pjsua's own default would retry after 300 s; this config says 10 +- 2.
+    retry, jitter = 10, 2
+    k = Kamailio(tmp_path, users={"panel": "s3cret"})  # its port is chosen, nothing listens yet
+    # failover_seconds at its most (probes 100 s apart): a probe answered would register at once (the next
+    # test), and here pjsua's retry alone is measured.
+    account = {**_account(k), "retry_seconds": retry, "retry_jitter_seconds": jitter, "failover_seconds": 300}
+    try:
+        async with SipEngine(make_config(transport="tcp", account=account), bridge) as engine:
+            log = EventLog(engine)
+            failed = await log.wait(RegistrationChanged)
+            assert not failed.active
+            k.start()
+            back = await log.wait(RegistrationChanged, timeout=retry + jitter + 5)
+            waited = back.at - failed.at
+            assert back.active, back
+            assert retry - jitter - 0.5 <= waited <= retry + jitter + 1.5, waited
+    finally:
+        k.stop()
+
+
+async def test_registrar_back_after_an_outage_is_registered_with_at_once(tmp_path: Path, bridge: LoopBridge) -> None:
+    # A long retry interval (60 s): what brings the registration back within seconds is the probe seeing the
+    # registrar answer again, not pjsua's retry. Over TCP the failure is immediate (connection refused).
+    with Kamailio(tmp_path, users={"panel": "s3cret"}, max_expires=8) as k:
+        account = {**_account(k), "retry_seconds": 60, "retry_jitter_seconds": 1, "failover_seconds": 2}
+        async with SipEngine(make_config(transport="tcp", account=account), bridge) as engine:
+            log = EventLog(engine)
+            assert (await log.wait(RegistrationChanged)).active
+            k.stop()
+            while (await log.wait(RegistrationChanged, timeout=15)).active:
+                pass
+            k.start()
+            back_from = anyio.current_time()
+            while not (await log.wait(RegistrationChanged, timeout=10)).active:
+                pass
+            assert anyio.current_time() - back_from < 5
