@@ -92,7 +92,7 @@ class IntercomApp:
             self.visit_history = History.in_state_dir(state_dir)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
-            self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
+            self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge, cfg.audio))
             talk = None
             if not self.sip.has_sound_device:
                 log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")

@@ -161,7 +161,7 @@ class PjOwner:
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        self._ep, info = create_endpoint(self._config, self.pjsip_log, self)
+        self._ep, info = create_endpoint(self._config, self.pjsip_log, self, self.media.talk_settings)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self._account = self.calls.account = create_account(self._config, info.transport_id, self)
