@@ -130,9 +130,11 @@ def create_endpoint(
 def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
     """Pick the sound device (or the null device) and say which pjsua2 this is."""
     adm = ep.audDevManager()
+    # The position in the list is the device index setCaptureDev takes: AudioDevInfo.id is a SWIG pointer to a
+    # pjmedia_aud_dev_index here, and its int() overflowed setCaptureDev on the first real card (the paced one).
     devices = [
-        SoundDevice(int(d.id), str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
-        for d in adm.enumDev2()
+        SoundDevice(index, str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
+        for index, d in enumerate(adm.enumDev2())
     ]
     chosen = choose_sound_device(devices)
     if chosen is None:
