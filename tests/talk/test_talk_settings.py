@@ -20,7 +20,7 @@ from hw.settings import AudioConfig
 
 def _with_audio(line: str) -> str:
     """The default configuration with one ``[audio]`` key's line replaced by ``line``."""
-    key = line.split(" =")[0]
+    key = line.split(" =", maxsplit=1)[0]
     lines = default_config_text().splitlines()
     at = next(i for i, text in enumerate(lines) if text.startswith(f"{key} = "))
     return "\n".join([*lines[:at], line, *lines[at + 1 :]]) + "\n"
