@@ -30,8 +30,9 @@ _ALGORITHM: dict[EchoCanceller, int] = {
     "webrtc": PJMEDIA_ECHO_WEBRTC,
     "aec3": PJMEDIA_ECHO_WEBRTC_AEC3,
 }
-# pjsua's default output/input latency when the configuration is not used (PJMEDIA_SND_DEFAULT_*_LATENCY)
-DEFAULT_LATENCY_MS = 140
+# pjmedia's own defaults (pjmedia/config.h PJMEDIA_SND_DEFAULT_PLAY_LATENCY / _REC_LATENCY on Linux)
+DEFAULT_PLAY_LATENCY_MS = 140
+DEFAULT_REC_LATENCY_MS = 100
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class TalkMediaSettings:
 def talk_media_settings(audio: AudioConfig | None) -> TalkMediaSettings:
     """The media settings for ``audio`` (None: echo cancellation off and pjsua's default latency, as before)."""
     if audio is None:
-        return TalkMediaSettings(0, 0, DEFAULT_LATENCY_MS, DEFAULT_LATENCY_MS)
+        return TalkMediaSettings(0, 0, DEFAULT_PLAY_LATENCY_MS, DEFAULT_REC_LATENCY_MS)
     latency = audio.sound_latency_ms
     if audio.half_duplex:
         return TalkMediaSettings(audio.echo_tail_ms, PJMEDIA_ECHO_SIMPLE, latency, latency)

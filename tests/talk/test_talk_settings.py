@@ -33,7 +33,7 @@ def test_the_default_config_cancels_echo_with_speex_at_low_latency() -> None:
 
 
 def test_no_audio_config_keeps_the_old_behaviour() -> None:
-    assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 140)
+    assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 100)
 
 
 def test_echo_cancellation_off_sets_no_tail() -> None:
