@@ -12,7 +12,8 @@ references tell which 250 ms windows hold far-end speech only, double-talk, or t
 
 * ERLE per window of far-end-only speech: microphone level minus sent level (about 0 dB with the canceller off,
   which checks the method);
-* convergence: the time from the first far-end speech after which every far-end window keeps ERLE >= 30 dB;
+* convergence: the first second (from the resident's first word) after which the median ERLE of each second of
+  far-end-only speech stays >= 30 dB, with at least 2 s of such speech after it;
 * the visitor's attenuation: the sent signal's projection onto the aligned visitor reference against the
   microphone's, during double-talk and alone (speech uncorrelated with the resident's does not bias it);
 * CPU of the child process (pjsua2, the sound device, the canceller) as a share of one core.
@@ -20,7 +21,7 @@ references tell which 250 ms windows hold far-end speech only, double-talk, or t
 Needs a pjsua2 built from source with ALSA and WebRTC (``PYTHONPATH=/tmp/pjsrc`` or ``./dev.sh build-pjsua2``).
 
     python -m benchmarks.aec_speech [--delays 20,40,80] [--loss-db 6] [--cancellers off,speex,webrtc,aec3]
-                                    [--json out.json] [--write-docs]
+                                    [--json out.json] [--write-docs] [--from-json out.json]
 """
 
 from __future__ import annotations
@@ -74,16 +75,19 @@ class Canceller:
 
 ALGORITHMS = {"off": -1, "speex": 1, "webrtc": 3, "aec3": 4}  # PJMEDIA_ECHO_SPEEX / _WEBRTC / _WEBRTC_AEC3
 AGGRESSIVE = 0x3000  # PJMEDIA_ECHO_AGGRESSIVENESS_AGGRESSIVE: WebRTC's NLP suppresses more residual
+SIMPLE_FIFO = 32  # PJMEDIA_ECHO_USE_SIMPLE_FIFO: the reference's drift buffer is a FIFO, not WSOLA (no time-stretch)
 
 
 def canceller(spec: str) -> Canceller:
-    """``name[:tail=ms][:lat=ms][:aggr]``, e.g. ``webrtc:tail=150:lat=40`` (the name is the spec itself)."""
+    """``name[:tail=ms][:lat=ms][:aggr][:fifo]``, e.g. ``webrtc:tail=150:lat=40`` (the name is the spec itself)."""
     algorithm, *options = spec.split(":")
     fields: dict[str, int] = {"ec_options": ALGORITHMS[algorithm]}
     for option in options:
         key, _, value = option.partition("=")
         if key == "aggr":
             fields["ec_options"] |= AGGRESSIVE
+        elif key == "fifo":
+            fields["ec_options"] |= SIMPLE_FIFO
         else:
             fields[{"tail": "tail_ms", "lat": "latency_ms"}[key]] = int(value)
     return Canceller(spec, **fields)
@@ -151,7 +155,16 @@ def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[st
         if far_on[i] and not near_on[i]:
             erle.append((t, mic_db - sent_db))
     far_only = [i for i in range(count) if far_on[i] and not near_on[i]]
-    converged = next((t for k, (t, _) in enumerate(erle) if all(e >= ERLE_TARGET_DB for _, e in erle[k:])), None)
+    # Speech has pauses (low ERLE windows between words): judge each second by the median of its windows.
+    by_second: dict[int, list[float]] = {}
+    for t, e in erle:
+        by_second.setdefault(int(t), []).append(e)
+    seconds = sorted(by_second)
+    medians = [float(np.median(by_second[s])) for s in seconds]
+    converged = next(
+        (s for k, s in enumerate(seconds) if seconds[-1] - s >= 2 and all(m >= ERLE_TARGET_DB for m in medians[k:])),
+        None,
+    )
     settled = [e for t, e in erle if t >= 2.0]
     return {
         # far WAV -> speaker -> air -> microphone -> recorder: the delay the canceller's reference must match
@@ -160,6 +173,7 @@ def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[st
         "erle_median_after_2s_db": round(float(np.median(settled)), 1) if settled else None,
         "erle_p10_after_2s_db": round(float(np.percentile(settled, 10)), 1) if settled else None,
         "converged_s": converged,
+        "erle_median_by_second_db": [round(m, 1) for m in medians],
         "visitor_double_talk_db": _visitor_gain(mic, sent_aligned, near_ref, far_on, near_on, both=True),
         "visitor_alone_db": _visitor_gain(mic, sent_aligned, near_ref, far_on, near_on, both=False),
         "timeline": timeline,
@@ -293,10 +307,10 @@ def plot(runs: dict[str, dict[str, Any]], title: str, out: Path) -> None:
         ax.plot([p["t"] for p in r["timeline"]], [p["sent_db"] for p in r["timeline"]], lw=1.2, label=f"sent: {name}")
     ax.set_xlabel("seconds from the resident's first word")
     ax.set_ylabel("level per 250 ms (dBFS)")
-    ax.set_ylim(-100, 0)
+    ax.set_ylim(-100, 5)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", ncol=4)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -324,10 +338,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delays", default="20,40,80", help="echo path delays in ms, comma-separated")
     ap.add_argument("--loss-db", type=float, default=6.0)
-    ap.add_argument("--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:aggr]")
+    ap.add_argument("--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:aggr][:fifo]")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write-docs", action="store_true", help="update docs/audio.md's table and docs/img/aec_*.png")
+    ap.add_argument("--from-json", type=Path, help="re-render docs/audio.md and the plots from an earlier --json")
     args = ap.parse_args()
+    if args.from_json:
+        render(json.loads(args.from_json.read_text(encoding="utf-8")), args.loss_db)
+        return
     chosen = [canceller(spec) for spec in args.cancellers.split(",")]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="aec-") as tmpdir:
@@ -351,14 +369,14 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     if args.write_docs:
-        write_docs(results, args.loss_db)
-        for key, runs in results.items():
-            name = key.replace(" ", "")
-            plot(
-                runs,
-                f"Echo sent towards the resident, echo path {key} / -{args.loss_db} dB",
-                DOCS / "img" / f"aec_{name}.png",
-            )
+        render(results, args.loss_db)
+
+
+def render(results: dict[str, dict[str, dict[str, Any]]], loss_db: float) -> None:
+    write_docs(results, loss_db)
+    for key, runs in results.items():
+        title = f"Echo sent towards the resident, echo path {key} / -{loss_db} dB"
+        plot(runs, title, DOCS / "img" / f"aec_{key.replace(' ', '')}.png")
 
 
 if __name__ == "__main__":

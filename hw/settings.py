@@ -155,7 +155,7 @@ class AudioConfig:
     echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond pjmedia's own compensation")] = 200
     sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's card buffering, both ways")] = 40
     noise_suppression: bool = True  # WebRTC/AEC3 only: Speex's denoiser is fixed at build time (on)
-    gain_control: bool = False  # WebRTC/AEC3 only: Speex's AGC is fixed at build time (off)
+    gain_control: bool = False  # AEC3 only: Speex's AGC is fixed at build time (on, PJMEDIA_SPEEX_AEC_USE_AGC)
     half_duplex: bool = False  # the fallback when acoustics defeat the canceller: pjmedia's echo suppressor
 
 
