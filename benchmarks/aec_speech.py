@@ -73,7 +73,8 @@ class Canceller:
     latency_ms: int = 140  # sndPlayLatency and sndRecLatency; pjmedia delays the EC's reference by 3/4 of it
 
 
-ALGORITHMS = {"off": -1, "speex": 1, "webrtc": 3, "aec3": 4}  # PJMEDIA_ECHO_SPEEX / _WEBRTC / _WEBRTC_AEC3
+# PJMEDIA_ECHO_SPEEX / _SIMPLE (the echo suppressor: [audio] half_duplex) / _WEBRTC / _WEBRTC_AEC3
+ALGORITHMS = {"off": -1, "speex": 1, "half-duplex": 2, "webrtc": 3, "aec3": 4}
 AGGRESSIVE = 0x3000  # PJMEDIA_ECHO_AGGRESSIVENESS_AGGRESSIVE: WebRTC's NLP suppresses more residual
 SIMPLE_FIFO = 32  # PJMEDIA_ECHO_USE_SIMPLE_FIFO: the reference's drift buffer is a FIFO, not WSOLA (no time-stretch)
 
