@@ -137,7 +137,8 @@ def shifted(reference: Signal, lag: int, length: int) -> Signal:
 
 def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[str, Any]:
     """Figures of one run: ``mic`` before cancellation, ``sent`` after it, the clean references."""
-    sent_aligned = shifted(sent, -lag_of(mic, sent), len(mic))
+    sent_lag = lag_of(mic, sent)
+    sent_aligned = shifted(sent, -sent_lag, len(mic))
     far_ref = shifted(far, lag_of(far, mic), len(mic))
     near_ref = shifted(near, lag_of(near, mic), len(mic))
     count = len(mic) // WINDOW
@@ -146,6 +147,11 @@ def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[st
     far_on = [lv > max(far_lv) - 30 for lv in far_lv]
     near_on = [lv > max(near_lv) - 30 for lv in near_lv]
     first_far = next(i for i, on in enumerate(far_on) if on)
+    # Windows the sent recording does not cover (it started later or ended sooner) would read as total
+    # cancellation: they count in no figure.
+    covered = [-sent_lag <= i * WINDOW and (i + 1) * WINDOW <= len(sent) - sent_lag for i in range(count)]
+    far_on = [on and ok for on, ok in zip(far_on, covered, strict=True)]
+    near_on = [on and ok for on, ok in zip(near_on, covered, strict=True)]
     timeline: list[dict[str, float]] = []
     erle: list[tuple[float, float]] = []
     for i in range(count):

@@ -52,3 +52,14 @@ def test_canceller_specs() -> None:
     spec = canceller("webrtc:tail=150:lat=40:aggr:fifo")
     assert (spec.ec_options, spec.tail_ms, spec.latency_ms) == (3 | 0x3000 | 32, 150, 40)
     assert canceller("off").ec_options == -1
+
+
+def test_seconds_the_sent_recording_missed_count_in_no_figure() -> None:
+    """A recorder that started 3 s late: its missing start is not "perfect cancellation" (it read as ~90 dB)."""
+    far, near = _speechlike(12, seed=6), _speechlike(4, seed=7)
+    n = 16 * RATE
+    echo = 0.5 * _place(far, RATE // 2, n)
+    visitor = _place(near, 11 * RATE, n)
+    figures = analyse_run(echo + visitor, (0.01 * echo + visitor)[3 * RATE :], far, near)
+    assert max(figures["erle_median_by_second_db"]) < 45
+    assert abs(figures["erle_median_after_2s_db"] - 40) < 1
