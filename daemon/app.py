@@ -107,7 +107,7 @@ class IntercomApp:
             self._saved = set(lockouts)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
-            self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge))
+            self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge, cfg.audio))
             self._wire_visits(cfg, lockouts)
             # The event-log writer lives outside the main task group: SIGTERM cancels that group, and the
             # visit's shielded teardown still logs its HANGUP and OUTCOME, which must reach events.jsonl.

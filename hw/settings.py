@@ -24,6 +24,7 @@ __all__ = [
     "ButtonConfig",
     "DoorConfig",
     "DoorContactConfig",
+    "EchoCanceller",
     "GpioConfig",
     "InputConfig",
     "KeypadConfig",
@@ -240,12 +241,23 @@ class KeypadConfig:
         return out
 
 
+EchoCanceller = Literal["speex", "webrtc", "aec3"]
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     output_device: str = "default"  # PortAudio device name (substring match); "default" is ALSA default
     input_device: str = "default"
     volume: Annotated[float, Range(0, 2, note="1.0: unchanged")] = 1.0
     frames_per_buffer: Annotated[int, Range(32, 8192, "frames")] = 256  # a stop takes effect within one buffer
+    # Talk mode on pjmedia's sound device (a source build; docs/audio.md has the measurements behind each default).
+    echo_cancellation: bool = True
+    echo_canceller: EchoCanceller = "speex"  # on speech here: speex ~44 dB ERLE, webrtc/aec3 under 11 dB
+    echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond pjmedia's own compensation")] = 200
+    sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's card buffering, both ways")] = 40
+    noise_suppression: bool = True  # WebRTC/AEC3 only: Speex's denoiser is fixed at build time (on)
+    gain_control: bool = False  # AEC3 only: Speex's AGC is fixed at build time (on, PJMEDIA_SPEEX_AEC_USE_AGC)
+    half_duplex: bool = False  # the fallback when acoustics defeat the canceller: pjmedia's echo suppressor
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pjsua2 as pj
 
 from daemon.errors import SipError
 from daemon.sip._pj_calls import CallBook, CallRecord, OwnerHooks, PjPlayer, PjTalkPort
+from daemon.sip._talk_audio import talk_media_settings
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, PlaybackFinished
 
@@ -31,6 +32,7 @@ class MediaCommands:
         self._hooks = hooks
         self.ep: Any = None  # the Endpoint, set once it is started (pj.Endpoint)
         self.has_sound_device = False
+        self.talk_settings = talk_media_settings(None)  # set by the engine before the owner starts
         self._ended_players: list[tuple[int, PjPlayer]] = []
         self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (reusable after, port): retire_talk_port
         self._idle_talk: list[PjTalkPort] = []  # disconnected ports waiting for the next talk call

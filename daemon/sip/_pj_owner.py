@@ -168,7 +168,7 @@ class PjOwner:
             self._bridge.call(self._on_finished, destroy_seconds)
 
     def _start(self) -> StartInfo:
-        self._ep, info = create_endpoint(self._config, self.pjsip_log, self)
+        self._ep, info = create_endpoint(self._config, self.pjsip_log, self, self.media.talk_settings)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         count = max(1, len(self._config.account.registrars))

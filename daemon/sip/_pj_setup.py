@@ -23,6 +23,7 @@ from daemon.sip._pjsua_info import (
     echo_cancellers_in,
     loaded_pj_libraries,
 )
+from daemon.sip._talk_audio import TalkMediaSettings, talk_media_settings
 
 __all__ = ["TLS_HANDSHAKE_TIMEOUT_MS", "StartInfo", "create_account", "create_endpoint"]
 
@@ -53,8 +54,12 @@ class StartInfo:
         return self.pjsua.sound_device is not None
 
 
-def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks) -> tuple[Any, StartInfo]:
-    """Create, configure and start the Endpoint on the calling (owner) thread, with its transports."""
+def create_endpoint(
+    c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks, talk: TalkMediaSettings | None = None
+) -> tuple[Any, StartInfo]:
+    """Create, configure and start the Endpoint on the calling (owner) thread, with its transports.
+    ``talk``: the sound device's echo cancellation and latency (None: off, pjsua's default latency)."""
+    talk = talk or talk_media_settings(None)
     ep = PjEndpoint(hooks)
     with native_output_to_debug():  # pjlib prints its start-up lines before any writer can be installed
         ep.libCreate()
@@ -67,7 +72,12 @@ def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks)
     # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
     # and then no RTP or DTMF leaves: keep it running.
     cfg.medConfig.sndAutoCloseTime = -1
-    cfg.medConfig.ecTailLen = 0
+    # Talk mode on a sound device: echo cancellation and the card's buffering (docs/audio.md). pjsua2 applies
+    # them to the sound-device port only; with the null device they are accepted and do nothing.
+    cfg.medConfig.ecTailLen = talk.ec_tail_ms
+    cfg.medConfig.ecOptions = talk.ec_options
+    cfg.medConfig.sndPlayLatency = talk.play_latency_ms
+    cfg.medConfig.sndRecLatency = talk.rec_latency_ms
     with native_output_to_debug():  # a source build lists ALSA devices here: libjack's probe prints
         ep.libInit(cfg)
     tc = pj.TransportConfig()
@@ -123,9 +133,11 @@ def create_endpoint(c: SipConfig, log_router: PjsipLogRouter, hooks: OwnerHooks)
 def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
     """Pick the sound device (or the null device) and say which pjsua2 this is."""
     adm = ep.audDevManager()
+    # The position in the list is the device index setCaptureDev takes: AudioDevInfo.id is a SWIG pointer to a
+    # pjmedia_aud_dev_index here, and its int() overflowed setCaptureDev on the first real card (the paced one).
     devices = [
-        SoundDevice(int(d.id), str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
-        for d in adm.enumDev2()
+        SoundDevice(index, str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
+        for index, d in enumerate(adm.enumDev2())
     ]
     chosen = choose_sound_device(devices)
     if chosen is None:

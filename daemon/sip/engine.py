@@ -28,11 +28,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from daemon.bridge import EventChannel, LoopBridge
-from daemon.config import SipConfig
+from daemon.config import AudioConfig, SipConfig
 from daemon.errors import SipError
 from daemon.sip._command import Command
 from daemon.sip._options import options_ping
 from daemon.sip._pjsua_info import PjsuaInfo
+from daemon.sip._talk_audio import talk_media_settings
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallSnapshot, RegistrationSnapshot, SipEvent
 
@@ -53,8 +54,10 @@ STOP_TIMEOUT = 5.0  # hang-ups + libDestroy(NO_RX_MSG) take ~0.1 s
 class SipEngine:
     """A SIP user agent for the panel, driven from the anyio loop with plain async methods."""
 
-    def __init__(self, config: SipConfig, bridge: LoopBridge) -> None:
+    def __init__(self, config: SipConfig, bridge: LoopBridge, audio: AudioConfig | None = None) -> None:
+        """``audio``: talk mode's echo cancellation and card latency on a sound device (None: off)."""
         self._config = config
+        self._audio = audio
         self._bridge = bridge
         self._channel: EventChannel[SipEvent] | None = None
         self._owner: PjOwner | None = None  # imported when the engine starts: importing this loads no pjsua2
@@ -74,6 +77,7 @@ class SipEngine:
 
         self._channel = EventChannel[SipEvent](self._bridge)
         self._owner = PjOwner(self._config, self._bridge, self._channel, self._on_ready, self._on_finished)
+        self._owner.media.talk_settings = talk_media_settings(self._audio)
         # The single long-lived thread of the SIP engine: pjsua2 must only ever be called from one
         # pjlib-registered thread that is not the loop's. Not a daemon thread: it must reach libDestroy.
         self._thread = threading.Thread(target=self._owner.run, name="sip-owner")

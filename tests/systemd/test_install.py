@@ -76,7 +76,7 @@ def run_script(script: Path, root: Path) -> subprocess.CompletedProcess[str]:
         "DESTDIR": str(root),
         # The interpreter the dev venv was made from, so the pjsua2 build cached by `./dev.sh build-pjsua2`
         # (keyed by the Python version) is the one reused.
-        "PYTHON": sys._base_executable,
+        "PYTHON": getattr(sys, "_base_executable", sys.executable),
         "PJSUA2_CACHE": os.environ.get("PJSUA2_CACHE", str(cache)),
         "SYSTEMD_PAGER": "",
     }

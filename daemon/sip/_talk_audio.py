@@ -1,0 +1,61 @@
+"""Talk mode on pjmedia's sound device: the ``[audio]`` settings turned into pjmedia's echo-canceller options.
+
+Pure (no pjsua2): :func:`talk_media_settings` is what :func:`daemon.sip._pj_setup.create_endpoint` writes into
+``EpConfig.medConfig``. pjsua2 applies echo cancellation on the sound-device port only (PJSUA2-FACTS.md, "Echo
+cancellation"), so these act on a source build with a card; the null device accepts and ignores them.
+
+Why these knobs (measured in docs/audio.md with benchmarks/aec_speech.py): pjmedia delays the canceller's
+reference by 3/4 of the output latency and expects the rest of the echo delay within the tail; the WebRTC AEC
+also takes the tail as its "delay in the sound card buffer". A lower latency (40 ms) made Speex cancel 40+ dB
+on speech where the 140 ms default gave ~20 dB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hw.settings import AudioConfig, EchoCanceller
+
+__all__ = ["TalkMediaSettings", "talk_media_settings"]
+
+# pjmedia/echo.h
+PJMEDIA_ECHO_SPEEX = 1
+PJMEDIA_ECHO_SIMPLE = 2  # the "echo suppressor": mutes the microphone while the far end talks (half duplex)
+PJMEDIA_ECHO_WEBRTC = 3
+PJMEDIA_ECHO_WEBRTC_AEC3 = 4
+PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR = 128
+PJMEDIA_ECHO_USE_GAIN_CONTROLLER = 256
+_ALGORITHM: dict[EchoCanceller, int] = {
+    "speex": PJMEDIA_ECHO_SPEEX,
+    "webrtc": PJMEDIA_ECHO_WEBRTC,
+    "aec3": PJMEDIA_ECHO_WEBRTC_AEC3,
+}
+# pjmedia's own defaults (pjmedia/config.h PJMEDIA_SND_DEFAULT_PLAY_LATENCY / _REC_LATENCY on Linux)
+DEFAULT_PLAY_LATENCY_MS = 140
+DEFAULT_REC_LATENCY_MS = 100
+
+
+@dataclass(frozen=True)
+class TalkMediaSettings:
+    """``EpConfig.medConfig`` fields for talk mode: ``ec_tail_ms`` 0 disables echo cancellation."""
+
+    ec_tail_ms: int
+    ec_options: int
+    play_latency_ms: int
+    rec_latency_ms: int
+
+
+def talk_media_settings(audio: AudioConfig | None) -> TalkMediaSettings:
+    """The media settings for ``audio`` (None: echo cancellation off and pjsua's default latency, as before)."""
+    if audio is None:
+        return TalkMediaSettings(0, 0, DEFAULT_PLAY_LATENCY_MS, DEFAULT_REC_LATENCY_MS)
+    latency = audio.sound_latency_ms
+    if audio.half_duplex:
+        return TalkMediaSettings(audio.echo_tail_ms, PJMEDIA_ECHO_SIMPLE, latency, latency)
+    if not audio.echo_cancellation:
+        return TalkMediaSettings(0, 0, latency, latency)
+    options = _ALGORITHM[audio.echo_canceller]
+    if audio.echo_canceller != "speex":  # Speex's preprocessor flags are compile-time in pjmedia (echo_speex.c)
+        options |= PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR if audio.noise_suppression else 0
+        options |= PJMEDIA_ECHO_USE_GAIN_CONTROLLER if audio.gain_control else 0
+    return TalkMediaSettings(audio.echo_tail_ms, options, latency, latency)

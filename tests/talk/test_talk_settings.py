@@ -1,0 +1,68 @@
+"""``[audio]``'s talk-mode keys: validated with the rest of the configuration, and turned into pjmedia's options."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.config import default_config_text, parse_config
+from daemon.errors import ConfigError
+from daemon.sip._talk_audio import (
+    PJMEDIA_ECHO_SIMPLE,
+    PJMEDIA_ECHO_SPEEX,
+    PJMEDIA_ECHO_USE_GAIN_CONTROLLER,
+    PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR,
+    PJMEDIA_ECHO_WEBRTC_AEC3,
+    TalkMediaSettings,
+    talk_media_settings,
+)
+from hw.settings import AudioConfig
+
+
+def _with_audio(line: str) -> str:
+    """The default configuration with one ``[audio]`` key's line replaced by ``line``."""
+    key = line.split(" =", maxsplit=1)[0]
+    lines = default_config_text().splitlines()
+    at = next(i for i, text in enumerate(lines) if text.startswith(f"{key} = "))
+    return "\n".join([*lines[:at], line, *lines[at + 1 :]]) + "\n"
+
+
+def test_the_default_config_cancels_echo_with_speex_at_low_latency() -> None:
+    audio = parse_config(default_config_text(), "<default>").audio
+    assert audio == AudioConfig()  # the shipped file says what the code defaults to
+    assert talk_media_settings(audio) == TalkMediaSettings(200, PJMEDIA_ECHO_SPEEX, 40, 40)
+
+
+def test_no_audio_config_keeps_the_old_behaviour() -> None:
+    assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 100)
+
+
+def test_echo_cancellation_off_sets_no_tail() -> None:
+    assert talk_media_settings(AudioConfig(echo_cancellation=False)).ec_tail_ms == 0
+
+
+def test_half_duplex_wins_over_the_canceller_choice() -> None:
+    settings = talk_media_settings(AudioConfig(echo_canceller="webrtc", half_duplex=True, echo_tail_ms=120))
+    assert (settings.ec_tail_ms, settings.ec_options) == (120, PJMEDIA_ECHO_SIMPLE)
+
+
+def test_noise_and_gain_flags_reach_aec3_but_not_speex() -> None:
+    aec3 = talk_media_settings(AudioConfig(echo_canceller="aec3", noise_suppression=True, gain_control=True))
+    assert aec3.ec_options == PJMEDIA_ECHO_WEBRTC_AEC3 | PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR | (
+        PJMEDIA_ECHO_USE_GAIN_CONTROLLER
+    )
+    speex = talk_media_settings(AudioConfig(echo_canceller="speex", noise_suppression=True, gain_control=True))
+    assert speex.ec_options == PJMEDIA_ECHO_SPEEX
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("echo_tail_ms = 5000", "audio.echo_tail_ms"),
+        ("sound_latency_ms = 0", "audio.sound_latency_ms"),
+        ('echo_canceller = "nlms"', "audio.echo_canceller"),
+        ('echo_cancellation = "yes"', "audio.echo_cancellation"),
+    ],
+)
+def test_bad_talk_keys_are_refused_naming_the_key(line: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        parse_config(_with_audio(line), "<test>")
