@@ -118,7 +118,9 @@ def _raw(sock_path: Path, payload: bytes) -> dict[str, Any]:
 
 def test_open_and_bad_requests(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
-    daemon.write_config(["sip:101@127.0.0.1:5999"])
+    # A 10 s pulse: the status read below must see it running even on a loaded machine (intercomctl's own start
+    # took most of the old 1 s pulse there).
+    daemon.write_config(["sip:101@127.0.0.1:5999"], pulse_seconds=10.0)
     daemon.start()
     assert daemon.ctl("open").stdout.split() == ["opened:", "yes"]
     assert daemon.status()["relay"]["energized"] is True
