@@ -323,20 +323,7 @@ class IntercomApp:
         return [dataclasses.asdict(r) for r in await self.visit_history.recent(max(1, min(limit, 1000)))]
 
     def events(self) -> AbstractAsyncContextManager[AsyncIterator[dict[str, object]]]:
-        return self._events()
-
-    @asynccontextmanager
-    async def _events(self) -> AsyncIterator[AsyncIterator[dict[str, object]]]:
-        stream = self.visit_log.subscribe()
-
-        async def fields() -> AsyncIterator[dict[str, object]]:
-            async for event in stream:
-                yield {"event": event.name, **event.fields()}
-
-        try:
-            yield fields()
-        finally:
-            stream.close()
+        return self.visit_log.event_dicts()
 
     async def selftest(self) -> list[SelftestRow]:
         from daemon.selftest import run_selftest

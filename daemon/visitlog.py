@@ -23,7 +23,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,6 +219,20 @@ class VisitLog:
         send, receive = anyio.create_memory_object_stream[VisitEvent](buffer + 1)  # +1: room for the note
         self._subscribers.append((send, buffer))
         return receive
+
+    @asynccontextmanager
+    async def event_dicts(self) -> AsyncIterator[AsyncIterator[dict[str, object]]]:
+        """Subscribed for the block: each event as the flat dict adapters publish (``{"event": NAME, ...}``)."""
+        stream = self.subscribe()
+
+        async def fields() -> AsyncIterator[dict[str, object]]:
+            async for event in stream:
+                yield {"event": event.name, **event.fields()}
+
+        try:
+            yield fields()
+        finally:
+            stream.close()
 
     @property
     def subscriber_count(self) -> int:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EchoPath", "PacedCard", "PacedCardError", "paced_card"]
+__all__ = ["EchoPath", "PacedCard", "PacedCardError", "paced_card", "paced_card_as_default"]
 
 RATE = 16000  # the panel's talk rate; prompts at other rates are resampled by the server
 START_TIMEOUT = 10.0
@@ -234,3 +234,20 @@ def paced_card(directory: Path) -> Iterator[PacedCard]:
         yield card
     finally:
         _stop(proc)
+
+
+@contextmanager
+def paced_card_as_default(directory: Path) -> Iterator[PacedCard]:
+    """A paced card that is this process's ALSA default for the block (PortAudio and pjmedia read the variables
+    when they initialize, so create them inside); the previous environment comes back after."""
+    previous = {key: os.environ.get(key) for key in ("ALSA_CONFIG_PATH", "PULSE_SERVER")}
+    with paced_card(directory) as card:
+        os.environ.update(card.alsa_environ())
+        try:
+            yield card
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

@@ -98,21 +98,8 @@ class FakeApp:
     async def history(self, limit: int) -> list[dict[str, object]]:
         return []
 
-    @asynccontextmanager
-    async def _events(self) -> AsyncIterator[AsyncIterator[dict[str, object]]]:
-        stream = self.visit_log.subscribe()
-
-        async def fields() -> AsyncIterator[dict[str, object]]:
-            async for event in stream:
-                yield {"event": event.name, **event.fields()}
-
-        try:
-            yield fields()
-        finally:
-            stream.close()
-
     def events(self) -> Any:
-        return self._events()
+        return self.visit_log.event_dicts()
 
     async def selftest(self) -> list[SelftestRow]:
         return []

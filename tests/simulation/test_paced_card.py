@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import array
 import math
-import os
 import shutil
 import time
 import wave
@@ -14,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
+from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card_as_default
 from hw.settings import AudioConfig
 from hw.speaker import Speaker, tone
 
@@ -23,17 +22,8 @@ pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None, reason="need
 
 @pytest.fixture
 def card(tmp_path: Path) -> Iterator[PacedCard]:
-    previous = {k: os.environ.get(k) for k in ("ALSA_CONFIG_PATH", "PULSE_SERVER")}
-    with paced_card(tmp_path / "card") as running:
-        os.environ.update(running.alsa_environ())
-        try:
-            yield running
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with paced_card_as_default(tmp_path / "card") as running:
+        yield running
 
 
 def _samples(path: Path) -> array.array[int]:

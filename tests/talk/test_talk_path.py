@@ -25,7 +25,7 @@ import pytest
 
 from benchmarks.aec_speech import Signal, analyse_run, level_db, read_wav, speak
 from daemon.bridge import LoopBridge
-from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
+from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card_as_default
 from daemon.sip import CallEnded, MediaActive, SipEngine
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
@@ -46,17 +46,8 @@ VISITOR = "Boa tarde, é a entrega do mercado para o apartamento cento e um."
 @pytest.fixture
 def card(tmp_path: Path) -> Iterator[PacedCard]:
     """The paced card as this process's ALSA default: pjmedia lists devices at libInit, so set before it."""
-    previous = {k: os.environ.get(k) for k in ("ALSA_CONFIG_PATH", "PULSE_SERVER")}
-    with paced_card(tmp_path / "card") as running:
-        os.environ.update(running.alsa_environ())
-        try:
-            yield running
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with paced_card_as_default(tmp_path / "card") as running:
+        yield running
 
 
 def _resident_voice(tmp: Path, silence_s: float) -> Path:
