@@ -80,6 +80,8 @@ class Writer:
         self.last_error = ""
         self.dropped = 0  # records neither written nor spooled (the spool unwritable too): logged each time
         self.health = StorageHealth(False, f"{path}: not opened yet")
+        # One long-lived thread per History (not per write): it alone owns the SQLite connection, so a locked or
+        # slow database waits here and never on the loop or on a visit's path.
         self._thread = threading.Thread(target=self._main, name="history-writer", daemon=True)
 
     # -- any thread --
