@@ -66,7 +66,8 @@ class CallCommands:
             # pjsua reported DISCONNECTED inside makeCall yet returned success: nothing will follow.
             raise DialError(f"dial {uri}: pjsua ended the call at once: {rec.last_code} {rec.last_reason}")
         rec.handle = replace(rec.handle, slot=rec.call.getId())
-        log.info("sip %s: INVITE sent (ring timeout %s s)", rec.handle, ring_timeout)
+        limit = "the visit's own ring timer" if ring_timeout is None else f"ring timeout {ring_timeout:g} s"
+        log.info("sip %s: INVITE sent (%s)", rec.handle, limit)
         return rec.handle
 
     def _make_call(self, rec: CallRecord, uri: str) -> None:
