@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_net_recovery_prints_its_table() -> None:
     argv = [sys.executable, "-m", "benchmarks.net_recovery", "--cap", "3", "--outage", "1"]
     argv += ["--only", "address", "--only", "outage"]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| scenario | ours | pjsua2 defaults")

@@ -46,8 +46,8 @@ async def test_a_visit_reaches_the_broker_and_an_mqtt_open_pulses_the_relay(
             await anyio.sleep(0.3)
             for digit in CODE:
                 phone.command("sndcode", digit)
-                await anyio.sleep(0.3)  # digits closer than ~250 ms apart queue in pjsua
-            door = (await sub.next(f"{PREFIX}/event/door")).json()
+                await anyio.sleep(0.4)  # digits closer than ~250 ms apart queue in pjsua
+            door = (await sub.next(f"{PREFIX}/event/door", timeout=20)).json()
             assert door["action"] == "unlocked"
             outcome = (await sub.next(f"{PREFIX}/event/visit", timeout=20)).json()
             assert outcome["outcome"] == "door_opened" and outcome["door_opened"] is True

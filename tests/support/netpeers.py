@@ -115,7 +115,11 @@ class EngineProcess(PeerProcess):
                 stdout=subprocess.PIPE,
                 stderr=log,
                 cwd=root,
-                env={**os.environ, "PYTHONPATH": str(root)},
+                # The repo first, then whatever was there: dev.sh puts the pjsua2 source build on PYTHONPATH.
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+                },
             )
         # One reader for the process's life: its stdout is read with blocking calls.
         threading.Thread(target=self._read, name="engine-stdout", daemon=True).start()
