@@ -111,7 +111,7 @@ class PressRequest:
 
 @dataclass(frozen=True)
 class OpenRequest:
-    door: str | None = None  # None: the panel's door (today there is one)
+    door: str | None = None  # a [[doors]] name; None: the panel's first door
     command: ClassVar[Command] = Command.OPEN
 
 
