@@ -143,9 +143,24 @@ class MediaCommands:
         deadline = time.monotonic() + 2 * TALK_PORT_GRACE_S
         while self._retired_talk and time.monotonic() < deadline:
             ep.libHandleEvents(10)
+        self._stop_conference_clock(ep)
         self._retired_talk.clear()
         self._idle_talk.clear()
         self._ended_players.clear()
+
+    def _stop_conference_clock(self, ep: Any) -> None:
+        """Close the sound device (or the null device's clock) before any talk port is destroyed.
+
+        pjsua2's ``AudioMediaPort`` destructor removes its port from the conference and frees it at once,
+        but the conference applies a removal on its next clock tick: until then the clock thread may call
+        the freed port's callbacks (a segfault in ``onFrameReceived``, seen once in a CI run on the wheel).
+        With no device there is no clock thread, so nothing can call a port while it is dropped."""
+        if not self._idle_talk and not self._retired_talk:
+            return
+        try:
+            ep.audDevManager().setNoDev()
+        except pj.Error as exc:
+            log.warning("sip: closing the sound device before shutdown: %s", exc.info())
 
     def _retire_all_talk_ports(self) -> None:
         for rec in self._book.records.values():

@@ -6,10 +6,13 @@ Each deadlock test reproduces a "callback -> loop -> pjsua2 call" pattern that d
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -25,6 +28,7 @@ from daemon.sip import (
     MediaActive,
     SipEngine,
 )
+from daemon.sip._pj_media import MediaCommands
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, Sipp
 
@@ -192,3 +196,58 @@ async def test_talk_ports_are_reused_not_destroyed(tmp_path: Path, bridge: LoopB
                 assert [id(p) for p in idle] == [ports[0]]  # alive in the pool, so its id cannot be reused
                 del idle
             assert ports == [ports[0]] * 3
+
+
+class _ClockOrder:
+    """A stand-in Endpoint and talk ports that record, in order, when the device closes and ports die."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def audDevManager(self) -> _ClockOrder:
+        return self
+
+    def setNoDev(self) -> None:
+        self.events.append("clock stopped")
+
+    def libHandleEvents(self, ms: int) -> int:
+        time.sleep(ms / 1000)
+        return 0
+
+    def port(self) -> object:
+        port = type("Port", (), {})()
+        weakref.finalize(port, self.events.append, "port destroyed")
+        return port
+
+
+def test_shutdown_stops_the_conference_clock_before_talk_ports_die() -> None:
+    """pjsua2 frees an AudioMediaPort at once but the conference drops it on its next tick: a port
+    destroyed while the clock runs can be called after it is freed (a segfault in onFrameReceived, once
+    in a CI run). Shutdown closes the device (and so the clock thread) first."""
+    ep = _ClockOrder()
+    no_calls = SimpleNamespace(records={})  # release_all reads only the live calls
+    media = MediaCommands(no_calls, hooks=None)  # type: ignore[arg-type]
+    media._idle_talk.append(ep.port())  # type: ignore[arg-type]
+    media._retired_talk.append((0.0, ep.port()))  # type: ignore[arg-type]
+    media.release_all(ep)
+    gc.collect()
+    assert ep.events == ["clock stopped", "port destroyed", "port destroyed"]
+
+
+async def test_shutdown_with_talk_audio_flowing_again_and_again(tmp_path: Path, bridge: LoopBridge) -> None:
+    """The engine stops while a call's audio runs through a talk port, eight times in one process: the
+    ports go only after the clock has stopped, and nothing crashes or hangs."""
+    with Baresip(tmp_path) as phone:
+        for _ in range(8):
+            engine = SipEngine(make_config(), bridge)
+            async with engine:
+                log = EventLog(engine)
+                call = await engine.dial(phone.uri)
+                await log.wait(MediaActive, call)
+                audio = await engine.connect_audio_bridge(call)
+                frame = await anyio.to_thread.run_sync(audio.received.get, 3.0)
+                assert frame is not None and len(frame) == audio.frame_bytes
+            assert audio.closed
+            assert engine.destroy_seconds < 2.0
+            assert not any(t.name == "sip-owner" for t in threading.enumerate())
+            await phone.wait_event("CALL_CLOSED", 5)
