@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         "--visits", type=_visit_count, default=1, help=f"how many visits to simulate (1..{MAX_DEMO_VISITS})"
     )
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its files")
+    demo.add_argument(
+        "--audio",
+        choices=("paced", "file", "host"),
+        default=None,
+        help="the panel's sound card: a paced virtual card (default when PulseAudio is installed), "
+        "an ALSA file capture, or this machine's own card",
+    )
     return p
 
 
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "demo":
         from daemon.demo import run_demo
 
-        return run_demo(visits=args.visits, workdir=args.workdir)
+        return run_demo(visits=args.visits, workdir=args.workdir, audio=args.audio)
     try:
         config, warnings = check_config(args.config)
     except ConfigError as exc:
