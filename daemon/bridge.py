@@ -83,7 +83,8 @@ class EventChannel(Generic[T]):
         send, receive = anyio.create_memory_object_stream[T](max_buffer)
         self._send: MemoryObjectSendStream[T] = send
         self.receive: MemoryObjectReceiveStream[T] = receive
-        self.lost = 0
+        self.lost = 0  # events the consumer should have had: an error
+        self.after_close = 0  # events posted after close() (shutdown): expected
 
     def post(self, event: T) -> None:
         """Deliver ``event`` to the loop. Safe from any thread, including the loop's own."""
@@ -92,7 +93,12 @@ class EventChannel(Generic[T]):
     def _send_in_loop(self, event: T) -> None:
         try:
             self._send.send_nowait(event)
-        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        except anyio.ClosedResourceError:
+            # We closed it: the daemon is stopping, and what its parts report while they close (a relay
+            # pulse ending) has nobody left to act on it. Said, not an error.
+            self.after_close += 1
+            log.info("event channel closed (stopping): %r not delivered", event)
+        except (anyio.WouldBlock, anyio.BrokenResourceError):
             self.lost += 1
             log.error("event channel: lost %r (consumer gone or full)", event)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import statistics
 import time
 
@@ -250,3 +251,27 @@ async def test_events_reach_the_loop_when_pins_are_driven_on_the_loop_thread(fac
         bridge.close()
         channel.close()
         channel.receive.close()
+
+
+async def test_an_event_after_shutdown_is_said_not_reported_as_lost(caplog: pytest.LogCaptureFixture) -> None:
+    """A relay pulse that ends while the daemon stops posts after the channel was closed on purpose: that is
+    logged at INFO and counted apart; an event the consumer should have had (it went away) stays an ERROR."""
+    caplog.set_level(logging.INFO, logger="daemon.bridge")
+    bridge = LoopBridge()
+    closed: EventChannel[HwEvent] = EventChannel(bridge)
+    abandoned: EventChannel[HwEvent] = EventChannel(bridge)
+    try:
+        closed.close()
+        abandoned.receive.close()
+        closed.post(TamperCleared(at=0.0))
+        abandoned.post(TamperCleared(at=0.0))
+        with anyio.fail_after(2):
+            while closed.after_close + abandoned.lost < 2:
+                await anyio.sleep(0.01)
+        assert (closed.after_close, closed.lost, abandoned.lost) == (1, 0, 1)
+        levels = {r.levelname for r in caplog.records if r.name == "daemon.bridge"}
+        assert levels == {"INFO", "ERROR"}
+    finally:
+        bridge.close()
+        closed.receive.close()
+        abandoned.close()
