@@ -144,7 +144,7 @@ class PinVerdict(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PinGuard:
-    """Lockout state for the panel's keypad; survives visits (and reloads), not restarts."""
+    """Lockout state for the panel's keypad; survives visits, reloads and restarts (daemon/lockouts.py saves it)."""
 
     wrong_in_a_row: int = 0
     wrong_since_good: int = 0

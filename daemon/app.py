@@ -30,12 +30,11 @@ from daemon.config import Config, check_config, dial_problems, directory_csv, ur
 from daemon.config_changes import split_changes, with_live_settings
 from daemon.errors import IntercomError, SipError, hw_errors
 from daemon.facade import AppFacade, OpenResult, PressResult, ReloadResult, SelftestRow
-from daemon.flow.codes import Lockout
 from daemon.flow.ports import VisitPorts
 from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
-from daemon.lockouts import LOCKOUTS_FILE, load_lockouts, save_lockouts
+from daemon.lockouts import LOCKOUTS_FILE, SavedLockouts, load_lockouts, save_lockouts
 from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
@@ -104,7 +103,7 @@ class IntercomApp:
             self.visit_history = History.in_state_dir(state_dir)
             self._lockouts_path = state_dir / LOCKOUTS_FILE
             lockouts = await anyio.to_thread.run_sync(load_lockouts, self._lockouts_path)
-            self._saved = set(lockouts)
+            self._saved = set(lockouts.apartments)
             await stack.enter_async_context(self.visit_history)
             self.prompts = await PromptCache(Path(cfg.paths.cache_dir)).prepare(cfg.prompts)
             self.sip = await stack.enter_async_context(SipEngine(cfg.sip, bridge, cfg.audio))
@@ -127,7 +126,7 @@ class IntercomApp:
                     with anyio.CancelScope(shield=True):
                         await self.visit_log.aclose()  # drains the queue, then run() returns
 
-    def _wire_visits(self, cfg: Config, lockouts: dict[str, Lockout]) -> None:
+    def _wire_visits(self, cfg: Config, lockouts: SavedLockouts) -> None:
         """The visit router and the ports it drives (the engine and the panel are up)."""
         talk = None
         if not self.sip.has_sound_device:
@@ -147,7 +146,9 @@ class IntercomApp:
             on_start=self._visit_started,
             on_done=self._visit_done,
             on_progress=self._visit_progress,
-            lockouts=lockouts,
+            lockouts=lockouts.apartments,
+            pin_guard=lockouts.pins,
+            on_pin_guard_change=self._save_lockouts,
             on_open=self._record_open,
         )
 
@@ -200,9 +201,10 @@ class IntercomApp:
     async def _save_lockouts(self) -> None:
         # A restart must not forgive wrong codes. Bounded: a hung file system costs the count, not the visit.
         lockouts = self.visits.lockouts
+        saved = SavedLockouts(lockouts, self.visits.pins.guard)
         try:
             with anyio.fail_after(1):
-                await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, lockouts, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, saved, abandon_on_cancel=True)
         except (OSError, TimeoutError) as exc:
             log.warning("lockouts %s: not saved (%s)", self._lockouts_path, exc)
         self._saved = {name for name, lockout in lockouts.items() if lockout.wrong_in_a_row or lockout.locked_until}

@@ -1,7 +1,8 @@
 """Access PINs typed at the keypad, evaluated one at a time in a task of the router's group.
 
-The guard (:class:`daemon.access.PinGuard`) is panel-wide and outlives reloads: a brute force cannot reset it by
-spreading guesses over PINs, doors or configurations. A PIN typed while the keypad's PINs are locked is refused
+The guard (:class:`daemon.access.PinGuard`) is panel-wide and outlives reloads and restarts (each change is
+handed to ``on_guard_change``, which saves it): a brute force cannot reset it by spreading guesses over PINs, doors
+or configurations, nor by getting the daemon restarted. A PIN typed while the keypad's PINs are locked is refused
 without being evaluated, when it is typed and again when its turn comes (the PIN just before may have started
 the lockout). The slow hash runs in one worker thread, never on the loop. Nothing here logs a PIN: only who it
 turned out to be (its label), which door, and how.
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from daemon.access import PinGuard
+from daemon.access import AccessPin, PinGuard
 from daemon.config import Config
 from daemon.flow.keypad import Tone
 from daemon.flow.ports import VisitLogPort
@@ -38,10 +39,13 @@ class PinDesk:
         say: Callable[[Prompt], None],
         tone: Callable[[Tone], None],
         open_door: Callable[[str, str, str], bool],
+        guard: PinGuard | None = None,
+        on_guard_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._log = visit_log
         self._say, self._tone, self._open = say, tone, open_door
-        self.guard = PinGuard()
+        self.guard = guard or PinGuard()
+        self._on_guard_change = on_guard_change
         self._limiter = anyio.CapacityLimiter(1)  # scrypt in one worker thread
         # Unbounded but slow to fill: each PIN takes a visitor several keys, and a lockout empties it unevaluated.
         send, receive = anyio.create_memory_object_stream[tuple[str, Config]](math.inf)
@@ -71,6 +75,12 @@ class PinDesk:
             return
         found = await anyio.to_thread.run_sync(config.pin_book.lookup, pin, limiter=self._limiter)
         del pin  # what was typed is not needed any more: only who it was
+        before = self.guard
+        self._judge(found, config)
+        if self.guard != before and self._on_guard_change is not None:
+            await self._on_guard_change()  # saved before the next PIN is evaluated
+
+    def _judge(self, found: AccessPin | None, config: Config) -> None:
         if found is None:
             self._wrong(config)
         elif not found.valid_at(datetime.now()):  # windows are in the panel's local time

@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from daemon.access import PinGuard
 from daemon.config import INBOUND_APARTMENT, Apartment, Config
 from daemon.flow.codes import Lockout
 from daemon.flow.entry import KeypadEntry
@@ -82,6 +83,8 @@ class VisitRouter:
         on_done: Callable[[VisitResult, VisitRequest], Awaitable[None]],
         on_progress: Callable[[VisitResult, VisitRequest], None] | None = None,
         lockouts: dict[str, Lockout] | None = None,
+        pin_guard: PinGuard | None = None,
+        on_pin_guard_change: Callable[[], Awaitable[None]] | None = None,
         on_open: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.config = config
@@ -106,7 +109,14 @@ class VisitRouter:
         self._tone_next: Tone | None = None  # an error tone asked for while a click played
         limits = config.keypad.limits if config.keypad is not None else KeypadLimits()
         self.keypad = KeypadEntry(limits, self._keypad_action)
-        self.pins = PinDesk(visit_log, say=self._say_soon, tone=self._tone_soon, open_door=self.open_for)
+        self.pins = PinDesk(
+            visit_log,
+            say=self._say_soon,
+            tone=self._tone_soon,
+            open_door=self.open_for,
+            guard=pin_guard,
+            on_guard_change=on_pin_guard_change,
+        )
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
 

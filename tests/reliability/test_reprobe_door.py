@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.access import PinGuard
 from daemon.config import default_config_text, parse_config
 from daemon.errors import ConfigError
 from daemon.flow.codes import Lockout, Verdict, abandon_typed, enter_digit
@@ -20,7 +21,7 @@ from daemon.flow.commands import Log, PulseDoor
 from daemon.flow.events import Dtmf, LegAnswered, LegEnded, Start, TimerFired
 from daemon.flow.machine import DIGIT_TIMEOUT, VisitState, new_visit, step
 from daemon.flow.vocabulary import Timer
-from daemon.lockouts import load_lockouts, save_lockouts
+from daemon.lockouts import SavedLockouts, load_lockouts, save_lockouts
 from tests.reliability._daemon import Intercomd, daemon_config
 from tests.reliability._support import apartment
 from tests.support.peers import Baresip
@@ -163,10 +164,17 @@ def test_a_restart_does_not_forgive_wrong_codes(tmp_path: Path, prompt_cache: Pa
 def test_saved_lockouts_survive_a_reload_of_the_file_and_a_damaged_file_is_no_crash(tmp_path: Path) -> None:
     path = tmp_path / "lockouts.json"
     now = time.monotonic()
-    save_lockouts(path, {"A": Lockout(0, now + 300), "B": Lockout(2), "C": Lockout()})
+    pins = PinGuard(wrong_in_a_row=0, wrong_since_good=7, lockouts=2, locked_until=now + 1200)
+    save_lockouts(path, SavedLockouts({"A": Lockout(0, now + 300), "B": Lockout(2), "C": Lockout()}, pins))
     loaded = load_lockouts(path)
-    assert set(loaded) == {"A", "B"} and loaded["B"] == Lockout(2)  # C had nothing to keep
-    assert 299 < loaded["A"].locked_until - time.monotonic() <= 300
+    assert set(loaded.apartments) == {"A", "B"} and loaded.apartments["B"] == Lockout(2)  # C had nothing to keep
+    assert 299 < loaded.apartments["A"].locked_until - time.monotonic() <= 300
+    assert (loaded.pins.wrong_since_good, loaded.pins.lockouts) == (7, 2)  # the next lockout still doubles
+    assert 1199 < loaded.pins.locked_until - time.monotonic() <= 1200
     for damaged in ("", "[1]", '{"A": {"wrong": "x"}}', '{"A": {"wrong": 1, "until": NaN}}', "\x00\xff"):
         path.write_text(damaged, encoding="latin-1")
-        assert load_lockouts(path) == {}
+        assert load_lockouts(path) == SavedLockouts()
+    path.write_text('{"apartments": {}, "keypad_pins": {"wrong": -1, "since_good": 0, "lockouts": 0, "until": 0}}')
+    assert load_lockouts(path) == SavedLockouts()
+    path.write_text('{"A": {"wrong": 2, "until": 0}}')  # the first format: the apartments' map alone
+    assert load_lockouts(path) == SavedLockouts({"A": Lockout(2)})

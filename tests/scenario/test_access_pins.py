@@ -4,6 +4,7 @@ guard: lockout, the alarm, and a PIN typed during the lockout not even evaluated
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,3 +106,22 @@ async def test_brute_force_locks_the_keypad_raises_the_alarm_and_a_pin_in_the_lo
     assert names == ["PIN_REJECTED", "PIN_REJECTED", "PIN_REJECTED", "PIN_LOCKOUT", "PIN_ALARM", "PIN_REFUSED"]
     assert events[-1]["text"] == "locked out: not evaluated" and events[2]["attempts"] == 3
     assert_never_quoted(tmp_path, RESIDENT, *guesses)
+
+
+async def test_a_restart_does_not_forgive_wrong_pins(tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture) -> None:
+    """Like the apartments' codes: the keypad's PIN lockout, its streak and its count toward the alarm are saved,
+    so a crash, the watchdog or a power cut does not hand a brute force a fresh set of tries."""
+    resident = PinConfig("resident", hash_pin(RESIDENT, SALT))
+    config = pins_config(tmp_path, prompt_cache, resident, wrong_limit=3, lockout_seconds=600)
+    async with run_keypad(config) as panel:
+        for guess in ("11111", "22222", "33333"):
+            await panel.type(f"#{guess}#")
+        await panel.until(lambda: logged(panel, "PIN_LOCKOUT"), 10, "keypad locked")
+    async with run_keypad(config) as restarted:
+        guard = restarted.app.visits.pins.guard
+        await restarted.type(f"#{RESIDENT}#")  # the right PIN, after the restart, during the lockout
+        await restarted.until(lambda: logged(restarted, "locked out: not evaluated"), 5, "refused unevaluated")
+        energized = any(s.state for pin in (25, 27) for s in restarted.factory.pin(pin).states)
+    assert not energized
+    assert (guard.wrong_since_good, guard.lockouts) == (3, 1)
+    assert 590 < guard.locked_until - time.monotonic() <= 600
