@@ -27,7 +27,11 @@ T = TypeVar("T")
 
 _MISSING = object()
 _RANGES_CHECKED: set[type[Any]] = set()  # dataclasses whose every number declares a Range
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline are fine (multi-line prompt texts)
+# Tab and newline are fine (multi-line prompt texts). Refused: C0 and C1 controls (ESC sequences repaint a
+# terminal), the line and paragraph separators (a log line split in two), and Unicode's bidirectional
+# formatting marks, embeddings, overrides and isolates: a name holding U+202E prints reversed in logs,
+# `intercomctl` and Home Assistant, so "101" can show as another apartment ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _SECRET = re.compile(r"code|password|pin_hash", re.IGNORECASE)  # never echo these values back in a problem
 
 
@@ -174,7 +178,10 @@ def _scalar(tp: Any, data: object, problems: list[str], path: str, bounds: Range
             problems.append(f"{_where(path)}: expected a string, got {_show(path, data)}")
             return _MISSING
         if _CONTROL.search(data):
-            problems.append(f"{_where(path)}: contains a control character (NUL, ESC, CR, ...); remove it")
+            problems.append(
+                f"{_where(path)}: contains a control or bidirectional-formatting character "
+                f"(NUL, ESC, CR, U+202E, ...) at position {_CONTROL.search(data).start()}; remove it"  # type: ignore[union-attr]
+            )
             return _MISSING
         return data
     raise TypeError(f"settings_schema: unsupported field type {tp!r} at {path}")

@@ -48,6 +48,14 @@ BROKEN: list[tuple[str, str, str]] = [
     ("unknown-section-key", with_lines("pulse_seconds = 3.0", "pulse_seconds = 3.0\nlength = 2"), "relay.length"),
     ("section-is-a-number", "relay = 5\n" + BASE.replace("[relay]", "[unused]", 1), "relay: expected a table"),
     ("control-char", with_lines('panel_name = "Portão principal"', 'panel_name = "a\\u0000b"'), "panel_name: contains"),
+    ("c1-control", with_lines('panel_name = "Portão principal"', 'panel_name = "a\\u009bb"'), "panel_name: contains"),
+    ("bidi-override", with_lines('panel_name = "Portão principal"', 'panel_name = "\\u202e101"'), "at position 0"),
+    ("bidi-isolate", with_lines('panel_name = "Portão principal"', 'panel_name = "1\\u2066"'), "panel_name: contains"),
+    (
+        "line-separator",
+        with_lines('panel_name = "Portão principal"', 'panel_name = "a\\u2028b"'),
+        "panel_name: contains",
+    ),
     # --- numbers: finite, in range, the right kind (tests/config/test_ranges.py walks every one)
     ("relay-pin-string", with_lines("pin = 27", "pin = 'GPIO27'"), "relay.pin: expected a whole number"),
     ("relay-pin-out-of-range", with_lines("pin = 27", "pin = 40"), "relay.pin: 40 out of range 0..27"),
@@ -472,3 +480,11 @@ def test_what_this_host_cannot_run_is_refused(tmp_path: Path, make: Callable[[Pa
 
 def test_the_default_config_runs_on_this_host_when_its_directories_can_be_made(tmp_path: Path) -> None:
     assert host_problems(parse_config(hermetic(tmp_path))) == []
+
+
+@pytest.mark.parametrize("name", ["Portão São João", "שער ראשי", "البوابة", "Tor 🚪", "Haus\tA"])
+def test_names_in_any_script_are_accepted(name: str) -> None:
+    """What is refused is formatting that lies about the text, not a language: right-to-left letters, emoji and
+    accents are fine."""
+    config = parse_config(with_lines('panel_name = "Portão principal"', f'panel_name = "{name}"'))
+    assert config.panel_name == name
