@@ -151,10 +151,11 @@ class MediaCommands:
     def _stop_conference_clock(self, ep: Any) -> None:
         """Close the sound device (or the null device's clock) before any talk port is destroyed.
 
-        pjsua2's ``AudioMediaPort`` destructor removes its port from the conference and frees it at once,
-        but the conference applies a removal on its next clock tick: until then the clock thread may call
-        the freed port's callbacks (a segfault in ``onFrameReceived``, seen once in a CI run on the wheel).
-        With no device there is no clock thread, so nothing can call a port while it is dropped."""
+        With no device there is no clock thread, so no frame reaches Python while the owner tears pjsua2's
+        objects down. pjsua2 2.15.1's source guards an ``AudioMediaPort`` with a group lock (its destructor
+        detaches the callbacks under it), yet destroying ports while the clock ran segfaulted here before
+        (once in ~1,500 drops, hence the reuse), and one CI run on the wheel segfaulted inside
+        ``onFrameReceived`` in a talk scenario, cause not pinned down: at shutdown, take no chance."""
         if not self._idle_talk and not self._retired_talk:
             return
         try:

@@ -221,9 +221,8 @@ class _ClockOrder:
 
 
 def test_shutdown_stops_the_conference_clock_before_talk_ports_die() -> None:
-    """pjsua2 frees an AudioMediaPort at once but the conference drops it on its next tick: a port
-    destroyed while the clock runs can be called after it is freed (a segfault in onFrameReceived, once
-    in a CI run). Shutdown closes the device (and so the clock thread) first."""
+    """Destroying talk ports while pjmedia's clock ran segfaulted (once in ~1,500 drops; and once in CI on the
+    wheel, inside onFrameReceived): shutdown closes the device, and so the clock thread, first."""
     ep = _ClockOrder()
     no_calls = SimpleNamespace(records={})  # release_all reads only the live calls
     media = MediaCommands(no_calls, hooks=None)  # type: ignore[arg-type]
