@@ -378,7 +378,10 @@ def _timer(state: VisitState, name: Timer) -> Result:
     if name is Timer.CALL_WARNING and state.answered is not None:
         # Both sides hear it: the resident in the call, the visitor at the gate (through the call's own audio
         # path while it holds the card: daemon/speaker_route.py).
-        warn = [cmd.PlayToCall(state.answered, Prompt.CALL_ENDING), cmd.PlayPrompt(Prompt.CALL_ENDING)]
+        warn: list[cmd.Command] = [
+            cmd.PlayToCall(state.answered, Prompt.CALL_ENDING),
+            cmd.PlayPrompt(Prompt.CALL_ENDING),
+        ]
         return state, [*warn, cmd.Log("CALL_WARNING", "", "")]
     if name in (Timer.MAX_CALL, Timer.HANGUP_AFTER_OPEN) and state.answered is not None:
         outcome, farewell = _call_outcome(state)
