@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import wave
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -90,10 +91,50 @@ async def test_door_open_prompt_is_heard_during_the_call_with_its_audio_flowing(
                 door_open = app.prompts.speaker_pcm("door_open")
                 assert app.sip.fault_counters == (0, 0)
     assert streams_during_prompt == [1], "the card was opened twice by this process while the prompt played"
-    heard = read_wav(speaker)
+    _assert_heard_with_the_call(read_wav(speaker), door_open.data, door_open.rate, phone)
+
+
+async def test_call_ending_warning_is_heard_at_the_gate_during_the_call(tmp_path: Path, prompt_cache: Path) -> None:
+    """The warning goes to the resident in the call and to the visitor through the card, the call going on."""
+    resident = write_tones_wav(tmp_path / "resident.wav", [(RESIDENT_HZ, 60.0)])
+    visitor = write_tones_wav(tmp_path / "visitor.wav", [(VISITOR_HZ, 3.0)], rate=RATE)
+    with (
+        paced_card_as_default(tmp_path / "card") as card,
+        Baresip(tmp_path, user="101", audio_source=resident) as phone,
+    ):
+        apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="talk")
+        # The warning 2 s into the call, the call cut 5 s later: the warning (~2 s) plays inside the call.
+        config = scenario_config(tmp_path, prompt_cache, [apt], max_call_seconds=7, call_warning_seconds=5)
+        with card.record_speaker(tmp_path / "speaker.wav") as speaker:
+            async with run_panel(config) as panel:
+                app = panel.app
+                if not app.sip.has_sound_device:
+                    pytest.skip(f"this pjsua2 has no sound device ({app.sip.info}): the talk path needs a source build")
+                await panel.press()
+                await phone.wait_event("CALL_ESTABLISHED", 10)
+                await panel.until(lambda: app.sip.talk_holds_sound_device, 5, "the call's audio on the card")
+                portaudio_prompts = app.speaker_route.portaudio_prompts
+                with card.talk(visitor):
+                    await panel.until(lambda: _played("call_ending", panel.events()), 10, "the warning played")
+                # It played whole inside the call, and not through PortAudio (the farewell after the call does).
+                assert app.speaker_route.portaudio_prompts == portaudio_prompts
+                assert app.speaker_route.conference_prompts == 1
+                assert "CALL_CLOSED" not in [e.get("type") for e in phone.all_events]
+                await phone.wait_event("CALL_CLOSED", 10)  # cut at max_call_seconds
+                await panel.visit_done()
+                warning = app.prompts.speaker_pcm("call_ending")
+    _assert_heard_with_the_call(read_wav(speaker), warning.data, warning.rate, phone)
+
+
+def _played(prompt: str, events: list[dict[str, Any]]) -> bool:
+    return any(e["event"] == "PLAYBACK_END" and e["text"] == prompt for e in events)
+
+
+def _assert_heard_with_the_call(heard: Signal, pcm: bytes, rate: int, phone: Baresip) -> None:
+    """The prompt ``pcm`` reached the gate whole, with the resident's tone under it; the visitor reached the phone."""
     # "porta aberta" is in what the gate heard, whole: aligned by cross-correlation with the resident's tone
     # taken out of both, it correlates strongly with the prompt as prepared.
-    prompt = _without(_resampled(door_open.data, door_open.rate), RATE, RESIDENT_HZ)
+    prompt = _without(_resampled(pcm, rate), RATE, RESIDENT_HZ)
     clean = _without(heard, RATE, RESIDENT_HZ)
     lag = lag_of(prompt, clean)
     assert 0 <= lag <= len(clean) - len(prompt), f"the prompt is not inside the recording (lag {lag})"
