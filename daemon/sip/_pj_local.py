@@ -44,8 +44,9 @@ class _Playing:
 
 
 class LocalPrompts:
-    """Prompts on the sound device's playback port. Refused unless a call is bridged to the sound device:
-    outside calls the card belongs to PortAudio (the speaker), and a player on port 0 would open it here too."""
+    """Prompts on the sound device's playback port. Refused unless the card is pjmedia's for talk (a call bridged
+    to it, or a prompt of ours still playing there): otherwise it belongs to PortAudio (the speaker), and a player
+    on port 0 would open it here too."""
 
     def __init__(self, book: CallBook, hooks: OwnerHooks, bridge: LoopBridge) -> None:
         self._book = book
@@ -72,7 +73,8 @@ class LocalPrompts:
         (1.0: unchanged); ``finish`` is told how it ended. Returns the id :meth:`stop` takes."""
         if not self.has_sound_device:
             raise SipError("play_local: this pjsua2 build has no sound device")
-        if not self._call_on_card():
+        self.refresh()
+        if not self.card_held:
             raise SipError("play_local: no call holds the sound device (the speaker's prompts go through PortAudio)")
         player = PjPlayer(self._hooks, 0)
         player.createPlayer(wav_path, pj.PJMEDIA_FILE_NO_LOOP)

@@ -237,8 +237,8 @@ class SipEngine:
 
     async def play_local(self, wav_path: str, *, level: float = 1.0, limit: float) -> LocalPromptEnded:
         """Play a WAV (16-bit PCM) on the panel's own speaker through pjsua2's conference, mixed with the call's
-        audio, at ``level`` (1.0: unchanged); returns when it ended. Only while a call holds the sound device
-        (SipError otherwise: outside calls the speaker plays through PortAudio). Cancelling the caller stops it
+        audio, at ``level`` (1.0: unchanged); returns when it ended. Only while :attr:`talk_holds_sound_device`
+        (SipError otherwise: the card is PortAudio's then). Cancelling the caller stops it
         within a conference tick; a prompt still playing after ``limit`` seconds is stopped and SipError raised."""
         waiter = _LocalWaiter()
         # Shielded (and bounded by the command timeout): a cancel while the owner starts the player would
