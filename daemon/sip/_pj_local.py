@@ -127,4 +127,5 @@ class LocalPrompts:
         self._retired.append((now + LOCAL_PLAYER_GRACE_S, playing.player))
         seconds = now - playing.started
         log.debug("sip: local prompt %s after %.2f s", end.value, seconds)
+        self.refresh()  # before the caller hears of the end: its next prompt may go to PortAudio
         self._bridge.call(playing.finish, LocalPromptEnded(end, seconds))

@@ -93,9 +93,10 @@ async def test_a_prompt_during_talk_is_mixed_with_the_call_on_one_card_stream(
     # While the prompt played, the resident's voice went on reaching the speaker: both tones in the same slices.
     both = (prompt_slices & resident_slices).sum() / prompt_slices.sum()
     assert both >= 0.8, f"the resident was heard in only {both:.0%} of the prompt's slices"
-    # ... and before and after it: the prompt took nothing away from the call.
-    where = np.flatnonzero(prompt_slices)
-    assert resident_slices[: where[0]].any() and resident_slices[where[-1] + 1 :].sum() * SLICE_S >= 0.5
+    # ... and after it: the prompt's end took nothing away from the call. (What came before it may be missing from
+    # the recording: the card's first output lags the connection by its prebuffer, more on a busy machine.)
+    after = resident_slices[np.flatnonzero(prompt_slices)[-1] + 1 :]
+    assert after.sum() * SLICE_S >= 0.5, f"the resident was heard for {after.sum() * SLICE_S:.2f} s after the prompt"
     # The visitor, who spoke only while the prompt played, reached the resident.
     [received] = phone.received_recordings()
     said = tone_slices(read_wav(received), _wav_rate(received), VISITOR_HZ).sum() * SLICE_S
@@ -140,3 +141,39 @@ async def test_cancelling_a_local_prompt_stops_it_within_a_tick(
     # Heard for about the second it was allowed (plus the card's buffering), never the 10 s of the file.
     assert 0.7 <= heard.sum() * SLICE_S <= 1.4, f"{heard.sum() * SLICE_S:.2f} s of the prompt heard"
     assert not np.any(heard[int(2.0 / SLICE_S) + np.argmax(heard) :])
+
+
+async def test_a_prompt_outlives_its_call_and_keeps_the_card_until_it_ends(
+    card: PacedCard, tmp_path: Path, bridge: LoopBridge
+) -> None:
+    """'porta aberta' goes on after the hang-up that follows the opening: the card stays pjmedia's until it ends
+    (PortAudio must not open it meanwhile), and a prompt asked for meanwhile joins it in the conference."""
+    long_prompt = write_tones_wav(tmp_path / "long.wav", [(PROMPT_HZ, 3.0)], rate=16000)
+    short_prompt = write_tones_wav(tmp_path / "short.wav", [(VISITOR_HZ, 0.5)], rate=16000)
+    ended: list[LocalPromptEnded] = []
+    with Baresip(tmp_path) as phone:
+        async with SipEngine(make_config(), bridge, AudioConfig()) as engine:
+            if not engine.has_sound_device:
+                pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
+            log = EventLog(engine)
+            call = await engine.dial(phone.uri, ring_timeout=10)
+            await log.wait(MediaActive, call)
+            await engine.connect_sound_device(call)
+
+            async def play_long() -> None:
+                ended.append(await engine.play_local(str(long_prompt), limit=10))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(play_long)
+                await anyio.sleep(0.5)
+                await engine.hangup(call)
+                await log.wait(CallEnded, call)
+                assert engine.talk_holds_sound_device, "the card was given up under a prompt still playing"
+                short = await engine.play_local(str(short_prompt), limit=5)
+                assert engine.talk_holds_sound_device
+            assert not engine.talk_holds_sound_device  # both ended: the card is PortAudio's again
+            with pytest.raises(SipError, match="no call holds the sound device"):
+                await engine.play_local(str(short_prompt), limit=5)
+    assert short.end is LocalPromptEnd.FINISHED
+    [long] = ended
+    assert long.end is LocalPromptEnd.FINISHED and long.seconds >= 2.7
