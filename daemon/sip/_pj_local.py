@@ -44,9 +44,8 @@ class _Playing:
 
 
 class LocalPrompts:
-    """Prompts on the sound device's playback port. Refused unless the card is pjmedia's for talk (a call bridged
-    to it, or a prompt of ours still playing there): otherwise it belongs to PortAudio (the speaker), and a player
-    on port 0 would open it here too."""
+    """Prompts on the sound device's playback port. Refused unless the card is pjmedia's (:meth:`refresh`):
+    otherwise it belongs to PortAudio (the speaker), and a player on port 0 would open it here too."""
 
     def __init__(self, book: CallBook, hooks: OwnerHooks, bridge: LoopBridge) -> None:
         self._book = book
@@ -60,13 +59,29 @@ class LocalPrompts:
         # Read by the loop (SipEngine.talk_holds_sound_device): a bool replaced whole on this thread.
         self.card_held = False
 
+    @property
+    def playing(self) -> bool:
+        """A prompt of ours plays on the card: whoever closes the card when idle must wait for it."""
+        return bool(self._playing)
+
     def refresh(self) -> None:
-        """Recompute :attr:`card_held`: a call's audio is on the sound device, or a prompt still plays there
-        (it outlives the call it started in: "porta aberta" is heard whole after the hang-up)."""
-        self.card_held = self._call_on_card() or bool(self._playing)
+        """Recompute :attr:`card_held`: a call's audio is bridged to the sound device (its media may still be on
+        its way), a prompt of ours still plays there (it outlives the call it started in: "porta aberta" is heard
+        whole after the hang-up), or pjmedia simply has the card open (it closes it some time after a call, or
+        never with ``sndAutoCloseTime = -1``). The last is the ground truth PortAudio needs; the first two cover
+        the moments before pjmedia opens it and keep it open."""
+        self.card_held = self._call_on_card() or bool(self._playing) or self._card_open()
 
     def _call_on_card(self) -> bool:
         return any(rec.sound_device for rec in self._book.records.values())
+
+    def _card_open(self) -> bool:
+        if self.ep is None or not self.has_sound_device:
+            return False  # the null device is not a card: PortAudio's prompts never meet it
+        try:
+            return bool(self.ep.audDevManager().sndIsActive())
+        except pj.Error:
+            return False
 
     def play(self, wav_path: str, level: float, finish: LocalFinish) -> int:
         """Start ``wav_path`` (16-bit PCM, any rate: the conference resamples) on the card at ``level``
@@ -75,7 +90,7 @@ class LocalPrompts:
             raise SipError("play_local: this pjsua2 build has no sound device")
         self.refresh()
         if not self.card_held:
-            raise SipError("play_local: no call holds the sound device (the speaker's prompts go through PortAudio)")
+            raise SipError("play_local: the sound card is not pjmedia's (no call on it): PortAudio plays the prompts")
         player = PjPlayer(self._hooks, 0)
         player.createPlayer(wav_path, pj.PJMEDIA_FILE_NO_LOOP)
         param = pj.AudioMediaTransmitParam()

@@ -230,9 +230,11 @@ class SipEngine:
 
     @property
     def talk_holds_sound_device(self) -> bool:
-        """pjmedia has the card for talk: a call's audio is bridged to the sound device, or a prompt started
-        with :meth:`play_local` still plays. The panel's prompts then go through :meth:`play_local`, never
-        through PortAudio (a Pi's ``hw:`` device opens once). Updated by the owner thread on each turn."""
+        """pjmedia has the card (a sound device, never the null device): a call's audio is bridged to it, a
+        prompt started with :meth:`play_local` still plays, or pjmedia has not closed it since. The panel's
+        prompts then go through :meth:`play_local`, never through PortAudio (a Pi's ``hw:`` device opens once).
+        Updated by the owner thread on each turn, and before it answers ``connect_sound_device`` or reports a
+        call's end or a local prompt's."""
         return self._owner is not None and self._owner.local.card_held
 
     async def play_local(self, wav_path: str, *, level: float = 1.0, limit: float) -> LocalPromptEnded:

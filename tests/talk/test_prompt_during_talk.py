@@ -65,7 +65,6 @@ async def test_a_prompt_during_talk_is_mixed_with_the_call_on_one_card_stream(
             with card.record_speaker(tmp_path / "speaker.wav") as speaker:
                 call = await engine.dial(phone.uri, ring_timeout=10)
                 await log.wait(MediaActive, call)
-                assert not engine.talk_holds_sound_device
                 await engine.connect_sound_device(call)
                 assert engine.talk_holds_sound_device
                 await anyio.sleep(1.0)  # the resident's voice alone first
@@ -81,7 +80,6 @@ async def test_a_prompt_during_talk_is_mixed_with_the_call_on_one_card_stream(
                 await anyio.sleep(1.0)  # the resident alone again; the visitor's last frames cross
                 await engine.hangup(call)
                 await log.wait(CallEnded, call)
-            assert not engine.talk_holds_sound_device
     assert streams == 1, f"{streams} playback streams from this process while the prompt played in the call"
     [result] = ended
     assert result.end is LocalPromptEnd.FINISHED
@@ -111,7 +109,7 @@ async def test_a_local_prompt_is_refused_while_no_call_holds_the_card(
     async with SipEngine(make_config(), bridge, AudioConfig()) as engine:
         if not engine.has_sound_device:
             pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
-        with pytest.raises(SipError, match="no call holds the sound device"):
+        with pytest.raises(SipError, match="the sound card is not pjmedia's"):
             await engine.play_local(str(prompt), limit=5)
         assert playback_streams_of_this_process(card) == 0
         assert not engine.talk_holds_sound_device
@@ -147,7 +145,8 @@ async def test_a_prompt_outlives_its_call_and_keeps_the_card_until_it_ends(
     card: PacedCard, tmp_path: Path, bridge: LoopBridge
 ) -> None:
     """'porta aberta' goes on after the hang-up that follows the opening: the card stays pjmedia's until it ends
-    (PortAudio must not open it meanwhile), and a prompt asked for meanwhile joins it in the conference."""
+    (PortAudio must not open it meanwhile), and a prompt asked for meanwhile joins it in the conference. (When the
+    card goes back to PortAudio after that depends on when pjmedia closes it: never with sndAutoCloseTime -1.)"""
     long_prompt = write_tones_wav(tmp_path / "long.wav", [(PROMPT_HZ, 3.0)], rate=16000)
     short_prompt = write_tones_wav(tmp_path / "short.wav", [(VISITOR_HZ, 0.5)], rate=16000)
     ended: list[LocalPromptEnded] = []
@@ -171,9 +170,6 @@ async def test_a_prompt_outlives_its_call_and_keeps_the_card_until_it_ends(
                 assert engine.talk_holds_sound_device, "the card was given up under a prompt still playing"
                 short = await engine.play_local(str(short_prompt), limit=5)
                 assert engine.talk_holds_sound_device
-            assert not engine.talk_holds_sound_device  # both ended: the card is PortAudio's again
-            with pytest.raises(SipError, match="no call holds the sound device"):
-                await engine.play_local(str(short_prompt), limit=5)
     assert short.end is LocalPromptEnd.FINISHED
     [long] = ended
     assert long.end is LocalPromptEnd.FINISHED and long.seconds >= 2.7
