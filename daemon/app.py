@@ -39,6 +39,7 @@ from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
+from daemon.speaker_route import SpeakerRoute
 from daemon.visit_adapters import (
     PanelPorts,
     SipCalls,
@@ -75,6 +76,7 @@ class IntercomApp:
         self.visit_log: VisitLog
         self.visits: VisitRouter
         self._ports: VisitPorts
+        self.speaker_route: SpeakerRoute  # who plays the speaker: PortAudio, or a talk call's conference (_wire_visits)
         self._manual: list[CallHandle] = []  # calls placed by dial(), ended by hangup() or their time limit
         self._tg: anyio.abc.TaskGroup | None = None  # the main task group, once running
         self._lockouts_path = Path()
@@ -132,10 +134,19 @@ class IntercomApp:
         if not self.sip.has_sound_device:
             log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
             talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
-        panel_ports = PanelPorts(self.panel, self.prompts)
+        # The one place deciding who plays the speaker: PortAudio, or a talk call's conference on a sound device.
+        self.speaker_route = SpeakerRoute(
+            self.panel.speaker, self.sip if self.sip.has_sound_device else None, level=cfg.audio.volume
+        )
+        panel_ports = PanelPorts(self.panel, self.prompts, self.speaker_route)
         tones = panel_ports if cfg.keypad is not None else None
         self._ports = VisitPorts(
-            SipCalls(self.sip, talk), panel_ports, panel_ports, panel_ports, panel_ports, tones=tones
+            SipCalls(self.sip, talk, self.speaker_route),
+            panel_ports,
+            panel_ports,
+            panel_ports,
+            panel_ports,
+            tones=tones,
         )
         self.visits = VisitRouter(
             cfg,
@@ -364,7 +375,7 @@ class IntercomApp:
             log.info("reload: %s has no change", self.config_path)
             return ReloadResult(True, unchanged=True)
         self.config, self.prompts = with_live_settings(self.config, new), prompts
-        panel_ports = PanelPorts(self.panel, prompts)
+        panel_ports = PanelPorts(self.panel, prompts, self.speaker_route)
         tones = panel_ports if self._ports.tones is not None else None
         self._ports = dataclasses.replace(self._ports, speaker=panel_ports, prompts=panel_ports, tones=tones)
         self.visits.reconfigure(self.config, self._ports)

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.config import door_open_prompt
-from daemon.errors import AudioError, SipError, translate_hw_error
+from daemon.errors import AudioError, SipError
 from daemon.flow.keypad import Tone
 from daemon.flow.ports import DoorResult, TalkTask
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
 from daemon.history import VisitRecord
+from daemon.speaker_route import SpeakerRoute
 from hw.errors import HwError
 from hw.leds import LedState
 from hw.settings import MAIN_DOOR
@@ -69,11 +70,13 @@ class PanelPorts:
     """The runner's speaker, door, LEDs and prompts, over the panel and ONE prepared prompt set.
 
     A reload makes a new one over the new prompt set (the router gives it to the next visit), so what a
-    visit plays is always the set it started with."""
+    visit plays is always the set it started with. What it plays goes through ``route`` (shared by every
+    PanelPorts and by :class:`SipCalls`): the one place deciding between PortAudio and a call's conference."""
 
-    def __init__(self, panel: Panel, prompts: PromptSet) -> None:
+    def __init__(self, panel: Panel, prompts: PromptSet, route: SpeakerRoute | None = None) -> None:
         self._panel = panel
         self.prompts = prompts
+        self.route = route or SpeakerRoute(panel.speaker)  # None: PortAudio plays everything
         self._opened = ""  # the door last opened through these ports (see _named_door)
         # Key feedback, made once in memory at the prompts' own rate (the card is already open at that rate): a
         # short high click for a key taken, a longer low tone for a key refused.
@@ -84,24 +87,16 @@ class PanelPorts:
         }
 
     async def play_tone(self, name: Tone) -> AudioError | None:
-        speaker = self._panel.speaker
-        if speaker.turn.locked():
-            return None  # a prompt or a call has the speaker: the click is dropped rather than delay it
         pcm, fmt = self.tones[name]
-        result = await speaker.play(pcm, fmt)
-        if result.error is None:
-            return None
-        error = translate_hw_error(result.error)
-        return error if isinstance(error, AudioError) else AudioError(str(error))
+        return await self.route.play_tone(pcm, fmt)
 
     async def play_prompt(self, name: Prompt) -> AudioError | None:
-        # From memory: a press must not wait for a file read, and the read must not block the loop.
-        pcm = self.prompts.speaker_pcm(self._named_door(name))
-        result = await self._panel.speaker.play(pcm.data, PcmFormat(pcm.rate, pcm.channels, pcm.sample_width))
-        if result.error is None:
-            return None
-        error = translate_hw_error(result.error)
-        return error if isinstance(error, AudioError) else AudioError(str(error))
+        # From memory for PortAudio: a press must not wait for a file read, and the read must not block the loop.
+        # pjsua2's player (a prompt during a call) reads the same audio from its file on the owner thread.
+        named = self._named_door(name)
+        pcm = self.prompts.speaker_pcm(named)
+        fmt = PcmFormat(pcm.rate, pcm.channels, pcm.sample_width)
+        return await self.route.play_prompt(pcm.data, fmt, self.prompts.speaker_wav(named))
 
     def _named_door(self, name: Prompt) -> str:
         """ "door_open" becomes the opened door's own sentence when [prompts.doors] has one ("portão social
@@ -127,11 +122,13 @@ class PanelPorts:
 
 
 class SipCalls:
-    """The runner's :class:`~daemon.flow.ports.CallPort` over the SIP engine."""
+    """The runner's :class:`~daemon.flow.ports.CallPort` over the SIP engine. ``route``: the speaker's route,
+    which hands the card to a call's audio on a sound device (None: connected at once)."""
 
-    def __init__(self, engine: SipEngine, talk: TalkPump | None = None) -> None:
+    def __init__(self, engine: SipEngine, talk: TalkPump | None = None, route: SpeakerRoute | None = None) -> None:
         self._engine = engine
         self._talk = talk
+        self._route = route
 
     async def dial(self, uri: str) -> CallHandle | SipError:
         try:
@@ -155,8 +152,9 @@ class SipCalls:
 
     async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
         try:
-            if self._engine.has_sound_device:
-                await self._engine.connect_sound_device(handle)  # pjmedia drives the card itself
+            if self._engine.has_sound_device:  # pjmedia drives the card itself, once PortAudio has let go of it
+                connect = partial(self._engine.connect_sound_device, handle)
+                await (connect() if self._route is None else self._route.hand_over_to_talk(connect))
                 return None
             if self._talk is None:
                 return None

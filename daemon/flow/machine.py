@@ -376,7 +376,13 @@ def _timer(state: VisitState, name: Timer) -> Result:
             out.append(cmd.PlayToCall(state.answered, Prompt.CODE_REJECTED))
         return state, out
     if name is Timer.CALL_WARNING and state.answered is not None:
-        return state, [cmd.PlayToCall(state.answered, Prompt.CALL_ENDING), cmd.Log("CALL_WARNING", "", "")]
+        # Both sides hear it: the resident in the call, the visitor at the gate (through the call's own audio
+        # path while it holds the card: daemon/speaker_route.py).
+        warn: list[cmd.Command] = [
+            cmd.PlayToCall(state.answered, Prompt.CALL_ENDING),
+            cmd.PlayPrompt(Prompt.CALL_ENDING),
+        ]
+        return state, [*warn, cmd.Log("CALL_WARNING", "", "")]
     if name in (Timer.MAX_CALL, Timer.HANGUP_AFTER_OPEN) and state.answered is not None:
         outcome, farewell = _call_outcome(state)
         detail = "maximum call time" if name is Timer.MAX_CALL else "hang-up after open"

@@ -128,6 +128,9 @@ class PacedCard:
     def record(self, source: str, out: Path) -> Iterator[Path]:
         """Record ``source`` into a WAV file (16 kHz mono) from when the recorder is connected to the block's end."""
         argv = ["parec", f"--device={source}", f"--rate={RATE}", "--channels=1", "--format=s16le", "--file-format=wav"]
+        # A short fragment: parec drops what it has not written yet when it is stopped (the default, ~2 s, lost the
+        # last second of a test's audio).
+        argv.append("--latency-msec=50")
         proc = subprocess.Popen(
             [*argv, str(out)],
             env={**os.environ, "PULSE_SERVER": self.server},

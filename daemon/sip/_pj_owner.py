@@ -30,6 +30,7 @@ from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
 from daemon.sip._pj_connections import InboundConnections
 from daemon.sip._pj_inbound import InboundCalls
+from daemon.sip._pj_local import LocalPrompts
 from daemon.sip._pj_log import PJSIP_LOGGER
 from daemon.sip._pj_media import MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
@@ -65,11 +66,11 @@ ONE_ENDPOINT = threading.Lock()
 class PjOwner:
     """Runs in the owner thread, and is the :class:`~daemon.sip._pj_calls.OwnerHooks` every pjsua2 object
     reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
-    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports),
-    :attr:`connections` (inbound TCP/TLS); they share the live calls through one
-    :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own log. Commands from the
-    loop are functions of this object (``lambda owner: owner.calls.dial(...)``), run on this thread by
-    :meth:`_run_command`."""
+    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports), :attr:`local`
+    (prompts on the panel's own speaker during a call), :attr:`connections` (inbound TCP/TLS); they share the
+    live calls through one :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own
+    log. Commands from the loop are functions of this object (``lambda owner: owner.calls.dial(...)``), run on
+    this thread by :meth:`_run_command`."""
 
     def __init__(
         self,
@@ -97,6 +98,7 @@ class PjOwner:
         self._pace = TeardownPace(refusal_budget(config.max_calls))
         self.inbound = InboundCalls(config, self._book, self._pace)
         self.media = MediaCommands(self._book, self)
+        self.local = LocalPrompts(self._book, self, bridge)
         self.calls = CallCommands(self._book, self, self.inbound, config.media_timeout_seconds)
         self.connections = InboundConnections(self.calls.native)
         # Replaced whole (a frozen value) on each registration change; the loop reads the reference.
@@ -171,6 +173,7 @@ class PjOwner:
         self._ep, info = create_endpoint(self._config, self.pjsip_log, self, self.media.talk_settings)
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
+        self.local.ep, self.local.has_sound_device = self._ep, info.has_sound_device
         count = max(1, len(self._config.account.registrars))
         self._accounts = [create_account(self._config, info.transport_id, self, i) for i in range(count)]
         self.calls.account = self._accounts[0]
@@ -194,6 +197,7 @@ class PjOwner:
         self.inbound.settle_pending()
         now = time.monotonic()
         self.media.upkeep(now)
+        self.local.upkeep(now)
         self.calls.check_deadlines(now)
         self.connections.reap(self._ep, now)
         self._watch_registrars(now)
@@ -275,6 +279,8 @@ class PjOwner:
         deadline = time.monotonic() + 0.3
         while self._book.records and time.monotonic() < deadline:
             ep.libHandleEvents(10)
+        self.local.release_all(ep)
+        self.local.ep = None
         self.media.release_all(ep)
         self.media.ep = None
         self._book.records.clear()  # calls pjsua could not end in time: released here, before libDestroy
@@ -357,6 +363,7 @@ class PjOwner:
             self.calls.media_watch.stop(generation)
             rec.player = rec.recorder = None
             self.media.retire_talk_port(rec)
+            self.local.refresh()  # before CallEnded: the loop's next prompt may take the card back
             local = local and not rec.by_us and rec.end_override is None
             code, reason = rec.end_override or (code, reason)
             how = " (by us)" if rec.by_us else " (no response: status made up by pjsip)" if local else ""

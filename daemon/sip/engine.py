@@ -21,6 +21,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
@@ -35,7 +36,7 @@ from daemon.sip._options import options_ping
 from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip._talk_audio import talk_media_settings
 from daemon.sip.audio_bridge import AudioBridge
-from daemon.sip.types import CallHandle, CallSnapshot, RegistrationSnapshot, SipEvent
+from daemon.sip.types import CallHandle, CallSnapshot, LocalPromptEnded, RegistrationSnapshot, SipEvent
 
 if TYPE_CHECKING:
     from daemon.sip._pj_owner import PjOwner, StartInfo
@@ -223,8 +224,47 @@ class SipEngine:
         return await self._run(f"stop_recording {handle}", lambda o: o.media.stop_recording(handle))
 
     async def connect_sound_device(self, handle: CallHandle) -> None:
-        """Join the call to the sound card both ways. Raises SipError on a build without a sound device."""
-        await self._run(f"connect_sound_device {handle}", lambda o: o.media.connect_sound_device(handle))
+        """Join the call to the sound card both ways. Raises SipError on a build without a sound device.
+        From then until the call ends pjmedia owns the card (:attr:`talk_holds_sound_device`)."""
+        await self._run(f"connect_sound_device {handle}", partial(_connect_sound_device, handle=handle))
+
+    @property
+    def talk_holds_sound_device(self) -> bool:
+        """pjmedia has the card (a sound device, never the null device): a call's audio is bridged to it, a
+        prompt started with :meth:`play_local` still plays, or pjmedia has not closed it since. The panel's
+        prompts then go through :meth:`play_local`, never through PortAudio (a Pi's ``hw:`` device opens once).
+        Updated by the owner thread on each turn, and before it answers ``connect_sound_device`` or reports a
+        call's end or a local prompt's."""
+        return self._owner is not None and self._owner.local.card_held
+
+    async def play_local(self, wav_path: str, *, level: float = 1.0, limit: float) -> LocalPromptEnded:
+        """Play a WAV (16-bit PCM) on the panel's own speaker through pjsua2's conference, mixed with the call's
+        audio, at ``level`` (1.0: unchanged); returns when it ended. Only while :attr:`talk_holds_sound_device`
+        (SipError otherwise: the card is PortAudio's then). Cancelling the caller stops it
+        within a conference tick; a prompt still playing after ``limit`` seconds is stopped and SipError raised."""
+        waiter = _LocalWaiter()
+        # Shielded (and bounded by the command timeout): a cancel while the owner starts the player would
+        # leave a prompt nobody stops.
+        with anyio.CancelScope(shield=True):
+            playback = await self._run("play_local", lambda o: o.local.play(str(wav_path), level, waiter.finish))
+        try:
+            with anyio.fail_after(limit):
+                await waiter.done.wait()
+        except TimeoutError:
+            await self._stop_local(playback)
+            raise SipError(f"play_local: {wav_path} still playing after {limit:g} s; stopped") from None
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._stop_local(playback)
+            raise
+        assert waiter.result is not None  # set with done
+        return waiter.result
+
+    async def _stop_local(self, playback: int) -> None:
+        try:
+            await self._run("stop_local", lambda o: o.local.stop(playback))
+        except SipError as exc:  # the engine stopping (which stops every prompt) or a stuck owner
+            log.warning("sip: stopping a local prompt: %s", exc)
 
     async def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
         """Exchange the call's audio as PCM frames (builds without a sound device): the returned bridge's
@@ -251,3 +291,20 @@ class SipEngine:
         """Test hook: make the next pjsua2 callback raise (the guard must swallow it)."""
         if self._owner is not None:
             self._owner.fault_once = True
+
+
+def _connect_sound_device(owner: PjOwner, handle: CallHandle) -> None:
+    owner.media.connect_sound_device(handle)
+    owner.local.refresh()  # before the command answers: the loop's next prompt must see the card taken
+
+
+class _LocalWaiter:
+    """The loop's side of one :meth:`SipEngine.play_local`: the owner tells it (through the bridge) how it ended."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: LocalPromptEnded | None = None
+
+    def finish(self, result: LocalPromptEnded) -> None:  # on the loop thread
+        self.result = result
+        self.done.set()

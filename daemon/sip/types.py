@@ -22,6 +22,8 @@ __all__ = [
     "DtmfMethod",
     "DtmfReceived",
     "IncomingCall",
+    "LocalPromptEnd",
+    "LocalPromptEnded",
     "MediaActive",
     "PlaybackFinished",
     "RegistrationChanged",
@@ -161,6 +163,23 @@ class PlaybackFinished:
     """A non-looping :meth:`SipEngine.play` reached the end of its WAV file."""
 
     handle: CallHandle
+    at: float = field(default_factory=_now, compare=False)
+
+
+class LocalPromptEnd(Enum):
+    """How a prompt played on the panel's own speaker through pjsua2's conference ended."""
+
+    FINISHED = "finished"  # its WAV reached the end
+    STOPPED = "stopped"  # stopped before the end (a cancelled play_local, the engine stopping)
+
+
+@dataclass(frozen=True)
+class LocalPromptEnded:
+    """What :meth:`SipEngine.play_local` returns: the prompt ended (``end``) after ``seconds`` on the card.
+    Not a :data:`SipEvent`: it answers the caller awaiting that prompt, not the event stream."""
+
+    end: LocalPromptEnd
+    seconds: float
     at: float = field(default_factory=_now, compare=False)
 
 

@@ -198,7 +198,9 @@ def test_second_press_restarts_the_prompt_only_when_configured() -> None:
 
 def test_max_call_time_warns_then_ends() -> None:
     state = answered()
-    assert cmd.PlayToCall(0, Prompt.CALL_ENDING) in step(state, TimerFired(Timer.CALL_WARNING))[1]
+    _, warning = step(state, TimerFired(Timer.CALL_WARNING))
+    # The resident hears it in the call and the visitor at the gate.
+    assert cmd.PlayToCall(0, Prompt.CALL_ENDING) in warning and cmd.PlayPrompt(Prompt.CALL_ENDING) in warning
     _, commands = step(state, TimerFired(Timer.MAX_CALL))
     assert cmd.Hangup(0) in commands and finish(commands).outcome is Outcome.NOT_OPENED
 

@@ -1,0 +1,36 @@
+"""What the talk tests read off the paced card: tones in a recording, and this process's streams on the card."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from benchmarks.aec_speech import Signal
+from daemon.simulation.paced_card import PacedCard
+
+__all__ = ["SLICE_S", "playback_streams_of_this_process", "tone_slices"]
+
+SLICE_S = 0.05
+
+
+def playback_streams_of_this_process(card: PacedCard) -> int:
+    """Playback streams this process has open on the card (PulseAudio's sink inputs naming our pid)."""
+    blocks = card.pactl("list", "sink-inputs").split("Sink Input #")[1:]
+    return sum(f'application.process.id = "{os.getpid()}"' in block for block in blocks)
+
+
+def tone_slices(x: Signal, rate: int, hz: float, *, share: float = 0.1, floor_db: float = -50.0) -> np.ndarray:
+    """Per 50 ms slice of ``x`` (floats, full scale 1.0): does a ``hz`` tone hold at least ``share`` of the
+    slice's energy, the slice being louder than ``floor_db`` dBFS? Several tones mixed each keep their share."""
+    n = int(rate * SLICE_S)
+    count = len(x) // n
+    if count == 0:
+        return np.zeros(0, dtype=bool)
+    slices = x[: count * n].reshape(count, n) * np.hanning(n)
+    spectrum = np.abs(np.fft.rfft(slices, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / rate)
+    band = np.abs(freqs - hz) <= 40.0
+    total = spectrum.sum(axis=1) + 1e-20
+    loud = 10 * np.log10(np.mean(x[: count * n].reshape(count, n) ** 2, axis=1) + 1e-20) > floor_db
+    return np.asarray((spectrum[:, band].sum(axis=1) / total >= share) & loud)
