@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import pytest
 
 from daemon.config import Apartment
+from daemon.config._sip import MAX_CALLS_LIMIT
 from daemon.simulation.phone import Baresip
 from tests.scenario.conftest import Panel, run_panel, scenario_config
 from tests.support.alsa import AlsaCapture
@@ -37,9 +39,10 @@ def loaded_max_calls() -> int:
 
 
 @pytest.fixture
-def phones(tmp_path: Path) -> Iterator[list[Baresip]]:
+def phones(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Baresip]]:
+    count = getattr(request, "param", GROUP)
     with ExitStack() as stack:
-        yield [stack.enter_context(Baresip(tmp_path, user=f"r{n}", answermode="manual")) for n in range(1, GROUP + 1)]
+        yield [stack.enter_context(Baresip(tmp_path, user=f"r{n}", answermode="manual")) for n in range(1, count + 1)]
 
 
 def group_of(phones: list[Baresip]) -> Apartment:
@@ -49,13 +52,13 @@ def group_of(phones: list[Baresip]) -> Apartment:
 
 
 async def all_ringing(panel: Panel, phones: list[Baresip]) -> None:
-    """Every phone got its INVITE and none of them has seen its call end: eight calls ring at the same time."""
+    """Every phone got its INVITE and none of them has seen its call end: all the calls ring at the same time."""
     await panel.press()
     for phone in phones:
         await phone.wait_event("CALL_INCOMING", 10)
     closed = [p.user for p in phones if any(e.get("type") == "CALL_CLOSED" for e in p.all_events)]
-    assert not closed, f"legs ended before all {GROUP} rang: {closed}"
-    assert panel.app.sip.info is not None and panel.app.sip.info.max_calls >= GROUP
+    assert not closed, f"legs ended before all {len(phones)} rang: {closed}"
+    assert panel.app.sip.info is not None and panel.app.sip.info.max_calls >= len(phones)
     ringing = {e["target"] for e in panel.events() if e["event"] == "CALL_START"}
     assert ringing == {p.uri for p in phones}
     assert "DIAL_FAILED" not in panel.names()
@@ -94,10 +97,12 @@ async def test_eight_ring_at_once_one_answers_the_others_are_cancelled_and_the_c
 
 
 @source_build_only
-async def test_eight_ring_nobody_answers_the_ring_timeout_ends_all_eight(
+@pytest.mark.parametrize("phones", [GROUP, MAX_CALLS_LIMIT], indirect=True, ids=["8", "the-configured-maximum"])
+async def test_all_ring_nobody_answers_the_ring_timeout_ends_every_leg(
     tmp_path: Path, prompt_cache: Path, speaker: AlsaCapture, phones: list[Baresip]
 ) -> None:
     config = scenario_config(tmp_path, prompt_cache, [group_of(phones)], ring_timeout_seconds=3)
+    config = replace(config, sip=replace(config.sip, max_calls=max(config.sip.max_calls, len(phones))))
     async with run_panel(config) as panel:
         await all_ringing(panel, phones)
         for phone in phones:
