@@ -368,6 +368,8 @@ async def load_phase(
         "visits": served,
         "presses": len(served),
         "served": sum(1 for v in served if v["opened"] is not None),
+        # The machine's own load: on a shared machine, other jobs' CPU shows in the lag (the idle row too).
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 

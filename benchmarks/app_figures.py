@@ -103,6 +103,7 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
         target="lag p99 < 5 ms; every press served",
     )
     foot_rows, idle_rows, load_rows, paths, builds = [], [], [], set(), set()
+    loadavgs: list[str] = []
     no_prompt = 0
     qualified = MIN_PRESS_MS
     for run in range(p.repeats):
@@ -177,6 +178,8 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
                     ],
                 )
             load_rows += _load_rows(run + 1, load)
+            if "loadavg_1min" in load:
+                loadavgs.append(f"{load['loadavg_1min']:.1f}")
         elif load:
             errors.append(f"app_bench run {run + 1} load: {load.get('error')}")
     for fig in (f1, f2, f4, f5, f6, f7):
@@ -297,6 +300,11 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
         "waiting, so the visitor's legs go out whatever the flood holds. A leg 'rang' when it reported "
         "180 Ringing (or answered), from the app's events.jsonl."
     )
+    if loadavgs:
+        f7.notes.append(
+            f"The machine's 1-minute load average at the end of each run's load phase: {', '.join(loadavgs)} "
+            "(other jobs included). The idle lag row, taken in the same run, shows what that load alone costs."
+        )
     f1.notes.append(
         "Baseline: DoorPi's shape, modelled in benchmarks/baseline_press.py: a 50 ms main-loop tick "
         "polls the button (no hold filter), the press event starts a thread running asyncio.run(), "
