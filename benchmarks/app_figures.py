@@ -286,10 +286,10 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
     )
     f7.notes.append(
         "sipp's built-in UAC scenario calls the panel from a caller not in inbound_allow. The owner "
-        "thread refuses them (603) at the pace pjlib's 64-socket ioqueue can recycle "
-        "(daemon/sip/_teardown_pace.py); above it pjsua answers 486 itself while every call slot is "
-        "taken. Refused all at once, such a burst aborted the process (docs/pjsua2.md). Lag: how "
-        "late a 10 ms sleep wakes up."
+        "thread refuses them (603) at the pace a 64-key pjlib ioqueue can recycle (the wheel's; the source "
+        "build's has 1024 and the pace still budgets for 64: daemon/sip/_teardown_pace.py); above it "
+        "pjsua answers 486 itself while every call slot is taken. Refused all at once, such a burst "
+        "aborted the process (docs/pjsua2.md). Lag: how late a 10 ms sleep wakes up."
     )
     f7.notes.append(
         "Each press during the load rings a parallel group: the far end (answers after 0.2 s, sends "
