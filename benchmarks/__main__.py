@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", nargs="*", default=None, help="run only these groups: bridge prompts sip app (default: all)"
     )
+    ap.add_argument(
+        "--ring-group",
+        type=int,
+        default=None,
+        help="legs of figure 7's parallel ring group (default: 8 on a pjsua2 that places 8 calls at once, the "
+        "source build; 4 on the wheel)",
+    )
     args = ap.parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     if args.idle_seconds is not None:
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     figures: list[Figure] = []
     steps: list[tuple[str, Callable[[], list[Figure]]]] = [
-        ("app", lambda: app_figures.app_figures(profile, errors)),
+        ("app", lambda: app_figures.app_figures(profile, errors, args.ring_group)),
         ("bridge", lambda: [bridge_figure(profile, errors)]),
         ("sip", lambda: sip_figures(profile, errors)),
         ("prompts", lambda: [prompt_figure(profile, errors)]),

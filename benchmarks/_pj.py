@@ -18,7 +18,13 @@ from typing import Any
 
 import pjsua2 as pj
 
-__all__ = ["FarEnd", "endpoint"]
+__all__ = ["FarEnd", "endpoint", "loaded_max_calls"]
+
+
+def loaded_max_calls() -> int:
+    """PJSUA_MAX_CALLS of the pjsua2 this process loaded (4 for the wheel, 32 for the source build): the
+    default of ``UaConfig.maxCalls``, and pjsua lowers any larger value to it (the daemon reads it the same way)."""
+    return int(pj.UaConfig().maxCalls)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ T_PROCESS = time.monotonic()  # before the heavy imports: start -> READY include
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
@@ -35,18 +36,19 @@ from typing import Any  # noqa: E402
 import anyio  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPin  # noqa: E402
 
-from benchmarks._pj import FarEnd  # noqa: E402
+from benchmarks._pj import FarEnd, loaded_max_calls  # noqa: E402
 from benchmarks._proc import emit, footprint  # noqa: E402
 from benchmarks._wire import InviteStamper  # noqa: E402
-from daemon.config import Config, default_config_text, parse_config  # noqa: E402
+from daemon.config import Apartment, ButtonConfig, Config, default_config_text, parse_config  # noqa: E402
 from tests.support.peers import Kamailio  # noqa: E402
 
 APP_SIP, APP_RTP, RELAY_PORT, FAR_PORT, FAR_RTP = 15100, 25000, 15110, 15120, 26000
-LOAD_PORT, LEGS_PORT = 15130, 15140  # sipp calling the panel; sipp ringing as three legs of the ring group
+LOAD_PORT, LEGS_PORT = 15130, 15140  # sipp calling the panel; sipp ringing as the other legs of the ring groups
 BUTTON_PIN = 17
-GROUP_PIN = 18  # the "concierge" button: during the load phase it rings a parallel group of RING_GROUP legs
-# The wheel places at most 4 calls at once (README); a group of 8 needs a build with a larger PJSUA_MAX_CALLS.
-RING_GROUP = 4
+GROUP_PIN = 18  # the "concierge" button: during the load phase it rings a parallel group of --ring-group legs
+BASELINE_PIN = 16  # a third button: the baseline group of 4, pressed in turn with the group under test
+# The wheel places at most 4 calls at once (PJSUA_MAX_CALLS); the source build (packaging/pjsua2) allows 32.
+BASELINE_GROUP = 4
 MIN_PRESS_MS = 50.0
 PANEL_PASSWORD = "bench-s3cret"
 IDLE_LAG_SECONDS = 10.0  # the idle lag baseline of figure 7, taken after the idle CPU window
@@ -66,7 +68,28 @@ class StampedPin(MockPin):  # type: ignore[misc]  # untyped library
         return changed
 
 
-def bench_config(tmp: Path, registrar: Kamailio) -> Config:
+def default_ring_group() -> int:
+    """8 (the issue's parallel group) when the loaded pjsua2 can place 8 calls at once (the source build), else
+    the baseline's 4 (the wheel)."""
+    return 8 if loaded_max_calls() >= 8 else BASELINE_GROUP
+
+
+def ring_group(name: str, button: str, size: int, leg_user: str) -> Apartment:
+    """A parallel group: the far end (through the stamping relay) answers; the other legs ring at sipp until
+    cancelled."""
+    return Apartment(
+        name=name,
+        buttons=(button,),
+        residents=(
+            f"sip:101@127.0.0.1:{RELAY_PORT}",
+            *(f"sip:{leg_user}{i}@127.0.0.1:{LEGS_PORT}" for i in range(2, size + 1)),
+        ),
+        codes=("1",),
+        strategy="parallel",
+    )
+
+
+def bench_config(tmp: Path, registrar: Kamailio, group_size: int) -> Config:
     base = parse_config(default_config_text(), "<default>")
     # Registered at a real registrar, as a panel behind a PBX is: figure 6 asks for a registration up.
     account = dataclasses.replace(
@@ -84,17 +107,11 @@ def bench_config(tmp: Path, registrar: Kamailio) -> Config:
         fallback="",
         strategy="parallel",
     )
-    # The far end (through the stamping relay) answers; the other legs ring at sipp until cancelled.
-    group = dataclasses.replace(
-        base.apartments[1],
-        residents=(
-            f"sip:101@127.0.0.1:{RELAY_PORT}",
-            *(f"sip:leg{i}@127.0.0.1:{LEGS_PORT}" for i in range(2, RING_GROUP + 1)),
-        ),
-        codes=("1",),
-        fallback="",
-        strategy="parallel",
-    )
+    group = ring_group(base.apartments[1].name, base.apartments[1].buttons[0], group_size, "leg")
+    groups: tuple[Apartment, ...] = (group,)
+    if group_size != BASELINE_GROUP:
+        buttons += (ButtonConfig("baseline", BASELINE_PIN, min_press_ms=MIN_PRESS_MS, holdoff_ms=0.0),)
+        groups += (ring_group("baseline", "baseline", BASELINE_GROUP, "base"),)
     return dataclasses.replace(
         base,
         buttons=buttons,
@@ -107,9 +124,10 @@ def bench_config(tmp: Path, registrar: Kamailio) -> Config:
             inbound_allow=(),
             inbound_sources=(),
             account=account,
+            max_calls=max(base.sip.max_calls, group_size),
         ),
         timing=dataclasses.replace(base.timing, hangup_after_open_seconds=0.0, ring_timeout_seconds=10.0),
-        apartments=(apartment, group, *base.apartments[2:]),
+        apartments=(apartment, *groups, *base.apartments[2:]),
         paths=dataclasses.replace(
             base.paths, state_dir=str(tmp / "state"), cache_dir=str(tmp / "cache"), runtime_dir=str(tmp / "run")
         ),
@@ -224,13 +242,14 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
     relay_stamper = InviteStamper(RELAY_PORT, FAR_PORT)
     relay_stamper.start()
     factory = MockFactory(pin_class=StampedPin)
-    config = bench_config(tmp, registrar)
+    config = bench_config(tmp, registrar, args.ring_group)
     t_enter = time.monotonic()
     visits: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
     async with anyio.create_task_group() as tg, start_app(config, factory, out) as app:
         out["ready_from_enter_s"] = time.monotonic() - t_enter
         out["ready_from_process_s"] = time.monotonic() - T_PROCESS
+        out["pjsua2"] = dataclasses.asdict(app.sip.info) if getattr(getattr(app, "sip", None), "info", None) else None
         probe = LagProbe()
         first_buffers: list[float] = []
         app.panel.speaker.on_first_buffer = lambda _latency: first_buffers.append(time.monotonic())
@@ -262,7 +281,7 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
         out["invites"] = relay_stamper.invites[invites_before:]
         out["completed"] = _completed(app)
         invites_before = len(relay_stamper.invites)
-        out["load"] = await load_phase(args, app, factory, relay, first_buffers, probe, tmp)
+        out["load"] = await load_phase(args, app, factory, relay, first_buffers, probe, tmp, config)
         out["load"]["invites"] = relay_stamper.invites[invites_before:]
         tg.cancel_scope.cancel()
     out["visits"] = visits
@@ -278,10 +297,11 @@ async def load_phase(
     first_buffers: list[float],
     probe: LagProbe,
     tmp: Path,
+    config: Config,
 ) -> dict[str, Any]:
     """Figure 7: sipp calls the panel at ``--load-rate`` from callers it refuses, while presses ring a
-    parallel group (the far end answers and sends the code, sipp rings as the other legs and is cancelled)
-    and the loop's lag is sampled."""
+    parallel group of ``--ring-group`` legs, in turn with the baseline group of 4 (the far end answers and
+    sends the code, sipp rings as the other legs and is cancelled), and the loop's lag is sampled."""
     if args.load_calls <= 0:
         return {}
     from tests.support.sipp_scenarios import render  # the test suite's scenarios: one copy of them
@@ -319,12 +339,20 @@ async def load_phase(
     try:
         await anyio.sleep(0.3)  # sipp binds its port
         sipp = await anyio.open_process(load_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        events_before = len(_visit_events(app, config))
+        buttons = [GROUP_PIN, BASELINE_PIN] if args.ring_group != BASELINE_GROUP else [GROUP_PIN]
         probe.active = True
-        served = []
+        served: list[dict[str, Any]] = []
         while sipp.returncode is None:
-            served.append(await press(factory, relay, first_buffers, within=5.0, button=GROUP_PIN))
+            button = buttons[len(served) % len(buttons)]
+            visit = await press(factory, relay, first_buffers, within=5.0, button=button)
+            visit["group"] = args.ring_group if button == GROUP_PIN else BASELINE_GROUP
+            served.append(visit)
             await wait_idle(app, 5.0)
         probe.active = False
+        if hasattr(app, "visit_log"):
+            await app.visit_log.flush()
+        legs_seen = _legs_per_visit(_visit_events(app, config)[events_before:])
     finally:
         legs.terminate()
         await legs.wait()
@@ -332,13 +360,41 @@ async def load_phase(
     return {
         "calls": args.load_calls,
         "rate": args.load_rate,
-        "ring_group": RING_GROUP,
+        "ring_group": args.ring_group,
+        "baseline_group": BASELINE_GROUP,
+        "legs": legs_seen,
         "sipp_status": sipp.returncode,
         "lag_ms": lag,
         "visits": served,
         "presses": len(served),
         "served": sum(1 for v in served if v["opened"] is not None),
+        # The machine's own load: on a shared machine, other jobs' CPU shows in the lag (the idle row too).
+        "loadavg_1min": os.getloadavg()[0],
     }
+
+
+def _visit_events(app: Any, config: Config) -> list[dict[str, Any]]:
+    """The app's events.jsonl so far (the parts wiring keeps none)."""
+    path = Path(config.paths.state_dir) / "events.jsonl"
+    if not hasattr(app, "visit_log") or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _legs_per_visit(events: list[dict[str, Any]]) -> list[dict[str, int]]:
+    """Per visit of the load phase: legs dialed, legs that rang (or answered) and legs that failed to dial."""
+    visits: dict[str, dict[str, set[str]]] = {}
+    for e in events:
+        names = visits.setdefault(str(e.get("visit")), {"CALL_START": set(), "RINGING": set(), "DIAL_FAILED": set()})
+        if e["event"] in names:
+            names[e["event"]].add(str(e["target"]))
+        elif e["event"] == "ANSWERED":
+            names["RINGING"].add(str(e["target"]))
+    return [
+        {"dialed": len(v["CALL_START"]), "rang": len(v["RINGING"]), "failed": len(v["DIAL_FAILED"])}
+        for v in visits.values()
+        if v["CALL_START"]
+    ]
 
 
 def main() -> None:
@@ -347,7 +403,16 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--load-calls", type=int, default=0)
     ap.add_argument("--load-rate", type=int, default=50, help="sipp's calls per second at the panel (figure 7)")
+    ap.add_argument(
+        "--ring-group",
+        type=int,
+        default=None,
+        help="legs of the parallel group pressed under load (figure 7); default 8 on a pjsua2 that places 8 calls "
+        "at once (the source build), 4 on the wheel",
+    )
     args = ap.parse_args()
+    if args.ring_group is None:
+        args.ring_group = default_ring_group()
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp_name:
         tmp = Path(tmp_name)
         null_alsa(tmp)

@@ -58,7 +58,36 @@ def _invite_ratios(f1: Figure) -> None:
     )
 
 
-def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
+def _load_rows(run: int, load: dict[str, Any]) -> list[list[str]]:
+    """Figure 7's table: one row per group size pressed in the run (the group under test, the baseline's 4)."""
+    rows = []
+    for size in sorted({int(v.get("group", load["ring_group"])) for v in load["visits"]}, reverse=True):
+        visits = [v for v in load["visits"] if int(v.get("group", load["ring_group"])) == size]
+        legs = [leg for leg in load.get("legs", []) if leg["dialed"] == size]
+        rang = f"{min(leg['rang'] for leg in legs)}-{max(leg['rang'] for leg in legs)}" if legs else "?"
+        rows.append(
+            [
+                str(run),
+                str(load["calls"]),
+                str(load["rate"]),
+                str(size),
+                str(len(visits)),
+                str(sum(1 for v in visits if v["opened"] is not None)),
+                rang,
+                str(sum(leg["failed"] for leg in legs)),
+            ]
+        )
+    return rows
+
+
+def _build(r: dict[str, Any]) -> str:
+    info = r.get("pjsua2")
+    return (
+        "unknown" if not info else f"pjsua2 {info['version']} {info['build']} build (at most {info['max_calls']} calls)"
+    )
+
+
+def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) -> list[Figure]:
     f1 = Figure("fig1_invite", "1. Button edge -> SIP INVITE leaving the socket (whole app)", target="p99 < 10 ms")
     f2 = Figure("fig2_prompt", "2. Button edge -> first prompt sample handed to ALSA (whole app)", target="p99 < 30 ms")
     f4 = Figure("fig4_dtmf", "4. Resident's DTMF digit sent -> door relay energized (whole app)")
@@ -73,7 +102,8 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
         "7. Loop scheduling lag while sipp calls the panel, and presses still served",
         target="lag p99 < 5 ms; every press served",
     )
-    foot_rows, idle_rows, load_rows, paths = [], [], [], set()
+    foot_rows, idle_rows, load_rows, paths, builds = [], [], [], set(), set()
+    loadavgs: list[str] = []
     no_prompt = 0
     qualified = MIN_PRESS_MS
     for run in range(p.repeats):
@@ -85,11 +115,13 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
             str(p.idle_seconds),
             "--load-calls",
             str(p.load_calls),
+            *(["--ring-group", str(ring_group)] if ring_group else []),
         )
         if "error" in r:
             errors.append(f"app_bench run {run + 1}: {r['error']}")
             continue
         paths.add(r["path"] + (f" (app failed to start: {r['app_error']})" if "app_error" in r else ""))
+        builds.add(_build(r))
         invites, dtmf = sorted(r["invites"]), sorted(r["dtmf_sent_at"])
         edge_invite = [d for v in r["visits"] if (d := _ms(v["edge"], _first_after(invites, v["edge"]))) is not None]
         buffers = sorted(r["first_buffers"])
@@ -134,24 +166,29 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
         if "lag_ms" in load:
             f7.add(f"lag under sipp load ({load['calls']} calls at {load['rate']}/s)", load["lag_ms"])
             load_invites = sorted(load["invites"])
-            f7.add(
-                f"press qualified -> INVITE under load (ring group of {load['ring_group']})",
-                [
-                    d - qualified
-                    for v in load["visits"]
-                    if (d := _ms(v["edge"], _first_after(load_invites, v["edge"]))) is not None
-                ],
-            )
-            load_rows.append(
-                [str(run + 1), str(load["calls"]), str(load["rate"]), str(load["presses"]), str(load["served"])]
-            )
+            for size in sorted({int(v.get("group", load["ring_group"])) for v in load["visits"]}, reverse=True):
+                baseline = " (baseline)" if size != load["ring_group"] else ""
+                f7.add(
+                    f"press qualified -> INVITE under load (parallel ring group of {size}){baseline}",
+                    [
+                        d - qualified
+                        for v in load["visits"]
+                        if int(v.get("group", load["ring_group"])) == size
+                        and (d := _ms(v["edge"], _first_after(load_invites, v["edge"]))) is not None
+                    ],
+                )
+            load_rows += _load_rows(run + 1, load)
+            if "loadavg_1min" in load:
+                loadavgs.append(f"{load['loadavg_1min']:.1f}")
         elif load:
             errors.append(f"app_bench run {run + 1} load: {load.get('error')}")
     for fig in (f1, f2, f4, f5, f6, f7):
         if not paths:
             fig.missing = "every app_bench run failed (see the errors at the end)"
         else:
-            fig.notes.append("Measured through: " + "; ".join(sorted(paths)) + ".")
+            fig.notes.append(
+                "Measured through: " + "; ".join(sorted(paths)) + ", on " + "; ".join(sorted(builds)) + "."
+            )
     f1.notes.append(
         "A UDP relay in the app's process, between the panel and the far end, stamps the INVITE on "
         "arrival. The press filter holds 50 ms (min_press_ms) before a press counts; the second row "
@@ -233,22 +270,41 @@ def app_figures(p: Profile, errors: list[str]) -> list[Figure]:
         "synthesizing every prompt (each run uses a fresh cache directory: a cold start)."
     )
     f7.tables.append(
-        (["run", "sipp calls", "calls/s", "presses during load", "presses served (door opened)"], load_rows)
+        (
+            [
+                "run",
+                "sipp calls",
+                "calls/s",
+                "ring group (parallel legs)",
+                "presses during load",
+                "presses served (door opened)",
+                "legs that rang per press (min-max)",
+                "legs that failed to dial",
+            ],
+            load_rows,
+        )
     )
     f7.notes.append(
         "sipp's built-in UAC scenario calls the panel from a caller not in inbound_allow. The owner "
-        "thread refuses them (603) at the pace pjlib's 64-socket ioqueue can recycle "
-        "(daemon/sip/_teardown_pace.py); above it pjsua answers 486 itself while every call slot is "
-        "taken. Refused all at once, such a burst aborted the process (docs/pjsua2.md). Lag: how "
-        "late a 10 ms sleep wakes up."
+        "thread refuses them (603) at the pace a 64-key pjlib ioqueue can recycle (the wheel's; the source "
+        "build's has 1024 and the pace still budgets for 64: daemon/sip/_teardown_pace.py); above it "
+        "pjsua answers 486 itself while every call slot is taken. Refused all at once, such a burst "
+        "aborted the process (docs/pjsua2.md). Lag: how late a 10 ms sleep wakes up."
     )
     f7.notes.append(
         "Each press during the load rings a parallel group: the far end (answers after 0.2 s, sends "
-        "the code) and legs ringing at a second sipp, cancelled when the far end answers. The group "
-        "is 4 because this pjsua2 wheel places at most 4 calls at once; the issue's group of 8 needs "
-        "a pjproject build with a larger PJSUA_MAX_CALLS (README). Our dial takes a call slot from "
-        "a refused caller still waiting, so the visitor's legs go out whatever the flood holds."
+        "the code) and legs ringing at a second sipp, cancelled when the far end answers. Presses "
+        "alternate between the group under test (`--ring-group`: 8 where the loaded pjsua2 places 8 "
+        "calls at once, the source build; 4 on the wheel, whose PJSUA_MAX_CALLS is 4) and the "
+        "baseline group of 4, in the same run. Our dial takes a call slot from a refused caller still "
+        "waiting, so the visitor's legs go out whatever the flood holds. A leg 'rang' when it reported "
+        "180 Ringing (or answered), from the app's events.jsonl."
     )
+    if loadavgs:
+        f7.notes.append(
+            f"The machine's 1-minute load average at the end of each run's load phase: {', '.join(loadavgs)} "
+            "(other jobs included). The idle lag row, taken in the same run, shows what that load alone costs."
+        )
     f1.notes.append(
         "Baseline: DoorPi's shape, modelled in benchmarks/baseline_press.py: a 50 ms main-loop tick "
         "polls the button (no hold filter), the press event starts a thread running asyncio.run(), "

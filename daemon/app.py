@@ -130,6 +130,10 @@ class IntercomApp:
 
     def _wire_visits(self, cfg: Config, lockouts: SavedLockouts) -> None:
         """The visit router and the ports it drives (the engine and the panel are up)."""
+        if self.sip.info is not None:
+            parallel = [(a.name, len(a.residents)) for a in cfg.apartments if a.strategy == "parallel"]
+            for warning in self.sip.info.ring_groups_beyond_limit(parallel):
+                log.warning("%s", warning)
         talk = None
         if not self.sip.has_sound_device:
             log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")

@@ -80,20 +80,28 @@ class CallCommands:
         else:
             return
         # Every call slot is taken. The visitor's call goes first: free a slot held by a call we already
-        # gave up on, else by a caller waiting to be refused (a paced flood), and try once more.
-        if self._reap_abandoned(time.monotonic(), force=True):
-            log.warning("sip: call slots full of cancelled calls; ended one's INVITE early to dial %s", uri)
-        elif self._inbound.refuse_one_waiting():
-            log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
-        else:
-            raise DialError(self._slots_full(uri), pj_status=_PJ_ETOOMANY)
-        rec.call = self._new_call(rec.handle.generation)  # a fresh object: the failed one has no call id
-        rec.call.makeCall(uri, pj.CallOpParam(True))
+        # gave up on, else by a caller waiting to be refused (a paced flood), and try again after each: a retry
+        # that still finds no room goes on to the next way of freeing one rather than failing the leg.
+        while True:
+            if self._reap_abandoned(time.monotonic(), force=True):
+                log.warning("sip: call slots full of cancelled calls; ended their INVITEs early to dial %s", uri)
+            elif self._inbound.refuse_one_waiting():
+                log.warning("sip: call slots full of unwanted callers; refused one early to dial %s", uri)
+            else:
+                raise DialError(self._slots_full(uri), pj_status=_PJ_ETOOMANY)
+            rec.call = self._new_call(rec.handle.generation)  # a fresh object: the failed one has no call id
+            try:
+                rec.call.makeCall(uri, pj.CallOpParam(True))
+            except pj.Error as exc:
+                if exc.status != _PJ_ETOOMANY:
+                    raise
+            else:
+                return
 
     def _slots_full(self, uri: str) -> str:
         return (
             f"dial {uri}: pjsua has no room for another call (PJ_ETOOMANY: its {self.max_calls} call slots, or "
-            "pjlib's 64 sockets, are all in use); nothing was sent"
+            "pjlib's ioqueue socket keys, are all in use); nothing was sent"
         )
 
     def _dial_error(self, uri: str, exc: Any) -> DialError:
@@ -165,13 +173,22 @@ class CallCommands:
 
     def _reap_abandoned(self, now: float, *, force: bool = False) -> bool:
         """End the INVITE transactions of cancelled calls whose far end let the grace period pass (all of
-        them when ``force``). True when at least one was still there (a slot was freed)."""
+        them when ``force``). True when that gave a call slot back."""
         freed = False
         while self._abandoned and (force or self._abandoned[0][0] <= now):
             _, branch, handle = self._abandoned.pop(0)
-            if self.native.end_invite_transaction(branch):
+            before = self.native.calls_in_use()
+            if not self.native.end_invite_transaction(branch):
+                continue
+            after = self.native.calls_in_use()
+            # A far end that answered the CANCEL (487) gave the slot back then, but the INVITE transaction
+            # lingers (Completed: 32 s over UDP), and ending it frees nothing. Counted as freed, it made a
+            # dial give up instead of refusing a waiting caller (a ring group of 8 under an INVITE flood).
+            if before is None or after is None or after < before:
                 freed = True
                 log.info("sip %s: no answer to the CANCEL; its INVITE transaction ended here, slot freed", handle)
+            else:
+                log.debug("sip %s: its INVITE transaction ended here; the far end had answered the CANCEL", handle)
         return freed
 
     def check_deadlines(self, now: float) -> None:

@@ -48,6 +48,7 @@ class NativePjsip:
         self._find: Any = None
         self._terminate: Any = None
         self._atomic_get: Any = None
+        self._call_count: Any = None
         module = getattr(pj, "_pjsua2", None)
         path = getattr(module, "__file__", None)
         try:
@@ -67,6 +68,15 @@ class NativePjsip:
         terminate.argtypes, terminate.restype = [ctypes.c_void_p, ctypes.c_int], ctypes.c_int
         atomic_get.argtypes, atomic_get.restype = [ctypes.c_void_p], ctypes.c_long
         self._find, self._terminate, self._atomic_get = find, terminate, atomic_get
+        call_count = getattr(lib, "pjsua_call_get_count", None)
+        if call_count is not None:
+            call_count.argtypes, call_count.restype = [], ctypes.c_uint
+            self._call_count = call_count
+
+    def calls_in_use(self) -> int | None:
+        """pjsua's call slots in use (``pjsua_call_get_count``), None when the function is not reachable. A
+        cancelled call pjsua reported DISCONNECTED can still hold one: see the module's note."""
+        return None if self._call_count is None else int(self._call_count())
 
     @property
     def available(self) -> bool:

@@ -60,6 +60,18 @@ class PjsuaInfo:
             f"sound device: {sound}, echo cancellers: {echo}"
         )
 
+    def ring_groups_beyond_limit(self, groups: Iterable[tuple[str, int]]) -> list[str]:
+        """A warning for each parallel ring group (apartment name, residents rung at once) larger than this
+        pjsua2 can call at once: the config allows up to ``sip.max_calls``, but the wheel stops at 4 and its
+        legs 5-8 would fail to dial on every press, so say so at start, naming the apartment."""
+        return [
+            f"apartment {name} rings {size} residents at once (strategy 'parallel') but this pjsua2 ({self.build} "
+            f"build) places at most {self.max_calls} calls at once: residents {self.max_calls + 1}-{size} will fail "
+            "to dial on every press; use the pjsua2 source build (./dev.sh build-pjsua2) or ring 'sequential'"
+            for name, size in groups
+            if size > self.max_calls
+        ]
+
 
 def choose_sound_device(devices: Sequence[SoundDevice]) -> SoundDevice | None:
     """The device for live talk: one with inputs and outputs, ALSA's ``default`` first; None -> null device."""

@@ -57,6 +57,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     assert "after warm-up (MB)" in report and "0 calls" in report  # figure 5's RSS series of both designs
     idle = report[report.index("registered (kamailio) before and after") :]
     assert idle.splitlines()[2].endswith("| yes |"), idle[:400]  # figure 6 idles with a registration up
+    assert "ring group (parallel legs)" in report  # figure 7 says which group each press rang
     assert "## Errors during the run" not in report
     images = sorted(p.name for p in (tmp_path / "img").glob("*.png"))
     assert {"fig1_invite.png", "fig3_pjsua2.png", "fig8_prompts.png"} <= set(images)

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from daemon.bridge import LoopBridge
-from daemon.sip import CallEnded, IncomingCall, SipEngine
+from daemon.sip import CallEnded, CallRinging, IncomingCall, SipEngine
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Sipp
 from tests.support.sip_flood import FloodResult, run_flood
@@ -75,6 +75,43 @@ async def test_the_panel_dials_out_in_the_middle_of_a_flood(tmp_path: Path, brid
             print(f"\nflood during a dial: {results[0]}")
             assert all_refused(results[0], 1000)
             assert await engine.live_calls() == []
+
+
+async def test_a_dial_in_a_flood_refuses_a_waiting_caller_after_a_ring_group_was_cancelled(
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A parallel group's cancelled legs leave INVITE transactions behind (Completed after the 487, 32 s over
+    UDP) though their calls ended. Before: a dial that found every slot taken by waiting callers ended those
+    transactions, counted that as a freed slot, tried once more and failed with PJ_ETOOMANY (the first leg of
+    a ring group of 8 under figure 7's load). Now it goes on to refuse a waiting caller."""
+    caplog.set_level(logging.INFO, logger="daemon.sip")
+    with Sipp(tmp_path, "uas_never_answer") as legs, Sipp(tmp_path, "uas_busy") as resident:
+        async with SipEngine(make_config(), bridge) as engine, anyio.create_task_group() as tg:
+            log = EventLog(engine)
+            group = [await engine.dial(legs.uri(f"leg{i}"), ring_timeout=10) for i in range(4)]
+            for leg in group:
+                await log.wait(CallRinging, leg)
+            for leg in group:
+                await engine.hangup(leg)
+            for leg in group:
+                assert (await log.wait(CallEnded, leg)).code == 487  # the CANCEL was answered: the call ended
+            results: list[FloodResult] = []
+
+            async def flood() -> None:
+                results.append(await run_flood(engine.sip_port, 1000, 2))
+
+            tg.start_soon(flood)
+            await anyio.sleep(0.8)
+            handle = await engine.dial(resident.uri("101"), ring_timeout=5)
+            ended = await log.wait(CallEnded, handle)
+            assert (ended.code, ended.by_us) == (486, False)  # the INVITE went out
+            with anyio.fail_after(30):
+                while not results:
+                    await anyio.sleep(0.1)
+            assert all_refused(results[0], 1000)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("refused one early to dial sip:101@" in m for m in messages), "every slot was not taken: no test"
+    assert not any("slot freed" in m for m in messages)  # ending a lingering transaction freed no slot
 
 
 async def test_a_register_storm_is_ignored_while_a_caller_is_served(tmp_path: Path, bridge: LoopBridge) -> None:

@@ -69,3 +69,11 @@ async def test_the_engine_says_which_pjsua2_it_loaded(bridge: LoopBridge, caplog
     assert starts == [f"sip: {info.summary()}"]
     warned = any("sip.max_calls is 8" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert warned == (info.max_calls < 8)
+
+
+def test_parallel_groups_larger_than_the_loaded_pjsua2_are_named() -> None:
+    wheel = PjsuaInfo("2.15.1", "wheel", 4, None, ())
+    (warning,) = wheel.ring_groups_beyond_limit([("101", 8), ("102", 4), ("103", 2)])
+    assert warning.startswith("apartment 101 rings 8 residents at once") and "residents 5-8 will fail" in warning
+    source = PjsuaInfo("2.15.1", "source", 32, None, ())
+    assert source.ring_groups_beyond_limit([("101", 8), ("102", 12)]) == []
