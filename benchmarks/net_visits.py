@@ -4,9 +4,9 @@ reordering, through the netlab's impairment bridge (seeded).
 The panel is the whole daemon (benchmarks/net_visit_panel.py) in the netlab's panel namespace; the resident is
 the SIP engine (tests/support/sip_harness.py) in the PBX's namespace, called direct-IP, answering at once. One
 visit: the doorbell is pressed, the panel says its prompt and calls, the resident answers and, 0.8 s later,
-types the code; the figure is the time from typing the code to the door relay energizing. A resident whose door
-has not opened ``--retype-after`` seconds after typing types ``*`` (clears a partial entry) and the code again,
-once; a visit whose door never opens is hung up by the resident and counted as failed.
+types the code, a key every 0.3 s; the figure is the time from the first key to the door relay energizing. A
+resident whose door has not opened ``--retype-after`` seconds after typing types ``*`` (clears a partial entry)
+and the code again, once; a visit whose door never opens is hung up by the resident and counted as failed.
 
 Each loss level runs twice in the same run: the resident sending the code as RFC 2833 events (pjsua's default:
 pjmedia repeats each event's packets while the key is held and sends the end-of-event packet three times) and as
@@ -40,6 +40,7 @@ from tests.support.netlab import PANEL_IP, PBX_IP, NetLab, netlab, netlab_availa
 from tests.support.netpeers import EngineProcess
 
 CODE = "2580"
+KEY_GAP = 0.3  # seconds between two keys (pjsua queues RFC 2833 digits closer than ~250 ms)
 RESIDENT_PORT = 5070
 Method = Literal["rfc2833", "info"]
 METHODS: tuple[Method, ...] = ("rfc2833", "info")
@@ -82,6 +83,17 @@ def _event(kind: str, generation: int | None = None) -> Callable[[dict[str, Any]
     return lambda m: m.get("event") == kind and (generation is None or m["handle"]["generation"] == generation)
 
 
+def _type(resident: EngineProcess, generation: int, digits: str, method: Method) -> float:
+    """Type ``digits`` as a person does, a key every 0.3 s; returns when the first was sent (monotonic)."""
+    first = 0.0
+    for i, digit in enumerate(digits):
+        if i:
+            time.sleep(KEY_GAP)
+        sent = resident.send(cmd="dtmf", generation=generation, digits=digit, method=method)["at"]
+        first = first or float(sent)
+    return first
+
+
 def one_visit(
     panel: EngineProcess, resident: EngineProcess, method: Method, retype_after: float
 ) -> tuple[Outcome, float]:
@@ -97,11 +109,11 @@ def one_visit(
         seconds = 0.0
     else:
         time.sleep(0.8)  # the resident's pace: the phone to the ear, then the keypad
-        typed = resident.send(cmd="dtmf", generation=generation, digits=CODE, method=method)["at"]
+        typed = _type(resident, generation, CODE, method)
         outcome, seconds = "not_opened", 0.0
         for attempt, digits in (("first", CODE), ("retyped", "*" + CODE)):
             if attempt == "retyped":
-                resident.send(cmd="dtmf", generation=generation, digits=digits, method=method)
+                _type(resident, generation, digits, method)
             try:
                 relay = _next(panel, panel_mark, lambda m: m.get("event") == "relay" and m["at"] > typed, retype_after)
             except TimeoutError:
@@ -161,7 +173,9 @@ def _resident(tmp: Path, lab: NetLab) -> EngineProcess:
         "media_timeout_seconds": 0,
         "account": {"uri": f"sip:resident@{PBX_IP}"},
     }
-    return EngineProcess(tmp / "resident", lab, config, ns=lab.pbx).start()
+    resident = EngineProcess(tmp / "resident", lab, config, ns=lab.pbx)
+    resident.ready_timeout = 60.0  # a loaded machine
+    return resident.start()
 
 
 def main() -> None:
