@@ -22,6 +22,7 @@ Needs root (network namespaces), espeak-ng. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -44,7 +45,8 @@ KEY_GAP = 0.3  # seconds between two keys (pjsua queues RFC 2833 digits closer t
 RESIDENT_PORT = 5070
 Method = Literal["rfc2833", "info"]
 METHODS: tuple[Method, ...] = ("rfc2833", "info")
-Outcome = Literal["first", "retyped", "not_opened", "no_call"]
+# opened at the first typing, after one retype, never; the call never answered; the call ended under the resident
+Outcome = Literal["first", "retyped", "not_opened", "no_call", "call_lost"]
 # name -> the impair bridge's settings (each way)
 LEVELS: dict[str, dict[str, float]] = {
     "0 %": {"loss": 0.0},
@@ -65,6 +67,8 @@ class Tally:
         text = f"{opened}/{n} opened ({self.outcomes['retyped']} retyped)"
         if self.outcomes["no_call"]:
             text += f", {self.outcomes['no_call']} never answered"
+        if self.outcomes["call_lost"]:
+            text += f", {self.outcomes['call_lost']} call ended while typing"
         if self.seconds:
             med, p90 = statistics.median(self.seconds), percentile(self.seconds, 90)
             text += f"; code-to-open median {med:.2f} s, p90 {p90:.2f} s"
@@ -83,15 +87,12 @@ def _event(kind: str, generation: int | None = None) -> Callable[[dict[str, Any]
     return lambda m: m.get("event") == kind and (generation is None or m["handle"]["generation"] == generation)
 
 
-def _type(resident: EngineProcess, generation: int, digits: str, method: Method) -> float:
-    """Type ``digits`` as a person does, a key every 0.3 s; returns when the first was sent (monotonic)."""
-    first = 0.0
-    for i, digit in enumerate(digits):
-        if i:
-            time.sleep(KEY_GAP)
-        sent = resident.send(cmd="dtmf", generation=generation, digits=digit, method=method)["at"]
-        first = first or float(sent)
-    return first
+def _type(resident: EngineProcess, generation: int, digits: str, method: Method) -> float | None:
+    """Type ``digits`` as a person does, a key every 0.3 s (paced by the resident's process); returns when the
+    first was sent (monotonic), or None when the call is gone (the panel ended it: nothing can be typed)."""
+    command = {"cmd": "dtmf", "generation": generation, "digits": digits, "method": method, "gap": KEY_GAP}
+    answer = resident.send(timeout=len(digits) * KEY_GAP + 10, **command)
+    return None if "error" in answer else float(answer["at"])
 
 
 def one_visit(
@@ -100,25 +101,29 @@ def one_visit(
     panel_mark, resident_mark = len(panel.seen), len(resident.seen)
     visits_before = sum(1 for m in panel.seen if m.get("event") == "visit")
     panel.send(cmd="press")
+    outcome: Outcome = "no_call"
+    seconds = 0.0
     try:
         incoming = _next(resident, resident_mark, _event("IncomingCall"), 30)
         generation = int(incoming["handle"]["generation"])
         _next(resident, resident_mark, _event("CallAnswered", generation), 30)
     except TimeoutError:
-        outcome: Outcome = "no_call"
-        seconds = 0.0
-    else:
+        generation = None
+    if generation is not None:
         time.sleep(0.8)  # the resident's pace: the phone to the ear, then the keypad
+        outcome = "call_lost"
         typed = _type(resident, generation, CODE, method)
-        outcome, seconds = "not_opened", 0.0
         for attempt, digits in (("first", CODE), ("retyped", "*" + CODE)):
-            if attempt == "retyped":
-                _type(resident, generation, digits, method)
+            if typed is None:
+                break
+            if attempt == "retyped" and _type(resident, generation, digits, method) is None:
+                break
+            outcome = "not_opened"
             try:
                 relay = _next(panel, panel_mark, lambda m: m.get("event") == "relay" and m["at"] > typed, retype_after)
             except TimeoutError:
                 continue
-            outcome, seconds = attempt, float(relay["at"]) - float(typed)  # type: ignore[assignment]
+            outcome, seconds = attempt, float(relay["at"]) - typed  # type: ignore[assignment]
             break
         if outcome == "not_opened":
             resident.send(cmd="hangup", generation=generation)
@@ -196,7 +201,10 @@ def main() -> None:
     with ExitStack() as stack:
         tmp = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         tallies = run(tmp, args.visits, levels, methods, args.seed, args.retype_after)
-    print(f"{args.visits} visits per cell, seed {args.seed}, {time.monotonic() - started:.0f} s\n")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"{args.visits} visits per cell, seed {args.seed}, {time.monotonic() - started:.0f} s; load at the end {load}\n"
+    )
     titles = {"rfc2833": "RFC 2833 (pjsua's default)", "info": "SIP INFO"}
     print("| loss each way | " + " | ".join(titles[m] for m in methods) + " |")
     print("|---|" + "---|" * len(methods))

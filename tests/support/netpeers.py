@@ -139,12 +139,12 @@ class EngineProcess(PeerProcess):
             if raw.startswith(b"{"):  # pjlib prints a few lines of its own at start (the baseline's)
                 self.lines.put(json.loads(raw))
 
-    def send(self, **command: Any) -> dict[str, Any]:
-        """Send a command; return its answer (the next line that is not an event)."""
+    def send(self, timeout: float = 10, **command: Any) -> dict[str, Any]:
+        """Send a command; return its answer (the next line that is not an event) within ``timeout`` s."""
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(command).encode() + b"\n")
         self._proc.stdin.flush()
-        return self.wait_for(lambda m: "event" not in m, 10)
+        return self.wait_for(lambda m: "event" not in m, timeout)
 
     def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         """The first message (not yet seen) that ``match`` accepts; events passed over are kept in ``seen``."""

@@ -5,7 +5,8 @@ a dict of :class:`SipAccountConfig` fields). It prints one JSON object per line:
 started, then ``{"event": "RegistrationChanged", ...}`` for every engine event, and one answer per command.
 Commands, one JSON object per line on stdin: ``{"cmd": "dial", "uri": ...}`` -> ``{"dialed": generation,
 "remote_uri": ...}``; ``{"cmd": "hangup", "generation": n}``; ``{"cmd": "dtmf", "generation": n, "digits": "123",
-"method": "rfc2833"|"info"}`` (a call dialled or answered) -> ``{"ok": true, "at": monotonic time sent}``;
+"method": "rfc2833"|"info", "gap": s}`` (a call dialled or answered; keys ``gap`` s apart) -> ``{"ok": true,
+"at": monotonic time the first was sent}``;
 ``{"cmd": "status"}`` -> ``{"registration": {...}, "address_changes": n}``; ``{"cmd": "quit"}``. A command that
 fails answers ``{"error": "..."}``.
 """
@@ -50,10 +51,13 @@ async def _command(engine: SipEngine, handles: dict[int, CallHandle], line: str)
             handles[handle.generation] = handle
             _say({"dialed": handle.generation, "remote_uri": handle.remote_uri})
         elif cmd == "dtmf":
-            at = time.monotonic()
-            await engine.send_dtmf(
-                handles[int(request["generation"])], request["digits"], request.get("method", "rfc2833")
-            )
+            # ``gap``: seconds between keys, each sent on its own as a person types them (0: all in one go).
+            handle, gap, at = handles[int(request["generation"])], float(request.get("gap", 0)), time.monotonic()
+            keys = list(request["digits"]) if gap else [request["digits"]]
+            for i, key in enumerate(keys):
+                if i:
+                    await anyio.sleep(gap)
+                await engine.send_dtmf(handle, key, request.get("method", "rfc2833"))
             _say({"ok": True, "at": at})
         elif cmd == "hangup":
             await engine.hangup(handles[int(request["generation"])])
