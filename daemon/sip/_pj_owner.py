@@ -204,9 +204,16 @@ class PjOwner:
 
     def _on_address_change(self) -> None:
         """This host's addresses or links changed: pjsua2 rebuilds its transports (a socket bound to an address
-        that is gone, a Via and Contact naming it) and every account registers again from the new address."""
+        that is gone, a Via and Contact naming it) and every account registers again from the new address. Calls
+        in progress are kept and re-INVITEd from the new address (pjsua's default ipChangeConfig; tested: they
+        survive), and the log says how many."""
         self.address_changes += 1
-        log.warning("sip: this host's addresses or links changed; rebuilding transports and registering again")
+        calls = len(self._book.records)
+        log.warning(
+            "sip: this host's addresses or links changed; rebuilding transports, registering again, "
+            "re-INVITEing %d call(s) in progress from the new address",
+            calls,
+        )
         try:
             self._ep.handleIpChange(pj.IpChangeParam())
         except pj.Error as exc:

@@ -122,6 +122,7 @@ def test_call_in_progress_follows_the_new_address(tmp_path: Path, lab: NetLab) -
             )
             assert after["event"] == "DtmfReceived", after  # the INFO to the re-INVITE's Contact arrived
             assert after["digit"] == "5"
+            assert "re-INVITEing 1 call(s) in progress from the new address" in engine.log_text()
             reinvite = far.messages().split("INVITE sip:")[-1]  # the last INVITE sipp received: the re-INVITE
             assert f"@{NEW_ADDRESS}" in reinvite and f"IN IP4 {NEW_ADDRESS}" in reinvite, reinvite[:1500]
             assert engine.send(cmd="hangup", generation=generation) == {"ok": True}
