@@ -14,6 +14,7 @@ namespace of the machine. Commands on stdin: ``{"cmd": "press"}`` (the doorbell,
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from dataclasses import replace
@@ -105,4 +106,6 @@ async def main(fields: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    # The daemon's log on stderr (the benchmark's --keep directory, panel/engine.log): why a visit failed.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     anyio.run(main, json.loads(sys.argv[1]))
