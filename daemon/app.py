@@ -312,6 +312,9 @@ class IntercomApp:
                 "required": bool(self.config.sip.account.registrar),
                 "active": self.registered,
                 "registrar": self.sip.registration.registrar,  # the one in use (of sip.account.registrars)
+                # Why not active: "refused" (the registrar's own status), "no_answer", "transport" (a local
+                # error: no route, connection refused; no SIP status), or "none".
+                "failure": self.sip.registration.failure.value,
             },
             "visits": self.visits.status(),
             "relay": {"energized": self.panel.relay.energized, "blocked": self.panel.relay.blocked},

@@ -43,6 +43,7 @@ from daemon.sip.types import (
     DtmfReceived,
     IncomingCall,
     RegistrationChanged,
+    RegistrationFailure,
     SipEvent,
 )
 from hw import events as hw_events
@@ -136,16 +137,18 @@ class VisitRouter:
 
     def sip_event(self, event: SipEvent) -> None:
         match event:
-            case RegistrationChanged(active=active, code=code, reason=reason, registrar=registrar):
+            case RegistrationChanged(active=active, code=code, reason=reason, registrar=registrar, failure=failure):
                 self.registered = active
                 self._ports.leds.show(LedPattern.IDLE if active else LedPattern.FAULT)
                 level = logging.INFO if active else logging.ERROR
                 via = f" ({registrar})" if registrar else ""
-                log.log(level, "registration %s%s: %s %s", "up" if active else "down", via, code, reason)
+                # A local transport error has no SIP status (code 0): its reason says "transport error: ...".
+                why = reason if failure is RegistrationFailure.TRANSPORT else f"{code} {reason}"
+                log.log(level, "registration %s%s: %s", "up" if active else "down", via, why)
                 # In the event stream too: MQTT and `events --follow` watchers see the PBX come and go, and
                 # which of the registrars is in use (or, when down, which one failed last).
                 name = "REGISTRATION_UP" if active else "REGISTRATION_DOWN"
-                self._log.event("-", name, registrar or "registrar", f"{code} {reason}".strip())
+                self._log.event("-", name, registrar or "registrar", why.strip())
             case CallRinging(handle=h):
                 self._route(h, LegRinging)
             case CallAnswered(handle=h):

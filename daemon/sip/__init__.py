@@ -21,6 +21,7 @@ from daemon.sip.types import (
     MediaActive,
     PlaybackFinished,
     RegistrationChanged,
+    RegistrationFailure,
     RegistrationSnapshot,
     SipEvent,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PjsuaInfo",
     "PlaybackFinished",
     "RegistrationChanged",
+    "RegistrationFailure",
     "RegistrationSnapshot",
     "SipEngine",
     "SipEvent",

@@ -23,6 +23,7 @@ import pjsua2 as pj
 
 from daemon.bridge import EventChannel
 from daemon.errors import CallGoneError
+from daemon.sip._registrars import RegisterReply
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallState, SipEvent
 
@@ -53,7 +54,7 @@ class OwnerHooks(Protocol):
     fault_once: bool
 
     def on_incoming(self, call: PjCall, source: str) -> None: ...
-    def on_reg_state(self, index: int, active: bool, code: int, reason: str, expires: int) -> None: ...
+    def on_reg_state(self, index: int, active: bool, expires: int, reply: RegisterReply) -> None: ...
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None: ...
     def on_media_state(self, generation: int, active: bool) -> None: ...
     def on_dtmf(self, generation: int, digit: str, method: int) -> None: ...
@@ -120,7 +121,9 @@ class PjAccount(pj.Account):  # type: ignore[misc]
         expires = int(info.regExpiresSec)
         # pjsua reports "no registration" as -1 in an unsigned field: 4294967295.
         expires = 0 if expires >= 2**31 else expires
-        self.hooks.on_reg_state(self.registrar_index, bool(info.regIsActive), int(prm.code), str(prm.reason), expires)
+        # A response received fills rdata; a failure pjsip made up (timeout, transport error) leaves it empty.
+        reply = RegisterReply(int(prm.status), int(prm.code), str(prm.reason), responded=bool(prm.rdata.wholeMsg))
+        self.hooks.on_reg_state(self.registrar_index, bool(info.regIsActive), expires, reply)
 
     @_guard
     def onIncomingCall(self, prm: Any) -> None:

@@ -35,7 +35,7 @@ from daemon.sip._pj_log import PJSIP_LOGGER
 from daemon.sip._pj_media import MediaCommands
 from daemon.sip._pj_setup import StartInfo, create_account, create_endpoint
 from daemon.sip._pjsip_log import PjsipLogRouter
-from daemon.sip._registrars import RegistrarBook, RegistrarProbe
+from daemon.sip._registrars import RegisterReply, RegistrarBook, RegistrarProbe
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip.types import (
     CallAnswered,
@@ -47,6 +47,7 @@ from daemon.sip.types import (
     DtmfReceived,
     MediaActive,
     RegistrationChanged,
+    RegistrationFailure,
     SipEvent,
 )
 
@@ -207,9 +208,16 @@ class PjOwner:
 
     def _on_address_change(self) -> None:
         """This host's addresses or links changed: pjsua2 rebuilds its transports (a socket bound to an address
-        that is gone, a Via and Contact naming it) and every account registers again from the new address."""
+        that is gone, a Via and Contact naming it) and every account registers again from the new address. Calls
+        in progress are kept and re-INVITEd from the new address (pjsua's default ipChangeConfig; tested: they
+        survive), and the log says how many."""
         self.address_changes += 1
-        log.warning("sip: this host's addresses or links changed; rebuilding transports and registering again")
+        calls = len(self._book.records)
+        log.warning(
+            "sip: this host's addresses or links changed; rebuilding transports, registering again, "
+            "re-INVITEing %d call(s) in progress from the new address",
+            calls,
+        )
         try:
             self._ep.handleIpChange(pj.IpChangeParam())
         except pj.Error as exc:
@@ -249,7 +257,9 @@ class PjOwner:
                 log.error("sip: no registrar answers; only direct-IP residents can be called")
             else:
                 log.warning("sip: registrar in use: %s", snap.registrar)
-        self._book.emit(RegistrationChanged(snap.active, snap.code, snap.reason, snap.expires, snap.registrar))
+        self._book.emit(
+            RegistrationChanged(snap.active, snap.code, snap.reason, snap.expires, snap.registrar, snap.failure)
+        )
 
     def _run_command(self, command: Command[Any]) -> None:
         if command.abandoned:
@@ -320,18 +330,18 @@ class PjOwner:
     def on_incoming(self, call: PjCall, source: str) -> None:
         self.inbound.on_incoming(call, source)
 
-    def on_reg_state(self, index: int, active: bool, code: int, reason: str, expires: int) -> None:
+    def on_reg_state(self, index: int, active: bool, expires: int, reply: RegisterReply) -> None:
         if index >= len(self.registrars.states):  # an account without a registrar: nothing to report
             return
+        code, reason, failure = reply.classify(active)
         log.info(
-            "sip: registration with %s %s: %d %s (expires %d s)",
+            "sip: registration with %s %s: %s (expires %d s)",
             self.registrars.states[index].uri,
             "active" if active else "inactive",
-            code,
-            reason,
+            reason if failure is RegistrationFailure.TRANSPORT else f"{code} {reason}",
             expires,
         )
-        self.registrars.on_registration(index, active, code, reason, expires, now=time.monotonic())
+        self.registrars.on_registration(index, active, code, reason, expires, now=time.monotonic(), failure=failure)
         self._publish(index)
 
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None:

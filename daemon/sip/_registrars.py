@@ -23,19 +23,50 @@ import socket
 from dataclasses import dataclass, replace
 
 from daemon.sip._uri import DEFAULT_PORT, SipUri, SipUriError
-from daemon.sip.types import RegistrationSnapshot
+from daemon.sip.types import RegistrationFailure, RegistrationSnapshot
 
-__all__ = ["RegistrarBook", "RegistrarProbe", "RegistrarState"]
+__all__ = ["RegisterReply", "RegistrarBook", "RegistrarProbe", "RegistrarState"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # the owner thread's logger: one place for SIP status lines
 
 # Probes per failover period: one lost datagram must not pass a healthy registrar over.
 _PROBES_PER_PERIOD = 3
 _TLS_PORT = 5061
-# REGISTER failures that mean "nobody answered" (pjsip makes these up on a timeout or a transport error). After
-# one of these a probe's answer re-registers at once; after a refusal (401, 403) pjsua's retry interval decides,
-# so wrong credentials are not hammered into a PBX's lock-out.
+# REGISTER failures that mean "nobody answered": a registrar's (or a proxy's) own 408/503/504, and the failures
+# pjsip makes up (a timeout, a local transport error). After one of these a probe's answer re-registers at once;
+# after a refusal (401, 403) pjsua's retry interval decides, so wrong credentials are not hammered into a PBX's
+# lock-out.
 _UNREACHABLE = (408, 503, 504)
+_NOT_ANSWERED = (RegistrationFailure.NO_ANSWER, RegistrationFailure.TRANSPORT)
+# What pjsip reports, with no response received, for a transaction that timed out and one whose transport failed
+# (PJSIP_SC_TSX_TIMEOUT, PJSIP_SC_TSX_TRANSPORT_ERROR).
+_TSX_TIMEOUT, _TSX_TRANSPORT_ERROR = 408, 503
+
+
+@dataclass(frozen=True)
+class RegisterReply:
+    """What pjsua reported for one REGISTER: ``status`` is pjsip's own (non-zero: it could not be sent),
+    ``code``/``reason`` the SIP status line, ``responded`` whether a SIP response was received at all."""
+
+    status: int
+    code: int
+    reason: str
+    responded: bool
+
+    def classify(self, active: bool) -> tuple[int, str, RegistrationFailure]:
+        """(code, reason, failure). A local transport error is not a SIP status: pjsip reports it as "503 <the
+        error's text>" ("503 Invalid argument" from a socket that cannot reach the registrar's address), which
+        read as the registrar's own 503; it becomes code 0, "transport error: ...", failure TRANSPORT."""
+        if active:
+            return self.code, self.reason, RegistrationFailure.NONE
+        refused = RegistrationFailure.REFUSED if self.code >= 300 else RegistrationFailure.NONE  # 200: unregistered
+        if self.responded:  # a status of pjsip's own here is about the answer (a 401 it has no credential for)
+            return self.code, self.reason, refused
+        if self.code == _TSX_TIMEOUT:
+            return self.code, self.reason, RegistrationFailure.NO_ANSWER
+        if self.status != 0 or self.code == _TSX_TRANSPORT_ERROR:
+            return 0, f"transport error: {self.reason}", RegistrationFailure.TRANSPORT
+        return self.code, self.reason, refused
 
 
 @dataclass
@@ -50,6 +81,7 @@ class RegistrarState:
     code: int = 0
     reason: str = "not registered"
     expires: int = 0
+    failure: RegistrationFailure = RegistrationFailure.NONE
 
     @property
     def usable(self) -> bool:
@@ -58,7 +90,7 @@ class RegistrarState:
     @property
     def unreachable(self) -> bool:
         """Its last REGISTER failed for want of an answer (timeout, transport error): not a refusal."""
-        return not self.registered and self.code in _UNREACHABLE
+        return not self.registered and (self.failure in _NOT_ANSWERED or self.code in _UNREACHABLE)
 
 
 def _hostport(uri: SipUri) -> tuple[str, int]:
@@ -77,9 +109,20 @@ class RegistrarBook:
         """The index of the registrar calls go through: the first usable one, or None."""
         return next((i for i, s in enumerate(self.states) if s.usable), None)
 
-    def on_registration(self, index: int, active: bool, code: int, reason: str, expires: int, *, now: float) -> None:
+    def on_registration(
+        self,
+        index: int,
+        active: bool,
+        code: int,
+        reason: str,
+        expires: int,
+        *,
+        now: float,
+        failure: RegistrationFailure = RegistrationFailure.NONE,
+    ) -> None:
         state = self.states[index]
         state.registered, state.code, state.reason, state.expires = active, code, reason, expires
+        state.failure = failure
         if active:  # it answered: a registration that succeeds is proof of life
             state.last_answer, state.silent = now, False
 
@@ -105,6 +148,7 @@ class RegistrarBook:
             if state.probed and not state.silent and now - state.last_answer > self.failover_seconds:
                 state.silent, state.registered = True, False  # a registrar that comes back may have lost it
                 state.code, state.reason = 408, f"no answer for {self.failover_seconds:g} s"
+                state.failure = RegistrationFailure.NO_ANSWER
                 gone.append(i)
         return gone
 
@@ -130,7 +174,7 @@ class RegistrarBook:
         active = self.active
         index = active if active is not None else (about or 0)
         s = self.states[index]
-        return RegistrationSnapshot(True, active is not None, s.code, s.reason, s.expires, s.uri)
+        return RegistrationSnapshot(True, active is not None, s.code, s.reason, s.expires, s.uri, s.failure)
 
 
 def _parse(uri: str) -> SipUri | None:

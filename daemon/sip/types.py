@@ -27,6 +27,7 @@ __all__ = [
     "MediaActive",
     "PlaybackFinished",
     "RegistrationChanged",
+    "RegistrationFailure",
     "RegistrationSnapshot",
     "SipEvent",
 ]
@@ -73,6 +74,17 @@ class CallSnapshot:
     recording: bool
 
 
+class RegistrationFailure(Enum):
+    """Why a registration is not active. pjsip reports a REGISTER that could not even be sent (no route, a socket
+    that cannot reach the address, a TCP connection refused) as a made-up "503 <local error text>", and one that
+    nothing answered as a made-up 408; only a registrar's own response is a SIP status."""
+
+    NONE = "none"  # registered (or not tried yet)
+    REFUSED = "refused"  # the registrar answered with a failure status (401, 403, 503 of its own...): ``code``
+    NO_ANSWER = "no_answer"  # nothing answered within pjsip's transaction timeout (408), or probes went unanswered
+    TRANSPORT = "transport"  # a local transport error: nothing was sent or connected; ``code`` is 0
+
+
 @dataclass(frozen=True)
 class RegistrationSnapshot:
     configured: bool  # False for a direct-IP panel with no registrar
@@ -81,6 +93,7 @@ class RegistrationSnapshot:
     reason: str
     expires: int
     registrar: str = ""  # the registrar in use (or, none in use, the one that last failed); "" without any
+    failure: RegistrationFailure = RegistrationFailure.NONE
 
 
 def _now() -> float:
@@ -90,13 +103,15 @@ def _now() -> float:
 @dataclass(frozen=True)
 class RegistrationChanged:
     """The panel's registration after a change: ``active`` when some registrar is in use, ``registrar`` which
-    (or, none in use, the one that just failed); ``code``/``reason``/``expires`` are that registrar's."""
+    (or, none in use, the one that just failed); ``code``/``reason``/``expires`` are that registrar's, ``failure``
+    what kind of failure it was (``code`` 0 for a local transport error: no SIP status was ever received)."""
 
     active: bool
     code: int
     reason: str
     expires: int = 0
     registrar: str = ""
+    failure: RegistrationFailure = RegistrationFailure.NONE
     at: float = field(default_factory=_now, compare=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,5 +90,46 @@ def test_link_down_and_up_registers_again(tmp_path: Path, lab: NetLab) -> None:
             engine.event("RegistrationChanged", 15, active=True)
             assert engine.send(cmd="status")["address_changes"] >= 1
             _reached_through_the_registrar(tmp_path, lab, kamailio, engine)
+        finally:
+            engine.stop()
+
+
+def _ended(engine: EngineProcess, generation: int, timeout: float) -> dict[str, Any]:
+    """The call's CallEnded event, seen already (passed over while waiting for a command's answer) or to come."""
+
+    def match(m: dict[str, Any]) -> bool:
+        return m.get("event") == "CallEnded" and m["handle"]["generation"] == generation
+
+    return next((m for m in engine.seen if match(m)), None) or engine.wait_for(match, timeout)
+
+
+def test_call_in_progress_follows_the_new_address(tmp_path: Path, lab: NetLab) -> None:
+    """An answered call across the panel's address change: pjsua re-INVITEs it from the new address (its
+    Contact and SDP), so it survives; the far end's next in-dialog request, sent to the new Contact, arrives."""
+    with NsKamailio(tmp_path / "k", users={"panel": "s3cret"}, ns=lab.pbx) as kamailio:
+        engine = _engine(tmp_path, lab, kamailio).start()
+        try:
+            engine.event("RegistrationChanged", 10, active=True)
+            far = Sipp(tmp_path / "far", "uas_answer_reinvite", digit="5")
+            lab.popen(lab.pbx, ns_sipp_argv(far, lab.pbx, PBX_IP, ["-m", "1"])[4:], stdout=subprocess.DEVNULL)
+            generation = engine.send(cmd="dial", uri=f"sip:far@{PBX_IP}:{far.port}")["dialed"]
+            engine.wait_for(lambda m: m.get("event") == "CallAnswered" and m["handle"]["generation"] == generation, 10)
+
+            lab.set_panel_address(NEW_ADDRESS)
+            after = engine.wait_for(
+                lambda m: m.get("event") in ("DtmfReceived", "CallEnded") and m["handle"]["generation"] == generation,
+                20,
+            )
+            assert after["event"] == "DtmfReceived", after  # the INFO to the re-INVITE's Contact arrived
+            assert after["digit"] == "5"
+            assert "re-INVITEing 1 call(s) in progress from the new address" in engine.log_text()
+            reinvite = far.messages().split("INVITE sip:")[-1]  # the last INVITE sipp received: the re-INVITE
+            assert f"@{NEW_ADDRESS}" in reinvite and f"IN IP4 {NEW_ADDRESS}" in reinvite, reinvite[:1500]
+            assert engine.send(cmd="hangup", generation=generation) == {"ok": True}
+            ended = _ended(engine, generation, 10)
+            assert ended["by_us"], ended  # it lasted until the panel hung up
+            # The next call works both ways.
+            _reached_through_the_registrar(tmp_path, lab, kamailio, engine)
+            _dial_answered(tmp_path, lab, engine)
         finally:
             engine.stop()

@@ -3,6 +3,7 @@ answering, the first is used again once it is back; direct-IP residents are call
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ from daemon.config import SipConfig
 from daemon.simulation.phone import Baresip
 from daemon.sip import CallAnswered, RegistrationChanged, SipEngine
 from tests.sip.conftest import EventLog, make_config
-from tests.support.peers import Kamailio
+from tests.support.peers import Kamailio, free_port
 
 pytestmark = pytest.mark.peers
 
@@ -110,3 +111,18 @@ async def test_direct_ip_resident_is_called_with_every_registrar_down(tmp_path: 
             assert event.registrar in (first.registrar, second.registrar)
             assert not engine.registration.active
             assert await _call_answered(engine, log, phone.uri) == phone.uri
+
+
+async def test_an_unreachable_first_registrar_fails_over_on_its_transport_error(
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody listens at the first registrar's TCP port: its REGISTER fails with a local transport error (logged
+    as one, with no SIP status), and calls go through the second."""
+    unreachable = f"sip:127.0.0.1:{free_port()}"
+    with Kamailio(tmp_path / "k2", users=USERS) as second, caplog.at_level(logging.INFO, "daemon.sip._pj_owner"):
+        config = replace(_config(second), transport="tcp")
+        config = replace(config, account=replace(config.account, registrars=(unreachable, second.registrar)))
+        async with SipEngine(config, bridge) as engine:
+            await _wait_in_use(EventLog(engine), second.registrar, timeout=10)
+    failed = [r.getMessage() for r in caplog.records if f"registration with {unreachable} inactive" in r.getMessage()]
+    assert failed and failed[0].endswith("transport error: Connection refused (expires 0 s)"), failed

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.sip._registrars import RegistrarBook
+from daemon.sip._registrars import RegisterReply, RegistrarBook
+from daemon.sip.types import RegistrationFailure, RegistrationSnapshot
 
 FIRST, SECOND = "sip:10.0.0.2", "sip:10.0.0.3:5070"
 
@@ -83,3 +84,40 @@ def test_a_refused_registration_is_left_to_pjsuas_retry() -> None:
     book = RegistrarBook((FIRST,), failover_seconds=5, now=0.0)
     book.on_registration(0, False, 403, "Forbidden", 0, now=1.0)
     assert book.on_answer(0, 10.0) is False  # wrong credentials are not hammered into the PBX
+
+
+def test_a_local_transport_error_is_typed_not_a_sip_status() -> None:
+    # pjsip's made-up "503 <error text>" (no response received) is a transport failure with no SIP status...
+    assert RegisterReply(0, 503, "Invalid argument", responded=False).classify(False) == (
+        0,
+        "transport error: Invalid argument",
+        RegistrationFailure.TRANSPORT,
+    )
+    # ...and so is a REGISTER pjsip could not send at all (its own status non-zero).
+    assert RegisterReply(70022, 0, "Invalid argument", responded=False).classify(False)[2] is (
+        RegistrationFailure.TRANSPORT
+    )
+    # A registrar's own 503 is its answer; pjsip's timeout is "no answer"; a 200 is no failure.
+    assert RegisterReply(0, 503, "Service Unavailable", responded=True).classify(False) == (
+        503,
+        "Service Unavailable",
+        RegistrationFailure.REFUSED,
+    )
+    assert RegisterReply(0, 408, "Request Timeout", responded=False).classify(False)[2] is RegistrationFailure.NO_ANSWER
+    assert RegisterReply(0, 200, "OK", responded=True).classify(True) == (200, "OK", RegistrationFailure.NONE)
+    assert RegisterReply(0, 200, "OK", responded=True).classify(False)[2] is RegistrationFailure.NONE  # unregistered
+    # pjsip's own status with a response: a 401 it had no credential for. A refusal, not a transport error.
+    assert RegisterReply(171100, 401, "Unauthorized", responded=True).classify(False)[2] is RegistrationFailure.REFUSED
+
+
+def test_a_transport_failure_fails_over_and_an_answer_after_it_registers_again() -> None:
+    book = RegistrarBook((FIRST, SECOND), failover_seconds=5, now=0.0)
+    book.states[0].probed = True
+    book.on_registration(1, True, 200, "OK", 300, now=0.0)
+    reason = "transport error: Invalid argument"
+    book.on_registration(0, False, 0, reason, 0, now=0.0, failure=RegistrationFailure.TRANSPORT)
+    assert book.active == 1  # passed over at once, as a 503 was
+    assert book.states[0].unreachable  # not a refusal: no status code says so any more, the failure kind does
+    assert book.on_answer(0, 10.0) is True  # it answers a probe: register with it now
+    book.states[1].registered = False
+    assert book.snapshot(0) == RegistrationSnapshot(True, False, 0, reason, 0, FIRST, RegistrationFailure.TRANSPORT)

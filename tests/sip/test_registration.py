@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anyio
 import pytest
 
 from daemon.bridge import LoopBridge
-from daemon.sip import IncomingCall, RegistrationChanged, SipEngine
+from daemon.sip import IncomingCall, RegistrationChanged, RegistrationFailure, SipEngine
 from tests.sip.conftest import EventLog, make_config
-from tests.support.peers import Kamailio, Sipp
+from tests.support.peers import Kamailio, Sipp, free_port
 
 pytestmark = pytest.mark.peers
 
@@ -94,3 +95,28 @@ async def test_registrar_back_after_an_outage_is_registered_with_at_once(tmp_pat
             while not (await log.wait(RegistrationChanged, timeout=10)).active:
                 pass
             assert anyio.current_time() - back_from < 5
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_an_unreachable_registrar_is_a_transport_failure_not_a_sip_status(
+    bridge: LoopBridge, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The registrar cannot be reached from here: over UDP a socket bound to 127.0.0.1 cannot send to another
+    host's address (the kernel says EINVAL, what a panel showed as "503 Invalid argument"); over TCP nobody
+    listens. pjsip reports these as a made-up "503 <local error>"; the engine says what they are: a transport
+    failure, with no SIP status, in its event, its snapshot and its log."""
+    host = "192.0.2.1" if transport == "udp" else "127.0.0.1"  # TEST-NET-1: never answers
+    registrar = f"sip:{host}:{free_port()}"
+    account = {"registrar": registrar, "username": "panel", "password": "s3cret"}
+    with caplog.at_level(logging.INFO, logger="daemon.sip._pj_owner"):
+        async with SipEngine(make_config(transport=transport, account=account), bridge) as engine:
+            event = await EventLog(engine).wait(RegistrationChanged, timeout=10)
+            snapshot = engine.registration
+    assert not event.active, event
+    assert event.failure is RegistrationFailure.TRANSPORT, event
+    assert event.code == 0, event  # no SIP status: nothing answered
+    assert event.reason.startswith("transport error: "), event
+    assert (snapshot.failure, snapshot.code, snapshot.registrar) == (RegistrationFailure.TRANSPORT, 0, registrar)
+    lines = [r.getMessage() for r in caplog.records if "registration with" in r.getMessage()]
+    assert lines and all(" 503 " not in line for line in lines), lines
+    assert "transport error" in lines[0], lines

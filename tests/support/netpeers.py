@@ -89,15 +89,22 @@ def ns_sipp_argv(sipp: Sipp, ns: str, address: str, extra: list[str]) -> list[st
 
 
 class EngineProcess(PeerProcess):
-    """The SIP engine (tests/support/sip_harness.py) in the panel's namespace; its events as dicts."""
+    """The SIP engine (tests/support/sip_harness.py) in the panel's namespace (or ``ns``); its events as dicts."""
 
     name = "engine"
 
     def __init__(
-        self, workdir: Path, lab: NetLab, config: dict[str, Any], module: str = "tests.support.sip_harness"
+        self,
+        workdir: Path,
+        lab: NetLab,
+        config: dict[str, Any],
+        module: str = "tests.support.sip_harness",
+        ns: str | None = None,
     ) -> None:
         super().__init__(Path(workdir))
         self.lab = lab
+        self.ns = ns or lab.panel
+        self.ready_timeout = 15.0  # the whole daemon (benchmarks/net_visit_panel.py) synthesizes its prompts first
         self.config = config
         self.module = module  # another harness speaking the same lines (benchmarks/pjsua_default_panel.py)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -109,7 +116,7 @@ class EngineProcess(PeerProcess):
         root = Path(__file__).resolve().parents[2]
         with open(self.log_path, "ab") as log:
             self._proc = self.lab.popen(
-                self.lab.panel,
+                self.ns,
                 argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -123,7 +130,7 @@ class EngineProcess(PeerProcess):
             )
         # One reader for the process's life: its stdout is read with blocking calls.
         threading.Thread(target=self._read, name="engine-stdout", daemon=True).start()
-        self.wait_for(lambda m: "ready" in m, 15)
+        self.wait_for(lambda m: "ready" in m, self.ready_timeout)
         return self
 
     def _read(self) -> None:
@@ -132,12 +139,12 @@ class EngineProcess(PeerProcess):
             if raw.startswith(b"{"):  # pjlib prints a few lines of its own at start (the baseline's)
                 self.lines.put(json.loads(raw))
 
-    def send(self, **command: Any) -> dict[str, Any]:
-        """Send a command; return its answer (the next line that is not an event)."""
+    def send(self, timeout: float = 10, **command: Any) -> dict[str, Any]:
+        """Send a command; return its answer (the next line that is not an event) within ``timeout`` s."""
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(command).encode() + b"\n")
         self._proc.stdin.flush()
-        return self.wait_for(lambda m: "event" not in m, 10)
+        return self.wait_for(lambda m: "event" not in m, timeout)
 
     def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         """The first message (not yet seen) that ``match`` accepts; events passed over are kept in ``seen``."""

@@ -27,16 +27,18 @@ __all__ = ["Baresip", "Kamailio", "PeerProcess", "Sipp", "free_port", "write_ton
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 
 
-def sip_options(port: int, timeout: float = 0.3) -> int | None:
-    """Blocking OPTIONS to 127.0.0.1:port over UDP; the status code or None. For readiness checks."""
+def sip_options(port: int, timeout: float = 0.3, user: str = "") -> int | None:
+    """Blocking OPTIONS to 127.0.0.1:port over UDP; the status code or None. For readiness checks. With ``user``
+    the request is for ``user@`` there: through kamailio, it reaches that user's phone only once it is registered."""
+    target = f"{user}@127.0.0.1:{port}" if user else f"127.0.0.1:{port}"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         s.settimeout(timeout)
         lport = s.getsockname()[1]
         branch = f"z9hG4bK{time.time_ns()}"
         msg = (
-            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch}"
-            f"\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: {time.time_ns()}\r\n"
+            f"OPTIONS sip:{target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch={branch}"
+            f"\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:{target}>\r\nCall-ID: {time.time_ns()}\r\n"
             "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
         s.sendto(msg.encode(), ("127.0.0.1", port))

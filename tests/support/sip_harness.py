@@ -4,8 +4,11 @@
 a dict of :class:`SipAccountConfig` fields). It prints one JSON object per line: ``{"ready": port}`` once
 started, then ``{"event": "RegistrationChanged", ...}`` for every engine event, and one answer per command.
 Commands, one JSON object per line on stdin: ``{"cmd": "dial", "uri": ...}`` -> ``{"dialed": generation,
-"remote_uri": ...}``; ``{"cmd": "hangup", "generation": n}``; ``{"cmd": "status"}`` -> ``{"registration":
-{...}, "address_changes": n}``; ``{"cmd": "quit"}``. A command that fails answers ``{"error": "..."}``.
+"remote_uri": ...}``; ``{"cmd": "hangup", "generation": n}``; ``{"cmd": "dtmf", "generation": n, "digits": "123",
+"method": "rfc2833"|"info", "gap": s}`` (a call dialled or answered; keys ``gap`` s apart) -> ``{"ok": true,
+"at": monotonic time the first was sent}``;
+``{"cmd": "status"}`` -> ``{"registration": {...}, "address_changes": n}``; ``{"cmd": "quit"}``. A command that
+fails answers ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -20,7 +24,7 @@ import anyio
 from daemon.bridge import LoopBridge
 from daemon.config import SipAccountConfig, SipConfig
 from daemon.errors import IntercomError
-from daemon.sip import CallHandle, SipEngine, SipEvent
+from daemon.sip import CallHandle, IncomingCall, SipEngine, SipEvent
 
 
 def config_from(data: dict[str, Any]) -> SipConfig:
@@ -46,6 +50,15 @@ async def _command(engine: SipEngine, handles: dict[int, CallHandle], line: str)
             handle = await engine.dial(request["uri"], request.get("ring_timeout", 10))
             handles[handle.generation] = handle
             _say({"dialed": handle.generation, "remote_uri": handle.remote_uri})
+        elif cmd == "dtmf":
+            # ``gap``: seconds between keys, each sent on its own as a person types them (0: all in one go).
+            handle, gap, at = handles[int(request["generation"])], float(request.get("gap", 0)), time.monotonic()
+            keys = list(request["digits"]) if gap else [request["digits"]]
+            for i, key in enumerate(keys):
+                if i:
+                    await anyio.sleep(gap)
+                await engine.send_dtmf(handle, key, request.get("method", "rfc2833"))
+            _say({"ok": True, "at": at})
         elif cmd == "hangup":
             await engine.hangup(handles[int(request["generation"])])
             _say({"ok": True})
@@ -70,6 +83,8 @@ async def main(config: SipConfig) -> None:
 
             async def events() -> None:
                 async for event in engine.events:
+                    if isinstance(event, IncomingCall):  # an answered caller can be sent digits
+                        handles[event.handle.generation] = event.handle
                     _say(_event(event))
 
             tg.start_soon(events)

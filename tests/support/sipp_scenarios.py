@@ -149,6 +149,46 @@ Content-Length: 0
 # only when a scenario asks it to, or with -rtp_echo; neither is used here.)
 _UAS_ANSWER_SILENT = _RECV_INVITE + _RING + _OK_SDP + '  <recv request="ACK"/>\n' + _WAIT_BYE
 
+# Answers, then takes one re-INVITE (the panel's new address after handleIpChange: its Contact and SDP), answers
+# it with SDP (to the re-INVITE's Via: sipp would answer the call's first address, now gone), and then sends a
+# DTMF digit as SIP INFO to the Contact the re-INVITE named: it arrives only if the dialog followed the panel to
+# its new address. Then waits for the BYE.
+_UAS_ANSWER_REINVITE = (
+    _RECV_INVITE
+    + _RING
+    + _OK_SDP
+    + """  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="sips?:[^>]*" search_in="hdr" header="Contact:" assign_to="new_contact"/>
+      <ereg regexp="UDP ([0-9.]+):([0-9]+)" search_in="hdr" header="Via:" assign_to="via,via_host,via_port"/>
+      <setdest host="[$via_host]" port="[$via_port]" protocol="udp"/>
+    </action>
+  </recv>
+"""
+    # (X-Via: sipp refuses a variable never used, and the regexp's whole match is one.)
+    + _OK_SDP.replace("[last_To:];tag=[pid]SIPpTag01[call_number]", "[last_To:]\nX-Via: [$via]")
+    + """  <recv request="ACK"/>
+  <send retrans="500"><![CDATA[
+INFO [$new_contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$local_to];tag=[pid]SIPpTag01[call_number]
+To: [$remote_from]
+[last_Call-ID:]
+CSeq: 1 INFO
+Max-Forwards: 70
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={digit}
+Duration=160
+]]></send>
+  <recv response="200"/>
+"""
+    + _WAIT_BYE
+)
+
 _INVITE = """  <send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -229,6 +269,7 @@ SCENARIOS: dict[str, str] = {
     "uas_info_dtmf": _UAS_INFO_DTMF,
     "uas_answer_random_bye": _UAS_ANSWER_RANDOM_BYE,
     "uas_answer_silent": _UAS_ANSWER_SILENT,
+    "uas_answer_reinvite": _UAS_ANSWER_REINVITE,
     "uac_expect_refusal": _uac_expect(0, sdp=True).replace('response="0"', 'response="{status}"'),
     "uac_no_sdp_expect_refusal": _uac_expect(0, sdp=False).replace('response="0"', 'response="{status}"'),
     "uac_answered": _UAC_ANSWERED,
