@@ -1,7 +1,8 @@
 """Idle cost of the whole process, thread by thread, beside an idle baresip: the issue-18 anchor figure.
 
 Starts a local kamailio, then ``intercomd run`` (mock pins, registered) and a registered baresip, waits for both to
-be registered, and samples ``/proc/PID/task/*`` for ``--seconds``: CPU ticks and context switches per thread. A
+be registered, and samples ``/proc/PID/task/*`` of both over the same ``--seconds``: CPU ticks and context switches
+per thread (the daemon's main thread runs the event loop; ``sip-owner`` is the SIP owner thread). A
 voluntary context switch is a sleep, so switches per second approximate wake-ups per second (what a Pi's power and
 a C client's 0 are compared by).
 
@@ -19,13 +20,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from benchmarks._proc import emit, run_child
+from benchmarks.report import Figure
 from daemon.simulation.phone import Baresip
 from tests.support.peers import Kamailio, free_port
 
-__all__ = ["ThreadCost", "main", "sample_process"]
+__all__ = ["ThreadCost", "idle_figure", "main", "sample_process", "sample_processes"]
 
 TICK = os.sysconf("SC_CLK_TCK")
+LABELS = ("intercomd", "baresip")
 
 
 @dataclass(frozen=True)
@@ -53,14 +58,23 @@ def _threads(pid: int) -> dict[int, tuple[str, float, int]]:
 
 def sample_process(pid: int, seconds: float) -> list[ThreadCost]:
     """CPU and context switches of each thread of ``pid`` over ``seconds`` (threads born in the window count whole)."""
-    before = _threads(pid)
-    time.sleep(seconds)  # the measured process is another process: this one only waits
-    after = _threads(pid)
-    costs = []
-    for tid, (name, cpu, switches) in after.items():
-        _, cpu0, switches0 = before.get(tid, (name, 0.0, 0))
-        costs.append(ThreadCost(name, cpu - cpu0, switches - switches0))
-    return sorted(costs, key=lambda c: -c.switches)
+    return sample_processes([pid], seconds)[pid]
+
+
+def sample_processes(pids: list[int], seconds: float) -> dict[int, list[ThreadCost]]:
+    """:func:`sample_process` for several processes over one and the same window (the anchor in the same run).
+    The main thread is named ``main``: in the daemon it runs the event loop."""
+    before = {pid: _threads(pid) for pid in pids}
+    time.sleep(seconds)  # the measured processes are other processes: this one only waits
+    out: dict[int, list[ThreadCost]] = {}
+    for pid in pids:
+        costs = []
+        for tid, (name, cpu, switches) in _threads(pid).items():
+            _, cpu0, switches0 = before[pid].get(tid, (name, 0.0, 0))
+            label = f"main ({name})" if tid == pid else name
+            costs.append(ThreadCost(label, cpu - cpu0, switches - switches0))
+        out[pid] = sorted(costs, key=lambda c: -c.switches)
+    return out
 
 
 def _config(tmp: Path, kamailio: Kamailio) -> Path:
@@ -116,6 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--emit", action="store_true", help="print the result as one JSON line (python -m benchmarks)")
     args = ap.parse_args()
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="idle-") as tmpdir:
@@ -132,14 +147,14 @@ def main() -> None:
                     if not _wait_registered(str(bindir / "intercomctl"), tmp / "run" / "control.sock", 30):
                         raise SystemExit("intercomd did not register within 30 s")
                     time.sleep(2)  # start-up work (prompt cache writes) settles
-                    ours = sample_process(daemon.pid, args.seconds)
                     assert phone.proc is not None
-                    theirs = sample_process(phone.proc.pid, args.seconds)
+                    both = sample_processes([daemon.pid, phone.proc.pid], args.seconds)
+                    ours, theirs = both[daemon.pid], both[phone.proc.pid]
                 finally:
                     daemon.terminate()
                     daemon.wait(timeout=10)
-    report = {}
-    for label, costs in (("intercomd", ours), ("baresip", theirs)):
+    report: dict[str, Any] = {}
+    for label, costs in zip(LABELS, (ours, theirs), strict=True):
         cpu = sum(c.cpu_seconds for c in costs)
         wakeups = sum(c.switches for c in costs)
         report[label] = {
@@ -150,8 +165,45 @@ def main() -> None:
         print(f"{label}: {report[label]['cpu_percent']} % of a core, {report[label]['wakeups_per_second']} wake-ups/s")
         for c in costs:
             print(f"    {c.name:<16} {c.switches / args.seconds:8.2f}/s  {c.cpu_seconds:6.2f} s")
+    report["seconds"] = args.seconds
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.emit:
+        emit(report)
+
+
+def idle_figure(seconds: float, errors: list[str]) -> Figure:
+    """The idle figure of ``python -m benchmarks`` (group ``idle``): this module run as a child."""
+    fig = Figure(
+        "fig6b_idle_wakeups",
+        "6b. Idle wake-ups, thread by thread, beside baresip",
+        target="idle, registered: at most 5 wake-ups/s and 0.1 % of one core for the whole process (issue 18)",
+    )
+    result = run_child("idle_wakeups", "--seconds", f"{seconds:g}", "--emit", timeout=seconds + 120)
+    if "error" in result:
+        errors.append(str(result["error"]))
+        fig.missing = str(result["error"])
+        return fig
+    fig.tables.append(
+        (
+            ["process", "% of one core", "wake-ups/s"],
+            [[k, f"{result[k]['cpu_percent']:.3f}", f"{result[k]['wakeups_per_second']:.2f}"] for k in LABELS],
+        )
+    )
+    rows = [
+        [label, str(t["name"]), f"{t['switches'] / seconds:.2f}", f"{100 * t['cpu_seconds'] / seconds:.3f}"]
+        for label in LABELS
+        for t in result[label]["threads"]
+        if t["switches"] or t["cpu_seconds"]
+    ]
+    fig.tables.append((["process", "thread", "wake-ups/s", "% of one core"], rows))
+    fig.notes += [
+        f"Both processes sampled over the same {seconds:g} s, registered at one kamailio, after start-up settled; "
+        "a wake-up is a context switch of a thread (/proc/PID/task/*/status). CPU is in clock ticks (10 ms): "
+        "a short window cannot show less than one tick.",
+        'What wakes an idle daemon, and why it stays: docs/pjsua2.md, "The owner\'s wait".',
+    ]
+    return fig
 
 
 if __name__ == "__main__":
