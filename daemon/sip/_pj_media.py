@@ -76,19 +76,25 @@ class MediaCommands:
 
     def _start_clock(self) -> None:
         adm = self.ep.audDevManager()
-        try:
-            if self.sound_device_index is None:
-                adm.setNullDev()  # opens now: a master port whose thread clocks the conference
-            else:
+        if self.sound_device_index is not None:
+            try:
                 # Recorded without opening (pjsua2 adds NO_IMMEDIATE_OPEN), then opened now by mode 0: open
                 # while the call is set up, not at the first connection (a prompt, talk) of the call.
                 adm.setNoDev()  # clears pjsua's "sound on" flag, which a connection made meanwhile may have set
                 adm.setCaptureDev(self.sound_device_index)
                 adm.setPlaybackDev(self.sound_device_index)
                 adm.setSndDevMode(0)
-        except pj.Error as exc:
-            # The call goes on without audio rather than failing; the next call tries again.
-            log.error("sip: could not open the sound device for a call: %s", exc.info())
+            except pj.Error as exc:
+                # The call still needs a clock: without one no RTP and no DTMF leave, and the door code is DTMF.
+                log.error("sip: cannot open the sound card for this call (%s); the call has no audio", exc.info())
+            else:
+                self.clock_running = True
+                self.clock_starts += 1
+                return
+        try:
+            adm.setNullDev()  # opens now: a master port whose thread clocks the conference
+        except pj.Error as exc:  # the next call tries again
+            log.error("sip: cannot start the conference clock for this call: %s", exc.info())
             return
         self.clock_running = True
         self.clock_starts += 1

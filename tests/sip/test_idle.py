@@ -81,3 +81,26 @@ async def test_no_clock_while_idle_and_one_for_each_call(tmp_path: Path, bridge:
                 await phone.wait_event("CALL_CLOSED", 5)
                 await settle_idle(engine)
                 assert pjmedia_threads() == []
+
+
+async def test_a_card_that_will_not_open_still_gets_the_call_a_clock(
+    tmp_path: Path, bridge: LoopBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sound card gone missing (unplugged USB) must not silence the call: without a clock no RTP and no DTMF
+    leave, and the door code is DTMF. The owner falls back to the null device for that call."""
+    with Baresip(tmp_path) as phone:
+        async with SipEngine(make_config(), bridge) as engine:
+            assert engine._owner is not None
+            engine._owner.media.sound_device_index = 99  # no such device: opening it fails at the call
+            log = EventLog(engine)
+            call = await engine.dial(phone.uri, ring_timeout=10)
+            await log.wait(MediaActive, call)
+            assert engine.media_clock_running
+            await phone.wait_event("CALL_ESTABLISHED", 5)
+            await anyio.sleep(0.2)
+            phone.command("sndcode", "7")
+            got = await log.wait(DtmfReceived, call)
+            assert got.digit == "7"
+            await engine.hangup(call)
+            await log.wait(CallEnded, call)
+    assert any("cannot open the sound card" in r.getMessage() for r in caplog.records)
