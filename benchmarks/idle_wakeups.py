@@ -218,7 +218,8 @@ def idle_figure(seconds: float, errors: list[str]) -> Figure:
         "What still wakes an idle daemon: the SIP owner (`sip-owner`) once a second at most, plus the registrar "
         'probe every failover_seconds / 3 (docs/pjsua2.md, "The owner\'s wait"); the history writer checks its '
         "file every 5 s (a deleted or replaced database is noticed and reported in status); with MQTT on, "
-        "aiomqtt's own 1 s loop (paho's keep-alive bookkeeping) on the event loop. No media clock, no media "
+        "aiomqtt's own 1 s loop (paho's keep-alive bookkeeping) on the event loop; under systemd (not here) the "
+        "watchdog ping every 5 s (WatchdogSec=10). No media clock, no media "
         "thread and no LED timer run while idle.",
     ]
     return fig
