@@ -18,6 +18,7 @@ from pathlib import Path
 from benchmarks import app_figures
 from benchmarks._proc import ROOT, machine
 from benchmarks.figures import PROFILES, bridge_figure, prompt_figure, sip_figures
+from benchmarks.idle_wakeups import idle_figure
 from benchmarks.report import Figure, console, write_report
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window of figure 6 (profile default)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument(
-        "--only", nargs="*", default=None, help="run only these groups: bridge prompts sip app (default: all)"
+        "--only", nargs="*", default=None, help="run only these groups: bridge prompts sip app idle (default: all)"
     )
     ap.add_argument(
         "--ring-group",
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     if args.idle_seconds is not None:
         profile = replace(profile, idle_seconds=args.idle_seconds)
-    groups = set(args.only or ["bridge", "prompts", "sip", "app"])
+    groups = set(args.only or ["bridge", "prompts", "sip", "app", "idle"])
     started = time.monotonic()
     errors: list[str] = []
     figures: list[Figure] = []
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ("bridge", lambda: [bridge_figure(profile, errors)]),
         ("sip", lambda: sip_figures(profile, errors)),
         ("prompts", lambda: [prompt_figure(profile, errors)]),
+        ("idle", lambda: [idle_figure(profile.idle_seconds, errors)]),
     ]
     for name, step in steps:
         if name in groups:

@@ -69,6 +69,11 @@ class AddressWatch:
             return True
         return False
 
+    def next_due(self) -> float | None:
+        """When a change seen is settled and :meth:`poll` reports it (None: no change pending). A change not
+        read yet is seen at the owner's next turn (IDLE_WAIT_MS at most when idle)."""
+        return None if self._changed_at is None else self._changed_at + self.settle_seconds
+
     def _note(self, now: float) -> None:
         self.changes_seen += 1
         self._changed_at = now

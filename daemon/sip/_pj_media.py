@@ -16,12 +16,16 @@ from daemon.sip._talk_audio import talk_media_settings
 from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, PlaybackFinished
 
-__all__ = ["TALK_PORT_GRACE_S", "MediaCommands"]
+__all__ = ["CLOCK_IDLE_GRACE_S", "TALK_PORT_GRACE_S", "MediaCommands"]
 
 log = logging.getLogger("daemon.sip._pj_owner")  # one logger name for the owner thread's messages
 
 # A disconnected talk port rests this long before it may serve another call: a few 20 ms clock ticks.
 TALK_PORT_GRACE_S = 0.1
+# The conference clock keeps running this long after the last call ended before the sound device (or the null
+# device) is closed: the conference applies port removals (a prompt's player, a call's stream) on its next
+# tick, and a removal applied after a stopped clock restarts would read a port freed long before.
+CLOCK_IDLE_GRACE_S = 0.2
 
 
 class MediaCommands:
@@ -32,6 +36,12 @@ class MediaCommands:
         self._hooks = hooks
         self.ep: Any = None  # the Endpoint, set once it is started (pj.Endpoint)
         self.has_sound_device = False
+        # The sound card pjmedia drives (its index in enumDev2), or None for the null device: opened while a call
+        # exists, closed when the panel is idle (see keep_clock).
+        self.sound_device_index: int | None = None
+        self.clock_running = False
+        self.clock_starts = 0  # how often the clock was started (one per busy period; tests and status)
+        self._quiet_since: float | None = None  # when the last call ended, while the clock still runs
         self.talk_settings = talk_media_settings(None)  # set by the engine before the owner starts
         self._ended_players: list[tuple[int, PjPlayer]] = []
         self._retired_talk: list[tuple[float, PjTalkPort]] = []  # (reusable after, port): retire_talk_port
@@ -42,6 +52,72 @@ class MediaCommands:
         self._ended_players.clear()  # dropped here, outside their own onEof2 callback
         self._rest_retired_talk(now)
         self._check_players()
+
+    def keep_clock(self, now: float, calls: bool) -> None:
+        """Run pjmedia's conference clock (the sound device, or the null device's master port: threads ``clock``
+        and the card's own) only while a call exists, so an idle panel has no 50 Hz thread.
+
+        Started when the first call record appears (dial or incoming), before any prompt or talk port can be
+        connected to it; stopped :data:`CLOCK_IDLE_GRACE_S` after the last one ended, once its players are
+        dropped and its talk ports rested, so every queued port removal has been applied by a tick. Started and
+        stopped only here, on the owner thread; pjsua itself never opens the device while ``setNoDev`` is in
+        force (``no_snd``), and ``sndAutoCloseTime = -1`` keeps it from closing it behind our back."""
+        if calls:
+            self._quiet_since = None
+            if not self.clock_running:
+                self._start_clock()
+            return
+        if not self.clock_running or self._retired_talk or self._ended_players:
+            return
+        if self._quiet_since is None:
+            self._quiet_since = now
+        elif now - self._quiet_since >= CLOCK_IDLE_GRACE_S:
+            self.stop_clock()
+
+    def _start_clock(self) -> None:
+        adm = self.ep.audDevManager()
+        if self.sound_device_index is not None:
+            try:
+                # Recorded without opening (pjsua2 adds NO_IMMEDIATE_OPEN), then opened now by mode 0: open
+                # while the call is set up, not at the first connection (a prompt, talk) of the call.
+                adm.setNoDev()  # clears pjsua's "sound on" flag, which a connection made meanwhile may have set
+                adm.setCaptureDev(self.sound_device_index)
+                adm.setPlaybackDev(self.sound_device_index)
+                adm.setSndDevMode(0)
+            except pj.Error as exc:
+                # The call still needs a clock: without one no RTP and no DTMF leave, and the door code is DTMF.
+                log.error("sip: cannot open the sound card for this call (%s); the call has no audio", exc.info())
+            else:
+                self.clock_running = True
+                self.clock_starts += 1
+                return
+        try:
+            adm.setNullDev()  # opens now: a master port whose thread clocks the conference
+        except pj.Error as exc:  # the next call tries again
+            log.error("sip: cannot start the conference clock for this call: %s", exc.info())
+            return
+        self.clock_running = True
+        self.clock_starts += 1
+
+    def stop_clock(self) -> None:
+        """Close the sound device (or the null device) and so stop the conference clock; nothing is clocked
+        until the next call starts it again."""
+        self._quiet_since = None
+        if not self.clock_running:
+            return
+        try:
+            self.ep.audDevManager().setNoDev()
+        except pj.Error as exc:
+            log.warning("sip: closing the sound device: %s", exc.info())
+            return
+        self.clock_running = False
+
+    def next_due(self) -> float | None:
+        """When upkeep next has work while no call exists (a talk port's rest, the clock's idle grace)."""
+        times = [t for t, _ in self._retired_talk]
+        if self.clock_running and self._quiet_since is not None:
+            times.append(self._quiet_since + CLOCK_IDLE_GRACE_S)
+        return min(times, default=None)
 
     def _check_players(self) -> None:
         """Report prompts that reached their end (flagged by PjPlayer.onEof2 from the clock thread)."""
@@ -162,6 +238,8 @@ class MediaCommands:
             ep.audDevManager().setNoDev()
         except pj.Error as exc:
             log.warning("sip: closing the sound device before shutdown: %s", exc.info())
+            return
+        self.clock_running = False
 
     def _retire_all_talk_ports(self) -> None:
         for rec in self._book.records.values():

@@ -26,6 +26,7 @@ from daemon.config import SipConfig
 from daemon.errors import SipError
 from daemon.sip._addr_watch import AddressWatch
 from daemon.sip._command import Command
+from daemon.sip._owner_wait import IDLE_WAIT_MS, POLL_MS, name_os_thread, owner_wait_ms
 from daemon.sip._pj_call_commands import CallCommands
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
 from daemon.sip._pj_connections import InboundConnections
@@ -51,13 +52,9 @@ from daemon.sip.types import (
     SipEvent,
 )
 
-__all__ = ["POLL_MS", "PjOwner", "StartInfo"]
+__all__ = ["IDLE_WAIT_MS", "POLL_MS", "PjOwner", "StartInfo"]
 
 log = logging.getLogger(__name__)
-
-# How long one libHandleEvents waits when nothing happens. Commands do not wait for it: the loop wakes the
-# poll with a datagram. It bounds the ring-timeout granularity and the idle wake-up rate (50/s).
-POLL_MS = 20
 
 
 # Held by the owner thread that has (or is creating) the process's one pjsua2 Endpoint.
@@ -114,6 +111,7 @@ class PjOwner:
         # SIP. (When the owner once stalled, a datagram per command filled it and the kernel dropped
         # the far end's responses.)
         self.wake_in_flight = False
+        self.turns = 0  # libHandleEvents turns of this thread (tests: an idle owner is not woken 50 times a second)
 
     # -- thread side: life cycle ---------------------------------------------------------------------
     def submit(self, command: Command[Any]) -> None:
@@ -133,6 +131,7 @@ class PjOwner:
     def run(self) -> None:
         """The owner thread's body: start pjsua2, serve until stopped, then always shut down cleanly."""
         self.owner_thread_id = threading.get_ident()
+        name_os_thread(b"sip-owner")
         if not ONE_ENDPOINT.acquire(blocking=False):
             # pjsua2 allows one Endpoint per process, and a second one aborts it (a pj_thread_this assertion):
             # refused while another engine's owner thread has not finished (e.g. its stop timed out).
@@ -159,7 +158,7 @@ class PjOwner:
             self._bridge.call(self._on_ready, info, None)
             while not self._stop:
                 try:
-                    self._ep.libHandleEvents(POLL_MS)
+                    self._ep.libHandleEvents(self._wait_ms())
                     self._turn()
                 except Exception as exc:
                     # As text (see _pj_calls._guard): a kept traceback would keep pjsua2 objects alive.
@@ -175,6 +174,7 @@ class PjOwner:
         self.media.ep = self._ep
         self.media.has_sound_device = info.has_sound_device
         self.local.ep, self.local.has_sound_device = self._ep, info.has_sound_device
+        self.media.sound_device_index = info.sound_device_index
         count = max(1, len(self._config.account.registrars))
         self._accounts = [create_account(self._config, info.transport_id, self, i) for i in range(count)]
         self.calls.account = self._accounts[0]
@@ -184,8 +184,20 @@ class PjOwner:
         self.calls.max_calls = min(self._config.max_calls, info.pjsua.max_calls)
         return info
 
+    def _wait_ms(self) -> int:
+        """How long the next libHandleEvents may wait (daemon/sip/_owner_wait.py)."""
+        now = time.monotonic()
+        due = [self.media.next_due()]
+        if self._probe is not None:
+            due.append(self._probe.next_due(now))
+        if self._addr_watch is not None:
+            due.append(self._addr_watch.next_due())
+        busy = bool(self._book.records) or self.media.clock_running
+        return owner_wait_ms(now, commands_waiting=not self._commands.empty(), busy=busy, deadlines=due)
+
     def _turn(self) -> None:
         """Work between two polls: commands, deferred inbound answers/refusals, players, call deadlines."""
+        self.turns += 1
         self.wake_in_flight = False  # before draining: a command queued after this sends a new wake
         # Only the commands already queued: loop tasks issuing commands back to back refill the queue as
         # fast as it drains, and draining to empty then starved libHandleEvents (no SIP was read at all).
@@ -199,6 +211,8 @@ class PjOwner:
         now = time.monotonic()
         self.media.upkeep(now)
         self.local.upkeep(now)
+        # The clock also runs while one of our prompts plays on the card ("porta aberta" outlives its call).
+        self.media.keep_clock(now, bool(self._book.records) or self.local.playing)
         self.calls.check_deadlines(now)
         self.connections.reap(self._ep, now)
         self._watch_registrars(now)
@@ -386,6 +400,7 @@ class PjOwner:
         if rec is None:
             return
         if active:
+            self.media.keep_clock(time.monotonic(), True)  # before the first connection: it needs the clock
             self.media.connect_media(rec)
         if active and not rec.media_active:
             self._book.emit(MediaActive(rec.handle))

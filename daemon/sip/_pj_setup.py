@@ -45,6 +45,7 @@ _SRTP = {
 @dataclass(frozen=True)
 class StartInfo:
     sip_port: int
+    sound_device_index: int | None  # the card pjmedia drives (its enumDev2 index), None: the null device
     wake_address: tuple[str, int]  # a UDP transport of ours: a CRLF datagram there ends the current poll
     pjsua: PjsuaInfo
     transport_id: int  # the main SIP transport, the account's
@@ -69,9 +70,13 @@ def create_endpoint(
     cfg.uaConfig.maxCalls = c.max_calls
     cfg.uaConfig.userAgent = "pi-intercom"
     log_config(cfg, PjLogWriter(log_router))
-    # With the null device the conference clock stops after sndAutoCloseTime with nothing connected,
-    # and then no RTP or DTMF leaves: keep it running.
+    # pjsua never closes the device itself: its auto-close fires with a call up but nothing connected (the null
+    # device's clock then stopped and no RTP or DTMF left). The owner opens and closes it (MediaCommands.keep_clock).
     cfg.medConfig.sndAutoCloseTime = -1
+    # RTP and RTCP sockets on pjsip's ioqueue, read by the owner's libHandleEvents: pjmedia's own ioqueue needs a
+    # worker thread ("media") that polls it every 10 ms for ever, 100 wake-ups a second with no call.
+    cfg.medConfig.hasIoqueue = False
+    cfg.medConfig.threadCnt = 0
     # Talk mode on a sound device: echo cancellation and the card's buffering (docs/audio.md). pjsua2 applies
     # them to the sound-device port only; with the null device they are accepted and do nothing.
     cfg.medConfig.ecTailLen = talk.ec_tail_ms
@@ -106,7 +111,7 @@ def create_endpoint(
         wake_port = _port_of(ep.transportGetInfo(ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, wc)).localName)
         wake_host = "127.0.0.1"
     ep.libStart()
-    info = _choose_sound_and_describe(ep)
+    info, sound_index = _choose_sound_and_describe(ep)
     log.info("sip: %s", info.summary())
     if info.sound_device is None:
         log.warning(
@@ -127,11 +132,12 @@ def create_endpoint(
         sip_port,
         f"registrars {', '.join(c.account.registrars)}" if c.account.registrars else "direct IP, no registrar",
     )
-    return ep, StartInfo(sip_port, (wake_host, wake_port), info, main_tid)
+    return ep, StartInfo(sip_port, sound_index, (wake_host, wake_port), info, main_tid)
 
 
-def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
-    """Pick the sound device (or the null device) and say which pjsua2 this is."""
+def _choose_sound_and_describe(ep: Any) -> tuple[PjsuaInfo, int | None]:
+    """Pick the sound device (or the null device) and say which pjsua2 this is. Nothing is opened: the device
+    stays closed (``setNoDev``, no conference clock) until a call needs it (MediaCommands.keep_clock)."""
     adm = ep.audDevManager()
     # The position in the list is the device index setCaptureDev takes: AudioDevInfo.id is a SWIG pointer to a
     # pjmedia_aud_dev_index here, and its int() overflowed setCaptureDev on the first real card (the paced one).
@@ -139,20 +145,16 @@ def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
         SoundDevice(index, str(d.name), str(d.driver), int(d.inputCount), int(d.outputCount))
         for index, d in enumerate(adm.enumDev2())
     ]
+    # Named explicitly when a call opens it: pjmedia's "default" would take the first device with inputs, which
+    # may have no outputs (or be a plugin with no channels).
     chosen = choose_sound_device(devices)
-    if chosen is None:
-        adm.setNullDev()
-    else:
-        # Named explicitly: pjmedia's "default" would take the first device with inputs, which may have
-        # no outputs (or be a plugin with no channels).
-        adm.setCaptureDev(chosen.id)
-        adm.setPlaybackDev(chosen.id)
+    adm.setNoDev()
     try:
         dist = importlib.metadata.distribution("pjsua2-python")
         wheel_files: list[Path] | None = [Path(str(dist.locate_file(f))) for f in dist.files or []]
     except importlib.metadata.PackageNotFoundError:
         wheel_files = None
-    return PjsuaInfo(
+    info = PjsuaInfo(
         version=str(ep.libVersion().full),
         build=build_kind(str(getattr(getattr(pj, "_pjsua2", None), "__file__", "")), wheel_files),
         # pjsua_config_default() sets max_calls to PJSUA_MAX_CALLS, and pjsua lowers any larger maxCalls to it.
@@ -160,6 +162,7 @@ def _choose_sound_and_describe(ep: Any) -> PjsuaInfo:
         sound_device=None if chosen is None else f"{chosen.name} ({chosen.driver})",
         echo_cancellers=echo_cancellers_in(loaded_pj_libraries(Path("/proc/self/maps").read_text())),
     )
+    return info, None if chosen is None else chosen.id
 
 
 def create_account(c: SipConfig, transport_id: int, hooks: OwnerHooks, index: int = 0) -> PjAccount:

@@ -218,6 +218,12 @@ class RegistrarProbe:
             self._socket.setblocking(False)
             self._socket.bind((self._bind, 0))
 
+    def next_due(self, now: float) -> float | None:
+        """When :meth:`turn` next has work: the next probe, or soon while TCP connects are in flight."""
+        if not self._targets:
+            return None
+        return min(self._next_probe, now + 0.02) if self._pending else self._next_probe
+
     def turn(self, now: float) -> list[int]:
         """Send the probes that are due and read the answers; returns the registrars that came back."""
         if not self._targets:

@@ -71,6 +71,7 @@ class SipEngine:
         self.sip_port = 0
         self.info: PjsuaInfo | None = None  # which pjsua2 is loaded: set once the engine has started
         self.destroy_seconds = 0.0  # how long libDestroy took at the last exit
+        self.wake_failures = 0  # wake datagrams the kernel refused (the command then waits for the owner's poll)
 
     # -- life cycle ------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -140,14 +141,16 @@ class SipEngine:
 
     # -- plumbing ---------------------------------------------------------------------------------------
     def _wake(self) -> None:
-        """End the owner's current poll at once. A UDP sendto does not block; a lost datagram only costs
-        one poll period (POLL_MS). Not sent while one is in flight: see PjOwner.wake_in_flight."""
+        """End the owner's current poll at once: an idle owner waits up to IDLE_WAIT_MS (1 s). The socket does
+        not block; a datagram that fails (counted in :attr:`wake_failures`) or is lost costs one wait at most.
+        Not sent while one is in flight: see PjOwner.wake_in_flight."""
         if self._owner is not None and not self._owner.claim_wake():
             return
         if self._wake_socket is not None:
             try:
                 self._wake_socket.sendto(b"\r\n", self._wake_address)
             except OSError as exc:
+                self.wake_failures += 1
                 log.debug("sip: wake datagram failed: %s", exc)
 
     async def _run(self, name: str, fn: Callable[[PjOwner], T], limit: float = COMMAND_TIMEOUT) -> T:
@@ -190,6 +193,17 @@ class SipEngine:
     def address_changes(self) -> int:
         """How often this host's addresses or links changed and pjsua2 rebuilt its transports (handleIpChange)."""
         return self._owner.address_changes if self._owner is not None else 0
+
+    @property
+    def owner_turns(self) -> int:
+        """How many times the owner thread has woken from libHandleEvents (idle: about once a second)."""
+        return self._owner.turns if self._owner is not None else 0
+
+    @property
+    def media_clock_running(self) -> bool:
+        """Whether pjmedia's conference clock (the sound device or the null device) runs: only while a call
+        exists, and a moment after it (MediaCommands.keep_clock)."""
+        return self._owner is not None and self._owner.media.clock_running
 
     @property
     def fault_counters(self) -> tuple[int, int]:

@@ -48,6 +48,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         "5a.",
         "5b.",
         "6. Idle CPU",
+        "6b. Idle wake-ups",
         "7. Loop scheduling lag",
         "8. Prompt synthesis",
         "## Machine",
