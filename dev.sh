@@ -78,10 +78,21 @@ use_pjsua2() {
   "$VENV/bin/python" -c 'import pjsua2, sys; print("dev.sh: pjsua2 from", pjsua2.__file__, file=sys.stderr)'
 }
 
+# Run as the service runs: without real-time scheduling. pjmedia's ALSA threads ask for SCHED_RR at the highest
+# priority; root gets it, the service does not (User=intercom, RestrictRealtime=yes in systemd/intercom.service).
+# Under root, a real-time audio thread spinning while the card opened starved the paced card's PulseAudio on a
+# 2-core machine and hung talk tests. So as root, CAP_SYS_NICE is dropped for what dev.sh runs (RLIMIT_RTPRIO is 0).
+as_service() {
+  if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    exec setpriv --bounding-set -sys_nice --inh-caps -sys_nice -- "$@"
+  fi
+  exec "$@"
+}
+
 case "${1:-}" in
-  demo)  setup; shift; use_pjsua2; exec "$VENV/bin/intercomd" demo "$@" ;;
-  test)  setup; shift; use_pjsua2; exec "$VENV/bin/python" -m pytest "$@" ;;
-  bench) setup; shift; use_pjsua2; exec "$VENV/bin/python" -m benchmarks "$@" ;;
+  demo)  setup; shift; use_pjsua2; as_service "$VENV/bin/intercomd" demo "$@" ;;
+  test)  setup; shift; use_pjsua2; as_service "$VENV/bin/python" -m pytest "$@" ;;
+  bench) setup; shift; use_pjsua2; as_service "$VENV/bin/python" -m benchmarks "$@" ;;
   setup) setup ;;
   build-pjsua2) setup; shift; build_pjsua2 "$@" ;;
   test-arm64) shift; exec packaging/arm64/test-arm64.sh "$@" ;;

@@ -28,6 +28,7 @@ from daemon.sip._addr_watch import AddressWatch
 from daemon.sip._command import Command
 from daemon.sip._owner_wait import IDLE_WAIT_MS, POLL_MS, name_os_thread, owner_wait_ms
 from daemon.sip._pj_call_commands import CallCommands
+from daemon.sip._pj_call_states import CallStates
 from daemon.sip._pj_calls import CallBook, PjAccount, PjCall
 from daemon.sip._pj_connections import InboundConnections
 from daemon.sip._pj_inbound import InboundCalls
@@ -39,14 +40,10 @@ from daemon.sip._pjsip_log import PjsipLogRouter
 from daemon.sip._registrars import RegisterReply, RegistrarBook, RegistrarProbe
 from daemon.sip._teardown_pace import TeardownPace, refusal_budget
 from daemon.sip.types import (
-    CallAnswered,
-    CallEnded,
     CallHandle,
-    CallRinging,
     CallState,
     DtmfMethod,
     DtmfReceived,
-    MediaActive,
     RegistrationChanged,
     RegistrationFailure,
     SipEvent,
@@ -65,7 +62,8 @@ class PjOwner:
     """Runs in the owner thread, and is the :class:`~daemon.sip._pj_calls.OwnerHooks` every pjsua2 object
     reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
     :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports), :attr:`local`
-    (prompts on the panel's own speaker during a call), :attr:`connections` (inbound TCP/TLS); they share the
+    (prompts on the panel's own speaker during a call), :attr:`connections` (inbound TCP/TLS), :attr:`states`
+    (call and media state callbacks -> events); they share the
     live calls through one :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own
     log. Commands from the loop are functions of this object (``lambda owner: owner.calls.dial(...)``), run on
     this thread by :meth:`_run_command`."""
@@ -99,6 +97,7 @@ class PjOwner:
         self.local = LocalPrompts(self._book, self, bridge)
         self.calls = CallCommands(self._book, self, self.inbound, config.media_timeout_seconds)
         self.connections = InboundConnections(self.calls.native)
+        self.states = CallStates(self._book, self.calls, self.media, self.local, self._pace)
         # Replaced whole (a frozen value) on each registration change; the loop reads the reference.
         self.registration = self.registrars.snapshot()
         # Read by the pjsua2 callback guard (OwnerHooks):
@@ -359,58 +358,10 @@ class PjOwner:
         self._publish(index)
 
     def on_call_state(self, generation: int, state: CallState, code: int, reason: str, local: bool) -> None:
-        rec = self._book.records.get(generation)
-        if rec is None:
-            return
-        rec.state, rec.last_code, rec.last_reason = state, code, reason
-        if state is CallState.EARLY and rec.handle.direction == "outgoing" and not rec.rang:
-            rec.rang = True
-            self._book.emit(CallRinging(rec.handle, code))
-        elif state is CallState.CONFIRMED:
-            rec.ring_deadline = None
-            rec.answered_at = time.monotonic()
-            if rec.media_active:  # usually so: the offer/answer completes before CONFIRMED
-                self.calls.media_watch.start(generation, rec.answered_at)
-            log.info("sip %s: answered", rec.handle)
-            self._book.emit(CallAnswered(rec.handle))
-        elif state is CallState.DISCONNECTED and rec.dialing:
-            # Inside makeCall: the dial itself failed (no transport, DNS...). The dial raises DialError;
-            # no CallEnded for a handle the loop never got.
-            del self._book.records[generation]
-            self._pace.note(time.monotonic())  # its media sockets, if made, were closed: they count
-            log.debug("sip %s: dial failed in pjsua: %d %s", rec.handle, code, reason)
-        elif state is CallState.DISCONNECTED:
-            # Dropped now, inside the DISCONNECTED callback: kept any longer, the Call would stay bound to
-            # a call id pjsua reuses, and deleting it later would hang up the *next* call on that id.
-            del self._book.records[generation]
-            self._pace.note(time.monotonic())
-            self.calls.media_watch.stop(generation)
-            rec.player = rec.recorder = None
-            self.media.retire_talk_port(rec)
-            self.local.refresh()  # before CallEnded: the loop's next prompt may take the card back
-            local = local and not rec.by_us and rec.end_override is None
-            code, reason = rec.end_override or (code, reason)
-            how = " (by us)" if rec.by_us else " (no response: status made up by pjsip)" if local else ""
-            level = logging.DEBUG if rec.refused else logging.INFO  # a refusal was logged (within a budget)
-            log.log(level, "sip %s: ended %d %s%s", rec.handle, code, reason, how)
-            self._book.emit(CallEnded(rec.handle, code, reason, rec.by_us, local))
+        self.states.on_call_state(generation, state, code, reason, local)
 
     def on_media_state(self, generation: int, active: bool) -> None:
-        rec = self._book.records.get(generation)
-        if rec is None:
-            return
-        if active:
-            self.media.keep_clock(time.monotonic(), True)  # before the first connection: it needs the clock
-            self.media.connect_media(rec)
-        if active and not rec.media_active:
-            self._book.emit(MediaActive(rec.handle))
-        rec.media_active = active
-        # Watched only while answered and active: a call on hold receives no RTP by design. Every active
-        # update restarts the clock (a renegotiated stream gets the full timeout again, its counter restarts).
-        if active and rec.state is CallState.CONFIRMED:
-            self.calls.media_watch.start(generation, time.monotonic())
-        elif not active:
-            self.calls.media_watch.stop(generation)
+        self.states.on_media_state(generation, active)
 
     def on_transport_state(self, handle: Any, state: int) -> None:
         self.connections.on_state(handle, state, time.monotonic())
