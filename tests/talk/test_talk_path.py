@@ -107,6 +107,7 @@ async def test_talk_both_ways_with_the_echo_cancelled(card: PacedCard, tmp_path:
     figures = analyse_run(read_wav(mic), heard_by_resident, read_wav(tmp_path / "resident16k.wav"), read_wav(visitor))
     # The visitor reaches the resident, and the panel's own speaker is cancelled out of what it sends. A loose
     # bound, "the canceller is active": with it off this measured 0.3 dB; with Speex 7.8-46 dB over 11 runs, most
-    # near 8-15 dB (a real call cancels far less than the isolated loop of benchmarks/aec_speech: docs/audio.md).
+    # near 8-15 dB (a real call cancels far less than the isolated loop of benchmarks/aec_speech: docs/audio.md),
+    # and once 4.4 dB in 9 runs on a loaded machine once the card opened per call: so 3 dB, ten times off's figure.
     assert figures["visitor_alone_db"] is not None and figures["visitor_alone_db"] > -20, figures
-    assert figures["erle_median_after_2s_db"] is not None and figures["erle_median_after_2s_db"] >= 5, figures
+    assert figures["erle_median_after_2s_db"] is not None and figures["erle_median_after_2s_db"] >= 3, figures
