@@ -218,7 +218,9 @@ class IntercomApp:
         lockouts = self.visits.lockouts
         saved = SavedLockouts(lockouts, self.visits.pins.guard)
         try:
-            with anyio.fail_after(1):
+            # Shielded: a stop that lands just after a lockout began (SIGTERM, a crash-looping watchdog) must not
+            # cancel its save, or the restart forgives it. Bounded by the second all the same.
+            with anyio.CancelScope(shield=True), anyio.fail_after(1):
                 await anyio.to_thread.run_sync(save_lockouts, self._lockouts_path, saved, abandon_on_cancel=True)
         except (OSError, TimeoutError) as exc:
             log.warning("lockouts %s: not saved (%s)", self._lockouts_path, exc)
