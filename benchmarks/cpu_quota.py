@@ -35,11 +35,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from benchmarks._proc import ROOT, emit
+from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._stats import summarize
 from benchmarks.report import Figure, console
 
-__all__ = ["CpuQuota", "main", "quota_unavailable"]
+__all__ = ["CpuQuota", "main", "quota_figure", "quota_unavailable"]
 
 V2_ROOT = Path("/sys/fs/cgroup")
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
@@ -242,8 +242,8 @@ def _stats_row(label: str, samples: list[float], unit: float = 1.0, digits: int 
 def figure_from(r: dict[str, Any]) -> Figure:
     pct = f"{100 * r['quota']:g} % of one core per {r['period_us'] / 1000:g} ms"
     fig = Figure(
-        "fig10_quota",
-        "10. Under a Pi-sized CPU quota: start -> READY and press -> INVITE",
+        "fig9b_quota",
+        "9b. Under a Pi-sized CPU quota: start -> READY and press -> INVITE",
         target="under the quota: press -> INVITE p99 < 10 ms; READY < 5 s with a warm prompt cache (issue 18)",
     )
     ready_rows = [_stats_row("intercomd start -> READY, cold prompt cache, no quota", [r["ready_cold_s"]])]
@@ -275,6 +275,18 @@ def figure_from(r: dict[str, Any]) -> Figure:
         "measured process is in the cgroup; kamailio and the far end run outside it.",
     ]
     return fig
+
+
+def quota_figure(errors: list[str]) -> Figure:
+    """The quota figure of ``python -m benchmarks`` (group ``quota``): this module run as a child."""
+    title = "9b. Under a Pi-sized CPU quota: start -> READY and press -> INVITE"
+    if (why := quota_unavailable()) is not None:
+        return Figure("fig9b_quota", title, missing=why)
+    result = run_child("cpu_quota", "--emit", timeout=900)
+    if "error" in result:
+        errors.append(str(result["error"]))
+        return Figure("fig9b_quota", title, missing=str(result["error"]))
+    return figure_from(result)
 
 
 def main() -> None:

@@ -204,8 +204,8 @@ def _mb(kb: float) -> str:
 
 def figure_from(r: dict[str, Any]) -> Figure:
     fig = Figure(
-        "fig9_memory",
-        "9. Memory after start, beside baresip, and what holds it",
+        "fig9a_memory",
+        "9a. Memory after start, beside baresip, and what holds it",
         target="resident memory after start beside baresip's; find what holds it (issue 18)",
     )
     fig.tables.append(
@@ -265,7 +265,7 @@ def memory_figure(errors: list[str]) -> Figure:
     if "error" in result:
         errors.append(str(result["error"]))
         return Figure(
-            "fig9_memory", "9. Memory after start, beside baresip, and what holds it", missing=result["error"]
+            "fig9a_memory", "9a. Memory after start, beside baresip, and what holds it", missing=result["error"]
         )
     return figure_from(result)
 
