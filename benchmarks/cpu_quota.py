@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from benchmarks._proc import ROOT, emit, run_child
@@ -103,7 +102,7 @@ class CpuQuota:
         stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
         return {k: int(v) for k, v in stat.items() if k in ("nr_periods", "nr_throttled", "throttled_usec")}
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *exc: object) -> None:
         for _ in range(50):
             for pid in self.members():
                 self.release(pid)
@@ -208,7 +207,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
                     result["ready_s"][label] = [start_to_ready(config, q) for _ in range(args.starts)]
                     if q is not None:
-                        result["cgroup"] = {"version": q.version, **q.throttled()}
+                        result["cgroup"] = {"version": q.version, "path": str(q.path), **q.throttled()}
     for label in ("no quota", "quota"):
         with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
             ours = _run("app_bench", ["--presses", str(args.presses), "--idle-seconds", "1"], q, 600)
@@ -302,6 +301,8 @@ def main() -> None:
         raise SystemExit(f"cpu_quota: {why}")
     result = measure(args)
     print(console([figure_from(result)]), flush=True)
+    path = Path(result["cgroup"]["path"])
+    print(f"cgroup {path} {'left behind' if path.exists() else 'removed'}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.emit:
