@@ -17,8 +17,10 @@ from pathlib import Path
 
 from benchmarks import app_figures
 from benchmarks._proc import ROOT, machine
+from benchmarks.cpu_quota import quota_figure
 from benchmarks.figures import PROFILES, bridge_figure, prompt_figure, sip_figures
 from benchmarks.idle_wakeups import idle_figure
+from benchmarks.memory_breakdown import memory_figure
 from benchmarks.report import Figure, console, write_report
 
 
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window of figure 6 (profile default)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument(
-        "--only", nargs="*", default=None, help="run only these groups: bridge prompts sip app idle (default: all)"
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only these groups: bridge prompts sip app idle memory quota (default: all; --quick leaves out "
+        "memory and quota, which tests/benchmarks/test_budget_benchmarks.py runs small)",
     )
     ap.add_argument(
         "--ring-group",
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     if args.idle_seconds is not None:
         profile = replace(profile, idle_seconds=args.idle_seconds)
-    groups = set(args.only or ["bridge", "prompts", "sip", "app", "idle"])
+    default_groups = ["bridge", "prompts", "sip", "app", "idle"] + ([] if args.quick else ["memory", "quota"])
+    groups = set(args.only or default_groups)
     started = time.monotonic()
     errors: list[str] = []
     figures: list[Figure] = []
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         ("sip", lambda: sip_figures(profile, errors)),
         ("prompts", lambda: [prompt_figure(profile, errors)]),
         ("idle", lambda: [idle_figure(profile.idle_seconds, errors)]),
+        ("memory", lambda: [memory_figure(errors)]),
+        ("quota", lambda: [quota_figure(errors)]),
     ]
     for name, step in steps:
         if name in groups:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -35,7 +35,6 @@ from daemon.flow.router import VisitRequest, VisitRouter
 from daemon.flow.runner import VisitResult
 from daemon.history import History
 from daemon.lockouts import LOCKOUTS_FILE, SavedLockouts, load_lockouts, save_lockouts
-from daemon.mqtt.link import MqttLink, run_mqtt
 from daemon.prompts import PromptCache, PromptSet
 from daemon.service import handle_signals, sd_notify, watchdog_task
 from daemon.sip import CallHandle, SipEngine
@@ -54,6 +53,9 @@ from hw import events as hw_events
 from hw.panel import Panel
 from hw.pins import make_pin_factory
 from hw.talk import TalkPump
+
+if TYPE_CHECKING:
+    from daemon.mqtt.link import MqttLink
 
 __all__ = ["IntercomApp", "as_facade", "run_app", "running"]
 
@@ -180,6 +182,9 @@ class IntercomApp:
         await tg.start(partial(handle_signals, terminate=terminate, reload=self.reload))
         await self._start_control(tg)
         if cfg.mqtt is not None:  # does not wait for the broker: a panel works without it
+            # Imported here: aiomqtt, paho and ssl cost ~14 MB of resident memory that a panel without MQTT keeps.
+            from daemon.mqtt.link import run_mqtt
+
             self.mqtt = await tg.start(partial(run_mqtt, cfg.mqtt, self, panel_name=cfg.panel_name))
 
     async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 from pathlib import Path
 
@@ -149,6 +148,9 @@ def _tls_file_problems(config: Config) -> list[str]:
     if out:
         return out
     # Loaded the way pjsip's OpenSSL will: a file that is not PEM would otherwise fail the transport at start.
+    # Imported here: ssl (OpenSSL) costs ~5 MB of resident memory, and only a TLS config reaches this line.
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if sip.tls_ca_file:
         try:
