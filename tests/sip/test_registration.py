@@ -11,7 +11,7 @@ import pytest
 from daemon.bridge import LoopBridge
 from daemon.sip import IncomingCall, RegistrationChanged, RegistrationFailure, SipEngine
 from tests.sip.conftest import EventLog, make_config
-from tests.support.peers import Kamailio, Sipp, free_port
+from tests.support.peers import KAMAILIO_MODULES, Kamailio, Sipp, free_port
 
 pytestmark = pytest.mark.peers
 
@@ -120,3 +120,9 @@ async def test_an_unreachable_registrar_is_a_transport_failure_not_a_sip_status(
     lines = [r.getMessage() for r in caplog.records if "registration with" in r.getMessage()]
     assert lines and all(" 503 " not in line for line in lines), lines
     assert "transport error" in lines[0], lines
+
+
+def test_kamailio_modules_are_found_for_this_architecture() -> None:
+    """The registrar's modules live under the machine's multiarch directory: the arm64 run (a Pi's architecture)
+    failed every kamailio test while the path named x86_64-linux-gnu."""
+    assert (Path(KAMAILIO_MODULES) / "registrar.so").is_file(), KAMAILIO_MODULES

@@ -24,7 +24,15 @@ from tests.support.sipp_scenarios import render
 
 __all__ = ["Baresip", "Kamailio", "PeerProcess", "Sipp", "free_port", "write_tones_wav"]
 
-KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
+def kamailio_modules() -> str:
+    """Debian's kamailio module directory for this machine's architecture (x86_64-linux-gnu on a PC,
+    aarch64-linux-gnu on a Pi or in the arm64 chroot, arm-linux-gnueabihf on armhf): found, not assumed."""
+    found = sorted(Path("/usr/lib").glob("*/kamailio/modules"))
+    return f"{found[0]}/" if found else "/usr/lib/kamailio/modules/"
+
+
+KAMAILIO_MODULES = kamailio_modules()
 
 
 def sip_options(port: int, timeout: float = 0.3, user: str = "") -> int | None:
