@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,26 @@ def _wait_registered(intercomctl: str, socket: Path, within: float) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def registered_intercomd(config: Path, control_socket: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``intercomd run`` on ``config``, once registered and its start-up work (prompt cache writes) has settled;
+    stopped at the block's end."""
+    bindir = Path(sys.executable).parent
+    daemon = subprocess.Popen(
+        [str(bindir / "intercomd"), "--config", str(config), "--log-level", "warning", "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not _wait_registered(str(bindir / "intercomctl"), control_socket, 30):
+            raise SystemExit("intercomd did not register within 30 s")
+        time.sleep(2)  # a benchmark's settling time, not a test's wait
+        yield daemon
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -136,28 +157,18 @@ def main() -> None:
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line (python -m benchmarks)")
     ap.add_argument("--mqtt", action="store_true", help="with the MQTT link on, to a local Mosquitto")
     args = ap.parse_args()
-    bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="idle-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
         broker = stack.enter_context(Mosquitto(tmp / "mqtt")) if args.mqtt else None
         with Kamailio(tmp / "kamailio", users={"portao": "portao-secret", "resident": "resident-secret"}) as kam:
             config = _config(tmp, kam, broker.port if broker else None)
-            with Baresip(tmp, user="resident", registrar=kam) as phone:
-                daemon = subprocess.Popen(
-                    [str(bindir / "intercomd"), "--config", str(config), "--log-level", "warning", "run"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                try:
-                    if not _wait_registered(str(bindir / "intercomctl"), tmp / "run" / "control.sock", 30):
-                        raise SystemExit("intercomd did not register within 30 s")
-                    time.sleep(2)  # start-up work (prompt cache writes) settles
-                    assert phone.proc is not None
-                    both = sample_processes([daemon.pid, phone.proc.pid], args.seconds)
-                    ours, theirs = both[daemon.pid], both[phone.proc.pid]
-                finally:
-                    daemon.terminate()
-                    daemon.wait(timeout=10)
+            with (
+                Baresip(tmp, user="resident", registrar=kam) as phone,
+                registered_intercomd(config, tmp / "run" / "control.sock") as daemon,
+            ):
+                assert phone.proc is not None
+                both = sample_processes([daemon.pid, phone.proc.pid], args.seconds)
+                ours, theirs = both[daemon.pid], both[phone.proc.pid]
     report: dict[str, Any] = {}
     for label, costs in zip(LABELS, (ours, theirs), strict=True):
         cpu = sum(c.cpu_seconds for c in costs)

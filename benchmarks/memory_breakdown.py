@@ -25,12 +25,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks._proc import ROOT, emit, run_child
-from benchmarks.idle_wakeups import _config, _wait_registered
+from benchmarks.idle_wakeups import _config, registered_intercomd
 from benchmarks.report import Figure, console
 
 __all__ = ["HEAVY", "main", "memory_figure", "smaps_rollup", "top_mappings"]
@@ -162,28 +161,18 @@ def run(tmp: Path, traced: bool) -> dict[str, Any]:
     from daemon.simulation.phone import Baresip
     from tests.support.peers import Kamailio
 
-    bindir = Path(sys.executable).parent
     result: dict[str, Any] = {}
     with Kamailio(tmp / "kamailio", users={"portao": "portao-secret", "resident": "resident-secret"}) as kam:
         config = _config(tmp, kam, None)
-        with Baresip(tmp, user="resident", registrar=kam) as phone:
-            daemon = subprocess.Popen(
-                [str(bindir / "intercomd"), "--config", str(config), "--log-level", "warning", "run"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                if not _wait_registered(str(bindir / "intercomctl"), tmp / "run" / "control.sock", 30):
-                    raise SystemExit("intercomd did not register within 30 s")
-                time.sleep(2)  # start-up work (prompt cache writes) settles, as in the idle benchmark
-                assert phone.proc is not None
-                result["intercomd"] = smaps_rollup(daemon.pid)
-                result["baresip"] = smaps_rollup(phone.proc.pid)
-                result["threads"] = len(os.listdir(f"/proc/{daemon.pid}/task"))
-                result["mappings"] = top_mappings(daemon.pid)
-            finally:
-                daemon.terminate()
-                daemon.wait(timeout=10)
+        with (
+            Baresip(tmp, user="resident", registrar=kam) as phone,
+            registered_intercomd(config, tmp / "run" / "control.sock") as daemon,
+        ):
+            assert phone.proc is not None
+            result["intercomd"] = smaps_rollup(daemon.pid)
+            result["baresip"] = smaps_rollup(phone.proc.pid)
+            result["threads"] = len(os.listdir(f"/proc/{daemon.pid}/task"))
+            result["mappings"] = top_mappings(daemon.pid)
         if traced:  # the same config on a fresh SIP port, the daemon gone (its RTP port is free again)
             traced_tmp = tmp / "traced"
             traced_tmp.mkdir()
