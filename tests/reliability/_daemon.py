@@ -3,7 +3,6 @@ it, for the re-probe cases that must see what an operator sees: exit statuses, s
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,11 +12,12 @@ from typing import Self
 
 from daemon.config import default_config_text
 from daemon.simulation.phone import free_port
+from tests.support.child_env import child_env
 
 __all__ = ["Intercomd", "daemon_config", "intercomctl", "intercomd"]
 
 _ROOT = Path(__file__).resolve().parents[2]
-_ENV = {**os.environ, "PYTHONPATH": str(_ROOT)}
+_ENV = child_env()
 
 
 def daemon_config(tmp_path: Path, cache: Path, *, edits: dict[str, str] | None = None, extra: str = "") -> Path:

@@ -3,7 +3,6 @@ systemd restart loop, or a traceback), found against the real command line."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,10 +16,11 @@ import pytest
 from daemon.config import host_problems, parse_config
 from daemon.errors import ConfigError
 from tests.reliability._daemon import Intercomd, daemon_config, intercomctl, intercomd
+from tests.support.child_env import child_env
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return child_env()
 
 
 def _check(config: Path) -> tuple[int, str]:

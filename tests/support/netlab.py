@@ -21,6 +21,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.child_env import child_env
+
 __all__ = ["PANEL_IP", "PBX_IP", "NetLab", "netlab", "netlab_available"]
 
 PANEL_IP = "10.77.0.2"
@@ -169,7 +171,7 @@ def netlab(seed: int = 1) -> Iterator[NetLab]:
                 str(seed),
             ],
             cwd=_ROOT,
-            env={**os.environ, "PYTHONPATH": str(_ROOT)},
+            env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

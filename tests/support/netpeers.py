@@ -7,7 +7,6 @@ namespace's address instead of 127.0.0.1 (each namespace has its own loopback an
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from daemon.simulation.phone import PeerProcess
+from tests.support.child_env import child_env
 from tests.support.netlab import PBX_IP, NetLab
 from tests.support.peers import Kamailio, Sipp
 
@@ -122,11 +122,7 @@ class EngineProcess(PeerProcess):
                 stdout=subprocess.PIPE,
                 stderr=log,
                 cwd=root,
-                # The repo first, then whatever was there: dev.sh puts the pjsua2 source build on PYTHONPATH.
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-                },
+                env=child_env(),
             )
         # One reader for the process's life: its stdout is read with blocking calls.
         threading.Thread(target=self._read, name="engine-stdout", daemon=True).start()
