@@ -72,12 +72,7 @@ class CallCommands:
 
     def _make_call(self, rec: CallRecord, uri: str) -> None:
         rec.dialing = True
-        try:
-            rec.call.makeCall(uri, pj.CallOpParam(True))
-        except pj.Error as exc:
-            if exc.status != _PJ_ETOOMANY:
-                raise
-        else:
+        if self._placed(rec, uri):
             return
         # Every call slot is taken. The visitor's call goes first: free a slot held by a call we already
         # gave up on, else by a caller waiting to be refused (a paced flood), and try again after each: a retry
@@ -90,13 +85,19 @@ class CallCommands:
             else:
                 raise DialError(self._slots_full(uri), pj_status=_PJ_ETOOMANY)
             rec.call = self._new_call(rec.handle.generation)  # a fresh object: the failed one has no call id
-            try:
-                rec.call.makeCall(uri, pj.CallOpParam(True))
-            except pj.Error as exc:
-                if exc.status != _PJ_ETOOMANY:
-                    raise
-            else:
+            if self._placed(rec, uri):
                 return
+
+    @staticmethod
+    def _placed(rec: CallRecord, uri: str) -> bool:
+        """makeCall; False when every call slot is taken (PJ_ETOOMANY), any other failure raised."""
+        try:
+            rec.call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            if exc.status != _PJ_ETOOMANY:
+                raise
+            return False
+        return True
 
     def _slots_full(self, uri: str) -> str:
         return (
