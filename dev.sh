@@ -7,9 +7,8 @@
 #   ./dev.sh build-pjsua2   set up, then build pjsua2 from pjproject's source (cached; packaging/pjsua2/build.sh)
 #   ./dev.sh test-arm64     the whole suite in a Debian arm64 chroot under qemu-user (root; slow: ~30+ min cold)
 #
-# pjsua2: demo, test and bench run on the SOURCE build by default (what a Raspberry Pi runs), put first on
-# PYTHONPATH so it shadows the pjsua2-python wheel installed in the venv on x86_64.
-# INTERCOM_PJSUA2=wheel runs them on the wheel instead (x86_64 only).
+# pjsua2: demo, test and bench run on pjsua2 built from pjproject's source (what a Raspberry Pi runs; cached
+# outside the clone by its inputs), put on PYTHONPATH. The PyPI wheel is not used: no sound device, 4 calls.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -52,7 +51,9 @@ setup_venv() {
   stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
   if [ ! -f "$stamp" ]; then
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e ".[test,bench,wheel]"  # the wheel extra is x86_64 only
+    "$VENV/bin/pip" install -q -e ".[test,bench]"
+    # An older checkout installed the PyPI wheel here: one pjsua2 only, the source build.
+    "$VENV/bin/pip" uninstall -q -y pjsua2-python >/dev/null 2>&1 || true
     touch "$stamp"
   fi
 }
@@ -61,20 +62,11 @@ setup() { setup_apt; setup_venv; }
 
 build_pjsua2() { PYTHON="$VENV/bin/python" packaging/pjsua2/build.sh "$@"; }
 
-# Chooses the pjsua2 the daemon imports (INTERCOM_PJSUA2=source|wheel) and says which, on stderr.
+# Puts the source build on PYTHONPATH (building it on the first run) and says which pjsua2 loads, on stderr.
 use_pjsua2() {
-  case "${INTERCOM_PJSUA2:-source}" in
-    source)
-      local dir
-      dir=$(build_pjsua2 | tail -n1)
-      export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
-      ;;
-    wheel)
-      # Nothing to add: the venv's pjsua2-python. Drop a source build a caller may have put on PYTHONPATH.
-      unset PYTHONPATH
-      ;;
-    *) echo "dev.sh: INTERCOM_PJSUA2 must be 'source' or 'wheel', got '${INTERCOM_PJSUA2}'" >&2; exit 64 ;;
-  esac
+  local dir
+  dir=$(build_pjsua2 | tail -n1)
+  export PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}"
   "$VENV/bin/python" -c 'import pjsua2, sys; print("dev.sh: pjsua2 from", pjsua2.__file__, file=sys.stderr)'
 }
 

@@ -52,7 +52,6 @@ from daemon.visitlog import VisitLog
 from hw import events as hw_events
 from hw.panel import Panel
 from hw.pins import make_pin_factory
-from hw.talk import TalkPump
 
 if TYPE_CHECKING:
     from daemon.mqtt.link import MqttLink
@@ -136,10 +135,6 @@ class IntercomApp:
             parallel = [(a.name, len(a.residents)) for a in cfg.apartments if a.strategy == "parallel"]
             for warning in self.sip.info.ring_groups_beyond_limit(parallel):
                 log.warning("%s", warning)
-        talk = None
-        if not self.sip.has_sound_device:
-            log.info("pjsua2 has no sound device (the x86_64 wheel): talk mode carries audio through pyaudio")
-            talk = TalkPump(cfg.audio, speaker=self.panel.speaker)
         # The one place deciding who plays the speaker: PortAudio, or a talk call's conference on a sound device.
         self.speaker_route = SpeakerRoute(
             self.panel.speaker, self.sip if self.sip.has_sound_device else None, level=cfg.audio.volume
@@ -147,7 +142,7 @@ class IntercomApp:
         panel_ports = PanelPorts(self.panel, self.prompts, self.speaker_route)
         tones = panel_ports if cfg.keypad is not None else None
         self._ports = VisitPorts(
-            SipCalls(self.sip, talk, self.speaker_route),
+            SipCalls(self.sip, self.speaker_route),
             panel_ports,
             panel_ports,
             panel_ports,

@@ -5,8 +5,8 @@ echo canceller needs both directions on one device: docs/audio.md). A Pi's ``hw:
 :attr:`SipEngine.talk_holds_sound_device` a prompt for the visitor (the door opened, the call ending) is played
 through pjsua2's conference into the sound device's playback port, mixed with the resident's voice
 (:meth:`SipEngine.play_local`). Otherwise the speaker's PortAudio plays it (the waiting prompt, "nobody
-answered", key clicks, the self-test): the card is then free. On the wheel (no sound device) the route is
-PortAudio only; there the talk pump holds the speaker's turn for the call instead.
+answered", key clicks, the self-test): the card is then free. With no sound device (the null device) the
+route is PortAudio only.
 
 The card changes hands only here: :meth:`SpeakerRoute.hand_over_to_talk` waits for a PortAudio prompt to close
 its stream before the call's audio is connected to the card, and a PortAudio prompt decides its route and plays

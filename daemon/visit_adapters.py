@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from daemon.config import door_open_prompt
 from daemon.errors import AudioError, SipError
 from daemon.flow.keypad import Tone
-from daemon.flow.ports import DoorResult, TalkTask
+from daemon.flow.ports import DoorResult
 from daemon.flow.vocabulary import LedPattern, Outcome, Prompt
 from daemon.history import VisitRecord
 from daemon.speaker_route import SpeakerRoute
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from daemon.sip import CallHandle, SipEngine
     from hw.panel import Panel
     from hw.relay import Relay
-    from hw.talk import TalkPump
 
 __all__ = [
     "IN_PROGRESS",
@@ -125,9 +124,8 @@ class SipCalls:
     """The runner's :class:`~daemon.flow.ports.CallPort` over the SIP engine. ``route``: the speaker's route,
     which hands the card to a call's audio on a sound device (None: connected at once)."""
 
-    def __init__(self, engine: SipEngine, talk: TalkPump | None = None, route: SpeakerRoute | None = None) -> None:
+    def __init__(self, engine: SipEngine, route: SpeakerRoute | None = None) -> None:
         self._engine = engine
-        self._talk = talk
         self._route = route
 
     async def dial(self, uri: str) -> CallHandle | SipError:
@@ -150,19 +148,15 @@ class SipCalls:
             return exc
         return None
 
-    async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
-        try:
-            if self._engine.has_sound_device:  # pjmedia drives the card itself, once PortAudio has let go of it
-                connect = partial(self._engine.connect_sound_device, handle)
-                await (connect() if self._route is None else self._route.hand_over_to_talk(connect))
-                return None
-            if self._talk is None:
-                return None
-            # No sound device in this pjsua2 build: the call's frames go through Python to pyaudio.
-            bridge = await self._engine.connect_audio_bridge(handle)
+    async def connect_audio(self, handle: CallHandle) -> SipError | None:
+        if not self._engine.has_sound_device:
+            return None  # the null device: the call still carries RTP and DTMF (the app warned at start)
+        try:  # pjmedia drives the card itself, once PortAudio has let go of it
+            connect = partial(self._engine.connect_sound_device, handle)
+            await (connect() if self._route is None else self._route.hand_over_to_talk(connect))
         except SipError as exc:
             return exc
-        return partial(self._talk.run, bridge)
+        return None
 
 
 def _wall(t: float) -> datetime:

@@ -13,8 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,6 @@ class Speaker:
         self._turn = anyio.Lock()  # held until the worker has really finished, even after a cancel
         self._job: WorkerJob | None = None  # the prompt playing
         self._stuck: WorkerJob | None = None  # a job whose worker never let go of PortAudio (a hung device)
-        self._talk: WorkerJob | None = None  # the talk pump's job (hw.talk), while a call's audio runs
         self._closed = False
         self._health = SpeakerHealth(False, "not checked yet")
         self._probe_failure: tuple[float, str] | None = None  # (monotonic time, why) of the last failed probe
@@ -111,8 +109,7 @@ class Speaker:
 
     @property
     def turn(self) -> anyio.Lock:
-        """Held while a prompt plays; the talk pump (hw.talk) holds it for a whole call, so the two never
-        write to the output device at the same time."""
+        """Held while a prompt plays (until its worker has closed the stream): the speaker route asks it."""
         return self._turn
 
     @property
@@ -121,7 +118,7 @@ class Speaker:
 
     def hung(self) -> AudioError | None:
         """Why PortAudio must not be touched now: a worker is still stuck inside it (a device that stopped taking
-        audio). None when it may be used. The talk pump asks too; both report a stuck job with :meth:`note_stuck`."""
+        audio). None when it may be used."""
         stuck = self._stuck
         if stuck is None or stuck.finished:
             self._stuck = None
@@ -133,21 +130,8 @@ class Speaker:
             self._stuck = job
             self._health = SpeakerHealth(False, "audio device hung: a write or read did not return")
 
-    def note_failure(self, detail: str) -> None:
-        """The talk pump found the output device failing: :meth:`health` says so until the next good prompt."""
-        self._health = SpeakerHealth(False, detail)
-
-    @contextmanager
-    def talking(self, job: WorkerJob) -> Iterator[None]:
-        """The talk pump's job uses this speaker's PortAudio for the duration: :meth:`close` waits for it too."""
-        self._talk = job
-        try:
-            yield
-        finally:
-            self._talk = None
-
     def health(self) -> SpeakerHealth:
-        """The speaker's state as of its last use (:meth:`start`, a prompt, the talk pump)."""
+        """The speaker's state as of its last use (:meth:`start`, a prompt)."""
         return self._health
 
     async def start(self) -> None:
@@ -217,12 +201,12 @@ class Speaker:
         if stuck is not None and not stuck.finished:
             log.error("speaker: audio still stuck in PortAudio; not terminated")
             return
-        for job in (self._job, self._talk):
-            if job is not None:
-                job.stop.set()
-                if not job.finished and not job.done.wait(STOP_GRACE_S):
-                    log.error("speaker: audio still in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
-                    return
+        job = self._job
+        if job is not None:
+            job.stop.set()
+            if not job.finished and not job.done.wait(STOP_GRACE_S):
+                log.error("speaker: audio still in PortAudio after %.0f s; not terminated", STOP_GRACE_S)
+                return
         # start() may still be probing or initializing PortAudio (the probe alone may take PROBE_TIMEOUT_S).
         if not self._pa_lock.acquire(timeout=STOP_GRACE_S):
             log.error("speaker: PortAudio still starting after %.0f s; not terminated", STOP_GRACE_S)
@@ -233,14 +217,6 @@ class Speaker:
             self._pa_lock.release()
 
     # -- worker-thread side ----------------------------------------------------------------------------
-
-    def shared_pyaudio(self) -> Any:
-        """The speaker's PyAudio instance, created if need be, for the talk pump (hw.talk): one instance per
-        process, because PortAudio's initialize/terminate are not thread-safe and a second instance would be
-        made and terminated in another worker thread, racing this one's. Call it from a worker thread while
-        holding :attr:`turn`. Raises :class:`AudioError` when PortAudio cannot be used (:meth:`health` says why)."""
-        with self._pa_lock:
-            return self._portaudio()
 
     def _play_blocking(self, pcm: bytes, fmt: PcmFormat, job: WorkerJob, called: float) -> PlayResult:
         frames = 0

@@ -10,10 +10,9 @@ the runner might forget to catch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from daemon.errors import AudioError, SipError
 from daemon.flow.keypad import Tone
@@ -27,13 +26,10 @@ __all__ = [
     "LedPort",
     "PromptPort",
     "SpeakerPort",
-    "TalkTask",
     "TonePort",
     "VisitLogPort",
     "VisitPorts",
 ]
-
-TalkTask = Callable[[], Coroutine[Any, Any, object]]
 
 
 class CallPort(Protocol):
@@ -44,9 +40,8 @@ class CallPort(Protocol):
 
     async def hangup(self, handle: CallHandle) -> SipError | None: ...
     async def play(self, handle: CallHandle, wav: Path) -> SipError | None: ...
-    async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
-        """Connect the call to the panel's speaker and microphone. Returns the task that carries the audio
-        for the rest of the call (the runner runs it in the visit's task group), or None if none is needed."""
+    async def connect_audio(self, handle: CallHandle) -> SipError | None:
+        """Connect the call to the panel's speaker and microphone for the rest of the call."""
 
 
 class SpeakerPort(Protocol):

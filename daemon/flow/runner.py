@@ -217,11 +217,9 @@ class VisitRunner:
         if handle is None:
             return
         with anyio.move_on_after(COMMAND_TIMEOUT):
-            talk = await self._ports.calls.connect_audio(handle)
-            if isinstance(talk, SipError):
-                log.warning("visit %s: connecting audio on leg %d failed: %s", self.visit, leg, talk)
-            elif talk is not None:
-                self._tg.start_soon(talk)  # in the visit's group: the audio ends with the visit at the latest
+            error = await self._ports.calls.connect_audio(handle)
+            if error is not None:
+                log.warning("visit %s: connecting audio on leg %d failed: %s", self.visit, leg, error)
 
     async def _hangup(self, handle: CallHandle | None) -> None:
         if handle is None:

@@ -32,6 +32,7 @@ __all__ = ["EchoPath", "PacedCard", "PacedCardError", "paced_card", "paced_card_
 
 RATE = 16000  # the panel's talk rate; prompts at other rates are resampled by the server
 START_TIMEOUT = 10.0
+_WAV_HEADER_BYTES = 44
 
 
 class PacedCardError(RuntimeError):
@@ -138,18 +139,21 @@ class PacedCard:
             stderr=subprocess.DEVNULL,
         )
         try:
-            self._wait_for_recorder(proc)
+            self._wait_for_recorder(proc, out)
             yield out
         finally:
             _stop(proc, signal.SIGINT)  # parec finalizes the WAV header on SIGINT
 
-    def _wait_for_recorder(self, proc: subprocess.Popen[bytes]) -> None:
-        # parec connects asynchronously: audio played before its source output exists is not recorded.
+    def _wait_for_recorder(self, proc: subprocess.Popen[bytes], out: Path) -> None:
+        """Until parec records. Its source output being listed is not enough: in a whole-app talk test that ran
+        after another in the same process, the recording lost its first ~1.6 s (the app, warm, played "porta
+        aberta" within them; the prompt's start was missing, in 5 runs of 5), and waiting for samples in the file,
+        past the WAV header, fixed it (cause inside PulseAudio not pinned down)."""
         deadline = time.monotonic() + START_TIMEOUT
-        while "parec" not in self.pactl("list", "source-outputs") and proc.poll() is None:
+        while proc.poll() is None and not (out.exists() and out.stat().st_size > _WAV_HEADER_BYTES):
             if time.monotonic() > deadline:
-                raise PacedCardError("parec did not connect within 10 s")
-            time.sleep(0.02)  # a child process connecting: nothing to wait on but the server's list
+                raise PacedCardError("parec did not record within 10 s")
+            time.sleep(0.02)  # a child process connecting: nothing to wait on but the file it writes
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

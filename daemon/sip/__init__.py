@@ -7,7 +7,6 @@ once it starts, so importing this package is cheap and works where pjsua2 is not
 """
 
 from daemon.sip._pjsua_info import PjsuaInfo
-from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.engine import SipEngine
 from daemon.sip.types import (
     CallAnswered,
@@ -27,7 +26,6 @@ from daemon.sip.types import (
 )
 
 __all__ = [
-    "AudioBridge",
     "CallAnswered",
     "CallEnded",
     "CallHandle",

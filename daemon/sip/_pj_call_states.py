@@ -58,7 +58,6 @@ class CallStates:
             self._pace.note(time.monotonic())
             self._calls.media_watch.stop(generation)
             rec.player = rec.recorder = None
-            self._media.retire_talk_port(rec)
             self._local.refresh()  # before CallEnded: the loop's next prompt may take the card back
             local = local and not rec.by_us and rec.end_override is None
             code, reason = rec.end_override or (code, reason)

@@ -9,7 +9,6 @@ that ran on a thread other than the owner, which the tests assert never happens.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import re
@@ -24,10 +23,9 @@ import pjsua2 as pj
 from daemon.bridge import EventChannel
 from daemon.errors import CallGoneError
 from daemon.sip._registrars import RegisterReply
-from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallState, SipEvent
 
-__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjEndpoint", "PjPlayer", "PjTalkPort"]
+__all__ = ["CallBook", "CallRecord", "OwnerHooks", "PjAccount", "PjCall", "PjEndpoint", "PjPlayer"]
 
 log = logging.getLogger(__name__)
 
@@ -184,57 +182,6 @@ class PjPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
         self.reached_end = True
 
 
-class PjTalkPort(pj.AudioMediaPort):  # type: ignore[misc]
-    """A conference port exchanging a call's audio with Python through an :class:`AudioBridge` (builds
-    without a sound device). Created, connected and dropped on the owner thread only.
-
-    Its two callbacks run on pjmedia's clock thread every 20 ms, not on the owner: so no ``_guard`` (its
-    thread check would fire on every frame), no pjsua2 call, nothing that can wait. They only touch the
-    bridge's queues, whose locks are held for microseconds. Dropping a port that is still connected
-    segfaulted once in ~1,500 connect/drop cycles (a callback racing the destructor): the owner
-    disconnects it first and drops it one clock tick later (``MediaCommands.retire_talk_port``).
-    """
-
-    def __init__(self, bridge: AudioBridge) -> None:
-        super().__init__()
-        self.bridge = bridge
-        self._silence = bytes(bridge.frame_bytes)
-        fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, bridge.rate, 1, int(bridge.frame_seconds * 1_000_000), 16)
-        self.createPort("talk", fmt)
-
-    def disconnect(self, call: PjCall) -> None:
-        """Close the bridge (the pump ends) and stop both directions; the owner drops the port later."""
-        self.bridge.close()
-        # At DISCONNECTED the call's conference port is already gone, and its connections with it; asking
-        # for its audio then makes pjsua2 print an error line per call, so ask only while it has media.
-        if not call.hasMedia():
-            return
-        with contextlib.suppress(pj.Error):
-            media = call.getAudioMedia(-1)
-            media.stopTransmit(self)
-            self.stopTransmit(media)
-
-    def onFrameReceived(self, frame: Any) -> None:  # call -> panel
-        try:
-            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and not self.bridge.closed:
-                self.bridge.received.put(bytes(frame.buf))
-        except Exception:  # an exception would be printed by SWIG every 20 ms; count it instead
-            self.bridge.callback_errors += 1
-
-    def onFrameRequested(self, frame: Any) -> None:  # panel -> call
-        try:
-            data = self.bridge.mic.get_nowait()
-            if data is None or len(data) != len(self._silence):
-                self.bridge.silence_sent += 1
-                data = self._silence
-            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-            frame.buf = pj.ByteVector(data)
-            frame.size = len(data)
-        except Exception:
-            self.bridge.callback_errors += 1
-
-
 @dataclass(eq=False)
 class CallRecord:
     """Everything the owner knows about one live call. Holds the only strong reference to its ``PjCall``."""
@@ -253,7 +200,6 @@ class CallRecord:
     player: PjPlayer | None = None
     recorder: Any = None  # pj.AudioMediaRecorder
     sound_device: bool = False
-    talk_port: PjTalkPort | None = None  # live audio through Python (no sound device)
     invite_branch: str = ""  # outgoing: the Via branch of our INVITE (its transaction's key)
     dialing: bool = False  # inside makeCall: an end reported now is the dial's failure, not a call's end
     refused: bool = False  # an unwanted inbound caller we refused (its end is logged at DEBUG: floods)

@@ -61,7 +61,7 @@ ONE_ENDPOINT = threading.Lock()
 class PjOwner:
     """Runs in the owner thread, and is the :class:`~daemon.sip._pj_calls.OwnerHooks` every pjsua2 object
     reports to. It is made of parts, each owning its state: :attr:`calls` (dial, hang up, DTMF, deadlines),
-    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, talk ports), :attr:`local`
+    :attr:`inbound` (answer or refuse, paced), :attr:`media` (prompts, recordings, the sound device), :attr:`local`
     (prompts on the panel's own speaker during a call), :attr:`connections` (inbound TCP/TLS), :attr:`states`
     (call and media state callbacks -> events); they share the
     live calls through one :class:`~daemon.sip._pj_calls.CallBook`, and :attr:`pjsip_log` routes pjsip's own

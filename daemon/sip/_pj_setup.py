@@ -113,19 +113,7 @@ def create_endpoint(
     ep.libStart()
     info, sound_index = _choose_sound_and_describe(ep)
     log.info("sip: %s", info.summary())
-    if info.sound_device is None:
-        log.warning(
-            "sip: no sound device with inputs and outputs; using the null device (talk mode bridges call "
-            "audio to the panel through pyaudio instead of pjmedia's sound port)"
-        )
-    if c.max_calls > info.max_calls:
-        log.warning(
-            "sip: sip.max_calls is %d but this pjsua2 places at most %d calls at once (PJSUA_MAX_CALLS): a "
-            "ring group's legs beyond %d will fail to dial; build pjsua2 with a larger PJSUA_MAX_CALLS",
-            c.max_calls,
-            info.max_calls,
-            info.max_calls,
-        )
+    _warn_about_the_build(info, c.max_calls)
     log.info(
         "sip: started on %s port %d (%s)",
         c.transport,
@@ -133,6 +121,28 @@ def create_endpoint(
         f"registrars {', '.join(c.account.registrars)}" if c.account.registrars else "direct IP, no registrar",
     )
     return ep, StartInfo(sip_port, sound_index, (wake_host, wake_port), info, main_tid)
+
+
+def _warn_about_the_build(info: PjsuaInfo, max_calls: int) -> None:
+    """What this pjsua2 cannot do that the config or the panel needs, said once at start."""
+    if info.build == "wheel":
+        log.warning(
+            "sip: this is the pjsua2-python wheel, which the daemon does not support (no sound device, so no talk "
+            "audio; at most 4 calls): build pjsua2 from source (packaging/pjsua2/build.sh, README)"
+        )
+    if info.sound_device is None:
+        log.warning(
+            "sip: no sound device with inputs and outputs; using the null device: calls carry RTP and DTMF, but a "
+            "talk call has no audio at the panel (docs/audio.md)"
+        )
+    if max_calls > info.max_calls:
+        log.warning(
+            "sip: sip.max_calls is %d but this pjsua2 places at most %d calls at once (PJSUA_MAX_CALLS): a "
+            "ring group's legs beyond %d will fail to dial; build pjsua2 with a larger PJSUA_MAX_CALLS",
+            max_calls,
+            info.max_calls,
+            info.max_calls,
+        )
 
 
 def _choose_sound_and_describe(ep: Any) -> tuple[PjsuaInfo, int | None]:

@@ -35,7 +35,6 @@ from daemon.sip._command import Command
 from daemon.sip._options import options_ping
 from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip._talk_audio import talk_media_settings
-from daemon.sip.audio_bridge import AudioBridge
 from daemon.sip.types import CallHandle, CallSnapshot, LocalPromptEnded, RegistrationSnapshot, SipEvent
 
 if TYPE_CHECKING:
@@ -179,7 +178,7 @@ class SipEngine:
 
     @property
     def has_sound_device(self) -> bool:
-        """pjmedia drives a real sound device (else the null device: talk audio goes through Python)."""
+        """pjmedia drives a real sound device (else the null device: a talk call carries no audio at the panel)."""
         return self.info is not None and self.info.sound_device is not None
 
     @property
@@ -279,12 +278,6 @@ class SipEngine:
             await self._run("stop_local", lambda o: o.local.stop(playback))
         except SipError as exc:  # the engine stopping (which stops every prompt) or a stuck owner
             log.warning("sip: stopping a local prompt: %s", exc)
-
-    async def connect_audio_bridge(self, handle: CallHandle) -> AudioBridge:
-        """Exchange the call's audio as PCM frames (builds without a sound device): the returned bridge's
-        ``received`` queue holds what the far end says, its ``mic`` queue what to send; it is closed when
-        the call ends. Needs active media. Calling it again for the same call returns the same bridge."""
-        return await self._run(f"connect_audio_bridge {handle}", lambda o: o.media.connect_audio_bridge(handle))
 
     async def snapshot(self, handle: CallHandle) -> CallSnapshot:
         return await self._run(f"snapshot {handle}", lambda o: o.calls.snapshot(handle))

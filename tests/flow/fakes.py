@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 
 from daemon.errors import AudioError, CallGoneError, SipError
-from daemon.flow.ports import DoorResult, TalkTask, VisitPorts
+from daemon.flow.ports import DoorResult, VisitPorts
 from daemon.flow.vocabulary import LedPattern, Prompt
 from daemon.sip.types import CallHandle
 
@@ -40,8 +40,8 @@ class FakeCalls:
         self.played.append((handle, wav))
         return None
 
-    async def connect_audio(self, handle: CallHandle) -> TalkTask | SipError | None:
-        return None  # no talk task to run
+    async def connect_audio(self, handle: CallHandle) -> SipError | None:
+        return None
 
 
 class FakeSpeaker:

@@ -10,6 +10,7 @@ import pytest
 
 from daemon.bridge import LoopBridge
 from daemon.sip import PjsuaInfo, SipEngine
+from daemon.sip._pj_setup import _warn_about_the_build
 from daemon.sip._pjsua_info import SoundDevice, build_kind, choose_sound_device, echo_cancellers_in
 from tests.sip.conftest import make_config
 
@@ -77,3 +78,17 @@ def test_parallel_groups_larger_than_the_loaded_pjsua2_are_named() -> None:
     assert warning.startswith("apartment 101 rings 8 residents at once") and "residents 5-8 will fail" in warning
     source = PjsuaInfo("2.15.1", "source", 32, None, ())
     assert source.ring_groups_beyond_limit([("101", 8), ("102", 12)]) == []
+
+
+def test_a_build_that_cannot_serve_the_panel_is_named_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    """The wheel (no sound device, 4 calls) is not supported: said once at start, with what it costs."""
+    caplog.set_level(logging.WARNING, logger="daemon.sip")
+    _warn_about_the_build(PjsuaInfo("2.15.1", "wheel", 4, None, ()), max_calls=8)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 3
+    assert "pjsua2-python wheel, which the daemon does not support" in said[0]
+    assert "null device" in said[1] and "no audio at the panel" in said[1]
+    assert "sip.max_calls is 8 but this pjsua2 places at most 4 calls" in said[2]
+    caplog.clear()
+    _warn_about_the_build(PjsuaInfo("2.15.1", "source", 32, "default (ALSA)", ("speex",)), max_calls=8)
+    assert not caplog.records
