@@ -350,7 +350,7 @@ class IntercomApp:
     async def selftest(self) -> list[SelftestRow]:
         from daemon.selftest import run_selftest
 
-        rows = await run_selftest(self.panel, self.sip, self.config)
+        rows = await run_selftest(self.panel, self.sip, self.config, self.speaker_route.play_check_tone)
         for what, health in (("history", await self.visit_history.check()), ("event log", self.visit_log.health())):
             rows.append(SelftestRow(what, health.ok, health.detail))
         if self.mqtt is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from daemon.errors import SipError
 from daemon.facade import SelftestRow
+from hw.selftest import TonePlayer
 from hw.selftest import run_selftest as run_hw_selftest
 
 if TYPE_CHECKING:
@@ -20,8 +21,11 @@ MAX_PINGED = 8  # OPTIONS targets per run: a selftest must stay quick on a panel
 PING_WITHIN = 2.0
 
 
-async def run_selftest(panel: Panel, engine: SipEngine, config: Config) -> list[SelftestRow]:
-    rows = [SelftestRow(r.check, r.passed, r.detail) for r in await run_hw_selftest(panel)]
+async def run_selftest(
+    panel: Panel, engine: SipEngine, config: Config, play: TonePlayer | None = None
+) -> list[SelftestRow]:
+    """``play``: the speaker route's :meth:`~daemon.speaker_route.SpeakerRoute.play_check_tone`."""
+    rows = [SelftestRow(r.check, r.passed, r.detail) for r in await run_hw_selftest(panel, play=play)]
     reg = engine.registration
     rows.append(
         SelftestRow(

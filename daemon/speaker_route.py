@@ -75,6 +75,15 @@ class SpeakerRoute:
         async with self._portaudio:
             return _audio_error(await self._speaker.play(pcm, fmt))
 
+    async def play_check_tone(self, pcm: bytes, fmt: PcmFormat) -> PlayResult | None:
+        """The self-test's tone through PortAudio, unless a call's audio has the card: then None, unplayed (the
+        visitor would hear a beep mid-call, and PortAudio would open the card a second time). Held like a prompt,
+        so a call answered meanwhile gets the card once the tone's stream has closed."""
+        async with self._portaudio:
+            if self.talk_owns_card:
+                return None
+            return await self._speaker.play(pcm, fmt)
+
     async def hand_over_to_talk(self, connect: Callable[[], Awaitable[T]]) -> T:
         """Connect a call's audio to the card (``connect``) once no PortAudio prompt holds it: the visit stops
         the waiting prompt as the call is answered, and its stream closes within one buffer. A stream that does

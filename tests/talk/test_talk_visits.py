@@ -21,7 +21,7 @@ from daemon.config import Apartment
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
 from tests.scenario.conftest import Panel, run_panel, scenario_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import SLICE_S, tone_slices
+from tests.talk._support import SLICE_S, playback_streams_of_this_process, tone_slices
 
 pytestmark = [
     pytest.mark.peers,
@@ -87,6 +87,35 @@ async def test_an_inbound_concierge_call_talks_both_ways(
         _skip_without_sound_device(panel)
     assert not [r for r in caplog.records if "connect audio" in r.getMessage() or "connecting audio" in r.getMessage()]
     _assert_heard_both_ways(speaker, concierge, "concierge")
+
+
+async def test_the_selftest_leaves_the_card_to_a_call_and_beeps_after_it(tmp_path: Path, prompt_cache: Path) -> None:
+    """The self-test's speaker tone goes through the speaker route: during a talk call it is not played (PortAudio
+    would open the card a second time, and the visitor would hear a beep), after the call it is."""
+    resident = write_tones_wav(tmp_path / "resident.wav", [(RESIDENT_HZ, 60.0)])
+    with (
+        paced_card_as_default(tmp_path / "card") as card,
+        Baresip(tmp_path, user="101", audio_source=resident) as phone,
+    ):
+        apt = Apartment(name="101", buttons=("101",), residents=(phone.uri,), codes=("1",), mode="talk")
+        config = scenario_config(tmp_path, prompt_cache, [apt])
+        async with run_panel(config) as panel:
+            if panel.app.sip.has_sound_device:
+                await panel.press()
+                await phone.wait_event("CALL_ESTABLISHED", 10)
+                await panel.until(lambda: panel.app.sip.talk_holds_sound_device, 5, "the call's audio on the card")
+                buffers = len(panel.app.panel.speaker.latencies)
+                during = {row.check: row for row in await panel.app.selftest()}
+                streams = await anyio.to_thread.run_sync(playback_streams_of_this_process, card)
+                assert len(panel.app.panel.speaker.latencies) == buffers  # PortAudio wrote nothing
+                phone.hangup()
+                await panel.visit_done()
+                await panel.until(lambda: not panel.app.sip.talk_holds_sound_device, 5, "the card released")
+                after = {row.check: row for row in await panel.app.selftest()}
+        _skip_without_sound_device(panel)
+    assert during["speaker"].passed and "not played: a call's audio has the sound card" in during["speaker"].detail
+    assert streams == 1, "the self-test opened the card a second time during the call"
+    assert after["speaker"].passed and "frames to" in after["speaker"].detail
 
 
 async def _talk(panel: Panel, card: PacedCard, visitor: Path) -> None:
