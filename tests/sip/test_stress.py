@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
 CALLS = 200
 PJ_ETOOMANY = 70010
-CONCURRENCY = 4  # measured: this pjsua2 wheel refuses a 5th concurrent call (PJ_ETOOMANY) whatever maxCalls says
+CONCURRENCY = 4  # pjproject's default PJSUA_MAX_CALLS (the PyPI wheel's): the engine's own limit is tested elsewhere
 
 
 def native_threads() -> int:

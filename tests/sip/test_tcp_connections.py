@@ -1,6 +1,6 @@
 """Inbound TCP connections are bounded and reaped: idle connections from anyone (connect, send nothing)
-used to stay forever (pjsip's initial timeout is off in the wheel) and, 64 of them, filled pjlib's 64
-socket slots, so the panel's next dial failed with PJ_ETOOMANY."""
+used to stay forever (pjsip's initial timeout is off in a default build) and, 64 of them, filled pjlib's 64
+socket slots (a default select ioqueue's; ours is epoll with 1,024), so the next dial failed with PJ_ETOOMANY."""
 
 from __future__ import annotations
 
