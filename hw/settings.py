@@ -249,6 +249,10 @@ class AudioConfig:
     output_device: str = "default"  # PortAudio device name (substring match); "default" is ALSA default
     input_device: str = "default"
     volume: Annotated[float, Range(0, 2, note="1.0: unchanged")] = 1.0
+    # A talk call's levels on the card, applied in pjsua2's conference (after the echo canceller, so a gain here
+    # does not change what the canceller sees): the resident's voice at the gate, the visitor's towards the resident.
+    talk_volume: Annotated[float, Range(0, 4, note="the resident's voice at the gate's speaker; 1.0: unchanged")] = 1.0
+    mic_gain: Annotated[float, Range(0, 4, note="the visitor's microphone towards the resident; 1.0: unchanged")] = 1.0
     frames_per_buffer: Annotated[int, Range(32, 8192, "frames")] = 256  # a stop takes effect within one buffer
     # Talk mode on pjmedia's sound device (a source build; docs/audio.md has the measurements behind each default).
     echo_cancellation: bool = True

@@ -130,8 +130,8 @@ class MediaCommands:
             media.startTransmit(rec.recorder)
         if rec.sound_device:
             adm = self.ep.audDevManager()
-            adm.getCaptureDevMedia().startTransmit(media)
-            media.startTransmit(adm.getPlaybackDevMedia())
+            adm.getCaptureDevMedia().startTransmit2(media, _at_level(self.talk_settings.mic_level))
+            media.startTransmit2(adm.getPlaybackDevMedia(), _at_level(self.talk_settings.speaker_level))
 
     def play(self, handle: CallHandle, wav_path: str, loop: bool) -> None:
         rec = self._book.get(handle)
@@ -182,3 +182,10 @@ class MediaCommands:
             else:
                 self.clock_running = False
         self._ended_players.clear()
+
+
+def _at_level(level: float) -> Any:
+    """A conference connection's level (1.0: unchanged): ``[audio] talk_volume`` and ``mic_gain``."""
+    param = pj.AudioMediaTransmitParam()
+    param.level = level
+    return param

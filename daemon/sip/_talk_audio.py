@@ -12,7 +12,7 @@ on speech where the 140 ms default gave ~20 dB.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hw.settings import AudioConfig, EchoCanceller
 
@@ -43,10 +43,18 @@ class TalkMediaSettings:
     ec_options: int
     play_latency_ms: int
     rec_latency_ms: int
+    speaker_level: float = 1.0  # the call -> the card's playback port (the conference connection's level)
+    mic_level: float = 1.0  # the card's capture port -> the call
 
 
 def talk_media_settings(audio: AudioConfig | None) -> TalkMediaSettings:
     """The media settings for ``audio`` (None: echo cancellation off and pjsua's default latency, as before)."""
+    if audio is None:
+        return _echo_settings(None)
+    return replace(_echo_settings(audio), speaker_level=audio.talk_volume, mic_level=audio.mic_gain)
+
+
+def _echo_settings(audio: AudioConfig | None) -> TalkMediaSettings:
     if audio is None:
         return TalkMediaSettings(0, 0, DEFAULT_PLAY_LATENCY_MS, DEFAULT_REC_LATENCY_MS)
     latency = audio.sound_latency_ms

@@ -61,8 +61,20 @@ def test_noise_and_gain_flags_reach_aec3_but_not_speex() -> None:
         ("sound_latency_ms = 0", "audio.sound_latency_ms"),
         ('echo_canceller = "nlms"', "audio.echo_canceller"),
         ('echo_cancellation = "yes"', "audio.echo_cancellation"),
+        ("talk_volume = 9", "audio.talk_volume"),
+        ("mic_gain = -1", "audio.mic_gain"),
     ],
 )
 def test_bad_talk_keys_are_refused_naming_the_key(line: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         parse_config(_with_audio(line), "<test>")
+
+
+def test_talk_levels_reach_the_media_settings_whatever_the_canceller() -> None:
+    for audio in (
+        AudioConfig(talk_volume=0.5, mic_gain=2.0),
+        AudioConfig(talk_volume=0.5, mic_gain=2.0, half_duplex=True),
+    ):
+        settings = talk_media_settings(audio)
+        assert (settings.speaker_level, settings.mic_level) == (0.5, 2.0)
+    assert talk_media_settings(None).speaker_level == 1.0
