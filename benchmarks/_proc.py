@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["emit", "footprint", "machine", "run_child"]
+__all__ = ["child_environ", "emit", "footprint", "machine", "run_child"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,22 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def child_environ(**extra: str) -> dict[str, str]:
+    """This environment for a child Python process, with the repo first on PYTHONPATH and then whatever was
+    there: ``./dev.sh bench`` puts the pjsua2 source build on PYTHONPATH, and a child given only the repo found
+    no pjsua2 (before the wheel went, it silently loaded the wheel instead)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def _pjsua2_version() -> str:
+    try:
+        import pjsua2_build_info  # type: ignore[import-not-found]  # written beside the source build's pjsua2.py
+    except ImportError:
+        return f"{_version('pjsua2-python')} (PyPI wheel)" if _version("pjsua2-python") != "not installed" else "none"
+    return f"{pjsua2_build_info.PJPROJECT_VERSION} (source build {pjsua2_build_info.BUILD_KEY})"
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu": _cpu_model(),
@@ -47,7 +63,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "arch": platform.machine(),
         "python": platform.python_version(),
-        "pjsua2": _version("pjsua2-python"),
+        "pjsua2": _pjsua2_version(),
         "anyio": _version("anyio"),
         "gpiozero": _version("gpiozero"),
     }

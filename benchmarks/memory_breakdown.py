@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks._proc import ROOT, emit, run_child
+from benchmarks._proc import ROOT, child_environ, emit, run_child
 from benchmarks.idle_wakeups import _config, registered_intercomd
 from benchmarks.report import Figure, console
 
@@ -88,7 +88,7 @@ def top_mappings(pid: int, top: int = 10) -> list[tuple[str, int]]:
 
 
 def _python(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environ = child_environ(**(env or {}))
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=True, env=environ
     )

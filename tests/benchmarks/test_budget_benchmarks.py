@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
 from benchmarks.memory_breakdown import smaps_rollup, top_mappings
+from tests.support.child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = pytest.mark.skipif(
@@ -26,7 +27,7 @@ QUOTA = pytest.mark.skipif(quota_unavailable() is not None, reason=f"no CPU quot
 
 
 def _run(*args: str, timeout: float) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
