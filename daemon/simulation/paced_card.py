@@ -8,7 +8,7 @@ process with its own socket, nothing read from the host's audio setup) runs two 
   a person standing at the gate hears (:meth:`PacedCard.record_speaker`).
 * ``mic``: the air in front of the panel's microphone. The panel records ``mic.monitor``; a near-end talker
   (the visitor) is injected with :meth:`PacedCard.talk`, and an *echo path* (``module-loopback`` from
-  ``spk.monitor`` into ``mic`` with a delay and an attenuation) plays the panel's own speaker back into its
+  ``spk.monitor`` into ``mic`` with a fixed delay and an attenuation) plays the panel's own speaker back into its
   microphone, as an open-air door station does.
 
 ALSA's default PCM is the ``pulse`` plugin (``libasound2-plugins``) with ``hint { show on }`` so pjmedia's
@@ -84,6 +84,13 @@ class PacedCard:
             "source=spk.monitor",
             "sink=mic",
             f"latency_msec={max(1, echo.delay_ms)}",
+            # A room's echo path does not move during a call. module-loopback by default re-adapts its resampling
+            # every 10 s to hold latency_msec against its sink's and source's latencies, which change as clients
+            # (pjmedia's sound device, the visitor, the recorders) come and go: measured, the delay then crept by
+            # 14 ms over 30 s of a call, an echo that moves under the canceller. Both ends are null sinks on one
+            # clock, so with the adaptation off (adjust_time=0) the delay set up at load is held to the sample
+            # (tests/simulation/test_paced_card.py).
+            "adjust_time=0",
             "source_dont_move=true",
             "sink_dont_move=true",
         )
