@@ -70,7 +70,8 @@ class Canceller:
     name: str
     ec_options: int  # PJMEDIA_ECHO_* algorithm and flags; -1 = echo cancellation off (tail 0)
     tail_ms: int = 200
-    latency_ms: int = 140  # sndPlayLatency and sndRecLatency; pjmedia delays the EC's reference by 3/4 of it
+    latency_ms: int = 140  # sndPlayLatency and sndRecLatency
+    ptime_ms: int = 20  # audioFramePtime: the conference's and the canceller's frame
 
 
 # PJMEDIA_ECHO_SPEEX / _SIMPLE (the echo suppressor: [audio] half_duplex) / _WEBRTC / _WEBRTC_AEC3
@@ -85,7 +86,7 @@ FLAGS = {"aggr": AGGRESSIVE, "fifo": SIMPLE_FIFO, "ns": NOISE_SUPPRESSOR, "agc":
 
 
 def canceller(spec: str) -> Canceller:
-    """``name[:tail=ms][:lat=ms][:aggr][:fifo][:ns][:agc]``, e.g. ``speex:lat=40:ns`` (the name is the spec)."""
+    """``name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]``, e.g. ``speex:lat=40:ns`` (the name is the spec)."""
     algorithm, *options = spec.split(":")
     fields: dict[str, int] = {"ec_options": ALGORITHMS[algorithm]}
     for option in options:
@@ -93,7 +94,7 @@ def canceller(spec: str) -> Canceller:
         if key in FLAGS:
             fields["ec_options"] |= FLAGS[key]
         else:
-            fields[{"tail": "tail_ms", "lat": "latency_ms"}[key]] = int(value)
+            fields[{"tail": "tail_ms", "lat": "latency_ms", "ptime": "ptime_ms"}[key]] = int(value)
     return Canceller(spec, **fields)
 
 
@@ -248,6 +249,7 @@ def child(spec: dict[str, Any], far: str, out: str, seconds: float, stats_path: 
     cfg.medConfig.channelCount = 1
     cfg.medConfig.sndPlayLatency = setup.latency_ms
     cfg.medConfig.sndRecLatency = setup.latency_ms
+    cfg.medConfig.audioFramePtime = setup.ptime_ms
     cfg.medConfig.ecTailLen = 0 if setup.ec_options < 0 else setup.tail_ms
     cfg.medConfig.ecOptions = max(setup.ec_options, 0)
     verbose = int(os.environ.get("AEC_LOG", "0"))
@@ -349,7 +351,7 @@ def main() -> None:
     ap.add_argument("--delays", default="20,40,80", help="echo path delays in ms, comma-separated")
     ap.add_argument("--loss-db", type=float, default=6.0)
     ap.add_argument(
-        "--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:aggr][:fifo][:ns][:agc]"
+        "--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]"
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write-docs", action="store_true", help="update docs/audio.md's table and docs/img/aec_*.png")

@@ -153,7 +153,10 @@ class PacedCard:
     def _wait_for_recorder(self, proc: subprocess.Popen[bytes]) -> None:
         # parec connects asynchronously: audio played before its source output exists is not recorded.
         deadline = time.monotonic() + START_TIMEOUT
-        while "parec" not in self.pactl("list", "source-outputs") and proc.poll() is None:
+        # Matched by pid: the card's own clock (_period_clock) records the monitors too.
+        while (
+            f'application.process.id = "{proc.pid}"' not in self.pactl("list", "source-outputs") and proc.poll() is None
+        ):
             if time.monotonic() > deadline:
                 raise PacedCardError("parec did not connect within 10 s")
             time.sleep(0.02)  # a child process connecting: nothing to wait on but the server's list
@@ -241,9 +244,42 @@ def paced_card(directory: Path) -> Iterator[PacedCard]:
             if time.monotonic() > deadline:
                 raise PacedCardError("pulseaudio did not come up within 10 s")
             time.sleep(0.05)  # a child process starting up: nothing to wait on but its socket
-        yield card
+        with _period_clock(card):
+            yield card
     finally:
         _stop(proc)
+
+
+PERIOD_MS = 10
+
+
+@contextmanager
+def _period_clock(card: PacedCard) -> Iterator[None]:
+    """A fixed short period for both sinks, as a real card's interrupt gives: on each sink, a recorder of its
+    monitor and a player of silence asking for 10 ms (what they record is thrown away). A null sink otherwise
+    renders in blocks of the lowest latency its clients ask for (2 s with none asking: "configured 2000000
+    usec"), which changes as clients come and go: pjmedia's capture and playback callbacks then come in bursts,
+    and each burst makes Speex's canceller insert or drop a reference frame ("Auto-filling the buffer", "Had to
+    discard a playback frame"), a 20 ms jump in the echo's alignment that it must learn again (docs/audio.md)."""
+    env = {**os.environ, "PULSE_SERVER": card.server}
+    fmt = [f"--latency-msec={PERIOD_MS}", f"--rate={RATE}", "--channels=1", "--format=s16le"]
+    recorders = [
+        subprocess.Popen(["parec", f"--device={monitor}", *fmt], env=env, stdout=subprocess.DEVNULL)
+        for monitor in ("spk.monitor", "mic.monitor")
+    ]
+    # and a silent player on each sink, so each is asked for data every period too
+    players = [
+        subprocess.Popen(["pacat", f"--device={sink}", *fmt, "/dev/zero"], env=env, stderr=subprocess.DEVNULL)
+        for sink in ("spk", "mic")
+    ]
+    procs = [*recorders, *players]
+    try:
+        for proc in recorders:
+            card._wait_for_recorder(proc)
+        yield
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 @contextmanager

@@ -117,3 +117,15 @@ def test_echo_path_delay_stays_fixed_while_clients_come_and_go(card: PacedCard, 
     ]
     assert len(lags_ms) >= seconds - 4, f"only {len(lags_ms)} s of noise recorded"
     assert max(lags_ms) - min(lags_ms) <= 1.0, f"the echo delay moved: {lags_ms} ms"
+
+
+def test_both_sinks_run_at_a_fixed_10_ms_period(card: PacedCard, tmp_path: Path) -> None:
+    """Like a real card's interrupt, whoever is connected: a null sink left alone renders in blocks of its
+    clients' lowest latency (2 s with none asking), and pjmedia's callbacks then come in bursts that knock
+    Speex's echo alignment by a frame (docs/audio.md)."""
+    with card.record_microphone(tmp_path / "mic.wav"):  # a client asking for 50 ms on one of the two
+        sinks = card.pactl("list", "sinks").split("Sink #")[1:]
+    configured = [
+        int(line.split("configured ")[1].split()[0]) for s in sinks for line in s.splitlines() if "configured" in line
+    ]
+    assert len(configured) == 2 and max(configured) <= 10_000, f"configured latencies {configured} usec"
