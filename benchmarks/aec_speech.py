@@ -86,7 +86,8 @@ FLAGS = {"aggr": AGGRESSIVE, "fifo": SIMPLE_FIFO, "ns": NOISE_SUPPRESSOR, "agc":
 
 
 def canceller(spec: str) -> Canceller:
-    """``name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]``, e.g. ``speex:lat=40:ns`` (the name is the spec)."""
+    """``name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]``, e.g. ``speex:lat=40:ns`` (the name is the
+    spec itself)."""
     algorithm, *options = spec.split(":")
     fields: dict[str, int] = {"ec_options": ALGORITHMS[algorithm]}
     for option in options:
@@ -351,7 +352,9 @@ def main() -> None:
     ap.add_argument("--delays", default="20,40,80", help="echo path delays in ms, comma-separated")
     ap.add_argument("--loss-db", type=float, default=6.0)
     ap.add_argument(
-        "--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]"
+        "--cancellers",
+        default=",".join(DEFAULT_SET),
+        help="specs: name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]",
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write-docs", action="store_true", help="update docs/audio.md's table and docs/img/aec_*.png")

@@ -253,7 +253,7 @@ class AudioConfig:
     # Talk mode on pjmedia's sound device (a source build; docs/audio.md has the measurements behind each default).
     echo_cancellation: bool = True
     echo_canceller: EchoCanceller = "speex"  # on speech here: speex ~44 dB ERLE, webrtc/aec3 under 11 dB
-    echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond pjmedia's own compensation")] = 200
+    echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond the canceller's reference buffer")] = 150
     sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's card buffering, both ways")] = 40
     # Every canceller's preprocessor (Speex's too on our build: packaging/pjsua2/config_site.h). Speex's denoiser
     # also suppresses its residual echo; its AGC sent the visitor ~10 dB lower (docs/audio.md).

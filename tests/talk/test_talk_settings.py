@@ -32,7 +32,7 @@ def test_the_default_config_cancels_echo_with_speex_at_low_latency() -> None:
     assert audio == AudioConfig()  # the shipped file says what the code defaults to
     # Speex with its denoiser (which also suppresses residual echo) and without its AGC (the visitor ~10 dB lower)
     assert talk_media_settings(audio) == TalkMediaSettings(
-        200, PJMEDIA_ECHO_SPEEX | PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR, 40, 40
+        150, PJMEDIA_ECHO_SPEEX | PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR, 40, 40
     )
 
 
