@@ -260,7 +260,8 @@ def _period_clock(card: PacedCard) -> Iterator[None]:
     renders in blocks of the lowest latency its clients ask for (2 s with none asking: "configured 2000000
     usec"), which changes as clients come and go: pjmedia's capture and playback callbacks then come in bursts,
     and each burst makes Speex's canceller insert or drop a reference frame ("Auto-filling the buffer", "Had to
-    discard a playback frame"), a 20 ms jump in the echo's alignment that it must learn again (docs/audio.md)."""
+    discard a playback frame"), a 20 ms jump in the echo's alignment that it must learn again (docs/audio.md).
+    Cost: the server and the four clients take about 8 % of an x86 core while the card runs."""
     env = {**os.environ, "PULSE_SERVER": card.server}
     fmt = [f"--latency-msec={PERIOD_MS}", f"--rate={RATE}", "--channels=1", "--format=s16le"]
     recorders = [
