@@ -4,12 +4,13 @@ Pure (no pjsua2): :func:`talk_media_settings` is what :func:`daemon.sip._pj_setu
 ``EpConfig.medConfig``. pjsua2 applies echo cancellation on the sound-device port only (PJSUA2-FACTS.md, "Echo
 cancellation"), so these act on a source build with a card; the null device accepts and ignores them.
 
-Why these knobs (measured in docs/audio.md with benchmarks/aec_speech.py): pjmedia delays the canceller's
-reference by 3/4 of the output latency and expects the rest of the echo delay within the tail; the WebRTC AEC
-also takes the tail as its "delay in the sound card buffer". A lower latency (40 ms) made Speex cancel 40+ dB
-on speech where the 140 ms default gave ~20 dB. Speex's gain control sent the visitor ~10 dB lower, alone as in
-double-talk: it is off unless ``gain_control`` asks for it; its denoiser also suppresses the residual echo, so
-``noise_suppression`` stays on.
+Why these knobs (measured in docs/audio.md with benchmarks/aec_speech.py): the echo must arrive within the tail
+after the canceller's reference (Speex keeps its own 2-frame reference buffer; for WebRTC and AEC3 pjmedia delays
+the reference by 3/4 of the output latency, and WebRTC also takes the tail as its "delay in the sound card
+buffer"). A 150 ms tail covers echo paths of 20-80 ms on the paced card and did as well as 200 ms or better. A
+lower latency (40 ms) made Speex cancel 40+ dB on speech where the 140 ms default gave ~20 dB. Speex's gain
+control sent the visitor ~10 dB lower, alone as in double-talk: it is off unless ``gain_control`` asks for it;
+its denoiser also suppresses the residual echo, so ``noise_suppression`` stays on.
 """
 
 from __future__ import annotations
