@@ -70,27 +70,32 @@ class Canceller:
     name: str
     ec_options: int  # PJMEDIA_ECHO_* algorithm and flags; -1 = echo cancellation off (tail 0)
     tail_ms: int = 200
-    latency_ms: int = 140  # sndPlayLatency and sndRecLatency; pjmedia delays the EC's reference by 3/4 of it
+    latency_ms: int = 140  # sndPlayLatency and sndRecLatency
+    ptime_ms: int = 20  # audioFramePtime: the conference's and the canceller's frame
 
 
 # PJMEDIA_ECHO_SPEEX / _SIMPLE (the echo suppressor: [audio] half_duplex) / _WEBRTC / _WEBRTC_AEC3
 ALGORITHMS = {"off": -1, "speex": 1, "half-duplex": 2, "webrtc": 3, "aec3": 4}
 AGGRESSIVE = 0x3000  # PJMEDIA_ECHO_AGGRESSIVENESS_AGGRESSIVE: WebRTC's NLP suppresses more residual
 SIMPLE_FIFO = 32  # PJMEDIA_ECHO_USE_SIMPLE_FIFO: the reference's drift buffer is a FIFO, not WSOLA (no time-stretch)
+# PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR / _GAIN_CONTROLLER: for Speex too on our build (config_site.h); Speex's
+# denoiser also runs its residual-echo suppressor
+NOISE_SUPPRESSOR = 128
+GAIN_CONTROLLER = 256
+FLAGS = {"aggr": AGGRESSIVE, "fifo": SIMPLE_FIFO, "ns": NOISE_SUPPRESSOR, "agc": GAIN_CONTROLLER}
 
 
 def canceller(spec: str) -> Canceller:
-    """``name[:tail=ms][:lat=ms][:aggr][:fifo]``, e.g. ``webrtc:tail=150:lat=40`` (the name is the spec itself)."""
+    """``name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]``, e.g. ``speex:lat=40:ns`` (the name is the
+    spec itself)."""
     algorithm, *options = spec.split(":")
     fields: dict[str, int] = {"ec_options": ALGORITHMS[algorithm]}
     for option in options:
         key, _, value = option.partition("=")
-        if key == "aggr":
-            fields["ec_options"] |= AGGRESSIVE
-        elif key == "fifo":
-            fields["ec_options"] |= SIMPLE_FIFO
+        if key in FLAGS:
+            fields["ec_options"] |= FLAGS[key]
         else:
-            fields[{"tail": "tail_ms", "lat": "latency_ms"}[key]] = int(value)
+            fields[{"tail": "tail_ms", "lat": "latency_ms", "ptime": "ptime_ms"}[key]] = int(value)
     return Canceller(spec, **fields)
 
 
@@ -245,6 +250,7 @@ def child(spec: dict[str, Any], far: str, out: str, seconds: float, stats_path: 
     cfg.medConfig.channelCount = 1
     cfg.medConfig.sndPlayLatency = setup.latency_ms
     cfg.medConfig.sndRecLatency = setup.latency_ms
+    cfg.medConfig.audioFramePtime = setup.ptime_ms
     cfg.medConfig.ecTailLen = 0 if setup.ec_options < 0 else setup.tail_ms
     cfg.medConfig.ecOptions = max(setup.ec_options, 0)
     verbose = int(os.environ.get("AEC_LOG", "0"))
@@ -345,7 +351,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delays", default="20,40,80", help="echo path delays in ms, comma-separated")
     ap.add_argument("--loss-db", type=float, default=6.0)
-    ap.add_argument("--cancellers", default=",".join(DEFAULT_SET), help="specs: name[:tail=ms][:lat=ms][:aggr][:fifo]")
+    ap.add_argument(
+        "--cancellers",
+        default=",".join(DEFAULT_SET),
+        help="specs: name[:tail=ms][:lat=ms][:ptime=ms][:aggr][:fifo][:ns][:agc]",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write-docs", action="store_true", help="update docs/audio.md's table and docs/img/aec_*.png")
     ap.add_argument("--from-json", type=Path, help="re-render docs/audio.md and the plots from an earlier --json")

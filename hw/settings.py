@@ -257,10 +257,12 @@ class AudioConfig:
     # Talk mode on pjmedia's sound device (a source build; docs/audio.md has the measurements behind each default).
     echo_cancellation: bool = True
     echo_canceller: EchoCanceller = "speex"  # on speech here: speex ~44 dB ERLE, webrtc/aec3 under 11 dB
-    echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond pjmedia's own compensation")] = 200
+    echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond the canceller's reference buffer")] = 150
     sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's card buffering, both ways")] = 40
-    noise_suppression: bool = True  # WebRTC/AEC3 only: Speex's denoiser is fixed at build time (on)
-    gain_control: bool = False  # AEC3 only: Speex's AGC is fixed at build time (on, PJMEDIA_SPEEX_AEC_USE_AGC)
+    # Every canceller's preprocessor (Speex's too on our build: packaging/pjsua2/config_site.h). Speex's denoiser
+    # also suppresses its residual echo; its AGC sent the visitor ~10 dB lower (docs/audio.md).
+    noise_suppression: bool = True
+    gain_control: bool = False
     half_duplex: bool = False  # the fallback when acoustics defeat the canceller: pjmedia's echo suppressor
 
 

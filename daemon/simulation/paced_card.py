@@ -8,7 +8,7 @@ process with its own socket, nothing read from the host's audio setup) runs two 
   a person standing at the gate hears (:meth:`PacedCard.record_speaker`).
 * ``mic``: the air in front of the panel's microphone. The panel records ``mic.monitor``; a near-end talker
   (the visitor) is injected with :meth:`PacedCard.talk`, and an *echo path* (``module-loopback`` from
-  ``spk.monitor`` into ``mic`` with a delay and an attenuation) plays the panel's own speaker back into its
+  ``spk.monitor`` into ``mic`` with a fixed delay and an attenuation) plays the panel's own speaker back into its
   microphone, as an open-air door station does.
 
 ALSA's default PCM is the ``pulse`` plugin (``libasound2-plugins``) with ``hint { show on }`` so pjmedia's
@@ -85,6 +85,13 @@ class PacedCard:
             "source=spk.monitor",
             "sink=mic",
             f"latency_msec={max(1, echo.delay_ms)}",
+            # A room's echo path does not move during a call. module-loopback by default re-adapts its resampling
+            # every 10 s to hold latency_msec against its sink's and source's latencies, which change as clients
+            # (pjmedia's sound device, the visitor, the recorders) come and go: measured, the delay then crept by
+            # 14 ms over 30 s of a call, an echo that moves under the canceller. Both ends are null sinks on one
+            # clock, so with the adaptation off (adjust_time=0) the delay set up at load is held to the sample
+            # (tests/simulation/test_paced_card.py).
+            "adjust_time=0",
             "source_dont_move=true",
             "sink_dont_move=true",
         )
@@ -144,16 +151,28 @@ class PacedCard:
         finally:
             _stop(proc, signal.SIGINT)  # parec finalizes the WAV header on SIGINT
 
-    def _wait_for_recorder(self, proc: subprocess.Popen[bytes], out: Path) -> None:
+    def _recording(self, proc: subprocess.Popen[bytes], out: Path | None) -> bool:
+        """Samples in ``out``; without a file (the period clock's recorders), its source output listed by pid."""
+        if out is not None:
+            return _samples_in(out)
+        return f'application.process.id = "{proc.pid}"' in self.pactl("list", "source-outputs")
+
+    def _wait_for_recorder(self, proc: subprocess.Popen[bytes], out: Path | None = None) -> None:
         """Until parec records. Its source output being listed is not enough: in a whole-app talk test that ran
         after another in the same process, the recording lost its first ~1.6 s (the app, warm, played "porta
         aberta" within them; the prompt's start was missing, in 5 runs of 5), and waiting for samples in the file,
-        past the WAV header, fixed it (cause inside PulseAudio not pinned down)."""
+        past the WAV header, fixed it. Likely cause: a null sink rendered in blocks of its clients' latency (2 s
+        with none asking for less) before the card's period clock (:func:`_period_clock`). Samples in the file also
+        tell our parec from the clock's own recorders, which a match on the name "parec" did not."""
         deadline = time.monotonic() + START_TIMEOUT
-        while proc.poll() is None and not (out.exists() and out.stat().st_size > _WAV_HEADER_BYTES):
+        while proc.poll() is None and not self._recording(proc, out):
             if time.monotonic() > deadline:
                 raise PacedCardError("parec did not record within 10 s")
             time.sleep(0.02)  # a child process connecting: nothing to wait on but the file it writes
+
+
+def _samples_in(out: Path) -> bool:
+    return out.exists() and out.stat().st_size > _WAV_HEADER_BYTES
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -238,9 +257,43 @@ def paced_card(directory: Path) -> Iterator[PacedCard]:
             if time.monotonic() > deadline:
                 raise PacedCardError("pulseaudio did not come up within 10 s")
             time.sleep(0.05)  # a child process starting up: nothing to wait on but its socket
-        yield card
+        with _period_clock(card):
+            yield card
     finally:
         _stop(proc)
+
+
+PERIOD_MS = 10
+
+
+@contextmanager
+def _period_clock(card: PacedCard) -> Iterator[None]:
+    """A fixed short period for both sinks, as a real card's interrupt gives: on each sink, a recorder of its
+    monitor and a player of silence asking for 10 ms (what they record is thrown away). A null sink otherwise
+    renders in blocks of the lowest latency its clients ask for (2 s with none asking: "configured 2000000
+    usec"), which changes as clients come and go: pjmedia's capture and playback callbacks then come in bursts,
+    and each burst makes Speex's canceller insert or drop a reference frame ("Auto-filling the buffer", "Had to
+    discard a playback frame"), a 20 ms jump in the echo's alignment that it must learn again (docs/audio.md).
+    Cost: the server and the four clients take about 8 % of an x86 core while the card runs."""
+    env = {**os.environ, "PULSE_SERVER": card.server}
+    fmt = [f"--latency-msec={PERIOD_MS}", f"--rate={RATE}", "--channels=1", "--format=s16le"]
+    recorders = [
+        subprocess.Popen(["parec", f"--device={monitor}", *fmt], env=env, stdout=subprocess.DEVNULL)
+        for monitor in ("spk.monitor", "mic.monitor")
+    ]
+    # and a silent player on each sink, so each is asked for data every period too
+    players = [
+        subprocess.Popen(["pacat", f"--device={sink}", *fmt, "/dev/zero"], env=env, stderr=subprocess.DEVNULL)
+        for sink in ("spk", "mic")
+    ]
+    procs = [*recorders, *players]
+    try:
+        for proc in recorders:
+            card._wait_for_recorder(proc)
+        yield
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 @contextmanager

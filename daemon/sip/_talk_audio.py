@@ -4,10 +4,13 @@ Pure (no pjsua2): :func:`talk_media_settings` is what :func:`daemon.sip._pj_setu
 ``EpConfig.medConfig``. pjsua2 applies echo cancellation on the sound-device port only (PJSUA2-FACTS.md, "Echo
 cancellation"), so these act on a source build with a card; the null device accepts and ignores them.
 
-Why these knobs (measured in docs/audio.md with benchmarks/aec_speech.py): pjmedia delays the canceller's
-reference by 3/4 of the output latency and expects the rest of the echo delay within the tail; the WebRTC AEC
-also takes the tail as its "delay in the sound card buffer". A lower latency (40 ms) made Speex cancel 40+ dB
-on speech where the 140 ms default gave ~20 dB.
+Why these knobs (measured in docs/audio.md with benchmarks/aec_speech.py): the echo must arrive within the tail
+after the canceller's reference (Speex keeps its own 2-frame reference buffer; for WebRTC and AEC3 pjmedia delays
+the reference by 3/4 of the output latency, and WebRTC also takes the tail as its "delay in the sound card
+buffer"). A 150 ms tail covers echo paths of 20-80 ms on the paced card and did as well as 200 ms or better. A
+lower latency (40 ms) made Speex cancel 40+ dB on speech where the 140 ms default gave ~20 dB. Speex's gain
+control sent the visitor ~10 dB lower, alone as in double-talk: it is off unless ``gain_control`` asks for it;
+its denoiser also suppresses the residual echo, so ``noise_suppression`` stays on.
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ def _echo_settings(audio: AudioConfig | None) -> TalkMediaSettings:
         return TalkMediaSettings(audio.echo_tail_ms, PJMEDIA_ECHO_SIMPLE, latency, latency)
     if not audio.echo_cancellation:
         return TalkMediaSettings(0, 0, latency, latency)
+    # The same flags for every canceller: stock pjmedia fixes Speex's denoiser and AGC at build time (both on),
+    # our config_site.h makes them read these flags (packaging/pjsua2/config_site.h).
     options = _ALGORITHM[audio.echo_canceller]
-    if audio.echo_canceller != "speex":  # Speex's preprocessor flags are compile-time in pjmedia (echo_speex.c)
-        options |= PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR if audio.noise_suppression else 0
-        options |= PJMEDIA_ECHO_USE_GAIN_CONTROLLER if audio.gain_control else 0
+    options |= PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR if audio.noise_suppression else 0
+    options |= PJMEDIA_ECHO_USE_GAIN_CONTROLLER if audio.gain_control else 0
     return TalkMediaSettings(audio.echo_tail_ms, options, latency, latency)

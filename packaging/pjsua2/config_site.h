@@ -35,3 +35,14 @@
 /* The Speex codec is not offered, but libspeex is still built: the Speex echo canceller (ecOptions 0) lives
  * there. (configure's --disable-speex-codec would drop the library from the link as well.) */
 #define PJMEDIA_HAS_SPEEX_CODEC 0
+
+/* The Speex echo canceller's preprocessor (echo_speex.c runs speex_preprocess on what it sends). pjmedia makes
+ * its AGC and denoiser compile-time constants (on by default) and ignores PJMEDIA_ECHO_USE_GAIN_CONTROLLER /
+ * _NOISE_SUPPRESSOR for Speex. echo_speex.c assigns these macros to a variable inside speex_aec_create(), where
+ * its `options` argument (EpConfig.medConfig.ecOptions) is in scope, and uses them nowhere else: so they read
+ * the flags at run time, and [audio] gain_control / noise_suppression mean the same for Speex as for WebRTC.
+ * Measured (docs/audio.md): the AGC, on by default, sent the visitor 9-11 dB lower. The denoiser also applies
+ * Speex's residual-echo suppression (preprocess.c: with denoise off no spectral gain is applied at all), so
+ * turning noise_suppression off costs most of Speex's echo cancellation. */
+#define PJMEDIA_SPEEX_AEC_USE_AGC ((options & PJMEDIA_ECHO_USE_GAIN_CONTROLLER) != 0)
+#define PJMEDIA_SPEEX_AEC_USE_DENOISE ((options & PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR) != 0)

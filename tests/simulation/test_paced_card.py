@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import array
 import math
+import os
 import shutil
+import subprocess
 import time
 import wave
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from benchmarks.aec_speech import lag_of, read_wav
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card_as_default
 from hw.settings import AudioConfig
 from hw.speaker import Speaker, tone
@@ -77,3 +80,52 @@ async def test_echo_path_couples_speaker_into_microphone(card: PacedCard, tmp_pa
     window = 1600  # the loudest 100 ms of what the microphone picked up
     heard = max(_rms_db(samples[i : i + window]) for i in range(0, max(1, len(samples) - window), window))
     assert -18 <= heard - played <= -6, f"echo at {heard - played:.1f} dB, path set to -12 dB"
+
+
+def test_echo_path_delay_stays_fixed_while_clients_come_and_go(card: PacedCard, tmp_path: Path) -> None:
+    """A room's echo does not move during a call: the speaker -> microphone delay holds to within 1 ms over 20 s
+    while low-latency clients like pjmedia's sound device and the visitor join the two sinks. (With
+    module-loopback's default rate adaptation it crept by 12 ms over these 20 s: an echo moving under the
+    canceller.)"""
+    noise, silence = tmp_path / "noise.wav", tmp_path / "silence.wav"
+    seconds = 20
+    sox = ["sox", "-n", "-r", "16000", "-c", "1", "-b", "16"]
+    subprocess.run([*sox, str(noise), "synth", str(seconds), "whitenoise", "vol", "0.3"], check=True)
+    subprocess.run([*sox, str(silence), "trim", "0", str(seconds)], check=True)
+    card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
+    env = {**os.environ, "PULSE_SERVER": card.server}
+    clients = [
+        ["paplay", "--device=spk", "--latency-msec=10", str(silence)],  # the panel's playback, as pjmedia's
+        ["paplay", "--device=mic", "--latency-msec=5", str(silence)],  # the visitor
+        ["parec", "--device=mic.monitor", "--latency-msec=10"],  # the panel's capture
+    ]
+    with card.record_speaker(tmp_path / "spk.wav") as spk, card.record_microphone(tmp_path / "mic.wav") as mic:
+        others = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) for argv in clients]
+        try:
+            subprocess.run(["paplay", "--device=spk", str(noise)], env=env, check=True, timeout=seconds + 15)
+        finally:
+            for proc in others:
+                proc.kill()
+                proc.wait(timeout=5)
+    played, echoed = read_wav(spk), read_wav(mic)
+    second = 16000
+    # The two recorders start at different moments, so the absolute lag is theirs plus the path's: what must
+    # not change is the lag of each second of the speaker's noise within the microphone's recording.
+    lags_ms = [
+        lag_of(played[i * second : (i + 1) * second], echoed[i * second : (i + 2) * second]) / 16
+        for i in range(1, min(len(played), len(echoed)) // second - 1)
+    ]
+    assert len(lags_ms) >= seconds - 4, f"only {len(lags_ms)} s of noise recorded"
+    assert max(lags_ms) - min(lags_ms) <= 1.0, f"the echo delay moved: {lags_ms} ms"
+
+
+def test_both_sinks_run_at_a_fixed_10_ms_period(card: PacedCard, tmp_path: Path) -> None:
+    """Like a real card's interrupt, whoever is connected: a null sink left alone renders in blocks of its
+    clients' lowest latency (2 s with none asking), and pjmedia's callbacks then come in bursts that knock
+    Speex's echo alignment by a frame (docs/audio.md)."""
+    with card.record_microphone(tmp_path / "mic.wav"):  # a client asking for 50 ms on one of the two
+        sinks = card.pactl("list", "sinks").split("Sink #")[1:]
+    configured = [
+        int(line.split("configured ")[1].split()[0]) for s in sinks for line in s.splitlines() if "configured" in line
+    ]
+    assert len(configured) == 2 and max(configured) <= 10_000, f"configured latencies {configured} usec"
