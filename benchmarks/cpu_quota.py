@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._proc import ROOT, emit, run_child
+from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._stats import summarize
 from benchmarks._wire import RELAY_THREAD_NAME
 from benchmarks.report import Figure, console
@@ -185,7 +185,7 @@ def start_to_ready(config: Path, quota: CpuQuota | None, within: float = 60.0) -
         address = str(Path(tmp) / "notify")
         sock.bind(address)
         sock.settimeout(within)
-        env = {**os.environ, "NOTIFY_SOCKET": address, "PYTHONPATH": str(ROOT)}
+        env = child_env(NOTIFY_SOCKET=address)
         cmd = [str(Path(sys.executable).parent / "intercomd"), "--config", str(config), "--log-level", "warning", "run"]
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -211,7 +211,7 @@ def import_seconds(quota: CpuQuota | None) -> float:
     subprocess.run(
         [sys.executable, "-c", "import daemon.app"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=child_env(),
         check=True,
         timeout=120,
         preexec_fn=quota.join if quota else None,
