@@ -188,10 +188,13 @@ def run(tmp: Path, traced: bool, visits: int = 0) -> dict[str, Any]:
         if traced:  # the same config on a fresh SIP port, the daemon gone (its RTP port is free again)
             traced_tmp = tmp / "traced"
             traced_tmp.mkdir()
-            done = _python(
-                "-m", "benchmarks.memory_breakdown", "--traced", str(_config(traced_tmp, kam, None)), timeout=120
-            )
-            result["traced"] = json.loads(done.stdout.splitlines()[-1])
+            try:
+                done = _python(
+                    "-m", "benchmarks.memory_breakdown", "--traced", str(_config(traced_tmp, kam, None)), timeout=180
+                )
+                result["traced"] = json.loads(done.stdout.splitlines()[-1])
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:  # the rest of the run stands
+                result["traced_error"] = " | ".join(str(exc.stderr or exc).strip().splitlines()[-3:])
     result["imports"] = import_rss()
     result["import_ms"] = import_times()
     result["pjsua2"] = pjsua2_stages()
@@ -296,6 +299,8 @@ def figure_from(r: dict[str, Any]) -> Figure:
         pj_rows.append([stage, _mb(kb), f"{(kb - prev) / 1024:+.1f}"])
         prev = kb
     fig.tables.append((["pjsua2 stage (fresh process)", "VmRSS MB", "step MB"], pj_rows))
+    if "traced_error" in r:
+        fig.notes.append(f"The tracemalloc run failed: {r['traced_error']}")
     if "traced" in r:
         t = r["traced"]
         fig.tables.append(
