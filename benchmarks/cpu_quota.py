@@ -158,7 +158,9 @@ def only_this_child(quota: CpuQuota | None, proc: subprocess.Popen[str]) -> Any:
         watcher.join(5)
 
 
-def _run(module: str, args: list[str], quota: CpuQuota | None, timeout: float) -> dict[str, Any]:
+def _run(
+    module: str, args: list[str], quota: CpuQuota | None, timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", f"benchmarks.{module}", *args]
     join: Callable[[], None] | None = quota.join if quota else None
     # preexec_fn only writes the child's pid into cgroup.procs (no lock, no allocation that a thread could hold);
@@ -167,6 +169,7 @@ def _run(module: str, args: list[str], quota: CpuQuota | None, timeout: float) -
         subprocess.Popen(
             cmd,
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -213,13 +216,28 @@ def start_to_ready(config: Path, quota: CpuQuota | None, within: float = 60.0) -
             proc.wait(timeout=20)
 
 
-def import_seconds(quota: CpuQuota | None) -> float:
-    """Wall seconds of ``python -c 'import daemon.app'``: the import share of start -> READY."""
+def bytecode_env(pycache: Path | None) -> dict[str, str]:
+    """The children's environment; with ``pycache``, .pyc files are written to and read from there, as on an
+    installed panel (pip compiles the daemon's modules, install.sh pjsua2.py), whatever PYTHONDONTWRITEBYTECODE
+    this shell has."""
+    if pycache is None:
+        return child_env()
+    env = child_env(PYTHONPYCACHEPREFIX=str(pycache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+IMPORT_CODE = "import daemon.app, pjsua2"  # what the daemon imports before its first line runs, pjsua2 included
+
+
+def import_seconds(quota: CpuQuota | None, pycache: Path | None = None) -> float:
+    """Wall seconds of ``python -c 'import daemon.app, pjsua2'``: the import share of start -> READY (``pycache``:
+    with a bytecode cache there, warmed by an earlier call)."""
     t0 = time.monotonic()
     subprocess.run(
-        [sys.executable, "-c", "import daemon.app"],
+        [sys.executable, "-c", IMPORT_CODE],
         cwd=ROOT,
-        env=child_env(),
+        env=bytecode_env(pycache),
         check=True,
         timeout=120,
         preexec_fn=quota.join if quota else None,
@@ -227,12 +245,12 @@ def import_seconds(quota: CpuQuota | None) -> float:
     return time.monotonic() - t0
 
 
-def start_stages(config: Path, quota: CpuQuota | None) -> dict[str, float] | str:
+def start_stages(config: Path, quota: CpuQuota | None, pycache: Path | None = None) -> dict[str, float] | str:
     """One start of the daemon in :mod:`benchmarks.start_stages`: seconds per stage, or why it failed."""
     from benchmarks.start_stages import stage_seconds
 
     spawned = time.monotonic()
-    r = _run("start_stages", [str(config)], quota, 180)
+    r = _run("start_stages", [str(config)], quota, 180, bytecode_env(pycache))
     return str(r["error"]) if "error" in r else stage_seconds(r, spawned)
 
 
@@ -250,7 +268,13 @@ def _ready(args: argparse.Namespace, result: dict[str, Any], quota_us: int) -> N
                 with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
                     result["ready_s"][label] = [start_to_ready(config, q) for _ in range(args.starts)]
                     result["import_s"][label] = [import_seconds(q) for _ in range(args.starts)]
+                    import_seconds(None, tmp / "pycache")  # compiles every module once, as an install does
+                    start_stages(config, None, tmp / "pycache")  # and the start's own (asyncio's backend, ...)
+                    result["import_cached_s"][label] = [import_seconds(q, tmp / "pycache") for _ in range(args.starts)]
                     result["stages"][f"warm, {label}"] = [start_stages(config, q) for _ in range(args.starts)]
+                    result["stages"][f"warm, .pyc files, {label}"] = [
+                        start_stages(config, q, tmp / "pycache") for _ in range(args.starts)
+                    ]
                     cold = tmp / f"cold-{label.replace(' ', '-')}"  # its own cache directory: every prompt synthesized
                     cold.mkdir()
                     result["stages"][f"cold, {label}"] = [start_stages(_config(cold, kam, None), q)]
@@ -309,6 +333,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "period_us": args.period_us,
         "ready_s": {},
         "import_s": {},
+        "import_cached_s": {},
         "stages": {},
         "press": {},
         "group": {},

@@ -36,7 +36,11 @@ def _ready_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]
     for label, samples in r["ready_s"].items():
         rows.append(_row(f"intercomd start -> READY, warm cache, {_where(label, pct)}", samples, 2))
         if label in r.get("import_s", {}):
-            rows.append(_row(f"of which python -c 'import daemon.app', {_where(label, pct)}", r["import_s"][label], 2))
+            what = "of which python -c 'import daemon.app, pjsua2', no .pyc (this environment)"
+            rows.append(_row(f"{what}, {_where(label, pct)}", r["import_s"][label], 2))
+        if label in r.get("import_cached_s", {}):
+            what = "python -c 'import daemon.app, pjsua2' with .pyc files (an installed panel)"
+            rows.append(_row(f"{what}, {_where(label, pct)}", r["import_cached_s"][label], 2))
     return ["series (s)", "starts", "median s", "p99 s", "max s"], rows
 
 
