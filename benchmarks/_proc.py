@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["child_environ", "emit", "footprint", "machine", "run_child"]
+__all__ = ["child_env", "emit", "footprint", "machine", "run_child", "smaps_rollup"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,14 +39,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def child_environ(**extra: str) -> dict[str, str]:
-    """This environment for a child Python process, with the repo first on PYTHONPATH and then whatever was
-    there: ``./dev.sh bench`` puts the pjsua2 source build on PYTHONPATH, and a child given only the repo found
-    no pjsua2 (before the wheel went, it silently loaded the wheel instead)."""
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def _pjsua2_version() -> str:
@@ -83,6 +76,29 @@ def footprint() -> dict[str, int]:
         "fds": len(os.listdir("/proc/self/fd")),
         "rss_kb": int(fields["VmRSS"].split()[0]),
     }
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """VmRSS, PSS and USS (private clean + dirty) of ``pid`` in kB."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        fields[key] = int(value.split()[0])
+    status = Path(f"/proc/{pid}/status").read_text()
+    vmrss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+    return {
+        "rss_kb": vmrss,
+        "pss_kb": fields["Pss"],
+        "uss_kb": fields["Private_Clean"] + fields["Private_Dirty"],
+        "anon_kb": fields.get("Anonymous", 0),
+    }
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment with the repo first on PYTHONPATH and what was there after it: `./dev.sh bench` puts the
+    pjsua2 source build on PYTHONPATH, and a child given the repo alone ran on the wheel, or found no pjsua2."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import anyio  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPin  # noqa: E402
 
 from benchmarks._pj import FarEnd, loaded_max_calls  # noqa: E402
-from benchmarks._proc import emit, footprint  # noqa: E402
+from benchmarks._proc import emit, footprint, smaps_rollup  # noqa: E402
 from benchmarks._wire import InviteStamper  # noqa: E402
 from daemon.config import Apartment, ButtonConfig, Config, default_config_text, parse_config  # noqa: E402
 from tests.support.peers import Kamailio  # noqa: E402
@@ -271,12 +271,14 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
         probe.active = False
         out["idle_lag_ms"], probe.samples = probe.samples, []
         before = footprint()
+        out["memory_before"] = smaps_rollup(os.getpid())  # VmRSS, PSS, USS: figure 9a's "after start" of the app
         invites_before = len(relay_stamper.invites)
         for _ in range(args.presses):
             visit = await press(factory, relay, first_buffers)
             visit["idle"] = await wait_idle(app)
             visits.append(visit)
         out["after"] = footprint()
+        out["memory_after"] = smaps_rollup(os.getpid())
         out["before"] = before
         out["invites"] = relay_stamper.invites[invites_before:]
         out["completed"] = _completed(app)

@@ -1,4 +1,5 @@
-"""Figures under a Pi-sized CPU quota (issue 18): start -> READY and press -> INVITE, ours and the baseline.
+"""Figures under a Pi-sized CPU quota (issue 18): start -> READY, figures 1, 2, 4 and 7's ring group, ours and the
+baseline.
 
 A CPU quota (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` where the cpu controller
 is on the v1 hierarchy, as here) caps the measured process at ``--quota`` of one core, enforced every
@@ -9,20 +10,26 @@ stops the process until the next period).
 * start -> READY: ``intercomd run`` (the idle benchmark's config: mock pins, registered at a local kamailio)
   with ``$NOTIFY_SOCKET`` pointing here; from just before the process is spawned to ``READY=1``. The first
   start fills the prompt cache (reported as cold); the others reuse it (warm), as a panel's restarts do.
-* press -> INVITE (figure 1): :mod:`benchmarks.app_bench` (the whole app, figure 1's harness) and
-  :mod:`benchmarks.baseline_press` (the DoorPi-model baseline), each a child process in the cgroup.
+  :mod:`benchmarks.start_stages` breaks a start down (interpreter, import, config, panel, history, prompts, SIP
+  engine, wiring), warm and cold.
+* press -> INVITE (figure 1), press -> first prompt sample (figure 2), DTMF -> relay (figure 4): one run of figure
+  1's harness (:mod:`benchmarks.app_bench`, the whole app) through :mod:`benchmarks.press_stages`, which also
+  stamps the press path's stages; :mod:`benchmarks.baseline_press` (the DoorPi-model baseline) beside it.
+* the parallel ring group of 8 under sipp's load (figure 7's harness: app_bench's load phase), with the group of
+  4 as its baseline in the same run.
 
 Only the measured process is in the cgroup: the peers it starts (kamailio, the far end) are moved back to
 the parent cgroup as soon as they appear, and so is (cgroup v1) the harness's INVITE-stamping relay thread
 (:data:`benchmarks._wire.RELAY_THREAD_NAME`), so that the stamp is not delayed by the quota it measures.
 The cgroup is removed on exit, whatever happens.
 
-    python -m benchmarks.cpu_quota [--quota 0.25] [--period-us 10000] [--starts 3] [--presses 20]
+    python -m benchmarks.cpu_quota [--quota 0.25] [--period-us 10000] [--starts 3] [--presses 20] [--load-calls 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import os
@@ -36,9 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._proc import ROOT, child_environ, emit, run_child
-from benchmarks._stats import summarize
+from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._wire import RELAY_THREAD_NAME
+from benchmarks.quota_report import TITLE, figure_from
 from benchmarks.report import Figure, console
 
 __all__ = ["CpuQuota", "main", "quota_figure", "quota_unavailable"]
@@ -46,6 +53,7 @@ __all__ = ["CpuQuota", "main", "quota_figure", "quota_unavailable"]
 V2_ROOT = Path("/sys/fs/cgroup")
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 MIN_PRESS_MS = 50.0  # app_bench's min_press_ms: "press qualified" is the edge plus this hold
+LABELS = ("no quota", "quota")
 
 
 def quota_unavailable() -> str | None:
@@ -150,7 +158,9 @@ def only_this_child(quota: CpuQuota | None, proc: subprocess.Popen[str]) -> Any:
         watcher.join(5)
 
 
-def _run(module: str, args: list[str], quota: CpuQuota | None, timeout: float) -> dict[str, Any]:
+def _run(
+    module: str, args: list[str], quota: CpuQuota | None, timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", f"benchmarks.{module}", *args]
     join: Callable[[], None] | None = quota.join if quota else None
     # preexec_fn only writes the child's pid into cgroup.procs (no lock, no allocation that a thread could hold);
@@ -159,6 +169,7 @@ def _run(module: str, args: list[str], quota: CpuQuota | None, timeout: float) -
         subprocess.Popen(
             cmd,
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -185,7 +196,7 @@ def start_to_ready(config: Path, quota: CpuQuota | None, within: float = 60.0) -
         address = str(Path(tmp) / "notify")
         sock.bind(address)
         sock.settimeout(within)
-        env = child_environ(NOTIFY_SOCKET=address)
+        env = child_env(NOTIFY_SOCKET=address)
         cmd = [str(Path(sys.executable).parent / "intercomd"), "--config", str(config), "--log-level", "warning", "run"]
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -205,13 +216,28 @@ def start_to_ready(config: Path, quota: CpuQuota | None, within: float = 60.0) -
             proc.wait(timeout=20)
 
 
-def import_seconds(quota: CpuQuota | None) -> float:
-    """Wall seconds of ``python -c 'import daemon.app'``: the import share of start -> READY."""
+def bytecode_env(pycache: Path | None) -> dict[str, str]:
+    """The children's environment; with ``pycache``, .pyc files are written to and read from there, as on an
+    installed panel (pip compiles the daemon's modules, install.sh pjsua2.py), whatever PYTHONDONTWRITEBYTECODE
+    this shell has."""
+    if pycache is None:
+        return child_env()
+    env = child_env(PYTHONPYCACHEPREFIX=str(pycache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+IMPORT_CODE = "import daemon.app, pjsua2"  # what the daemon imports before its first line runs, pjsua2 included
+
+
+def import_seconds(quota: CpuQuota | None, pycache: Path | None = None) -> float:
+    """Wall seconds of ``python -c 'import daemon.app, pjsua2'``: the import share of start -> READY (``pycache``:
+    with a bytecode cache there, warmed by an earlier call)."""
     t0 = time.monotonic()
     subprocess.run(
-        [sys.executable, "-c", "import daemon.app"],
+        [sys.executable, "-c", IMPORT_CODE],
         cwd=ROOT,
-        env=child_environ(),
+        env=bytecode_env(pycache),
         check=True,
         timeout=120,
         preexec_fn=quota.join if quota else None,
@@ -219,46 +245,116 @@ def import_seconds(quota: CpuQuota | None) -> float:
     return time.monotonic() - t0
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def start_stages(config: Path, quota: CpuQuota | None, pycache: Path | None = None) -> dict[str, float] | str:
+    """One start of the daemon in :mod:`benchmarks.start_stages`: seconds per stage, or why it failed."""
+    from benchmarks.start_stages import stage_seconds
+
+    spawned = time.monotonic()
+    r = _run("start_stages", [str(config)], quota, 180, bytecode_env(pycache))
+    return str(r["error"]) if "error" in r else stage_seconds(r, spawned)
+
+
+def _ready(args: argparse.Namespace, result: dict[str, Any], quota_us: int) -> None:
+    """start -> READY (intercomd, warm and cold prompt cache) and its stages, with and without the quota."""
     from benchmarks.idle_wakeups import _config
     from tests.support.peers import Kamailio
 
-    result: dict[str, Any] = {
-        "quota": args.quota,
-        "period_us": args.period_us,
-        "ready_s": {},
-        "import_s": {},
-        "press": {},
-    }
-    quota_us = round(args.quota * args.period_us)
     with tempfile.TemporaryDirectory(prefix="quota-") as tmpdir:
         tmp = Path(tmpdir)
         with Kamailio(tmp / "kamailio", users={"portao": "portao-secret", "resident": "resident-secret"}) as kam:
             config = _config(tmp, kam, None)
             result["ready_cold_s"] = start_to_ready(config, None)  # fills the prompt cache
-            for label in ("no quota", "quota"):
+            for label in LABELS:
                 with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
                     result["ready_s"][label] = [start_to_ready(config, q) for _ in range(args.starts)]
                     result["import_s"][label] = [import_seconds(q) for _ in range(args.starts)]
+                    import_seconds(None, tmp / "pycache")  # compiles every module once, as an install does
+                    start_stages(config, None, tmp / "pycache")  # and the start's own (asyncio's backend, ...)
+                    result["import_cached_s"][label] = [import_seconds(q, tmp / "pycache") for _ in range(args.starts)]
+                    result["stages"][f"warm, {label}"] = [start_stages(config, q) for _ in range(args.starts)]
+                    result["stages"][f"warm, .pyc files, {label}"] = [
+                        start_stages(config, q, tmp / "pycache") for _ in range(args.starts)
+                    ]
+                    cold = tmp / f"cold-{label.replace(' ', '-')}"  # its own cache directory: every prompt synthesized
+                    cold.mkdir()
+                    result["stages"][f"cold, {label}"] = [start_stages(_config(cold, kam, None), q)]
                     if q is not None:
                         result["cgroup"] = {"version": q.version, "path": str(q.path), **q.throttled()}
-                        cold = tmp / "cold-under-quota"  # its own cache directory: every prompt synthesized
+                        cold = tmp / "cold-under-quota"
                         cold.mkdir()
                         result["ready_cold_quota_s"] = start_to_ready(_config(cold, kam, None), q, within=120)
-    for label in ("no quota", "quota"):
+
+
+def _after_edge(stamps: list[float], edge: float) -> float | None:
+    i = bisect.bisect_left(stamps, edge)
+    return stamps[i] if i < len(stamps) else None
+
+
+def press_runs(ours: dict[str, Any]) -> dict[str, Any]:
+    """Figures 1, 2 and 4 from one figure-1 harness run: ms after the qualified press (edge + the hold)."""
+    invites, buffers, dtmf = sorted(ours["invites"]), sorted(ours["first_buffers"]), sorted(ours["dtmf_sent_at"])
+    runs: dict[str, Any] = {"ours_ms": [], "prompt_ms": [], "dtmf_ms": [], "stages": ours.get("stages", [])}
+    for v in ours["visits"]:
+        if (invite := _after_edge(invites, v["edge"])) is not None:
+            runs["ours_ms"].append((invite - v["edge"]) * 1000 - MIN_PRESS_MS)
+        first = _after_edge(buffers, v["edge"])
+        if first is not None and (v["opened"] is None or first <= v["opened"]):
+            runs["prompt_ms"].append((first - v["edge"]) * 1000 - MIN_PRESS_MS)
+        if v["opened"] is not None and (i := bisect.bisect_right(dtmf, v["opened"])):
+            runs["dtmf_ms"].append((v["opened"] - dtmf[i - 1]) * 1000)
+    return runs
+
+
+def group_runs(r: dict[str, Any]) -> dict[str, Any]:
+    """Figure 7's ring groups under load: per group size, press qualified -> INVITE, presses, served, legs rang."""
+    load = r.get("load") or {}
+    if "visits" not in load:
+        return {"error": str(load.get("error", "no load phase"))}
+    invites = sorted(load["invites"])
+    out: dict[str, Any] = {"calls": load["calls"], "rate": load["rate"], "sizes": {}}
+    for size in sorted({int(v["group"]) for v in load["visits"]}, reverse=True):
+        visits = [v for v in load["visits"] if int(v["group"]) == size]
+        legs = [leg for leg in load.get("legs", []) if leg["dialed"] == size]
+        out["sizes"][str(size)] = {
+            "invite_ms": [
+                (t - v["edge"]) * 1000 - MIN_PRESS_MS for v in visits if (t := _after_edge(invites, v["edge"]))
+            ],
+            "presses": len(visits),
+            "served": sum(1 for v in visits if v["opened"] is not None),
+            "rang": [leg["rang"] for leg in legs],
+            "failed": sum(leg["failed"] for leg in legs),
+        }
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "quota": args.quota,
+        "period_us": args.period_us,
+        "ready_s": {},
+        "import_s": {},
+        "import_cached_s": {},
+        "stages": {},
+        "press": {},
+        "group": {},
+    }
+    quota_us = round(args.quota * args.period_us)
+    probe = CpuQuota(quota_us, args.period_us)  # not entered: the path and version every cgroup of this run takes
+    result["cgroups"], result["cgroup"] = [str(probe.path)], {"version": probe.version}
+    if args.starts:
+        _ready(args, result, quota_us)
+    for label in LABELS:
         with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
-            ours = _run("app_bench", ["--presses", str(args.presses), "--idle-seconds", "1"], q, 600)
+            ours = _run("press_stages", ["--emit", "--presses", str(args.presses), "--idle-seconds", "1"], q, 900)
             base = _run("baseline_press", ["--n", str(args.presses)], q, 600)
-        runs: dict[str, Any] = {}
-        if "error" in ours:
-            runs["ours_error"] = ours["error"]
-        else:
-            invites = sorted(ours["invites"])
-            runs["ours_ms"] = [
-                (after[0] - v["edge"]) * 1000 - MIN_PRESS_MS
-                for v in ours["visits"]
-                if (after := [t for t in invites if t >= v["edge"]])
-            ]
+            if args.load_calls:
+                load_args = ["--load-calls", str(args.load_calls), "--load-rate", str(args.load_rate)]
+                load_args += ["--ring-group", str(args.ring_group)]
+                group = _run("app_bench", ["--presses", "0", "--idle-seconds", "0", *load_args], q, 900)
+                result["group"][label] = group if "error" in group else group_runs(group)
+            if q is not None:
+                result["press_cgroup"] = q.throttled()
+        runs = {"ours_error": ours["error"]} if "error" in ours else press_runs(ours)
         if "error" in base:
             runs["baseline_error"] = base["error"]
         else:
@@ -268,65 +364,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _stats_row(label: str, samples: list[float], unit: float = 1.0, digits: int = 2) -> list[str]:
-    if not samples:
-        return [label, "0", "-", "-", "-"]
-    s = summarize([x * unit for x in samples])
-    return [label, str(s["n"]), f"{s['median']:.{digits}f}", f"{s['p99']:.{digits}f}", f"{s['max']:.{digits}f}"]
-
-
-def figure_from(r: dict[str, Any]) -> Figure:
-    pct = f"{100 * r['quota']:g} % of one core per {r['period_us'] / 1000:g} ms"
-    fig = Figure(
-        "fig9b_quota",
-        "9b. Under a Pi-sized CPU quota: start -> READY and press -> INVITE",
-        target="under the quota: press -> INVITE p99 < 10 ms; READY < 5 s with a warm prompt cache (issue 18)",
-    )
-    ready_rows = [_stats_row("intercomd start -> READY, cold prompt cache, no quota", [r["ready_cold_s"]])]
-    if "ready_cold_quota_s" in r:
-        ready_rows.append(_stats_row(f"intercomd start -> READY, cold prompt cache, {pct}", [r["ready_cold_quota_s"]]))
-    for label, samples in r["ready_s"].items():
-        where = label if label == "no quota" else pct
-        ready_rows.append(_stats_row(f"intercomd start -> READY, warm cache, {where}", samples))
-        if label in r.get("import_s", {}):
-            ready_rows.append(_stats_row(f"of which python -c 'import daemon.app', {where}", r["import_s"][label]))
-    fig.tables.append((["series (s)", "starts", "median s", "p99 s", "max s"], ready_rows))
-    press_rows = []
-    for label, runs in r["press"].items():
-        where = "no quota" if label == "no quota" else pct
-        for key, name in (("ours", "ours: press qualified -> INVITE"), ("baseline", "baseline: edge -> INVITE")):
-            if f"{key}_error" in runs:
-                press_rows.append([f"{name}, {where}", "error", runs[f"{key}_error"][:200], "", ""])
-            else:
-                press_rows.append(_stats_row(f"{name}, {where}", runs[f"{key}_ms"], digits=3))
-    fig.tables.append((["series (ms)", "presses", "median ms", "p99 ms", "max ms"], press_rows))
-    cg = r.get("cgroup", {})
-    fig.notes += [
-        f"cgroup v{cg.get('version', '?')} CPU quota, {pct}; during the READY starts the quota throttled "
-        f"{cg.get('nr_throttled', '?')} of {cg.get('nr_periods', '?')} periods. Load average at the end: "
-        f"{' '.join(r['loadavg'])} (2 x86 cores shared with other jobs).",
-        "A quota approximates a slower CPU; it does not replace a Pi. The process runs at this machine's full "
-        "speed until its budget for the period is spent, then waits for the next period: latency grows in "
-        "steps of up to one period, not smoothly as on a slower core, and caches, memory and storage are this "
-        "machine's.",
-        "Ours: figure 1's harness (benchmarks.app_bench, whole app in one process); the baseline's edge -> "
-        "INVITE includes DoorPi's 50 ms polling tick, ours excludes the 50 ms min_press_ms hold. Only the "
-        "measured process is in the cgroup; kamailio, the far end and (cgroup v1) the relay thread that stamps "
-        "the INVITE run outside it. The press driver stays inside: it polls the relay pin every 5 ms on the "
-        "app's loop during each visit, a harness cost a real panel does not have.",
-    ]
-    return fig
-
-
 def quota_figure(errors: list[str]) -> Figure:
     """The quota figure of ``python -m benchmarks`` (group ``quota``): this module run as a child."""
-    title = "9b. Under a Pi-sized CPU quota: start -> READY and press -> INVITE"
     if (why := quota_unavailable()) is not None:
-        return Figure("fig9b_quota", title, missing=why)
-    result = run_child("cpu_quota", "--emit", timeout=900)
+        return Figure("fig9b_quota", TITLE, missing=why)
+    result = run_child("cpu_quota", "--emit", "--presses", "60", timeout=2400)
     if "error" in result:
         errors.append(str(result["error"]))
-        return Figure("fig9b_quota", title, missing=str(result["error"]))
+        return Figure("fig9b_quota", TITLE, missing=str(result["error"]))
     return figure_from(result)
 
 
@@ -334,8 +379,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quota", type=float, default=0.25, help="share of one core (0.25: a quarter)")
     ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period (the issue: 10 ms)")
-    ap.add_argument("--starts", type=int, default=3, help="warm starts per side for start -> READY")
-    ap.add_argument("--presses", type=int, default=20, help="presses per design and side for press -> INVITE")
+    ap.add_argument("--starts", type=int, default=3, help="warm starts per side for start -> READY (0: none)")
+    ap.add_argument("--presses", type=int, default=20, help="presses per design and side for figures 1, 2 and 4")
+    ap.add_argument("--load-calls", type=int, default=150, help="sipp calls during the ring-group presses (0: none)")
+    ap.add_argument("--load-rate", type=int, default=50, help="sipp's calls per second (figure 7: 50)")
+    ap.add_argument("--ring-group", type=int, default=8, help="legs of the parallel group pressed under load")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()
@@ -343,8 +391,8 @@ def main() -> None:
         raise SystemExit(f"cpu_quota: {why}")
     result = measure(args)
     print(console([figure_from(result)]), flush=True)
-    path = Path(result["cgroup"]["path"])
-    print(f"cgroup {path} {'left behind' if path.exists() else 'removed'}", flush=True)
+    for path in {Path(p) for p in result["cgroups"]}:
+        print(f"cgroup {path} {'left behind' if path.exists() else 'removed'}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
     if args.emit:

@@ -27,9 +27,16 @@ QUOTA = pytest.mark.skipif(quota_unavailable() is not None, reason=f"no CPU quot
 
 
 def _run(*args: str, timeout: float) -> str:
-    env = child_env()
+    # child_env: the pjsua2 source build on PYTHONPATH stays there (with the repo alone, the daemon the benchmark
+    # starts found no pjsua2 where the venv has no wheel, and never registered).
     proc = subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     return proc.stdout
@@ -63,21 +70,124 @@ def test_a_quota_cgroup_holds_its_child_and_is_removed_on_exit() -> None:
 @pytest.mark.peers
 @pytest.mark.timeout(240)
 def test_memory_breakdown_prints_its_table() -> None:
-    out = _run("benchmarks.memory_breakdown", "--no-traced", timeout=220)
-    assert "9a. Memory after start, beside baresip" in out
-    for row in ("intercomd |", "baresip |", "bare interpreter |", "libStart"):
+    out = _run("benchmarks.memory_breakdown", "--no-traced", "--visits", "2", timeout=220)
+    assert "9a. Memory after start and after the visits, beside baresip" in out
+    for row in (
+        "intercomd |",
+        "baresip |",
+        "bare interpreter |",
+        "libStart",
+        "app, after 2 visits (2 opened the door) |",
+        "baresip, idle, after the visits |",
+        "PortAudio initialized |",
+    ):
         assert row in out, row
 
 
 @QUOTA
 @PEERS
 @pytest.mark.peers
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_cpu_quota_prints_its_table_and_removes_its_cgroup() -> None:
-    out = _run("benchmarks.cpu_quota", "--starts", "1", "--presses", "2", timeout=220)
+    out = _run("benchmarks.cpu_quota", "--starts", "1", "--presses", "2", "--load-calls", "10", timeout=420)
     assert "9b. Under a Pi-sized CPU quota" in out
-    for row in ("start -> READY, warm cache, 25 % of one core", "ours: press qualified -> INVITE, 25 %"):
+    for row in (
+        "start -> READY, warm cache, 25 % of one core",
+        "fig 1, ours: press qualified -> INVITE, 25 %",
+        "fig 2, ours: press qualified -> first prompt buffer in ALSA, 25 %",
+        "fig 4, ours: far end's dialDtmf -> relay pin high, 25 %",
+        "SIP engine started (pjsua2 init, transport, account) |",
+        "runner executes Dial |",
+        "25 % of one core per 10 ms | 8 | 10 at 50/s |",
+    ):
         assert row in out, row
+    assert "error" not in out.split("note:")[0], out[-3000:]
     # This run's cgroup only: a concurrent run's may exist meanwhile.
     removed = [line for line in out.splitlines() if line.startswith("cgroup /sys/fs/cgroup/")]
     assert removed and removed[-1].endswith(" removed"), out[-2000:]
+
+
+def _press_result(label_ms: float) -> dict[str, object]:
+    """A figure-1 harness result as press_stages emits it: two presses, their stamps and what followed."""
+    from benchmarks.press_stages import STAGES
+
+    visits, invites, stages = [], [], []
+    for i in range(2):
+        edge = 100.0 + i
+        qualified = edge + 0.05
+        visits.append({"edge": edge, "opened": edge + 0.5})
+        invites.append(qualified + label_ms / 1000)
+        row: dict[str, object] = {"invite_ms": label_ms, "cpu_to_invite_ms": 3.0}
+        for n, (key, *_rest) in enumerate(STAGES):
+            row[key] = (0.1 * (n + 1), 1.0 + 0.2 * n)
+        stages.append(row)
+    return {
+        "visits": visits,
+        "invites": invites,
+        "first_buffers": [v["edge"] + 0.06 for v in visits],
+        "dtmf_sent_at": [v["edge"] + 0.48 for v in visits],
+        "stages": stages,
+    }
+
+
+def test_the_quota_figure_reads_every_part_of_a_result() -> None:
+    """quota_report on a made-up result (no peers, no cgroup): every table and verdict is produced."""
+    from benchmarks.cpu_quota import press_runs
+    from benchmarks.quota_report import figure_from
+    from benchmarks.report import console
+
+    press = {label: press_runs(_press_result(ms)) for label, ms in (("no quota", 2.0), ("quota", 12.0))}
+    for runs in press.values():
+        runs["baseline_ms"] = [25.0, 50.0]
+    stage = {"interpreter start (before the first import)": 0.05, "import daemon.app": 0.5}
+    result = {
+        "quota": 0.25,
+        "period_us": 10_000,
+        "ready_cold_s": 4.0,
+        "ready_cold_quota_s": 13.0,
+        "ready_s": {"no quota": [1.0], "quota": [4.0]},
+        "import_s": {"no quota": [0.7], "quota": [3.0]},
+        "stages": {"warm, no quota": [stage], "warm, quota": [stage, "start_stages exited 1"]},
+        "press": press,
+        "group": {
+            "quota": {
+                "calls": 20,
+                "rate": 50,
+                "sizes": {"8": {"invite_ms": [3.0], "presses": 1, "served": 1, "rang": [8], "failed": 0}},
+            }
+        },
+        "cgroup": {"version": 1, "nr_periods": 10, "nr_throttled": 5},
+        "loadavg": ["0.5", "0.5", "0.5"],
+    }
+    text = console([figure_from(result)])
+    for expected in (
+        "fig 1, ours: press qualified -> INVITE, 25 % of one core per 10 ms | 2 | 12.000",
+        "fig 2, ours: press qualified -> first prompt buffer in ALSA, no quota | 2 | 10.000",
+        "fig 4, ours: far end's dialDtmf -> relay pin high, 25 % of one core per 10 ms | 2 | 20.000",
+        "import daemon.app | 0.500 | 0.500",
+        "runner executes Dial",
+        "| 8 | 20 at 50/s | 1 | 1 | 8-8 | 0 |",
+        "(target p99 10 ms: NOT met)",
+        "READY with a warm prompt cache under the quota: at most 4.0 s (target 5 s): met",
+    ):
+        assert expected in text, expected
+
+
+def test_start_stages_name_every_second_of_a_start() -> None:
+    from benchmarks.start_stages import stage_seconds
+
+    r = {
+        "t_process": 10.05,
+        "t_imported": 10.55,
+        "t_config": 10.56,
+        "t_ready": 11.5,
+        "spans": {"panel": [10.6, 10.61], "sip": [10.7, 11.4]},
+    }
+    stages = stage_seconds(r, spawned=10.0)
+    assert abs(sum(stages.values()) - 1.5) < 1e-9  # spawn to READY, nothing lost between the stamps
+    assert list(stages)[:3] == [
+        "interpreter start (before the first import)",
+        "import daemon.app",
+        "configuration loaded and checked",
+    ]
+    assert abs(stages["SIP engine started (pjsua2 init, transport, account)"] - 0.7) < 1e-9

@@ -186,3 +186,30 @@ async def test_secret_named_extra_fields_are_never_stored_or_shown(tmp_path: Pat
         assert shown.extra == {"code": "*", "matched_code": "*", "digits": "*", "legs": 2}
     raw = json.loads(sqlite3.connect(tmp_path / "h.db").execute("SELECT extra FROM visits").fetchone()[0])
     assert raw == {"code": "*", "matched_code": "*", "digits": "*", "legs": 2}
+
+
+def _rows_in_file(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM visits").fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
+
+
+async def test_a_record_waits_behind_the_visits_start_and_a_flush_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visit's first row is handed over in the milliseconds of its INVITE: the commit waits WRITE_BEHIND_S for
+    more rows, so on a Pi-sized CPU it does not take the INVITE's CPU (issue 18); a flush writes at once."""
+    import anyio
+
+    from daemon.history import _writer
+
+    monkeypatch.setattr(_writer, "WRITE_BEHIND_S", 60.0)  # a wait no test outlasts: only a question can end it
+    async with History.in_state_dir(tmp_path) as history:
+        history.begin(visit(1))
+        await anyio.sleep(0.2)
+        assert _rows_in_file(history.path) == 0  # still waiting behind the visit's start
+        with anyio.fail_after(10):  # the flush's question ends the wait
+            assert await history.flush()
+        assert _rows_in_file(history.path) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import statistics
+import threading
 import time
 
 import anyio
@@ -46,6 +47,34 @@ def test_press_posts_one_event_stamped_at_the_edge(factory: MockFactory, recorde
         assert button.last_post_latency is not None and button.last_post_latency < 0.01
     finally:
         button.close()
+
+
+def test_a_press_is_posted_before_its_log_line(factory: MockFactory, recorder: Recorder) -> None:
+    """The log line (the journal at INFO on a panel) must not take the CPU the press's INVITE needs (issue 18)."""
+    posted_when_logged: list[int] = []
+    logged = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "pressed" in record.getMessage():
+                posted_when_logged.append(len(recorder.events))
+                logged.set()
+
+    logger = logging.getLogger("hw.inputs")
+    handler, level = Watch(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        factory.pin(17).drive_low()
+        recorder.wait_for(ButtonPressed)
+        factory.pin(17).drive_high()
+        assert logged.wait(2)  # the line follows the post on the dispatcher thread
+        assert posted_when_logged == [1]
+    finally:
+        button.close()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_noise_shorter_than_min_press_rings_nobody(factory: MockFactory, recorder: Recorder) -> None:

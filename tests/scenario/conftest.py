@@ -79,6 +79,8 @@ class Panel:
 
     def events(self) -> list[dict[str, Any]]:
         path = Path(self.app.config.paths.state_dir) / "events.jsonl"
+        if not path.exists():  # written behind the first events (daemon.visitlog.WRITE_BEHIND_S): none yet
+            return []
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def names(self) -> list[str]:

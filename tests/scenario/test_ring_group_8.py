@@ -57,6 +57,7 @@ async def all_ringing(panel: Panel, phones: list[Baresip]) -> None:
     closed = [p.user for p in phones if any(e.get("type") == "CALL_CLOSED" for e in p.all_events)]
     assert not closed, f"legs ended before all {len(phones)} rang: {closed}"
     assert panel.app.sip.info is not None and panel.app.sip.info.max_calls >= len(phones)
+    assert await panel.app.visit_log.flush()  # events.jsonl is written behind the visit's start (WRITE_BEHIND_S)
     ringing = {e["target"] for e in panel.events() if e["event"] == "CALL_START"}
     assert ringing == {p.uri for p in phones}
     assert "DIAL_FAILED" not in panel.names()

@@ -194,6 +194,9 @@ def test_installed_venv_imports_the_source_build_of_pjsua2(installed: Installed)
     assert where.startswith(str(installed.root / "opt/intercom/.venv/lib/")) and where.endswith("/pjsua2.py")
     assert version.startswith("2.15.1")
     assert max_calls == "32"  # pjsua2_build_info, installed with it: what the daemon reads
+    # Compiled at install: the unit forbids writing .pyc files, and compiling pjsua2.py at every start cost 0.16 s
+    # (x86) and 19 MB of resident memory (issue 18).
+    assert list((Path(where).parent / "__pycache__").glob("pjsua2.cpython-*.pyc")), "pjsua2.py has no .pyc"
 
 
 @needs_root

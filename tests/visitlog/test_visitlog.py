@@ -281,3 +281,41 @@ async def test_health_follows_the_file(tmp_path: Path) -> None:
         await vlog.flush(5)
         assert not vlog.health().ok and "cannot write" in vlog.health().detail
         await vlog.aclose()
+
+
+async def test_the_file_is_written_behind_the_events_and_flush_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A press's events come in the milliseconds of its INVITE: the file write waits WRITE_BEHIND_S, so on a
+    Pi-sized CPU it does not take the INVITE's CPU (issue 18); flush() returns once they are written."""
+    import daemon.visitlog
+
+    monkeypatch.setattr(daemon.visitlog, "WRITE_BEHIND_S", 0.5)
+    vlog = VisitLog.in_state_dir(tmp_path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(vlog.run)
+        vlog.event(vlog.start_visit(), "BUTTON_PRESSED", "101")
+        await anyio.sleep(0.1)
+        assert not (tmp_path / "events.jsonl").exists()
+        assert await vlog.flush(5)
+        assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 1
+        await vlog.aclose()
+
+
+def test_the_journal_line_is_not_built_when_info_is_not_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSON line costs CPU on the visit's path (issue 18): built only when the logger would write it."""
+    built: list[str] = []
+    real_line = VisitEvent.line
+
+    def line(self: VisitEvent) -> str:
+        built.append(self.name)
+        return real_line(self)
+
+    monkeypatch.setattr(VisitEvent, "line", line)
+    logger = logging.getLogger("test.visitlog.quiet")
+    logger.setLevel(logging.WARNING)
+    VisitLog(None, logger=logger).event("v", "CALL_START", "sip:101@h")
+    assert built == []
+    logger.setLevel(logging.INFO)
+    VisitLog(None, logger=logger).event("v", "CALL_START", "sip:101@h")
+    assert built == ["CALL_START"]

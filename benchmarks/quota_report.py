@@ -1,0 +1,217 @@
+"""Figure 9b from a :mod:`benchmarks.cpu_quota` result: tables and the notes that read them (every number computed
+here from the samples; nothing typed in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._stats import summarize
+from benchmarks.press_stages import STAGES, stage_rows
+from benchmarks.report import Figure
+
+__all__ = ["TITLE", "figure_from"]
+
+TITLE = "9b. Under a Pi-sized CPU quota: start -> READY, figures 1, 2, 4 and the ring group of 8"
+TARGET = (
+    "under the quota: press -> INVITE p99 < 10 ms; READY < 5 s with a warm prompt cache; figure 2's 30 ms (issue 18)"
+)
+INVITE_TARGET_MS, READY_TARGET_S, PROMPT_TARGET_MS = 10.0, 5.0, 30.0
+
+
+def _row(label: str, samples: list[float], digits: int) -> list[str]:
+    if not samples:
+        return [label, "0", "-", "-", "-"]
+    s = summarize(samples)
+    return [label, str(s["n"]), f"{s['median']:.{digits}f}", f"{s['p99']:.{digits}f}", f"{s['max']:.{digits}f}"]
+
+
+def _where(label: str, pct: str) -> str:
+    return "no quota" if label == "no quota" else pct
+
+
+def _ready_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    rows = [_row("intercomd start -> READY, cold prompt cache, no quota", [r["ready_cold_s"]], 2)]
+    if "ready_cold_quota_s" in r:
+        rows.append(_row(f"intercomd start -> READY, cold prompt cache, {pct}", [r["ready_cold_quota_s"]], 2))
+    for label, samples in r["ready_s"].items():
+        rows.append(_row(f"intercomd start -> READY, warm cache, {_where(label, pct)}", samples, 2))
+        if label in r.get("import_s", {}):
+            what = "of which python -c 'import daemon.app, pjsua2', no .pyc (this environment)"
+            rows.append(_row(f"{what}, {_where(label, pct)}", r["import_s"][label], 2))
+        if label in r.get("import_cached_s", {}):
+            what = "python -c 'import daemon.app, pjsua2' with .pyc files (an installed panel)"
+            rows.append(_row(f"{what}, {_where(label, pct)}", r["import_cached_s"][label], 2))
+    return ["series (s)", "starts", "median s", "p99 s", "max s"], rows
+
+
+def _stages_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    """Seconds per start-up stage (median over the starts), warm and cold, with and without the quota."""
+    columns = [k for k in r["stages"] if any(isinstance(s, dict) for s in r["stages"][k])]
+    names: list[str] = []
+    for key in columns:
+        for start in r["stages"][key]:
+            if isinstance(start, dict):
+                names += [n for n in start if n not in names]
+    rows = []
+    for name in [*names, "total"]:
+        cells = [name]
+        for key in columns:
+            starts = [s for s in r["stages"][key] if isinstance(s, dict)]
+            values = [sum(s.values()) if name == "total" else s.get(name, 0.0) for s in starts]
+            cells.append(f"{summarize(values)['median']:.3f}" if values else "-")
+        rows.append(cells)
+    headers = ["start-up stage (s, median)", *(k.replace("quota", pct) if "no quota" not in k else k for k in columns)]
+    return headers, rows
+
+
+def _latency_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    series = (
+        ("ours_ms", "fig 1, ours: press qualified -> INVITE"),
+        ("baseline_ms", "fig 1, baseline: edge -> INVITE"),
+        ("prompt_ms", "fig 2, ours: press qualified -> first prompt buffer in ALSA"),
+        ("dtmf_ms", "fig 4, ours: far end's dialDtmf -> relay pin high"),
+    )
+    for label, runs in r["press"].items():
+        for key, name in series:
+            error = runs.get("baseline_error" if key == "baseline_ms" else "ours_error")
+            if error:
+                rows.append([f"{name}, {_where(label, pct)}", "error", error[:200], "", ""])
+            elif key in runs:
+                rows.append(_row(f"{name}, {_where(label, pct)}", runs[key], 3))
+    return ["series (ms)", "samples", "median ms", "p99 ms", "max ms"], rows
+
+
+def _path_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    """The press path, stage by stage: when each stage ran after the qualifying moment, with and without the quota."""
+    by_label = {label: stage_rows(runs["stages"]) for label, runs in r["press"].items() if runs.get("stages")}
+    if not by_label:
+        return ["stage"], []
+    labels = list(by_label)
+    rows = []
+    for i, base in enumerate(by_label[labels[0]]):
+        cells = [base[0]]
+        for label in labels:
+            row = by_label[label][i] if i < len(by_label[label]) else ["", "", "-", "-", "-"]
+            cells += [f"{row[2]} / {row[3]}", row[4]]
+        rows.append(cells)
+    headers = ["stage of the press path (press qualified = 0)"]
+    for label in labels:
+        where = _where(label, pct)
+        headers += [f"{where}: ms after, median / p99", f"{where}: process CPU ms since the edge, median"]
+    return headers, rows
+
+
+def _group_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for label, g in r.get("group", {}).items():
+        if "error" in g:
+            rows.append([_where(label, pct), "error", g["error"][:200], "", "", "", "", "", ""])
+            continue
+        for size, s in g["sizes"].items():
+            rang = f"{min(s['rang'])}-{max(s['rang'])}" if s["rang"] else "?"
+            inv = summarize(s["invite_ms"])
+            rows.append(
+                [
+                    _where(label, pct),
+                    f"{size}" + (" (baseline)" if size == "4" else ""),
+                    f"{g['calls']} at {g['rate']}/s",
+                    str(s["presses"]),
+                    str(s["served"]),
+                    rang,
+                    str(s["failed"]),
+                    f"{inv['median']:.3f}" if s["invite_ms"] else "-",
+                    f"{inv['p99']:.3f}" if s["invite_ms"] else "-",
+                ]
+            )
+    headers = [
+        "CPU",
+        "ring group (parallel legs)",
+        "sipp calls",
+        "presses",
+        "served (door opened)",
+        "legs that rang (min-max)",
+        "legs failed",
+        "press qualified -> INVITE median ms",
+        "p99 ms",
+    ]
+    return headers, rows
+
+
+def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
+    notes = []
+    q, free = r["press"].get("quota", {}), r["press"].get("no quota", {})
+    if q.get("ours_ms"):
+        o, b = summarize(q["ours_ms"]), summarize(q.get("baseline_ms") or [float("nan")])
+        met = "met" if o["p99"] < INVITE_TARGET_MS else "NOT met"
+        line = (
+            f"Press qualified -> INVITE under the quota, ours: median {o['median']:.1f} ms, p99 {o['p99']:.1f} ms over "
+            f"{o['n']} presses (target p99 {INVITE_TARGET_MS:g} ms: {met}); the baseline under the same quota: median "
+            f"{b['median']:.1f} ms, p99 {b['p99']:.1f} ms (DoorPi's 50 ms tick either way)."
+        )
+        if free.get("ours_ms"):
+            f = summarize(free["ours_ms"])
+            line += f" Without the quota in the same run: median {f['median']:.1f} ms, p99 {f['p99']:.1f} ms."
+        notes.append(line)
+    if q.get("prompt_ms"):
+        p = summarize(q["prompt_ms"])
+        met = "met" if p["p99"] < PROMPT_TARGET_MS else "NOT met"
+        notes.append(
+            f"Figure 2 under the quota: press qualified -> first prompt buffer median {p['median']:.1f} ms, p99 "
+            f"{p['p99']:.1f} ms (figure 2's target p99 {PROMPT_TARGET_MS:g} ms, edge to buffer less the hold: {met})."
+        )
+    if (stages := q.get("stages")) and all(key in p for p in stages for key in ("check",)):
+        sent = [p["cpu_to_invite_ms"] - p["check"][1] for p in stages if p.get("cpu_to_invite_ms") is not None]
+        if sent:
+            s = summarize(sent)
+            budget = r["quota"] * r["period_us"] / 1000
+            notes.append(
+                f"CPU the whole process spent from the qualifying moment to makeCall's return, under the quota: median "
+                f"{s['median']:.2f} ms, p99 {s['p99']:.2f} ms, against the quota's {budget:g} ms per period: a press "
+                "whose path needs more than what is left of the period's budget waits for the next period."
+            )
+    warm = r["ready_s"].get("quota")
+    if warm:
+        w = summarize(warm)
+        met = "met" if w["max"] < READY_TARGET_S else "NOT met"
+        notes.append(f"READY with a warm prompt cache under the quota: at most {w['max']:.1f} s (target 5 s): {met}.")
+    return notes
+
+
+def figure_from(r: dict[str, Any]) -> Figure:
+    pct = f"{100 * r['quota']:g} % of one core per {r['period_us'] / 1000:g} ms"
+    fig = Figure("fig9b_quota", TITLE, target=TARGET)
+    if r.get("ready_s"):
+        fig.tables.append(_ready_table(r, pct))
+    if r.get("stages"):
+        fig.tables.append(_stages_table(r, pct))
+    fig.tables.append(_latency_table(r, pct))
+    fig.tables.append(_path_table(r, pct))
+    if r.get("group"):
+        fig.tables.append(_group_table(r, pct))
+    cg = r.get("cgroup", {})
+    press_cg = r.get("press_cgroup", {})
+    fig.notes += _verdicts(r, pct)
+    fig.notes += [
+        f"cgroup v{cg.get('version', '?')} CPU quota, {pct}; the quota throttled {cg.get('nr_throttled', '?')} of "
+        f"{cg.get('nr_periods', '?')} periods during the starts, {press_cg.get('nr_throttled', '?')} of "
+        f"{press_cg.get('nr_periods', '?')} during the presses. Load average at the end: {' '.join(r['loadavg'])} "
+        "(2 x86 cores shared with other jobs).",
+        "A quota approximates a slower CPU; it does not replace a Pi. The process runs at this machine's full speed "
+        "until its budget for the period is spent, then waits for the next period: latency grows in steps of up to "
+        "one period, not smoothly as on a slower core, and caches, memory and storage are this machine's.",
+        "Figures 1, 2 and 4: one run of figure 1's harness (benchmarks.app_bench, the whole app in one process) "
+        "through benchmarks.press_stages, which stamps the press path's stages (monotonic time and the process's "
+        "CPU time) from outside the product code; the baseline's edge -> INVITE includes DoorPi's 50 ms polling tick, "
+        "ours excludes the 50 ms min_press_ms hold. Only the measured process is in the cgroup: kamailio, the far end, "
+        "sipp and (cgroup v1) the relay thread that stamps the INVITE run outside it. The press driver stays inside: "
+        "it polls the relay pin every 5 ms on the app's loop during each visit, and its lag probe wakes the loop "
+        "100 times a second, harness costs a real panel does not have.",
+        "The ring group: figure 7's harness (app_bench's load phase): sipp calls the panel from callers it refuses "
+        "while each press rings a parallel group (the far end answers, the other legs ring at a second sipp), the "
+        "group of 8 and the baseline group of 4 in turn. The start-up stages: benchmarks.start_stages, the daemon's "
+        "start in one process with each stage's method stamped on entry and exit; 'between' rows are the time "
+        "between two stamped stages (the event-log writer, the lockouts file).",
+        "Stages of the press path: " + "; ".join(f"'{what}' is {cls}.{method}" for _k, what, cls, method in STAGES),
+    ]
+    return fig
