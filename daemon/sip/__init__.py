@@ -24,6 +24,7 @@ from daemon.sip.types import (
     RegistrationFailure,
     RegistrationSnapshot,
     SipEvent,
+    StreamStats,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "RegistrationSnapshot",
     "SipEngine",
     "SipEvent",
+    "StreamStats",
 ]

@@ -1,0 +1,352 @@
+"""A talk call through the daemon's SIP engine on the paced card: mouth-to-ear latency the panel adds each way,
+audio dropped or inserted over the call, CPU per call, with and without a Pi-sized CPU quota (issue 14).
+
+The call: the daemon's :class:`~daemon.sip.SipEngine` in a child process (the measured process; under the quota
+it is alone in the cgroup) with ``[audio]``'s defaults (Speex AEC, ``sound_latency_ms = 40``), dials a baresip
+phone (G.711) on 127.0.0.1 and connects the call to pjmedia's sound device on the paced card, with the card's
+echo path (40 ms, -6 dB). Both sides speak a chirp every 0.5 s for the whole call (benchmarks/_talk_signal.py):
+
+* visitor -> resident: chirps played into the card's microphone, found where the card hands them out
+  (``mic.monitor``) and in the panel's RTP packets to the phone;
+* resident -> visitor: baresip plays chirps; found in its RTP packets to the panel and in the card's speaker
+  (``spk.monitor``).
+
+RTP is read on ``lo`` with the kernel's timestamps, and the card's sources with the time each block arrived
+(benchmarks/_talk_capture.py): so the latency is **what the panel adds**, card to wire and wire to card (capture,
+canceller, conference, encoder and packetisation one way; jitter buffer, decoder, conference and playback
+buffer the other), with neither the phone's buffering nor its packetisation in it.
+
+    python -m benchmarks.talk_call [--minutes 10] [--quota 0.25] [--period-us 10000] [--write-docs] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._proc import ROOT, emit
+from benchmarks._talk_capture import RtpSniffer, StampedRecorder, WireStream, wire_stream
+from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
+from benchmarks.cpu_quota import CpuQuota, quota_unavailable
+from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
+
+__all__ = ["main", "measure"]
+
+DOC = ROOT / "docs" / "audio.md"
+BEGIN, END = "<!-- talk_call:begin -->", "<!-- talk_call:end -->"
+HEADING = "## A 10-minute call: latency, frames, CPU"
+PHONE_RATE = 8000
+START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
+
+
+# ----------------------------------------------------------------------------------------------- the child
+
+
+async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
+    """The measured process: the engine dials the phone, talks for ``seconds``, reports its CPU and stream stats."""
+    import anyio
+
+    from daemon.bridge import LoopBridge
+    from daemon.config._sip import SipAccountConfig, SipConfig
+    from daemon.simulation.phone import free_port
+    from daemon.sip import CallHandle, MediaActive, SipEngine
+    from hw.settings import AudioConfig
+
+    config = SipConfig(
+        bind_address="127.0.0.1",
+        port=free_port(),
+        rtp_port=21000 + (free_port() % 50) * 200,
+        account=SipAccountConfig(uri="sip:panel@127.0.0.1"),
+    )
+    bridge = LoopBridge()
+    active: set[CallHandle] = set()
+    media = anyio.Event()
+    async with SipEngine(config, bridge, AudioConfig()) as engine, anyio.create_task_group() as tg:
+        if not engine.has_sound_device:
+            return {"error": f"this pjsua2 has no sound device ({engine.info}): the talk path needs a source build"}
+
+        async def drain() -> None:
+            async for event in engine.events:
+                if isinstance(event, MediaActive):
+                    active.add(event.handle)
+                    media.set()
+
+        tg.start_soon(drain)
+        call = await engine.dial(spec["uri"], ring_timeout=10)
+        with anyio.fail_after(10):
+            while call not in active:
+                await media.wait()
+                media = anyio.Event()
+        await engine.connect_sound_device(call)
+        cpu0, wall0 = os.times(), time.monotonic()
+        print("TALKING", flush=True)
+        await anyio.sleep(spec["seconds"])
+        cpu1, wall1 = os.times(), time.monotonic()
+        stats = await engine.stream_stats(call)
+        await engine.hangup(call)
+        tg.cancel_scope.cancel()
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return {
+        "cpu_share_of_core": round(cpu / (wall1 - wall0), 4),
+        "talk_seconds": round(wall1 - wall0, 1),
+        "stream": None if stats is None else stats.__dict__,
+    }
+
+
+def child(spec: dict[str, Any]) -> None:
+    import anyio
+
+    emit(anyio.run(_child_call, spec))
+
+
+# ----------------------------------------------------------------------------------------------- one call
+
+
+def _write_wav(path: Path, samples: np.ndarray[Any, Any], rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def one_call(seconds: float, quota: CpuQuota | None, tmp: Path) -> dict[str, Any]:
+    """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`)."""
+    from tests.support.peers import Baresip
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    visitor = _write_wav(tmp / "visitor.wav", marker_track(RATE, seconds, up=True), RATE)
+    # The phone speaks from its first RTP packet for longer than the call (baresip hangs up when its source ends).
+    resident = marker_track(PHONE_RATE, seconds + START_S + 60, up=False, lead_s=PERIOD_S / 2)
+    resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    with paced_card(tmp / "card") as card, Baresip(tmp, audio_source=resident_wav) as phone:
+        card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
+        rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
+        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100))
+        mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
+        try:
+            result = _talk(card, phone.uri, seconds, quota, visitor)
+        finally:
+            for part in (mic, spk, sniffer):
+                part.stop()
+    if "error" in result:
+        return result
+    result.update(analyse(mic, spk, sniffer))
+    result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
+    return result
+
+
+def _talk(card: PacedCard, uri: str, seconds: float, quota: CpuQuota | None, visitor: Path) -> dict[str, Any]:
+    spec = {"uri": uri, "seconds": seconds + START_S + 1.0}
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
+    with subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **card.alsa_environ()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=quota.join if quota else None,  # noqa: PLW1509 - only writes our pid into cgroup.procs
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "TALKING", or nothing if the child failed before the call talked
+        if line.strip() != "TALKING":
+            proc.kill()
+            _out, err = proc.communicate(timeout=30)
+            return {"error": f"the call did not talk: {line.strip()} {' | '.join(err.strip().splitlines()[-5:])}"}
+        time.sleep(START_S)  # the call settles before the visitor speaks (a child's clock: nothing to wait on)
+        with card.talk(visitor) as talker:
+            talker.wait(timeout=seconds + 30)
+        out, err = proc.communicate(timeout=60)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"child exited {proc.returncode}: {' | '.join(err.strip().splitlines()[-5:])}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if quota is not None:
+        result["cgroup"] = {"version": quota.version, **quota.throttled()}
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+
+
+def _wire_markers(stream: WireStream, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Times (the packet carrying the marker's first sample crossed the wire) and positions (s) of markers."""
+    found = find_markers(stream.samples, PHONE_RATE, chirp(PHONE_RATE, up=up))
+    at = stream.packet_at[np.floor(found.positions).astype(int)] if found.positions.size else np.zeros(0)
+    keep = ~np.isnan(at)
+    return at[keep], found.positions[keep] / PHONE_RATE
+
+
+def _card_markers(rec: StampedRecorder, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    found = find_markers(rec.samples(), RATE, chirp(RATE, up=up))
+    return rec.times_of(found.positions), found.positions / RATE
+
+
+def analyse(mic: StampedRecorder, spk: StampedRecorder, sniffer: RtpSniffer) -> dict[str, Any]:
+    to_phone, from_phone = wire_stream(sniffer.packets, "to_phone"), wire_stream(sniffer.packets, "from_phone")
+    visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
+    resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
+    blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
+    return {
+        "visitor_to_resident": visitor.summary(),
+        "resident_to_visitor": resident.summary(),
+        "rtp": {
+            "to_phone_packets": to_phone.packets,
+            "to_phone_gaps": to_phone.rtp_gaps,
+            "from_phone_packets": from_phone.packets,
+            "from_phone_gaps": from_phone.rtp_gaps,
+        },
+        "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- the report
+
+
+def _dir_row(label: str, d: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {d['latency_median_ms']} | {d['latency_p99_ms']} | {d['latency_min_ms']} - "
+        f"{d['latency_max_ms']} | {d['markers_paired']} / {d['markers_sent']} | {d['discontinuities']} "
+        f"({d['dropped_ms']} / {d['inserted_ms']}) | {d['discontinuities_settled']} ({d['dropped_settled_ms']} / "
+        f"{d['inserted_settled_ms']}) |"
+    )
+
+
+def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
+    """The docs section: what was measured, then one table per run (no quota, quota)."""
+    lines = [
+        BEGIN,
+        HEADING,
+        "",
+        f"_Written by `python -m benchmarks.talk_call --write-docs` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:g} minutes per call)._",
+        "",
+        "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults: Speex, `sound_latency_ms = 40`,",
+        "tail 200 ms) to baresip (G.711) on 127.0.0.1, its audio on pjmedia's sound device on the paced card with the",
+        "echo path on (40 ms, -6 dB). Each side speaks a 60 ms chirp every 0.5 s for the whole call. **Latency** is",
+        "what the panel adds: visitor -> resident from the moment the card hands a chirp out on `mic.monitor` to the",
+        "RTP packet carrying its first sample crossing `lo` (kernel timestamp): capture buffering, the canceller, the",
+        "conference, the encoder and the 20 ms packetisation; resident -> visitor from the phone's packet crossing",
+        "`lo` to the card taking the chirp's first sample from the panel (`spk.monitor`): jitter buffer, decoder,",
+        "conference, playback buffering. The phone's own buffering and packetisation are in neither. The card's side",
+        "is timed by the lower envelope of when its blocks reach a recorder, so it is early by up to one block of the",
+        "card (the median block is in the table): the simulation's own granularity, not the panel's.",
+        "**Dropped / inserted**: each chirp's position in the far end's sample stream minus its position in the near",
+        "end's is constant while no audio is lost or added; a step of more than 2 ms between two chirps counts as a",
+        "discontinuity (its size summed as dropped or inserted ms; pjmedia's jitter buffer works in 10 ms frames,",
+        "the conference in 20 ms). The first 5 s (the jitter buffer and pjmedia's delay buffers finding their level)",
+        "are also counted apart. Chirps found at the near end but not paired at the far end are counted too.",
+        "",
+    ]
+    for label, r in results.items():
+        lines.append(f"**{label}**" + (f": {r['error']}" if "error" in r else ""))
+        if "error" in r:
+            lines.append("")
+            continue
+        s = r.get("stream") or {}
+        cg = r.get("cgroup")
+        lines += [
+            "",
+            "| direction | median ms | p99 ms | min - max ms | chirps paired / sent | discontinuities (dropped / "
+            "inserted ms) | of which after the first 5 s |",
+            "|---|---|---|---|---|---|---|",
+            _dir_row("visitor -> resident (card -> wire)", r["visitor_to_resident"]),
+            _dir_row("resident -> visitor (wire -> card)", r["resident_to_visitor"]),
+            "",
+            f"CPU of the engine's process over the call: **{100 * r['cpu_share_of_core']:.1f} % of one core** "
+            f"({r['talk_seconds']} s). Jitter buffer (pjsua2 `StreamStat`): lost {s.get('jbuf_lost')}, discarded "
+            f"{s.get('jbuf_discarded')}, empty {s.get('jbuf_empty')}, delay avg / max {s.get('jbuf_avg_delay_ms')} / "
+            f"{s.get('jbuf_max_delay_ms')} ms; RTP received {s.get('rx_packets')}, lost {s.get('rx_lost')}. RTP on "
+            f"the wire: {r['rtp']['to_phone_packets']} packets to the phone ({r['rtp']['to_phone_gaps']} sequence "
+            f"gaps), {r['rtp']['from_phone_packets']} from it ({r['rtp']['from_phone_gaps']} gaps). Card block "
+            f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
+            f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
+        ]
+        if cg:
+            lines.append(
+                f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "
+                f"{cg['nr_periods']} periods ({cg['throttled_usec'] / 1e6:.1f} s in all)."
+            )
+        for name in ("visitor_to_resident", "resident_to_visitor"):
+            d = r[name]
+            if d["steps_ms"]:
+                pairs = zip(d["steps_ms"], d["step_times_s"], strict=True)
+                steps = ", ".join(f"{size:+g} ms at {when:g} s" for size, when in pairs)
+                lines.append(f"Discontinuities {name.replace('_', ' ')}: {steps}.")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_docs(text: str) -> None:
+    """Replace the section between the markers, or append it at the end of docs/audio.md."""
+    doc = DOC.read_text(encoding="utf-8")
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + text + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    DOC.write_text(doc, encoding="utf-8")
+
+
+def measure(minutes: float, quota_share: float, period_us: int) -> dict[str, dict[str, Any]]:
+    seconds = minutes * 60
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free")
+        print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
+        if quota_share > 0:
+            label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
+            if (why := quota_unavailable()) is not None:
+                results[label] = {"error": f"not measured: {why}"}
+            else:
+                with CpuQuota(round(quota_share * period_us), period_us) as quota:
+                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota")
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(json.loads(sys.argv[2]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0, help="length of each call (the docs: 10)")
+    ap.add_argument("--quota", type=float, default=0.25, help="share of one core for the second call (0: none)")
+    ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
+    ap.add_argument("--write-docs", action="store_true", help=f"write the section '{HEADING}' of docs/audio.md")
+    ap.add_argument("--emit", action="store_true", help="print the results as one JSON line (python -m benchmarks)")
+    args = ap.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        write_docs(section(saved["results"], saved["minutes"]))
+        return
+    results = measure(args.minutes, args.quota, args.period_us)
+    text = section(results, args.minutes)
+    print(text, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
+    if args.write_docs:
+        write_docs(text)
+    if args.emit:
+        emit({"minutes": args.minutes, "results": results})
+    if any("error" in r for r in results.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
