@@ -196,4 +196,9 @@ def pair(near_times: Signal, near_pos_s: Signal, far_times: Signal, far_pos_s: S
         latency.append(1000 * float(t - near_times[k]))
         offsets.append(1000 * float(pos - near_pos_s[k]))
         times.append(float(t - far_times[0]))
-    return Pairing(len(near_times), latency, offsets, times)
+    # Markers sent while the far end was listening: not those before its recording started or after it stopped.
+    if not used:
+        return Pairing(0, latency, offsets, times)
+    window = (near_times > far_times[0] - PERIOD_S) & (near_times <= near_times[max(used)])
+    sent = int(np.sum(window))
+    return Pairing(sent, latency, offsets, times)

@@ -34,18 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._proc import ROOT, emit
+from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._talk_capture import RtpSniffer, StampedRecorder, WireStream, wire_stream
 from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
+from benchmarks.report import Figure
 from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
 
-__all__ = ["main", "measure"]
+__all__ = ["main", "measure", "talk_figure"]
 
 DOC = ROOT / "docs" / "audio.md"
 BEGIN, END = "<!-- talk_call:begin -->", "<!-- talk_call:end -->"
 HEADING = "## A 10-minute call: latency, frames, CPU"
 PHONE_RATE = 8000
+DIRECTIONS = ("visitor_to_resident", "resident_to_visitor")
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
 
 
@@ -175,8 +177,15 @@ def _talk(card: PacedCard, uri: str, seconds: float, quota: CpuQuota | None, vis
         return {"error": f"child exited {proc.returncode}: {' | '.join(err.strip().splitlines()[-5:])}"}
     result: dict[str, Any] = json.loads(lines[-1])
     if quota is not None:
-        result["cgroup"] = {"version": quota.version, **quota.throttled()}
+        result["cgroup"] = _throttling(quota)
     return result
+
+
+def _throttling(quota: CpuQuota) -> dict[str, Any]:
+    """Periods throttled and the time spent throttled (v2 ``throttled_usec``, v1 ``throttled_time`` in ns)."""
+    stat = dict(line.split() for line in (quota.path / "cpu.stat").read_text().splitlines())
+    usec = int(stat["throttled_usec"]) if "throttled_usec" in stat else int(stat.get("throttled_time", 0)) // 1000
+    return {"version": quota.version, **quota.throttled(), "throttled_s": round(usec / 1e6, 1)}
 
 
 # ----------------------------------------------------------------------------------------------- analysis
@@ -278,9 +287,9 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         if cg:
             lines.append(
                 f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "
-                f"{cg['nr_periods']} periods ({cg['throttled_usec'] / 1e6:.1f} s in all)."
+                f"{cg['nr_periods']} periods ({cg['throttled_s']} s in all)."
             )
-        for name in ("visitor_to_resident", "resident_to_visitor"):
+        for name in DIRECTIONS:
             d = r[name]
             if d["steps_ms"]:
                 pairs = zip(d["steps_ms"], d["step_times_s"], strict=True)
@@ -289,6 +298,57 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+TITLE = "10. A talk call: mouth-to-ear latency the panel adds, audio dropped or inserted, CPU"
+
+
+def figure_from(saved: dict[str, Any]) -> Figure:
+    fig = Figure(
+        "fig10_talk",
+        TITLE,
+        target="0 discontinuities in a 10-minute call, with and without a Pi-sized quota (issue 14)",
+    )
+    rows = []
+    for label, r in saved["results"].items():
+        if "error" in r:
+            rows.append([label, "error", r["error"][:200], "", "", "", ""])
+            continue
+        for name, key in (
+            ("visitor -> resident", "visitor_to_resident"),
+            ("resident -> visitor", "resident_to_visitor"),
+        ):
+            d = r[key]
+            rows.append(
+                [
+                    f"{name}, {label}",
+                    str(d["latency_median_ms"]),
+                    str(d["latency_p99_ms"]),
+                    f"{d['markers_paired']} / {d['markers_sent']}",
+                    f"{d['discontinuities']} ({d['discontinuities_settled']})",
+                    f"{d['dropped_ms']} / {d['inserted_ms']}",
+                    f"{100 * r['cpu_share_of_core']:.1f} %",
+                ]
+            )
+    headers = ["direction, run", "median ms", "p99 ms", "chirps paired / sent", "discontinuities (after 5 s)"]
+    fig.tables.append(([*headers, "dropped / inserted ms", "CPU of one core"], rows))
+    fig.notes.append(
+        f"{saved['minutes']:g}-minute calls through SipEngine on the paced card (benchmarks/talk_call.py; "
+        "docs/audio.md has the 10-minute run and what the latency includes: card <-> RTP on lo, the phone's "
+        "buffering excluded)."
+    )
+    return fig
+
+
+def talk_figure(minutes: float, errors: list[str]) -> Figure:
+    """The talk figure of ``python -m benchmarks`` (group ``talk``): this module run as a child."""
+    if os.geteuid() != 0:
+        return Figure("fig10_talk", TITLE, missing="reading RTP on lo (AF_PACKET) needs root")
+    result = run_child("talk_call", "--emit", "--minutes", f"{minutes:g}", timeout=2 * 60 * minutes + 300)
+    if "error" in result:
+        errors.append(str(result["error"]))
+        return Figure("fig10_talk", TITLE, missing=str(result["error"]))
+    return figure_from(result)
 
 
 def write_docs(text: str) -> None:
@@ -336,10 +396,10 @@ def main() -> None:
         write_docs(section(saved["results"], saved["minutes"]))
         return
     results = measure(args.minutes, args.quota, args.period_us)
-    text = section(results, args.minutes)
-    print(text, flush=True)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
+    text = section(results, args.minutes)
+    print(text, flush=True)
     if args.write_docs:
         write_docs(text)
     if args.emit:
