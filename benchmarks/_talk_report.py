@@ -76,6 +76,14 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
             f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
             f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
         ]
+        if loop := r.get("card_loop"):
+            lines.append(
+                f"The card's own loop (`alsaloop` microphone -> speaker through ALSA's pulse plugin at 40 ms, no "
+                f"pjmedia, {loop['markers_paired']} chirps): median {loop['latency_median_ms']} ms, p99 "
+                f"{loop['latency_p99_ms']} ms, {loop['discontinuities']} discontinuities: what any program pays on "
+                "this card for one capture plus one playback at this latency (the simulation's part of the two "
+                "directions together; a Pi's `hw:` device would have its own)."
+            )
         if cg:
             lines.append(
                 f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "

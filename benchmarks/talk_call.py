@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
 __all__ = ["main", "measure", "talk_figure"]
 
 PHONE_RATE = 8000
+CARD_LOOP_S = 15.0
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
 
 
@@ -120,8 +122,31 @@ def _write_wav(path: Path, samples: np.ndarray[Any, Any], rate: int) -> Path:
     return path
 
 
-def one_call(seconds: float, quota: CpuQuota | None, tmp: Path) -> dict[str, Any]:
-    """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`)."""
+def card_loop(card: PacedCard, tmp: Path, seconds: float) -> dict[str, Any]:
+    """The card's own share: ``alsaloop`` copies the card's microphone to its speaker through ALSA's pulse plugin
+    at the panel's 40 ms, no pjmedia; chirps timed as in the call (``mic.monitor`` -> ``spk.monitor``). Run with no
+    echo path (it would feed the loop back into itself)."""
+    chirps = _write_wav(tmp / "loop.wav", marker_track(RATE, seconds, up=True), RATE)
+    argv = ["alsaloop", "-C", "default", "-P", "default", "-r", str(RATE), "-c", "1", "-f", "S16_LE", "-t", "40000"]
+    loop = subprocess.Popen(
+        argv, env={**os.environ, **card.alsa_environ()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
+    try:
+        time.sleep(1.0)  # alsaloop opens both directions (a child process starting: nothing to wait on)
+        with card.talk(chirps) as talker:
+            talker.wait(timeout=seconds + 30)
+    finally:
+        for part in (mic, spk):
+            part.stop()
+        loop.terminate()
+        loop.wait(timeout=10)
+    return pair(*_card_markers(mic, up=True), *_card_markers(spk, up=True)).summary()
+
+
+def one_call(seconds: float, quota: CpuQuota | None, tmp: Path, loop_s: float = 0.0) -> dict[str, Any]:
+    """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`); first, with
+    ``loop_s``, the card's own loop (:func:`card_loop`)."""
     from tests.support.peers import Baresip
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -131,6 +156,7 @@ def one_call(seconds: float, quota: CpuQuota | None, tmp: Path) -> dict[str, Any
     resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with paced_card(tmp / "card") as card, Baresip(tmp, audio_source=resident_wav) as phone:
+        loop = card_loop(card, tmp, loop_s) if loop_s > 0 and shutil.which("alsaloop") else None
         card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
         rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
         sniffer = RtpSniffer(range(rtp_base, rtp_base + 100))
@@ -143,6 +169,8 @@ def one_call(seconds: float, quota: CpuQuota | None, tmp: Path) -> dict[str, Any
     if "error" in result:
         return result
     result.update(analyse(mic, spk, sniffer))
+    if loop is not None:
+        result["card_loop"] = loop
     result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
     return result
 
@@ -234,7 +262,7 @@ def measure(minutes: float, quota_share: float, period_us: int) -> dict[str, dic
     seconds = minutes * 60
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
-        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free")
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", loop_s=CARD_LOOP_S)
         print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
