@@ -76,6 +76,8 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
             f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
             f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
         ]
+        if changed := r.get("audio"):
+            lines.append(f"`[audio]` changed from the defaults for this call: {changed}.")
         if loop := r.get("card_loop"):
             lines.append(
                 f"The card's own loop (`alsaloop` microphone -> speaker through ALSA's pulse plugin at 40 ms, no "

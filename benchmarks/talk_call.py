@@ -72,7 +72,8 @@ async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
     bridge = LoopBridge()
     active: set[CallHandle] = set()
     media = anyio.Event()
-    async with SipEngine(config, bridge, AudioConfig()) as engine, anyio.create_task_group() as tg:
+    audio = AudioConfig(**spec["audio"])  # [audio]'s defaults unless the command line changed one
+    async with SipEngine(config, bridge, audio) as engine, anyio.create_task_group() as tg:
         if not engine.has_sound_device:
             return {"error": f"this pjsua2 has no sound device ({engine.info}): the talk path needs a source build"}
 
@@ -144,7 +145,9 @@ def card_loop(card: PacedCard, tmp: Path, seconds: float) -> dict[str, Any]:
     return pair(*_card_markers(mic, up=True), *_card_markers(spk, up=True)).summary()
 
 
-def one_call(seconds: float, quota: CpuQuota | None, tmp: Path, loop_s: float = 0.0) -> dict[str, Any]:
+def one_call(
+    seconds: float, quota: CpuQuota | None, tmp: Path, audio: dict[str, Any], loop_s: float = 0.0
+) -> dict[str, Any]:
     """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`); first, with
     ``loop_s``, the card's own loop (:func:`card_loop`)."""
     from tests.support.peers import Baresip
@@ -162,7 +165,7 @@ def one_call(seconds: float, quota: CpuQuota | None, tmp: Path, loop_s: float = 
         sniffer = RtpSniffer(range(rtp_base, rtp_base + 100))
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
-            result = _talk(card, phone.uri, seconds, quota, visitor)
+            result = _talk(card, phone.uri, seconds, quota, visitor, audio)
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
@@ -171,12 +174,15 @@ def one_call(seconds: float, quota: CpuQuota | None, tmp: Path, loop_s: float = 
     result.update(analyse(mic, spk, sniffer))
     if loop is not None:
         result["card_loop"] = loop
+    result["audio"] = audio
     result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
     return result
 
 
-def _talk(card: PacedCard, uri: str, seconds: float, quota: CpuQuota | None, visitor: Path) -> dict[str, Any]:
-    spec = {"uri": uri, "seconds": seconds + START_S + 1.0}
+def _talk(
+    card: PacedCard, uri: str, seconds: float, quota: CpuQuota | None, visitor: Path, audio: dict[str, Any]
+) -> dict[str, Any]:
+    spec = {"uri": uri, "seconds": seconds + START_S + 1.0, "audio": audio}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
     with subprocess.Popen(
         cmd,
@@ -258,11 +264,15 @@ def talk_figure(minutes: float, errors: list[str]) -> Figure:
     return figure_from(result)
 
 
-def measure(minutes: float, quota_share: float, period_us: int) -> dict[str, dict[str, Any]]:
+def measure(
+    minutes: float, quota_share: float, period_us: int, audio: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The call without a quota, then (``quota_share`` > 0) under it. ``audio``: AudioConfig fields to change."""
+    audio = audio or {}
     seconds = minutes * 60
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
-        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", loop_s=CARD_LOOP_S)
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, loop_s=CARD_LOOP_S)
         print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
@@ -270,7 +280,7 @@ def measure(minutes: float, quota_share: float, period_us: int) -> dict[str, dic
                 results[label] = {"error": f"not measured: {why}"}
             else:
                 with CpuQuota(round(quota_share * period_us), period_us) as quota:
-                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota")
+                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio)
     return results
 
 
@@ -282,6 +292,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="length of each call (the docs: 10)")
     ap.add_argument("--quota", type=float, default=0.25, help="share of one core for the second call (0: none)")
     ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period")
+    ap.add_argument(
+        "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
     ap.add_argument("--write-docs", action="store_true", help=f"write the section '{HEADING}' of docs/audio.md")
@@ -291,7 +304,8 @@ def main() -> None:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))
         write_docs(section(saved["results"], saved["minutes"]))
         return
-    results = measure(args.minutes, args.quota, args.period_us)
+    audio = {} if args.sound_latency_ms is None else {"sound_latency_ms": args.sound_latency_ms}
+    results = measure(args.minutes, args.quota, args.period_us, audio)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
     text = section(results, args.minutes)
