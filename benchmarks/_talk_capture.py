@@ -14,6 +14,7 @@ One thread each, for the recorder's or the sniffer's whole life (blocking reads)
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -28,10 +29,11 @@ import numpy.typing as npt
 
 from benchmarks._talk_signal import g711_decode
 
-__all__ = ["Packet", "RtpSniffer", "StampedRecorder", "WireStream", "wire_stream"]
+__all__ = ["Packet", "Recording", "RtpSniffer", "StampedRecorder", "WireStream", "wire_stream"]
 
 RATE = 16000
 ENVELOPE_WINDOW_S = 60.0
+MAX_TIMESTAMP_STEP = 8000 * 10  # 10 s at 8 kHz: a larger step between two packets is the sender's discontinuity
 ETH_P_IP = 0x0800
 PACKET_HOST = 0  # the receive side of a loopback packet (each is also seen once as PACKET_OUTGOING)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -72,13 +74,24 @@ class StampedRecorder:
             self._proc.wait(timeout=5)
         self._thread.join(timeout=5)
 
+    def recording(self) -> Recording:
+        """What was recorded (call after :meth:`stop`)."""
+        return Recording(bytes(self._data[: len(self._data) // 2 * 2]), list(self._stamps))
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A card source's samples (16-bit little-endian) and, per read, (monotonic time, samples read so far)."""
+
+    data: bytes
+    stamps: list[tuple[float, int]]
+
     def samples(self) -> npt.NDArray[np.float64]:
-        usable = len(self._data) // 2 * 2
-        return np.frombuffer(bytes(self._data[:usable]), dtype="<i2").astype(np.float64) / 32768.0
+        return np.frombuffer(self.data, dtype="<i2").astype(np.float64) / 32768.0
 
     def times_of(self, positions: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Monotonic time at which the card handed out each sample position (per-minute lower envelope)."""
-        stamps = np.asarray(self._stamps, dtype=np.float64)
+        stamps = np.asarray(self.stamps, dtype=np.float64)
         starts = stamps[:, 0] - stamps[:, 1] / RATE
         window = (stamps[:, 1] / RATE // ENVELOPE_WINDOW_S).astype(int)
         envelope = {int(w): float(starts[window == w].min()) for w in np.unique(window)}
@@ -92,7 +105,7 @@ class StampedRecorder:
 
     def read_intervals_ms(self) -> list[float]:
         """Time between consecutive reads (the card's delivery blocks as the recorder saw them)."""
-        t = np.asarray([s[0] for s in self._stamps])
+        t = np.asarray([s[0] for s in self.stamps])
         return [float(x) for x in np.diff(t) * 1000]
 
 
@@ -178,21 +191,30 @@ class WireStream:
     packet_at: npt.NDArray[np.float64]  # NaN where no packet carried the sample
     packets: int
     rtp_gaps: int  # sequence numbers missing on the wire
+    timestamp_jumps: int = 0  # RTP timestamp discontinuities of the sender (more than MAX_TIMESTAMP_STEP)
 
 
 def wire_stream(packets: list[Packet], direction: Direction) -> WireStream:
     chosen = [p for p in packets if p.direction == direction]
     if not chosen:
         return WireStream(np.zeros(0), np.zeros(0), 0, 0)
-    base = chosen[0].timestamp
-    # RTP timestamps wrap at 2**32; a 10-minute call at 8 kHz does not, but unwrap anyway.
-    offsets = [(p.timestamp - base) % (1 << 32) for p in chosen]
+    # Timestamps in arrival order, unwrapped by the signed difference to the previous packet: a packet that
+    # arrives late (reordered) lands before its successor, not 2**32 samples on.
+    extended, jumps = [chosen[0].timestamp], 0
+    for before, after in itertools.pairwise(chosen):
+        step = ((after.timestamp - before.timestamp + (1 << 31)) % (1 << 32)) - (1 << 31)
+        if abs(step) > MAX_TIMESTAMP_STEP:  # the sender restarted its timestamps: place it by arrival time
+            jumps += 1
+            step = round((after.at - before.at) * 8000 / len(before.payload)) * len(before.payload)
+        extended.append(extended[-1] + step)
+    base = min(extended)
+    offsets = [e - base for e in extended]
     length = max(o + len(p.payload) for o, p in zip(offsets, chosen, strict=True))
     samples, packet_at = np.zeros(length), np.full(length, np.nan)
     for o, p in zip(offsets, chosen, strict=True):
         samples[o : o + len(p.payload)] = g711_decode(p.payload, p.payload_type)
         packet_at[o : o + len(p.payload)] = p.at
-    return WireStream(samples, packet_at, len(chosen), _sequence_gaps([p.seq for p in chosen]))
+    return WireStream(samples, packet_at, len(chosen), _sequence_gaps([p.seq for p in chosen]), jumps)
 
 
 def _sequence_gaps(seqs: list[int]) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._proc import ROOT, emit, run_child
-from benchmarks._talk_capture import RtpSniffer, StampedRecorder, WireStream, wire_stream
+from benchmarks._talk_capture import Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
 from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
@@ -142,11 +143,16 @@ def card_loop(card: PacedCard, tmp: Path, seconds: float) -> dict[str, Any]:
             part.stop()
         loop.terminate()
         loop.wait(timeout=10)
-    return pair(*_card_markers(mic, up=True), *_card_markers(spk, up=True)).summary()
+    return pair(*_card_markers(mic.recording(), up=True), *_card_markers(spk.recording(), up=True)).summary()
 
 
 def one_call(
-    seconds: float, quota: CpuQuota | None, tmp: Path, audio: dict[str, Any], loop_s: float = 0.0
+    seconds: float,
+    quota: CpuQuota | None,
+    tmp: Path,
+    audio: dict[str, Any],
+    loop_s: float = 0.0,
+    raw_dir: Path | None = None,
 ) -> dict[str, Any]:
     """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`); first, with
     ``loop_s``, the card's own loop (:func:`card_loop`)."""
@@ -171,7 +177,12 @@ def one_call(
                 part.stop()
     if "error" in result:
         return result
-    result.update(analyse(mic, spk, sniffer))
+    recorded, packets = (mic.recording(), spk.recording()), list(sniffer.packets)
+    if raw_dir is not None:  # kept before the analysis: a 10-minute call is not lost to a bug in it
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        with (raw_dir / f"{'quota' if quota else 'free'}.pickle").open("wb") as f:
+            pickle.dump({"mic": recorded[0], "spk": recorded[1], "packets": packets}, f)
+    result.update(analyse(*recorded, packets))
     if loop is not None:
         result["card_loop"] = loop
     result["audio"] = audio
@@ -230,13 +241,13 @@ def _wire_markers(stream: WireStream, up: bool) -> tuple[np.ndarray[Any, Any], n
     return at[keep], found.positions[keep] / PHONE_RATE
 
 
-def _card_markers(rec: StampedRecorder, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _card_markers(rec: Recording, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     found = find_markers(rec.samples(), RATE, chirp(RATE, up=up))
     return rec.times_of(found.positions), found.positions / RATE
 
 
-def analyse(mic: StampedRecorder, spk: StampedRecorder, sniffer: RtpSniffer) -> dict[str, Any]:
-    to_phone, from_phone = wire_stream(sniffer.packets, "to_phone"), wire_stream(sniffer.packets, "from_phone")
+def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, Any]:
+    to_phone, from_phone = wire_stream(packets, "to_phone"), wire_stream(packets, "from_phone")
     visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
     resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
     blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
@@ -248,6 +259,7 @@ def analyse(mic: StampedRecorder, spk: StampedRecorder, sniffer: RtpSniffer) -> 
             "to_phone_gaps": to_phone.rtp_gaps,
             "from_phone_packets": from_phone.packets,
             "from_phone_gaps": from_phone.rtp_gaps,
+            "timestamp_jumps": to_phone.timestamp_jumps + from_phone.timestamp_jumps,
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
     }
@@ -265,14 +277,19 @@ def talk_figure(minutes: float, errors: list[str]) -> Figure:
 
 
 def measure(
-    minutes: float, quota_share: float, period_us: int, audio: dict[str, Any] | None = None
+    minutes: float,
+    quota_share: float,
+    period_us: int,
+    audio: dict[str, Any] | None = None,
+    raw_dir: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The call without a quota, then (``quota_share`` > 0) under it. ``audio``: AudioConfig fields to change."""
+    """The call without a quota, then (``quota_share`` > 0) under it. ``audio``: AudioConfig fields to change;
+    ``raw_dir``: where to keep each call's recordings and packets (``--from-raw`` analyses them again)."""
     audio = audio or {}
     seconds = minutes * 60
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
-        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, loop_s=CARD_LOOP_S)
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, CARD_LOOP_S, raw_dir)
         print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
@@ -280,7 +297,7 @@ def measure(
                 results[label] = {"error": f"not measured: {why}"}
             else:
                 with CpuQuota(round(quota_share * period_us), period_us) as quota:
-                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio)
+                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio, 0.0, raw_dir)
     return results
 
 
@@ -297,15 +314,22 @@ def main() -> None:
     )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
+    ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
+    ap.add_argument("--from-raw", type=Path, help="analyse a call kept by --raw again (prints the figures)")
     ap.add_argument("--write-docs", action="store_true", help=f"write the section '{HEADING}' of docs/audio.md")
     ap.add_argument("--emit", action="store_true", help="print the results as one JSON line (python -m benchmarks)")
     args = ap.parse_args()
+    if args.from_raw:
+        with args.from_raw.open("rb") as f:
+            raw = pickle.load(f)  # our own file, written by --raw
+        print(json.dumps(analyse(raw["mic"], raw["spk"], raw["packets"]), indent=1))
+        return
     if args.from_json:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))
         write_docs(section(saved["results"], saved["minutes"]))
         return
     audio = {} if args.sound_latency_ms is None else {"sound_latency_ms": args.sound_latency_ms}
-    results = measure(args.minutes, args.quota, args.period_us, audio)
+    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
     text = section(results, args.minutes)

@@ -69,6 +69,14 @@ def test_wire_stream_places_packets_by_timestamp_and_counts_gaps_across_the_wrap
     assert np.isnan(stream.packet_at[320:480]).all()
 
 
+def test_a_packet_that_arrives_late_is_placed_before_its_successor() -> None:
+    silence = bytes([0xFF]) * 160
+    packets = [Packet(1.02, "from_phone", 11, 160, 0, silence), Packet(1.03, "from_phone", 10, 0, 0, silence)]
+    stream = wire_stream(packets, "from_phone")
+    assert (len(stream.samples), stream.rtp_gaps) == (320, 0)
+    assert (stream.packet_at[0], stream.packet_at[160]) == (1.03, 1.02)
+
+
 @pytest.mark.peers
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading RTP on lo (AF_PACKET) needs root")
