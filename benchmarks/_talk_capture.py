@@ -21,6 +21,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -117,13 +118,16 @@ class Packet:
     timestamp: int
     payload_type: int
     payload: bytes
+    ssrc: int = 0
 
 
 @dataclass
 class RtpSniffer:
-    """RTP (G.711) packets on ``lo`` whose source or destination port is in the phone's range ``ports``."""
+    """RTP (G.711) packets on ``lo`` between the phone's RTP ports and the panel's (other jobs on this machine
+    send RTP on ``lo`` too: both ends must match)."""
 
     ports: range
+    panel_ports: range
     packets: list[Packet] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -164,15 +168,15 @@ class RtpSniffer:
         rtp = data[ihl + 8 :]
         if len(rtp) < 12 or rtp[0] >> 6 != 2 or (rtp[1] & 0x7F) not in (0, 8):
             return None  # not RTP, or RTCP, or a payload type other than G.711
-        if dest_port in self.ports:
+        if dest_port in self.ports and source_port in self.panel_ports:
             direction: Direction = "to_phone"
-        elif source_port in self.ports:
+        elif source_port in self.ports and dest_port in self.panel_ports:
             direction = "from_phone"
         else:
             return None
-        seq, timestamp = struct.unpack("!HI", rtp[2:8])
+        seq, timestamp, ssrc = struct.unpack("!HII", rtp[2:12])
         header = 12 + 4 * (rtp[0] & 0x0F)
-        return Packet(at, direction, seq, timestamp, rtp[1] & 0x7F, rtp[header:])
+        return Packet(at, direction, seq, timestamp, rtp[1] & 0x7F, rtp[header:], ssrc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -192,12 +196,17 @@ class WireStream:
     packets: int
     rtp_gaps: int  # sequence numbers missing on the wire
     timestamp_jumps: int = 0  # RTP timestamp discontinuities of the sender (more than MAX_TIMESTAMP_STEP)
+    foreign_packets: int = 0  # packets of another SSRC between the same ports (left out)
 
 
 def wire_stream(packets: list[Packet], direction: Direction) -> WireStream:
     chosen = [p for p in packets if p.direction == direction]
     if not chosen:
         return WireStream(np.zeros(0), np.zeros(0), 0, 0)
+    # One sender per direction: its SSRC is the one most packets carry (any other is counted, not placed).
+    ssrc = Counter(p.ssrc for p in chosen).most_common(1)[0][0]
+    foreign = sum(p.ssrc != ssrc for p in chosen)
+    chosen = [p for p in chosen if p.ssrc == ssrc]
     # Timestamps in arrival order, unwrapped by the signed difference to the previous packet: a packet that
     # arrives late (reordered) lands before its successor, not 2**32 samples on.
     extended, jumps = [chosen[0].timestamp], 0
@@ -214,7 +223,7 @@ def wire_stream(packets: list[Packet], direction: Direction) -> WireStream:
     for o, p in zip(offsets, chosen, strict=True):
         samples[o : o + len(p.payload)] = g711_decode(p.payload, p.payload_type)
         packet_at[o : o + len(p.payload)] = p.at
-    return WireStream(samples, packet_at, len(chosen), _sequence_gaps([p.seq for p in chosen]), jumps)
+    return WireStream(samples, packet_at, len(chosen), _sequence_gaps([p.seq for p in chosen]), jumps, foreign)
 
 
 def _sequence_gaps(seqs: list[int]) -> int:

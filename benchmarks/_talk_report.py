@@ -72,7 +72,9 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
             f"{s.get('jbuf_discarded')}, empty {s.get('jbuf_empty')}, delay avg / max {s.get('jbuf_avg_delay_ms')} / "
             f"{s.get('jbuf_max_delay_ms')} ms; RTP received {s.get('rx_packets')}, lost {s.get('rx_lost')}. RTP on "
             f"the wire: {r['rtp']['to_phone_packets']} packets to the phone ({r['rtp']['to_phone_gaps']} sequence "
-            f"gaps), {r['rtp']['from_phone_packets']} from it ({r['rtp']['from_phone_gaps']} gaps). Card block "
+            f"gaps), {r['rtp']['from_phone_packets']} from it ({r['rtp']['from_phone_gaps']} gaps; "
+            f"{r['rtp'].get('timestamp_jumps', 0)} timestamp jumps, {r['rtp'].get('foreign_packets', 0)} packets of "
+            "another stream left out). Card block "
             f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
             f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
         ]

@@ -43,6 +43,7 @@ from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track,
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
 from benchmarks.report import Figure
 from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
+from daemon.simulation.phone import free_port
 
 __all__ = ["main", "measure", "talk_figure"]
 
@@ -60,14 +61,13 @@ async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
 
     from daemon.bridge import LoopBridge
     from daemon.config._sip import SipAccountConfig, SipConfig
-    from daemon.simulation.phone import free_port
     from daemon.sip import CallHandle, MediaActive, SipEngine
     from hw.settings import AudioConfig
 
     config = SipConfig(
         bind_address="127.0.0.1",
         port=free_port(),
-        rtp_port=21000 + (free_port() % 50) * 200,
+        rtp_port=spec["rtp_port"],
         account=SipAccountConfig(uri="sip:panel@127.0.0.1"),
     )
     bridge = LoopBridge()
@@ -168,10 +168,11 @@ def one_call(
         loop = card_loop(card, tmp, loop_s) if loop_s > 0 and shutil.which("alsaloop") else None
         card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
         rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
-        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100))
+        panel_rtp = 21000 + (free_port() % 50) * 200  # as the SIP tests choose it (tests/sip/conftest.py)
+        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
-            result = _talk(card, phone.uri, seconds, quota, visitor, audio)
+            result = _talk(card, {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}, seconds, quota, visitor)
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
@@ -191,9 +192,9 @@ def one_call(
 
 
 def _talk(
-    card: PacedCard, uri: str, seconds: float, quota: CpuQuota | None, visitor: Path, audio: dict[str, Any]
+    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: Path
 ) -> dict[str, Any]:
-    spec = {"uri": uri, "seconds": seconds + START_S + 1.0, "audio": audio}
+    spec = {**call, "seconds": seconds + START_S + 1.0}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
     with subprocess.Popen(
         cmd,
@@ -260,6 +261,7 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
             "from_phone_packets": from_phone.packets,
             "from_phone_gaps": from_phone.rtp_gaps,
             "timestamp_jumps": to_phone.timestamp_jumps + from_phone.timestamp_jumps,
+            "foreign_packets": to_phone.foreign_packets + from_phone.foreign_packets,
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
     }

@@ -69,11 +69,12 @@ def test_wire_stream_places_packets_by_timestamp_and_counts_gaps_across_the_wrap
     assert np.isnan(stream.packet_at[320:480]).all()
 
 
-def test_a_packet_that_arrives_late_is_placed_before_its_successor() -> None:
+def test_a_late_packet_lands_before_its_successor_and_another_senders_packets_are_left_out() -> None:
     silence = bytes([0xFF]) * 160
     packets = [Packet(1.02, "from_phone", 11, 160, 0, silence), Packet(1.03, "from_phone", 10, 0, 0, silence)]
+    packets.insert(1, Packet(1.025, "from_phone", 999, 123456789, 0, silence, ssrc=7))  # another job's stream
     stream = wire_stream(packets, "from_phone")
-    assert (len(stream.samples), stream.rtp_gaps) == (320, 0)
+    assert (len(stream.samples), stream.rtp_gaps, stream.foreign_packets) == (320, 0, 1)
     assert (stream.packet_at[0], stream.packet_at[160]) == (1.03, 1.02)
 
 
