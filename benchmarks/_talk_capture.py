@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from benchmarks._talk_signal import g711_decode
 
-__all__ = ["Packet", "Recording", "RtpSniffer", "StampedRecorder", "WireStream", "wire_stream"]
+__all__ = ["Direction", "Packet", "Recording", "RtpSniffer", "StampedRecorder", "WireStream", "wire_stream"]
 
 RATE = 16000
 ENVELOPE_WINDOW_S = 60.0

@@ -93,6 +93,8 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
                 f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "
                 f"{cg['nr_periods']} periods ({cg['throttled_s']} s in all)."
             )
+        if "phone_send_stalls" in r:
+            lines.append(_stalls(r))
         for name in DIRECTIONS:
             d = r[name]
             if d["steps_ms"]:
@@ -150,3 +152,20 @@ def write_docs(text: str) -> None:
     else:
         doc = doc.rstrip("\n") + "\n\n" + text + "\n"
     DOC.write_text(doc, encoding="utf-8")
+
+
+def _stalls(r: dict[str, Any]) -> str:
+    """Which discontinuities followed a sender that stopped sending (the phone's, or the panel's own)."""
+    heard, sent = r["resident_to_visitor"], r["visitor_to_resident"]
+
+    def listed(stalls: list[list[float]]) -> str:
+        return ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in stalls) or "none"
+
+    return (
+        f"Senders that stopped for more than 60 ms (packets on `lo`; times from the first resident chirp): the "
+        f"phone {listed(r['phone_send_stalls'])}; the panel {listed(r['panel_send_stalls'])}. Within 15 s after a "
+        f"stall of the phone came {heard['after_phone_stall']} of the resident -> visitor discontinuities (net "
+        f"{heard['after_phone_stall_net_ms']:+g} ms: the jitter buffer conceals the gap, then drops the burst behind "
+        f"it 10-30 ms at a time); within 15 s after one of the panel's own, {heard['after_panel_stall']} resident -> "
+        f"visitor and {sent['after_panel_stall']} visitor -> resident (the windows may overlap)."
+    )

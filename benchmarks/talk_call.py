@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._proc import ROOT, emit, run_child
-from benchmarks._talk_capture import Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
+from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
 from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
@@ -49,6 +49,8 @@ __all__ = ["main", "measure", "talk_figure"]
 
 PHONE_RATE = 8000
 CARD_LOOP_S = 15.0
+STALL_MS = 60.0  # a sender's packets 20 ms apart: three missing in a row is a stall
+STALL_WINDOW_S = 15.0  # how long the jitter buffer takes to drop the burst after a stall (seen: 6-10 s)
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
 
 
@@ -252,9 +254,21 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
     visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
     resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
     blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
+    # The phone is part of the simulation: when it stops sending (baresip descheduled on this shared machine),
+    # the panel's jitter buffer conceals the gap (inserted audio) and then drops the burst that follows, over
+    # several seconds. Those discontinuities are counted apart; the panel's own sending stalls are listed too.
+    phone_stalls, panel_stalls = _send_stalls(packets, "from_phone"), _send_stalls(packets, "to_phone")
+    heard, sent = resident.summary(), visitor.summary()
+    after = resident.following([at for at, _ms in phone_stalls], STALL_WINDOW_S)
+    heard["after_phone_stall"] = len(after)
+    heard["after_phone_stall_net_ms"] = round(sum(after), 1)
+    for figures, pairing in ((heard, resident), (sent, visitor)):
+        figures["after_panel_stall"] = len(pairing.following([at for at, _ms in panel_stalls], STALL_WINDOW_S))
     return {
-        "visitor_to_resident": visitor.summary(),
-        "resident_to_visitor": resident.summary(),
+        "visitor_to_resident": sent,
+        "resident_to_visitor": heard,
+        "phone_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in phone_stalls],
+        "panel_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in panel_stalls],
         "rtp": {
             "to_phone_packets": to_phone.packets,
             "to_phone_gaps": to_phone.rtp_gaps,
@@ -265,6 +279,19 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
     }
+
+
+def _send_stalls(packets: list[Packet], direction: Direction) -> list[tuple[float, float]]:
+    """(time, ms) of each gap longer than STALL_MS between two packets a sender put on the wire."""
+    at = np.asarray([p.at for p in packets if p.direction == direction])
+    gaps = np.diff(at) * 1000
+    return [(float(at[i]), round(float(gaps[i]))) for i in np.flatnonzero(gaps > STALL_MS)]
+
+
+def _reanalysed(kept: Path) -> dict[str, Any]:
+    with kept.open("rb") as f:
+        raw = pickle.load(f)  # our own file, written by --raw
+    return analyse(raw["mic"], raw["spk"], raw["packets"])
 
 
 def talk_figure(minutes: float, errors: list[str]) -> Figure:
@@ -291,7 +318,7 @@ def measure(
     seconds = minutes * 60
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
-        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, CARD_LOOP_S, raw_dir)
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, min(CARD_LOOP_S, seconds), raw_dir)
         print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
@@ -318,13 +345,22 @@ def main() -> None:
     ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
     ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
     ap.add_argument("--from-raw", type=Path, help="analyse a call kept by --raw again (prints the figures)")
+    ap.add_argument("--reanalyse", type=Path, help="a --json file: its calls analysed again from --raw DIR")
     ap.add_argument("--write-docs", action="store_true", help=f"write the section '{HEADING}' of docs/audio.md")
     ap.add_argument("--emit", action="store_true", help="print the results as one JSON line (python -m benchmarks)")
     args = ap.parse_args()
     if args.from_raw:
-        with args.from_raw.open("rb") as f:
-            raw = pickle.load(f)  # our own file, written by --raw
-        print(json.dumps(analyse(raw["mic"], raw["spk"], raw["packets"]), indent=1))
+        print(json.dumps(_reanalysed(args.from_raw), indent=1))
+        return
+    if args.reanalyse:
+        if args.raw is None:
+            raise SystemExit("--reanalyse needs --raw DIR (where the run kept its calls)")
+        saved = json.loads(args.reanalyse.read_text(encoding="utf-8"))
+        for label, result in saved["results"].items():
+            kept = args.raw / f"{'free' if label == 'no quota' else 'quota'}.pickle"
+            if "error" not in result and kept.exists():
+                result.update(_reanalysed(kept))
+        args.reanalyse.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         return
     if args.from_json:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))

@@ -37,6 +37,8 @@ def test_a_dropped_and_an_inserted_stretch_are_found_with_their_size_and_time() 
     assert summary["markers_paired"] == summary["markers_sent"] == 24
     assert [(round(when), round(size)) for when, size in result.discontinuities()] == [(4, -20), (8, 10)]
     assert (summary["dropped_ms"], summary["inserted_ms"]) == (20.0, 10.0)
+    # A sender's stall at 4.0 s explains the step that follows it within 1 s, not the one at 8 s.
+    assert [round(s) for s in result.following([result.origin + 4.0], window_s=1.0)] == [-20]
     # 95 ms for the 9 chirps before the cut, 75 ms for the 8 after it, 85 ms for the 7 after the insertion
     lows_and_highs = (summary["latency_min_ms"], summary["latency_median_ms"], summary["latency_max_ms"])
     assert lows_and_highs == pytest.approx((75.0, 85.0, 95.0), abs=0.2)
