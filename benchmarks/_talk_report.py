@@ -15,6 +15,7 @@ BEGIN, END = "<!-- talk_call:begin -->", "<!-- talk_call:end -->"
 HEADING = "## A 10-minute call: latency, frames, CPU"
 TITLE = "10. A talk call: mouth-to-ear latency the panel adds, audio dropped or inserted, CPU"
 DIRECTIONS = ("visitor_to_resident", "resident_to_visitor")
+SHOWN_STEPS = 24  # the first discontinuities of each direction, with their times (the --json has up to 50)
 
 
 def _dir_row(label: str, d: dict[str, Any]) -> str:
@@ -98,9 +99,10 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         for name in DIRECTIONS:
             d = r[name]
             if d["steps_ms"]:
-                pairs = zip(d["steps_ms"], d["step_times_s"], strict=True)
-                steps = ", ".join(f"{size:+g} ms at {when:g} s" for size, when in pairs)
-                lines.append(f"Discontinuities {name.replace('_', ' ')}: {steps}.")
+                pairs = list(zip(d["steps_ms"], d["step_times_s"], strict=True))
+                steps = ", ".join(f"{size:+g} ms at {when:g} s" for size, when in pairs[:SHOWN_STEPS])
+                more = f" ... ({d['discontinuities']} in all)" if d["discontinuities"] > SHOWN_STEPS else ""
+                lines.append(f"Discontinuities {name.replace('_', ' ')}: {steps}{more}.")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
