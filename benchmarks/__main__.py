@@ -22,6 +22,10 @@ from benchmarks.figures import PROFILES, bridge_figure, prompt_figure, sip_figur
 from benchmarks.idle_wakeups import idle_figure
 from benchmarks.memory_breakdown import memory_figure
 from benchmarks.report import Figure, console, write_report
+from benchmarks.talk_call import talk_figure
+
+# Length of figure 10's talk call per profile (minutes); docs/audio.md's run is 10 minutes.
+TALK_MINUTES = {"quick": 0.25, "default": 1.0, "full": 10.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="*",
         default=None,
-        help="run only these groups: bridge prompts sip app idle memory quota (default: all; --quick leaves out "
-        "memory and quota, which tests/benchmarks/test_budget_benchmarks.py runs small)",
+        help="run only these groups: bridge prompts sip app idle memory quota talk (default: all; --quick leaves "
+        "out memory, quota and talk, which tests/benchmarks/test_budget_benchmarks.py and test_talk_call.py run "
+        "small)",
     )
     ap.add_argument(
         "--ring-group",
@@ -49,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     if args.idle_seconds is not None:
         profile = replace(profile, idle_seconds=args.idle_seconds)
-    default_groups = ["bridge", "prompts", "sip", "app", "idle"] + ([] if args.quick else ["memory", "quota"])
+    default_groups = ["bridge", "prompts", "sip", "app", "idle"] + ([] if args.quick else ["memory", "quota", "talk"])
     groups = set(args.only or default_groups)
     started = time.monotonic()
     errors: list[str] = []
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         ("idle", lambda: [idle_figure(profile.idle_seconds, errors)]),
         ("memory", lambda: [memory_figure(errors)]),
         ("quota", lambda: [quota_figure(errors)]),
+        ("talk", lambda: [talk_figure(TALK_MINUTES[profile.name], errors)]),
     ]
     for name, step in steps:
         if name in groups:

@@ -23,6 +23,7 @@ from daemon.sip.types import (
     RegistrationFailure,
     RegistrationSnapshot,
     SipEvent,
+    StreamStats,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "RegistrationSnapshot",
     "SipEngine",
     "SipEvent",
+    "StreamStats",
 ]

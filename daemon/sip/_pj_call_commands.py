@@ -16,7 +16,7 @@ from daemon.sip._media_watch import MediaWatch
 from daemon.sip._pj_calls import CallBook, CallRecord, OwnerHooks, PjAccount, PjCall
 from daemon.sip._pj_inbound import InboundCalls
 from daemon.sip._pj_native import NativePjsip
-from daemon.sip.types import CallHandle, CallSnapshot, CallState, DtmfMethod
+from daemon.sip.types import CallHandle, CallSnapshot, CallState, DtmfMethod, StreamStats
 
 __all__ = ["CallCommands"]
 
@@ -225,15 +225,40 @@ class CallCommands:
                 )
                 self.hangup_quietly(rec, 0)
 
+    def stream_stats(self, handle: CallHandle) -> StreamStats | None:
+        """The call's active audio stream's counters (jitter buffer, RTP received); None if it has no active audio."""
+        rec = self._book.get(handle)
+        index = self._active_audio_index(rec)
+        if index is None:
+            return None
+        stat = rec.call.getStreamStat(index)
+        jbuf, rx = stat.jbuf, stat.rtcp.rxStat
+        return StreamStats(
+            rx_packets=int(rx.pkt),
+            rx_lost=int(rx.loss),
+            rx_discarded=int(rx.discard),
+            jbuf_frame_bytes=int(jbuf.frameSize),
+            jbuf_lost=int(jbuf.lost),
+            jbuf_discarded=int(jbuf.discard),
+            jbuf_empty=int(jbuf.empty),
+            jbuf_avg_delay_ms=int(jbuf.avgDelayMsec),
+            jbuf_max_delay_ms=int(jbuf.maxDelayMsec),
+            jbuf_prefetch=int(jbuf.prefetch),
+        )
+
+    @staticmethod
+    def _active_audio_index(rec: CallRecord) -> int | None:
+        ci = rec.call.getInfo()  # bound first: ``getInfo().media`` reads freed memory
+        media = ci.media
+        return next(
+            (m.index for m in media if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE),
+            None,
+        )
+
     def _rx_packets(self, rec: CallRecord) -> int | None:
         """RTP packets received so far on the call's active audio stream; None if it has none."""
         try:
-            ci = rec.call.getInfo()  # bound first: ``getInfo().media`` reads freed memory
-            media = ci.media
-            index = next(
-                (m.index for m in media if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE),
-                None,
-            )
+            index = self._active_audio_index(rec)
             if index is None:
                 return None
             return int(rec.call.getStreamStat(index).rtcp.rxStat.pkt)

@@ -35,7 +35,14 @@ from daemon.sip._command import Command
 from daemon.sip._options import options_ping
 from daemon.sip._pjsua_info import PjsuaInfo
 from daemon.sip._talk_audio import talk_media_settings
-from daemon.sip.types import CallHandle, CallSnapshot, LocalPromptEnded, RegistrationSnapshot, SipEvent
+from daemon.sip.types import (
+    CallHandle,
+    CallSnapshot,
+    LocalPromptEnded,
+    RegistrationSnapshot,
+    SipEvent,
+    StreamStats,
+)
 
 if TYPE_CHECKING:
     from daemon.sip._pj_owner import PjOwner, StartInfo
@@ -281,6 +288,10 @@ class SipEngine:
 
     async def snapshot(self, handle: CallHandle) -> CallSnapshot:
         return await self._run(f"snapshot {handle}", lambda o: o.calls.snapshot(handle))
+
+    async def stream_stats(self, handle: CallHandle) -> StreamStats | None:
+        """The call's audio stream counters (jitter buffer lost/discarded/empty, RTP received); None before media."""
+        return await self._run(f"stream_stats {handle}", lambda o: o.calls.stream_stats(handle))
 
     async def live_calls(self) -> list[CallHandle]:
         return await self._run("live_calls", lambda o: o.calls.live_calls())

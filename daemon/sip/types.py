@@ -30,6 +30,7 @@ __all__ = [
     "RegistrationFailure",
     "RegistrationSnapshot",
     "SipEvent",
+    "StreamStats",
 ]
 
 DtmfMethod = Literal["rfc2833", "info"]
@@ -208,3 +209,20 @@ SipEvent = (
     | DtmfReceived
     | PlaybackFinished
 )
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """A call's audio stream as pjmedia counts it (``Call.getStreamStat``): its receive jitter buffer, in frames,
+    and RTP as received (RTCP's receive side). What the talk benchmark reports beside its own frame count."""
+
+    rx_packets: int
+    rx_lost: int  # sequence numbers never received
+    rx_discarded: int  # packets received too late or out of the buffer's range
+    jbuf_frame_bytes: int  # pjmedia's JbufState.frameSize
+    jbuf_lost: int  # frames the jitter buffer had to conceal (the packet never came)
+    jbuf_discarded: int  # frames it dropped to shrink its delay
+    jbuf_empty: int  # GETs while it was empty (the sound device asked and nothing was there)
+    jbuf_avg_delay_ms: int
+    jbuf_max_delay_ms: int
+    jbuf_prefetch: int  # its current prefetch level (frames)

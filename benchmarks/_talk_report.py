@@ -1,0 +1,173 @@
+"""The talk-call benchmark's report: the section of docs/audio.md and figure 10 of ``python -m benchmarks``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchmarks._proc import ROOT
+from benchmarks.report import Figure
+
+__all__ = ["HEADING", "TITLE", "figure_from", "section", "write_docs"]
+
+DOC = ROOT / "docs" / "audio.md"
+BEGIN, END = "<!-- talk_call:begin -->", "<!-- talk_call:end -->"
+HEADING = "## A 10-minute call: latency, frames, CPU"
+TITLE = "10. A talk call: mouth-to-ear latency the panel adds, audio dropped or inserted, CPU"
+DIRECTIONS = ("visitor_to_resident", "resident_to_visitor")
+SHOWN_STEPS = 24  # the first discontinuities of each direction, with their times (the --json has up to 50)
+
+
+def _dir_row(label: str, d: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {d['latency_median_ms']} | {d['latency_p99_ms']} | {d['latency_min_ms']} - "
+        f"{d['latency_max_ms']} | {d['markers_paired']} / {d['markers_sent']} | {d['discontinuities']} "
+        f"({d['dropped_ms']} / {d['inserted_ms']}) | {d['discontinuities_settled']} ({d['dropped_settled_ms']} / "
+        f"{d['inserted_settled_ms']}) |"
+    )
+
+
+def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
+    """The docs section: what was measured, then one table per run (no quota, quota)."""
+    lines = [
+        BEGIN,
+        HEADING,
+        "",
+        f"_Written by `python -m benchmarks.talk_call --write-docs` "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:g} minutes per call)._",
+        "",
+        "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults: Speex, `sound_latency_ms = 40`,",
+        "tail 200 ms) to baresip (G.711) on 127.0.0.1, its audio on pjmedia's sound device on the paced card with the",
+        "echo path on (40 ms, -6 dB). Each side speaks a 60 ms chirp every 0.5 s for the whole call. **Latency** is",
+        "what the panel adds: visitor -> resident from the moment the card hands a chirp out on `mic.monitor` to the",
+        "RTP packet carrying its first sample crossing `lo` (kernel timestamp): capture buffering, the canceller, the",
+        "conference, the encoder and the 20 ms packetisation; resident -> visitor from the phone's packet crossing",
+        "`lo` to the card taking the chirp's first sample from the panel (`spk.monitor`): jitter buffer, decoder,",
+        "conference, playback buffering. The phone's own buffering and packetisation are in neither. The card's side",
+        "is timed by the lower envelope of when its blocks reach a recorder, so it is early by up to one block of the",
+        "card (the median block is in the table): the simulation's own granularity, not the panel's.",
+        "**Dropped / inserted**: each chirp's position in the far end's sample stream minus its position in the near",
+        "end's is constant while no audio is lost or added; a step of more than 2 ms between two chirps counts as a",
+        "discontinuity (its size summed as dropped or inserted ms; pjmedia's jitter buffer works in 10 ms frames,",
+        "the conference in 20 ms). The first 5 s (the jitter buffer and pjmedia's delay buffers finding their level)",
+        "are also counted apart. Chirps found at the near end but not paired at the far end are counted too.",
+        "",
+    ]
+    for label, r in results.items():
+        lines.append(f"**{label}**" + (f": {r['error']}" if "error" in r else ""))
+        if "error" in r:
+            lines.append("")
+            continue
+        s = r.get("stream") or {}
+        cg = r.get("cgroup")
+        lines += [
+            "",
+            "| direction | median ms | p99 ms | min - max ms | chirps paired / sent | discontinuities (dropped / "
+            "inserted ms) | of which after the first 5 s |",
+            "|---|---|---|---|---|---|---|",
+            _dir_row("visitor -> resident (card -> wire)", r["visitor_to_resident"]),
+            _dir_row("resident -> visitor (wire -> card)", r["resident_to_visitor"]),
+            "",
+            f"CPU of the engine's process over the call: **{100 * r['cpu_share_of_core']:.1f} % of one core** "
+            f"({r['talk_seconds']} s). Jitter buffer (pjsua2 `StreamStat`): lost {s.get('jbuf_lost')}, discarded "
+            f"{s.get('jbuf_discarded')}, empty {s.get('jbuf_empty')}, delay avg / max {s.get('jbuf_avg_delay_ms')} / "
+            f"{s.get('jbuf_max_delay_ms')} ms; RTP received {s.get('rx_packets')}, lost {s.get('rx_lost')}. RTP on "
+            f"the wire: {r['rtp']['to_phone_packets']} packets to the phone ({r['rtp']['to_phone_gaps']} sequence "
+            f"gaps), {r['rtp']['from_phone_packets']} from it ({r['rtp']['from_phone_gaps']} gaps; "
+            f"{r['rtp'].get('timestamp_jumps', 0)} timestamp jumps, {r['rtp'].get('foreign_packets', 0)} packets of "
+            "another stream left out). Card block "
+            f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
+            f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
+        ]
+        if changed := r.get("audio"):
+            lines.append(f"`[audio]` changed from the defaults for this call: {changed}.")
+        if loop := r.get("card_loop"):
+            lines.append(
+                f"The card's own loop (`alsaloop` microphone -> speaker through ALSA's pulse plugin at 40 ms, no "
+                f"pjmedia, {loop['markers_paired']} chirps): median {loop['latency_median_ms']} ms, p99 "
+                f"{loop['latency_p99_ms']} ms, {loop['discontinuities']} discontinuities: what any program pays on "
+                "this card for one capture plus one playback at this latency (the simulation's part of the two "
+                "directions together; a Pi's `hw:` device would have its own)."
+            )
+        if cg:
+            lines.append(
+                f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "
+                f"{cg['nr_periods']} periods ({cg['throttled_s']} s in all)."
+            )
+        if "phone_send_stalls" in r:
+            lines.append(_stalls(r))
+        for name in DIRECTIONS:
+            d = r[name]
+            if d["steps_ms"]:
+                pairs = list(zip(d["steps_ms"], d["step_times_s"], strict=True))
+                steps = ", ".join(f"{size:+g} ms at {when:g} s" for size, when in pairs[:SHOWN_STEPS])
+                more = f" ... ({d['discontinuities']} in all)" if d["discontinuities"] > SHOWN_STEPS else ""
+                lines.append(f"Discontinuities {name.replace('_', ' ')}: {steps}{more}.")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def figure_from(saved: dict[str, Any]) -> Figure:
+    fig = Figure(
+        "fig10_talk",
+        TITLE,
+        target="0 discontinuities in a 10-minute call, with and without a Pi-sized quota (issue 14)",
+    )
+    rows = []
+    for label, r in saved["results"].items():
+        if "error" in r:
+            rows.append([label, "error", r["error"][:200], "", "", "", ""])
+            continue
+        for name, key in (
+            ("visitor -> resident", "visitor_to_resident"),
+            ("resident -> visitor", "resident_to_visitor"),
+        ):
+            d = r[key]
+            rows.append(
+                [
+                    f"{name}, {label}",
+                    str(d["latency_median_ms"]),
+                    str(d["latency_p99_ms"]),
+                    f"{d['markers_paired']} / {d['markers_sent']}",
+                    f"{d['discontinuities']} ({d['discontinuities_settled']})",
+                    f"{d['dropped_ms']} / {d['inserted_ms']}",
+                    f"{100 * r['cpu_share_of_core']:.1f} %",
+                ]
+            )
+    headers = ["direction, run", "median ms", "p99 ms", "chirps paired / sent", "discontinuities (after 5 s)"]
+    fig.tables.append(([*headers, "dropped / inserted ms", "CPU of one core"], rows))
+    fig.notes.append(
+        f"{saved['minutes']:g}-minute calls through SipEngine on the paced card (benchmarks/talk_call.py; "
+        "docs/audio.md has the 10-minute run and what the latency includes: card <-> RTP on lo, the phone's "
+        "buffering excluded)."
+    )
+    return fig
+
+
+def write_docs(text: str) -> None:
+    """Replace the section between the markers, or append it at the end of docs/audio.md."""
+    doc = DOC.read_text(encoding="utf-8")
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + text + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    DOC.write_text(doc, encoding="utf-8")
+
+
+def _stalls(r: dict[str, Any]) -> str:
+    """Which discontinuities followed a sender that stopped sending (the phone's, or the panel's own)."""
+    heard, sent = r["resident_to_visitor"], r["visitor_to_resident"]
+
+    def listed(stalls: list[list[float]]) -> str:
+        return ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in stalls) or "none"
+
+    return (
+        f"Senders that stopped for more than 60 ms (packets on `lo`; times from the first resident chirp): the "
+        f"phone {listed(r['phone_send_stalls'])}; the panel {listed(r['panel_send_stalls'])}. Within 15 s after a "
+        f"stall of the phone came {heard['after_phone_stall']} of the resident -> visitor discontinuities (net "
+        f"{heard['after_phone_stall_net_ms']:+g} ms: the jitter buffer conceals the gap, then drops the burst behind "
+        f"it 10-30 ms at a time); within 15 s after one of the panel's own, {heard['after_panel_stall']} resident -> "
+        f"visitor and {sent['after_panel_stall']} visitor -> resident (the windows may overlap)."
+    )

@@ -1,0 +1,384 @@
+"""A talk call through the daemon's SIP engine on the paced card: mouth-to-ear latency the panel adds each way,
+audio dropped or inserted over the call, CPU per call, with and without a Pi-sized CPU quota (issue 14).
+
+The call: the daemon's :class:`~daemon.sip.SipEngine` in a child process (the measured process; under the quota
+it is alone in the cgroup) with ``[audio]``'s defaults (Speex AEC, ``sound_latency_ms = 40``), dials a baresip
+phone (G.711) on 127.0.0.1 and connects the call to pjmedia's sound device on the paced card, with the card's
+echo path (40 ms, -6 dB). Both sides speak a chirp every 0.5 s for the whole call (benchmarks/_talk_signal.py):
+
+* visitor -> resident: chirps played into the card's microphone, found where the card hands them out
+  (``mic.monitor``) and in the panel's RTP packets to the phone;
+* resident -> visitor: baresip plays chirps; found in its RTP packets to the panel and in the card's speaker
+  (``spk.monitor``).
+
+RTP is read on ``lo`` with the kernel's timestamps, and the card's sources with the time each block arrived
+(benchmarks/_talk_capture.py): so the latency is **what the panel adds**, card to wire and wire to card (capture,
+canceller, conference, encoder and packetisation one way; jitter buffer, decoder, conference and playback
+buffer the other), with neither the phone's buffering nor its packetisation in it.
+
+    python -m benchmarks.talk_call [--minutes 10] [--quota 0.25] [--period-us 10000] [--write-docs] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._proc import ROOT, emit, run_child
+from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
+from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
+from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
+from benchmarks.cpu_quota import CpuQuota, quota_unavailable
+from benchmarks.report import Figure
+from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
+from daemon.simulation.phone import free_port
+
+__all__ = ["main", "measure", "talk_figure"]
+
+PHONE_RATE = 8000
+CARD_LOOP_S = 15.0
+STALL_MS = 60.0  # a sender's packets 20 ms apart: three missing in a row is a stall
+STALL_WINDOW_S = 15.0  # how long the jitter buffer takes to drop the burst after a stall (seen: 6-10 s)
+START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
+
+
+# ----------------------------------------------------------------------------------------------- the child
+
+
+async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
+    """The measured process: the engine dials the phone, talks for ``seconds``, reports its CPU and stream stats."""
+    import anyio
+
+    from daemon.bridge import LoopBridge
+    from daemon.config._sip import SipAccountConfig, SipConfig
+    from daemon.sip import CallHandle, MediaActive, SipEngine
+    from hw.settings import AudioConfig
+
+    config = SipConfig(
+        bind_address="127.0.0.1",
+        port=free_port(),
+        rtp_port=spec["rtp_port"],
+        account=SipAccountConfig(uri="sip:panel@127.0.0.1"),
+    )
+    bridge = LoopBridge()
+    active: set[CallHandle] = set()
+    media = anyio.Event()
+    audio = AudioConfig(**spec["audio"])  # [audio]'s defaults unless the command line changed one
+    async with SipEngine(config, bridge, audio) as engine, anyio.create_task_group() as tg:
+        if not engine.has_sound_device:
+            return {"error": f"this pjsua2 has no sound device ({engine.info}): the talk path needs a source build"}
+
+        async def drain() -> None:
+            async for event in engine.events:
+                if isinstance(event, MediaActive):
+                    active.add(event.handle)
+                    media.set()
+
+        tg.start_soon(drain)
+        call = await engine.dial(spec["uri"], ring_timeout=10)
+        with anyio.fail_after(10):
+            while call not in active:
+                await media.wait()
+                media = anyio.Event()
+        await engine.connect_sound_device(call)
+        cpu0, wall0 = os.times(), time.monotonic()
+        print("TALKING", flush=True)
+        await anyio.sleep(spec["seconds"])
+        cpu1, wall1 = os.times(), time.monotonic()
+        stats = await engine.stream_stats(call)
+        await engine.hangup(call)
+        tg.cancel_scope.cancel()
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return {
+        "cpu_share_of_core": round(cpu / (wall1 - wall0), 4),
+        "talk_seconds": round(wall1 - wall0, 1),
+        "stream": None if stats is None else stats.__dict__,
+    }
+
+
+def child(spec: dict[str, Any]) -> None:
+    import anyio
+
+    emit(anyio.run(_child_call, spec))
+
+
+# ----------------------------------------------------------------------------------------------- one call
+
+
+def _write_wav(path: Path, samples: np.ndarray[Any, Any], rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def card_loop(card: PacedCard, tmp: Path, seconds: float) -> dict[str, Any]:
+    """The card's own share: ``alsaloop`` copies the card's microphone to its speaker through ALSA's pulse plugin
+    at the panel's 40 ms, no pjmedia; chirps timed as in the call (``mic.monitor`` -> ``spk.monitor``). Run with no
+    echo path (it would feed the loop back into itself)."""
+    chirps = _write_wav(tmp / "loop.wav", marker_track(RATE, seconds, up=True), RATE)
+    argv = ["alsaloop", "-C", "default", "-P", "default", "-r", str(RATE), "-c", "1", "-f", "S16_LE", "-t", "40000"]
+    loop = subprocess.Popen(
+        argv, env={**os.environ, **card.alsa_environ()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
+    try:
+        time.sleep(1.0)  # alsaloop opens both directions (a child process starting: nothing to wait on)
+        with card.talk(chirps) as talker:
+            talker.wait(timeout=seconds + 30)
+    finally:
+        for part in (mic, spk):
+            part.stop()
+        loop.terminate()
+        loop.wait(timeout=10)
+    return pair(*_card_markers(mic.recording(), up=True), *_card_markers(spk.recording(), up=True)).summary()
+
+
+def one_call(
+    seconds: float,
+    quota: CpuQuota | None,
+    tmp: Path,
+    audio: dict[str, Any],
+    loop_s: float = 0.0,
+    raw_dir: Path | None = None,
+) -> dict[str, Any]:
+    """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`); first, with
+    ``loop_s``, the card's own loop (:func:`card_loop`)."""
+    from tests.support.peers import Baresip
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    visitor = _write_wav(tmp / "visitor.wav", marker_track(RATE, seconds, up=True), RATE)
+    # The phone speaks from its first RTP packet for longer than the call (baresip hangs up when its source ends).
+    resident = marker_track(PHONE_RATE, seconds + START_S + 60, up=False, lead_s=PERIOD_S / 2)
+    resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    with paced_card(tmp / "card") as card, Baresip(tmp, audio_source=resident_wav) as phone:
+        loop = card_loop(card, tmp, loop_s) if loop_s > 0 and shutil.which("alsaloop") else None
+        card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
+        rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
+        panel_rtp = 21000 + (free_port() % 50) * 200  # as the SIP tests choose it (tests/sip/conftest.py)
+        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
+        mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
+        try:
+            result = _talk(card, {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}, seconds, quota, visitor)
+        finally:
+            for part in (mic, spk, sniffer):
+                part.stop()
+    if "error" in result:
+        return result
+    recorded, packets = (mic.recording(), spk.recording()), list(sniffer.packets)
+    if raw_dir is not None:  # kept before the analysis: a 10-minute call is not lost to a bug in it
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        with (raw_dir / f"{'quota' if quota else 'free'}.pickle").open("wb") as f:
+            pickle.dump({"mic": recorded[0], "spk": recorded[1], "packets": packets}, f)
+    result.update(analyse(*recorded, packets))
+    if loop is not None:
+        result["card_loop"] = loop
+    result["audio"] = audio
+    result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
+    return result
+
+
+def _talk(
+    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: Path
+) -> dict[str, Any]:
+    spec = {**call, "seconds": seconds + START_S + 1.0}
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
+    with subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **card.alsa_environ()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=quota.join if quota else None,  # noqa: PLW1509 - only writes our pid into cgroup.procs
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "TALKING", or nothing if the child failed before the call talked
+        if line.strip() != "TALKING":
+            proc.kill()
+            _out, err = proc.communicate(timeout=30)
+            return {"error": f"the call did not talk: {line.strip()} {' | '.join(err.strip().splitlines()[-5:])}"}
+        time.sleep(START_S)  # the call settles before the visitor speaks (a child's clock: nothing to wait on)
+        with card.talk(visitor) as talker:
+            talker.wait(timeout=seconds + 30)
+        out, err = proc.communicate(timeout=60)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"child exited {proc.returncode}: {' | '.join(err.strip().splitlines()[-5:])}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if quota is not None:
+        result["cgroup"] = _throttling(quota)
+    return result
+
+
+def _throttling(quota: CpuQuota) -> dict[str, Any]:
+    """Periods throttled and the time spent throttled (v2 ``throttled_usec``, v1 ``throttled_time`` in ns)."""
+    stat = dict(line.split() for line in (quota.path / "cpu.stat").read_text().splitlines())
+    usec = int(stat["throttled_usec"]) if "throttled_usec" in stat else int(stat.get("throttled_time", 0)) // 1000
+    return {"version": quota.version, **quota.throttled(), "throttled_s": round(usec / 1e6, 1)}
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+
+
+def _wire_markers(stream: WireStream, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Times (the packet carrying the marker's first sample crossed the wire) and positions (s) of markers."""
+    found = find_markers(stream.samples, PHONE_RATE, chirp(PHONE_RATE, up=up))
+    at = stream.packet_at[np.floor(found.positions).astype(int)] if found.positions.size else np.zeros(0)
+    keep = ~np.isnan(at)
+    return at[keep], found.positions[keep] / PHONE_RATE
+
+
+def _card_markers(rec: Recording, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    found = find_markers(rec.samples(), RATE, chirp(RATE, up=up))
+    return rec.times_of(found.positions), found.positions / RATE
+
+
+def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, Any]:
+    to_phone, from_phone = wire_stream(packets, "to_phone"), wire_stream(packets, "from_phone")
+    visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
+    resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
+    blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
+    # The phone is part of the simulation: when it stops sending (baresip descheduled on this shared machine),
+    # the panel's jitter buffer conceals the gap (inserted audio) and then drops the burst that follows, over
+    # several seconds. Those discontinuities are counted apart; the panel's own sending stalls are listed too.
+    phone_stalls, panel_stalls = _send_stalls(packets, "from_phone"), _send_stalls(packets, "to_phone")
+    heard, sent = resident.summary(), visitor.summary()
+    after = resident.following([at for at, _ms in phone_stalls], STALL_WINDOW_S)
+    heard["after_phone_stall"] = len(after)
+    heard["after_phone_stall_net_ms"] = round(sum(after), 1)
+    for figures, pairing in ((heard, resident), (sent, visitor)):
+        figures["after_panel_stall"] = len(pairing.following([at for at, _ms in panel_stalls], STALL_WINDOW_S))
+    return {
+        "visitor_to_resident": sent,
+        "resident_to_visitor": heard,
+        "phone_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in phone_stalls],
+        "panel_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in panel_stalls],
+        "rtp": {
+            "to_phone_packets": to_phone.packets,
+            "to_phone_gaps": to_phone.rtp_gaps,
+            "from_phone_packets": from_phone.packets,
+            "from_phone_gaps": from_phone.rtp_gaps,
+            "timestamp_jumps": to_phone.timestamp_jumps + from_phone.timestamp_jumps,
+            "foreign_packets": to_phone.foreign_packets + from_phone.foreign_packets,
+        },
+        "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
+    }
+
+
+def _send_stalls(packets: list[Packet], direction: Direction) -> list[tuple[float, float]]:
+    """(time, ms) of each gap longer than STALL_MS between two packets a sender put on the wire."""
+    at = np.asarray([p.at for p in packets if p.direction == direction])
+    gaps = np.diff(at) * 1000
+    return [(float(at[i]), round(float(gaps[i]))) for i in np.flatnonzero(gaps > STALL_MS)]
+
+
+def _reanalysed(kept: Path) -> dict[str, Any]:
+    with kept.open("rb") as f:
+        raw = pickle.load(f)  # our own file, written by --raw
+    return analyse(raw["mic"], raw["spk"], raw["packets"])
+
+
+def talk_figure(minutes: float, errors: list[str]) -> Figure:
+    """The talk figure of ``python -m benchmarks`` (group ``talk``): this module run as a child."""
+    if os.geteuid() != 0:
+        return Figure("fig10_talk", TITLE, missing="reading RTP on lo (AF_PACKET) needs root")
+    result = run_child("talk_call", "--emit", "--minutes", f"{minutes:g}", timeout=2 * 60 * minutes + 300)
+    if "error" in result:
+        errors.append(str(result["error"]))
+        return Figure("fig10_talk", TITLE, missing=str(result["error"]))
+    return figure_from(result)
+
+
+def measure(
+    minutes: float,
+    quota_share: float,
+    period_us: int,
+    audio: dict[str, Any] | None = None,
+    raw_dir: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The call without a quota, then (``quota_share`` > 0) under it. ``audio``: AudioConfig fields to change;
+    ``raw_dir``: where to keep each call's recordings and packets (``--from-raw`` analyses them again)."""
+    audio = audio or {}
+    seconds = minutes * 60
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
+        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, min(CARD_LOOP_S, seconds), raw_dir)
+        print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
+        if quota_share > 0:
+            label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
+            if (why := quota_unavailable()) is not None:
+                results[label] = {"error": f"not measured: {why}"}
+            else:
+                with CpuQuota(round(quota_share * period_us), period_us) as quota:
+                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio, 0.0, raw_dir)
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(json.loads(sys.argv[2]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0, help="length of each call (the docs: 10)")
+    ap.add_argument("--quota", type=float, default=0.25, help="share of one core for the second call (0: none)")
+    ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period")
+    ap.add_argument(
+        "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
+    )
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
+    ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
+    ap.add_argument("--from-raw", type=Path, help="analyse a call kept by --raw again (prints the figures)")
+    ap.add_argument("--reanalyse", type=Path, help="a --json file: its calls analysed again from --raw DIR")
+    ap.add_argument("--write-docs", action="store_true", help=f"write the section '{HEADING}' of docs/audio.md")
+    ap.add_argument("--emit", action="store_true", help="print the results as one JSON line (python -m benchmarks)")
+    args = ap.parse_args()
+    if args.from_raw:
+        print(json.dumps(_reanalysed(args.from_raw), indent=1))
+        return
+    if args.reanalyse:
+        if args.raw is None:
+            raise SystemExit("--reanalyse needs --raw DIR (where the run kept its calls)")
+        saved = json.loads(args.reanalyse.read_text(encoding="utf-8"))
+        for label, result in saved["results"].items():
+            kept = args.raw / f"{'free' if label == 'no quota' else 'quota'}.pickle"
+            if "error" not in result and kept.exists():
+                result.update(_reanalysed(kept))
+        args.reanalyse.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        return
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        write_docs(section(saved["results"], saved["minutes"]))
+        return
+    audio = {} if args.sound_latency_ms is None else {"sound_latency_ms": args.sound_latency_ms}
+    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw)
+    if args.json:
+        args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
+    text = section(results, args.minutes)
+    print(text, flush=True)
+    if args.write_docs:
+        write_docs(text)
+    if args.emit:
+        emit({"minutes": args.minutes, "results": results})
+    if any("error" in r for r in results.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
