@@ -1,17 +1,48 @@
-"""What the talk tests read off the paced card: tones in a recording, and this process's streams on the card."""
+"""What the talk tests share: the tones each side speaks, what they read off the paced card (tones in a recording,
+this process's streams on the card), and the marks and skips of a test needing PulseAudio, baresip and a card."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 
 from benchmarks.aec_speech import Signal
 from daemon.simulation.paced_card import PacedCard
 
-__all__ = ["SLICE_S", "playback_streams_of_this_process", "tone_slices"]
+if TYPE_CHECKING:
+    from tests.scenario.conftest import Panel
+
+__all__ = [
+    "NEEDS_PULSE_AND_BARESIP",
+    "RATE",
+    "RESIDENT_HZ",
+    "SLICE_S",
+    "VISITOR_HZ",
+    "playback_streams_of_this_process",
+    "skip_without_sound_device",
+    "tone_slices",
+]
 
 SLICE_S = 0.05
+RATE = 16000  # the paced card's
+RESIDENT_HZ, VISITOR_HZ = 1000, 600  # the resident's tone (baresip's source), the visitor's (into the microphone)
+
+NEEDS_PULSE_AND_BARESIP = [
+    pytest.mark.peers,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("pulseaudio", "baresip")), reason="needs Debian's pulseaudio, baresip"
+    ),
+]
+
+
+def skip_without_sound_device(panel: Panel) -> None:
+    """Call outside the app's task group: a skip raised inside it would come out as an exception group."""
+    if not panel.app.sip.has_sound_device:
+        pytest.skip(f"this pjsua2 has no sound device ({panel.app.sip.info}): talk needs one")
 
 
 def playback_streams_of_this_process(card: PacedCard) -> int:

@@ -9,7 +9,6 @@ baresip, or on a pjsua2 without a sound device.
 
 from __future__ import annotations
 
-import shutil
 import wave
 from pathlib import Path
 
@@ -24,17 +23,10 @@ from daemon.sip import CallEnded, MediaActive, SipEngine
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import SLICE_S, tone_slices
+from tests.talk._support import NEEDS_PULSE_AND_BARESIP, RATE, RESIDENT_HZ, SLICE_S, VISITOR_HZ, tone_slices
 
-pytestmark = [
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("pulseaudio", "baresip")), reason="needs Debian's pulseaudio, baresip"
-    ),
-]
+pytestmark = NEEDS_PULSE_AND_BARESIP
 
-RATE = 16000  # the paced card's
-RESIDENT_HZ, VISITOR_HZ = 1000, 600
 TALK_S = 5.0  # the visitor's paplay starts ~1.5 s after it is spawned (a PulseAudio client connecting, measured)
 
 

@@ -8,7 +8,6 @@ Skipped without PulseAudio or baresip, or on a pjsua2 without a sound device.
 
 from __future__ import annotations
 
-import shutil
 import wave
 from dataclasses import replace
 from pathlib import Path
@@ -21,17 +20,18 @@ from daemon.config import Apartment
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
 from tests.scenario.conftest import Panel, run_panel, scenario_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import SLICE_S, playback_streams_of_this_process, tone_slices
+from tests.talk._support import (
+    NEEDS_PULSE_AND_BARESIP,
+    RATE,
+    RESIDENT_HZ,
+    SLICE_S,
+    VISITOR_HZ,
+    playback_streams_of_this_process,
+    skip_without_sound_device,
+    tone_slices,
+)
 
-pytestmark = [
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("pulseaudio", "baresip")), reason="needs Debian's pulseaudio, baresip"
-    ),
-]
-
-RATE = 16000  # the paced card's
-RESIDENT_HZ, VISITOR_HZ = 1000, 600
+pytestmark = NEEDS_PULSE_AND_BARESIP
 
 
 async def test_a_talk_visit_carries_audio_both_ways(tmp_path: Path, prompt_cache: Path) -> None:
@@ -52,7 +52,7 @@ async def test_a_talk_visit_carries_audio_both_ways(tmp_path: Path, prompt_cache
                     phone.hangup()
                     await panel.visit_done()
                     assert panel.app.sip.fault_counters == (0, 0)
-        _skip_without_sound_device(panel)
+        skip_without_sound_device(panel)
     _assert_heard_both_ways(speaker, phone, "resident")
 
 
@@ -84,7 +84,7 @@ async def test_an_inbound_concierge_call_talks_both_ways(
                     concierge.hangup()
                     await panel.visit_done()
                     assert panel.app.sip.fault_counters == (0, 0)
-        _skip_without_sound_device(panel)
+        skip_without_sound_device(panel)
     assert not [r for r in caplog.records if "connect audio" in r.getMessage() or "connecting audio" in r.getMessage()]
     _assert_heard_both_ways(speaker, concierge, "concierge")
 
@@ -112,7 +112,7 @@ async def test_the_selftest_leaves_the_card_to_a_call_and_beeps_after_it(tmp_pat
                 await panel.visit_done()
                 await panel.until(lambda: not panel.app.sip.talk_holds_sound_device, 5, "the card released")
                 after = {row.check: row for row in await panel.app.selftest()}
-        _skip_without_sound_device(panel)
+        skip_without_sound_device(panel)
     assert during["speaker"].passed and "not played: a call's audio has the sound card" in during["speaker"].detail
     assert streams == 1, "the self-test opened the card a second time during the call"
     assert after["speaker"].passed and "frames to" in after["speaker"].detail
@@ -134,9 +134,3 @@ def _assert_heard_both_ways(speaker: Path, phone: Baresip, who: str) -> None:
         rate = w.getframerate()
     said = tone_slices(read_wav(recording), rate, VISITOR_HZ)
     assert said.sum() * SLICE_S >= 1.0, f"only {said.sum() * SLICE_S:.1f} s of the visitor reached the {who}"
-
-
-def _skip_without_sound_device(panel: Panel) -> None:
-    """Outside the app's task group: a skip raised inside it would come out as an exception group."""
-    if not panel.app.sip.has_sound_device:
-        pytest.skip(f"this pjsua2 has no sound device ({panel.app.sip.info}): talk needs one")

@@ -8,31 +8,30 @@ microphone while the prompt plays. Skipped without PulseAudio or baresip, or on 
 
 from __future__ import annotations
 
-import shutil
 import wave
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
-import pytest
 
 from benchmarks.aec_speech import Signal, lag_of, read_wav
 from daemon.config import Apartment
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
 from tests.scenario.conftest import Panel, run_panel, scenario_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import SLICE_S, playback_streams_of_this_process, tone_slices
+from tests.talk._support import (
+    NEEDS_PULSE_AND_BARESIP,
+    RATE,
+    RESIDENT_HZ,
+    SLICE_S,
+    VISITOR_HZ,
+    playback_streams_of_this_process,
+    skip_without_sound_device,
+    tone_slices,
+)
 
-pytestmark = [
-    pytest.mark.peers,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("pulseaudio", "baresip")), reason="needs Debian's pulseaudio, baresip"
-    ),
-]
-
-RATE = 16000  # the paced card's
-RESIDENT_HZ, VISITOR_HZ = 1000, 600
+pytestmark = NEEDS_PULSE_AND_BARESIP
 
 
 def _without(x: Signal, rate: int, hz: float, width: float = 60.0) -> Signal:
@@ -69,7 +68,7 @@ async def test_door_open_prompt_is_heard_during_the_call_with_its_audio_flowing(
             async with run_panel(config) as panel:
                 if panel.app.sip.has_sound_device:
                     streams = await _open_the_door_while_talking(panel, card, phone, visitor)
-        _skip_without_sound_device(panel)
+        skip_without_sound_device(panel)
     assert streams == 1, "the card was opened twice by this process while the prompt played"
     door_open = panel.app.prompts.speaker_pcm("door_open")
     _assert_heard_with_the_call(read_wav(speaker), door_open.data, door_open.rate, phone)
@@ -114,7 +113,7 @@ async def test_call_ending_warning_is_heard_at_the_gate_during_the_call(tmp_path
             async with run_panel(config) as panel:
                 if panel.app.sip.has_sound_device:
                     await _talk_until_the_warning(panel, card, phone, visitor)
-        _skip_without_sound_device(panel)
+        skip_without_sound_device(panel)
     warning = panel.app.prompts.speaker_pcm("call_ending")
     _assert_heard_with_the_call(read_wav(speaker), warning.data, warning.rate, phone)
 
@@ -133,12 +132,6 @@ async def _talk_until_the_warning(panel: Panel, card: PacedCard, phone: Baresip,
     assert "CALL_CLOSED" not in [e.get("type") for e in phone.all_events]
     await phone.wait_event("CALL_CLOSED", 10)  # cut at max_call_seconds
     await panel.visit_done()
-
-
-def _skip_without_sound_device(panel: Panel) -> None:
-    """Outside the app's task group: a skip raised inside it would come out as an exception group."""
-    if not panel.app.sip.has_sound_device:
-        pytest.skip(f"this pjsua2 has no sound device ({panel.app.sip.info}): the talk path needs a source build")
 
 
 def _played(prompt: str, events: list[dict[str, Any]]) -> bool:
