@@ -37,7 +37,7 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:g} minutes per call)._",
         "",
         "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults: Speex, `sound_latency_ms = 40`,",
-        "tail 200 ms) to baresip (G.711) on 127.0.0.1, its audio on pjmedia's sound device on the paced card with the",
+        "tail 150 ms) to baresip (G.711) on 127.0.0.1, its audio on pjmedia's sound device on the paced card with the",
         "echo path on (40 ms, -6 dB). Each side speaks a 60 ms chirp every 0.5 s for the whole call. **Latency** is",
         "what the panel adds: visitor -> resident from the moment the card hands a chirp out on `mic.monitor` to the",
         "RTP packet carrying its first sample crossing `lo` (kernel timestamp): capture buffering, the canceller, the",
