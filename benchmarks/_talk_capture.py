@@ -104,6 +104,10 @@ class Recording:
             result[i] = envelope[nearest] + pos / RATE
         return result
 
+    def read_times(self) -> npt.NDArray[np.float64]:
+        """When each read returned (monotonic)."""
+        return np.asarray([s[0] for s in self.stamps], dtype=np.float64)
+
     def read_intervals_ms(self) -> list[float]:
         """Time between consecutive reads (the card's delivery blocks as the recorder saw them)."""
         t = np.asarray([s[0] for s in self.stamps])

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from benchmarks._proc import ROOT
+from benchmarks._talk_causes import CAUSES, PANEL_CAUSES
 from benchmarks.report import Figure
 
 __all__ = ["HEADING", "TITLE", "figure_from", "section", "write_docs"]
@@ -51,6 +52,15 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         "discontinuity (its size summed as dropped or inserted ms; pjmedia's jitter buffer works in 10 ms frames,",
         "the conference in 20 ms). The first 5 s (the jitter buffer and pjmedia's delay buffers finding their level)",
         "are also counted apart. Chirps found at the near end but not paired at the far end are counted too.",
+        "**Causes** (benchmarks/_talk_causes.py): each discontinuity is given the stall that overlaps it, seen on",
+        "the wire or at the card: the card (both of its recorders waiting over 60 ms at once: PulseAudio or the whole",
+        "virtual machine stopped), the panel's sending (over 60 ms between its RTP packets; within 2 s of its first",
+        "packet, the card opening: \"call start\"), the phone's sending (resident -> visitor only); the steps that",
+        "undo a stall's effect over the next 15 s (the jitter buffer dropping the backlog) get the same cause. Steps",
+        "in a direction's first 5 s are \"call start\"; the rest are the panel's own buffering: the jitter buffer",
+        "(resident -> visitor), the capture side (visitor -> resident: pjmedia's delay buffer between the card's",
+        "capture and the conference). The phone and the card are the simulation's (the phone is another device, a",
+        "card's DMA does not stop): they run in a cgroup with a large CPU weight, the panel outside it.",
         "",
     ]
     for label, r in results.items():
@@ -94,8 +104,14 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
                 f"The quota (cgroup v{cg['version']}) throttled the process in {cg['nr_throttled']} of "
                 f"{cg['nr_periods']} periods ({cg['throttled_s']} s in all)."
             )
-        if "phone_send_stalls" in r:
-            lines.append(_stalls(r))
+        if peers := r.get("peers"):
+            lines.append(f"Scheduling: {peers}.")
+        if (steal := r.get("steal_share")) is not None:
+            lines.append(
+                f"CPU time stolen by the hypervisor during the call: {100 * steal:.1f} % of the machine's (the whole "
+                "virtual machine stops then: the card, the phone and the panel at once)."
+            )
+        lines += _causes(r)
         for name in DIRECTIONS:
             d = r[name]
             if d["steps_ms"]:
@@ -156,18 +172,32 @@ def write_docs(text: str) -> None:
     DOC.write_text(doc, encoding="utf-8")
 
 
-def _stalls(r: dict[str, Any]) -> str:
-    """Which discontinuities followed a sender that stopped sending (the phone's, or the panel's own)."""
-    heard, sent = r["resident_to_visitor"], r["visitor_to_resident"]
+def _causes(r: dict[str, Any]) -> list[str]:
+    """The discontinuities by cause (benchmarks/_talk_causes.py), both directions, and the stalls seen."""
+    sent, heard = r["visitor_to_resident"].get("causes"), r["resident_to_visitor"].get("causes")
+    if sent is None or heard is None:
+        return []
+    lines = [
+        "",
+        "| cause | the panel's? | visitor -> resident (net ms) | resident -> visitor (net ms) |",
+        "|---|---|---|---|",
+    ]
+    for cause in CAUSES:
+        if cause in sent["by_cause"] or cause in heard["by_cause"]:
+            cells = [
+                f"{d['by_cause'].get(cause, 0)} ({d['net_ms_by_cause'].get(cause, 0):+g})" for d in (sent, heard)
+            ]
+            lines.append(f"| {cause} | {'yes' if cause in PANEL_CAUSES else 'no'} | {cells[0]} | {cells[1]} |")
+    lines.append(f"| **the panel's** | | **{sent['panel']}** | **{heard['panel']}** |")
 
     def listed(stalls: list[list[float]]) -> str:
-        return ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in stalls) or "none"
+        shown = ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in stalls[:12])
+        return (shown + (f" ... ({len(stalls)} in all)" if len(stalls) > 12 else "")) or "none"
 
-    return (
-        f"Senders that stopped for more than 60 ms (packets on `lo`; times from the first resident chirp): the "
-        f"phone {listed(r['phone_send_stalls'])}; the panel {listed(r['panel_send_stalls'])}. Within 15 s after a "
-        f"stall of the phone came {heard['after_phone_stall']} of the resident -> visitor discontinuities (net "
-        f"{heard['after_phone_stall_net_ms']:+g} ms: the jitter buffer conceals the gap, then drops the burst behind "
-        f"it 10-30 ms at a time); within 15 s after one of the panel's own, {heard['after_panel_stall']} resident -> "
-        f"visitor and {sent['after_panel_stall']} visitor -> resident (the windows may overlap)."
-    )
+    lines += [
+        "",
+        "Stalls over 60 ms (times from the first resident chirp): the phone's sending "
+        f"{listed(r['phone_send_stalls'])}; the card (both recorders waiting at once) {listed(r.get('card_stalls', []))}; the panel's sending "
+        f"{listed(r['panel_send_stalls'])}.",
+    ]
+    return lines

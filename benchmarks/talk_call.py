@@ -38,6 +38,8 @@ import numpy as np
 
 from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
+from benchmarks._talk_causes import Evidence, Stall, attribute, card_stalls, cause_summary, gaps_over
+from benchmarks._talk_peers import FavouredPeers, leave_favoured
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
 from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
@@ -48,9 +50,8 @@ from daemon.simulation.phone import free_port
 __all__ = ["main", "measure", "talk_figure"]
 
 PHONE_RATE = 8000
+PHONE_SINK = "phone"  # the card's third sink: where the resident's phone plays what it hears (paced)
 CARD_LOOP_S = 15.0
-STALL_MS = 60.0  # a sender's packets 20 ms apart: three missing in a row is a stall
-STALL_WINDOW_S = 15.0  # how long the jitter buffer takes to drop the burst after a stall (seen: 6-10 s)
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
 
 
@@ -166,7 +167,40 @@ def one_call(
     resident = marker_track(PHONE_RATE, seconds + START_S + 60, up=False, lead_s=PERIOD_S / 2)
     resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    with paced_card(tmp / "card") as card, Baresip(tmp, audio_source=resident_wav) as phone:
+    # baresip plays what it hears into a sink of the card: paced (ALSA's null device made its player spin).
+    phone = Baresip(tmp, audio_source=resident_wav, audio_player=f"alsa,pulse:{PHONE_SINK}")
+    stat_before = _cpu_times()
+    with FavouredPeers() as favoured, paced_card(tmp / "card") as card:
+        card.pactl("load-module", "module-null-sink", f"sink_name={PHONE_SINK}", f"rate={PHONE_RATE}", "channels=1")
+        phone.extra_env["PULSE_SERVER"] = card.server
+        result = _call_on(card, phone, {"seconds": seconds, "audio": audio, "loop_s": loop_s}, quota, visitor, tmp)
+        result["peers"] = favoured.describe()
+    used = [after - before for before, after in zip(stat_before, _cpu_times(), strict=True)]
+    result["steal_share"] = round(used[7] / max(1, sum(used[:8])), 4)  # field 8 of /proc/stat's "cpu": steal
+    if "error" in result:
+        return result
+    if raw_dir is not None:  # kept before the analysis: a 10-minute call is not lost to a bug in it
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        with (raw_dir / f"{'quota' if quota else 'free'}.pickle").open("wb") as f:
+            pickle.dump({"mic": result["mic"], "spk": result["spk"], "packets": result["packets"]}, f)
+    result.update(analyse(result.pop("mic"), result.pop("spk"), result.pop("packets")))
+    result["audio"] = audio
+    result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
+    return result
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat's ``cpu`` line: user, nice, system, idle, iowait, irq, softirq,
+    steal, ...), in ticks."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def _call_on(
+    card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota | None, visitor: Path, tmp: Path
+) -> dict[str, Any]:
+    """The call itself on a running card: its result, with the recordings and packets (not yet analysed)."""
+    seconds, audio, loop_s = spec["seconds"], spec["audio"], spec["loop_s"]
+    with phone:
         loop = card_loop(card, tmp, loop_s) if loop_s > 0 and shutil.which("alsaloop") else None
         card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
         rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
@@ -178,18 +212,10 @@ def one_call(
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
-    if "error" in result:
-        return result
-    recorded, packets = (mic.recording(), spk.recording()), list(sniffer.packets)
-    if raw_dir is not None:  # kept before the analysis: a 10-minute call is not lost to a bug in it
-        raw_dir.mkdir(parents=True, exist_ok=True)
-        with (raw_dir / f"{'quota' if quota else 'free'}.pickle").open("wb") as f:
-            pickle.dump({"mic": recorded[0], "spk": recorded[1], "packets": packets}, f)
-    result.update(analyse(*recorded, packets))
-    if loop is not None:
-        result["card_loop"] = loop
-    result["audio"] = audio
-    result["loadavg_before"], result["loadavg_after"] = load_before, Path("/proc/loadavg").read_text().split()[:3]
+    if "error" not in result:
+        result.update(mic=mic.recording(), spk=spk.recording(), packets=list(sniffer.packets))
+        if loop is not None:
+            result["card_loop"] = loop
     return result
 
 
@@ -205,7 +231,7 @@ def _talk(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=quota.join if quota else None,  # noqa: PLW1509 - only writes our pid into cgroup.procs
+        preexec_fn=quota.join if quota else leave_favoured,  # noqa: PLW1509 - only writes our pid into cgroup.procs
     ) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # "TALKING", or nothing if the child failed before the call talked
@@ -254,21 +280,21 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
     visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
     resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
     blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
-    # The phone is part of the simulation: when it stops sending (baresip descheduled on this shared machine),
-    # the panel's jitter buffer conceals the gap (inserted audio) and then drops the burst that follows, over
-    # several seconds. Those discontinuities are counted apart; the panel's own sending stalls are listed too.
+    # Each discontinuity's cause (benchmarks/_talk_causes.py): the phone's and the card's stalls are the
+    # simulation's (the resident's phone is another device; a real card does not stop), the rest the panel's.
     phone_stalls, panel_stalls = _send_stalls(packets, "from_phone"), _send_stalls(packets, "to_phone")
+    card = card_stalls(gaps_over(mic.read_times()), gaps_over(spk.read_times()))
+    panel_at = [p.at for p in packets if p.direction == "to_phone"]
+    evidence = Evidence(phone_stalls, panel_stalls, card, min(panel_at) if panel_at else 0.0)
     heard, sent = resident.summary(), visitor.summary()
-    after = resident.following([at for at, _ms in phone_stalls], STALL_WINDOW_S)
-    heard["after_phone_stall"] = len(after)
-    heard["after_phone_stall_net_ms"] = round(sum(after), 1)
-    for figures, pairing in ((heard, resident), (sent, visitor)):
-        figures["after_panel_stall"] = len(pairing.following([at for at, _ms in panel_stalls], STALL_WINDOW_S))
+    heard["causes"] = cause_summary(attribute(resident, "resident_to_visitor", evidence))
+    sent["causes"] = cause_summary(attribute(visitor, "visitor_to_resident", evidence))
     return {
         "visitor_to_resident": sent,
         "resident_to_visitor": heard,
-        "phone_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in phone_stalls],
-        "panel_send_stalls": [(round(at - resident.origin, 1), ms) for at, ms in panel_stalls],
+        "phone_send_stalls": _listed(phone_stalls, resident.origin),
+        "panel_send_stalls": _listed(panel_stalls, resident.origin),
+        "card_stalls": _listed(card, resident.origin),
         "rtp": {
             "to_phone_packets": to_phone.packets,
             "to_phone_gaps": to_phone.rtp_gaps,
@@ -281,11 +307,14 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
     }
 
 
-def _send_stalls(packets: list[Packet], direction: Direction) -> list[tuple[float, float]]:
-    """(time, ms) of each gap longer than STALL_MS between two packets a sender put on the wire."""
-    at = np.asarray([p.at for p in packets if p.direction == direction])
-    gaps = np.diff(at) * 1000
-    return [(float(at[i]), round(float(gaps[i]))) for i in np.flatnonzero(gaps > STALL_MS)]
+def _send_stalls(packets: list[Packet], direction: Direction) -> list[Stall]:
+    """Each gap longer than STALL_MS (benchmarks/_talk_causes.py) between two packets a sender put on the wire."""
+    return gaps_over(np.asarray([p.at for p in packets if p.direction == direction]))
+
+
+def _listed(stalls: list[Stall], origin: float) -> list[tuple[float, float]]:
+    """(time from ``origin``, s; length, ms) of each stall."""
+    return [(round(s.start - origin, 1), round(s.ms)) for s in stalls]
 
 
 def _reanalysed(kept: Path) -> dict[str, Any]:

@@ -76,11 +76,12 @@ class PeerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}  # set before start: added to the process's environment
 
     def _spawn(self, argv: list[str]) -> None:
         # A test's private ALSA config (tests/support/alsa.py) captures *our* speaker; a peer must keep the
         # machine's own, or baresip's "alsa,null" player is unknown and it drops the call.
-        env = {k: v for k, v in os.environ.items() if k != "ALSA_CONFIG_PATH"}
+        env = {**{k: v for k, v in os.environ.items() if k != "ALSA_CONFIG_PATH"}, **self.extra_env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -129,7 +130,9 @@ class Baresip(PeerProcess):
     or None for direct-IP calls to :attr:`uri`. ``answermode``: "auto" or "manual" (then :meth:`accept`).
     It plays ``audio_source`` (8 kHz mono 16-bit WAV; baresip hangs up when it ends, so make it longer than
     the call: the default is 120 s of silence) and records what it hears into ``workdir/rec``
-    (``dump-*-dec.wav``: see :meth:`received_recordings`)."""
+    (``dump-*-dec.wav``: see :meth:`received_recordings`). ``audio_player``: baresip's ``module,device``; ALSA's
+    ``null`` has no clock, so baresip's player thread then spins (~70 % of a core during a call): a benchmark
+    that needs the machine quiet gives it a paced device (benchmarks/talk_call.py: a sink of the paced card)."""
 
     name = "baresip"
 
@@ -142,8 +145,10 @@ class Baresip(PeerProcess):
         answermode: str = "auto",
         audio_source: Path | None = None,
         listen_host: str = "127.0.0.1",
+        audio_player: str = "alsa,null",
     ) -> None:
         super().__init__(Path(workdir) / f"baresip-{user}-{listen_host}")
+        self.audio_player = audio_player
         self.user = user
         # Where its SIP socket is bound. Its From stays user@127.0.0.1 whatever this is: another loopback
         # address (127.0.0.2) makes a caller whose From claims to be somebody it is not.
@@ -170,7 +175,7 @@ class Baresip(PeerProcess):
         cfg = self.workdir / "cfg"
         cfg.mkdir(exist_ok=True)
         (cfg / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t{self.listen_host}:{self.port}\naudio_player\talsa,null\n"
+            f"poll_method\tepoll\nsip_listen\t{self.listen_host}:{self.port}\naudio_player\t{self.audio_player}\n"
             f"audio_source\taufile,{self.audio_source}\naudio_alert\talsa,null\nrtp_ports\t{10000 + self.port % 20000}-"
             f"{10099 + self.port % 20000}\nmodule_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\taufile.so\n"
             "module\talsa.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"
