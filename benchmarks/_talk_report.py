@@ -55,7 +55,7 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         "**Causes** (benchmarks/_talk_causes.py): each discontinuity is given the stall that overlaps it, seen on",
         "the wire or at the card: the card (both of its recorders waiting over 60 ms at once: PulseAudio or the whole",
         "virtual machine stopped), the panel's sending (over 60 ms between its RTP packets; within 2 s of its first",
-        "packet, the card opening: \"call start\"), the phone's sending (resident -> visitor only); the steps that",
+        'packet, the card opening: "call start"), the phone\'s sending (resident -> visitor only); the steps that',
         "undo a stall's effect over the next 15 s (the jitter buffer dropping the backlog) get the same cause. Steps",
         "in a direction's first 5 s are \"call start\"; the rest are the panel's own buffering: the jitter buffer",
         "(resident -> visitor), the capture side (visitor -> resident: pjmedia's delay buffer between the card's",
@@ -184,9 +184,7 @@ def _causes(r: dict[str, Any]) -> list[str]:
     ]
     for cause in CAUSES:
         if cause in sent["by_cause"] or cause in heard["by_cause"]:
-            cells = [
-                f"{d['by_cause'].get(cause, 0)} ({d['net_ms_by_cause'].get(cause, 0):+g})" for d in (sent, heard)
-            ]
+            cells = [f"{d['by_cause'].get(cause, 0)} ({d['net_ms_by_cause'].get(cause, 0):+g})" for d in (sent, heard)]
             lines.append(f"| {cause} | {'yes' if cause in PANEL_CAUSES else 'no'} | {cells[0]} | {cells[1]} |")
     lines.append(f"| **the panel's** | | **{sent['panel']}** | **{heard['panel']}** |")
 
@@ -197,7 +195,7 @@ def _causes(r: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Stalls over 60 ms (times from the first resident chirp): the phone's sending "
-        f"{listed(r['phone_send_stalls'])}; the card (both recorders waiting at once) {listed(r.get('card_stalls', []))}; the panel's sending "
-        f"{listed(r['panel_send_stalls'])}.",
+        f"{listed(r['phone_send_stalls'])}; the card (both recorders waiting at once) "
+        f"{listed(r.get('card_stalls', []))}; the panel's sending {listed(r['panel_send_stalls'])}.",
     ]
     return lines
