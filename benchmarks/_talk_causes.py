@@ -39,6 +39,7 @@ __all__ = [
     "Cause",
     "Evidence",
     "Stall",
+    "TalkDirection",
     "attribute",
     "card_stalls",
     "cause_summary",

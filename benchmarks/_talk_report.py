@@ -22,10 +22,15 @@ SHOWN_STEPS = 24  # the first discontinuities of each direction, with their time
 def _dir_row(label: str, d: dict[str, Any]) -> str:
     return (
         f"| {label} | {d['latency_median_ms']} | {d['latency_p99_ms']} | {d['latency_min_ms']} - "
-        f"{d['latency_max_ms']} | {d['markers_paired']} / {d['markers_sent']} | {d['discontinuities']} "
-        f"({d['dropped_ms']} / {d['inserted_ms']}) | {d['discontinuities_settled']} ({d['dropped_settled_ms']} / "
-        f"{d['inserted_settled_ms']}) |"
+        f"{d['latency_max_ms']} | {d['markers_paired']} / {d['markers_sent']}{_double_talk(d)} | "
+        f"{d['discontinuities']} ({d['dropped_ms']} / {d['inserted_ms']}) | {d['discontinuities_settled']} "
+        f"({d['dropped_settled_ms']} / {d['inserted_settled_ms']}) |"
     )
+
+
+def _double_talk(d: dict[str, Any]) -> str:
+    n = d.get("missing_in_double_talk")
+    return f" ({n} of the missing over the resident's echo)" if n else ""
 
 
 def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
@@ -51,7 +56,9 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         "end's is constant while no audio is lost or added; a step of more than 2 ms between two chirps counts as a",
         "discontinuity (its size summed as dropped or inserted ms; pjmedia's jitter buffer works in 10 ms frames,",
         "the conference in 20 ms). The first 5 s (the jitter buffer and pjmedia's delay buffers finding their level)",
-        "are also counted apart. Chirps found at the near end but not paired at the far end are counted too.",
+        "are also counted apart. Chirps found at the near end but not paired at the far end are counted too; a",
+        "visitor's chirp missing where it overlapped the resident's echo in the microphone is double-talk (the",
+        "canceller's suppression), not audio dropped. The visitor starts half a period from the resident's echo.",
         "**Causes** (benchmarks/_talk_causes.py): each discontinuity is given the stall that overlaps it, seen on",
         "the wire or at the card: the card (both of its recorders waiting over 60 ms at once: PulseAudio or the whole",
         "virtual machine stopped), the panel's sending (over 60 ms between its RTP packets; within 2 s of its first",

@@ -152,19 +152,12 @@ class Pairing:
     offsets_ms: list[float]  # far-end position - near-end position, per paired marker
     times_s: list[float]  # when each paired marker reached the far end, from the first one
     origin: float = 0.0  # the first one's time (monotonic)
+    missing_near_s: tuple[float, ...] = ()  # near-end positions (s) of the markers sent but not paired
 
     def discontinuities(self) -> list[tuple[float, float]]:
         """Steps of the content offset between consecutive markers: (when, s; size, ms: negative = dropped)."""
         steps = np.diff(np.asarray(self.offsets_ms))
         return [(round(self.times_s[i + 1], 1), round(float(s), 2)) for i, s in enumerate(steps) if abs(s) > STEP_MS]
-
-    def following(self, stalls: list[float], window_s: float) -> list[float]:
-        """Sizes of the discontinuities within ``window_s`` after one of ``stalls`` (monotonic times)."""
-        return [
-            size
-            for when, size in self.discontinuities()
-            if any(0 <= self.origin + when - stall <= window_s for stall in stalls)
-        ]
 
     def summary(self) -> dict[str, Any]:
         found = self.discontinuities()
@@ -211,4 +204,7 @@ def pair(near_times: Signal, near_pos_s: Signal, far_times: Signal, far_pos_s: S
     origin = float(far_times[0])
     window = (near_times > far_times[0] - PERIOD_S) & (near_times <= near_times[max(used)])
     sent = int(np.sum(window))
-    return Pairing(sent, latency, offsets, times, origin)
+    paired = np.zeros(len(near_times), dtype=bool)
+    paired[list(used)] = True
+    missing = tuple(float(x) for x in near_pos_s[window & ~paired])
+    return Pairing(sent, latency, offsets, times, origin, missing)

@@ -41,7 +41,7 @@ from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, S
 from benchmarks._talk_causes import Evidence, Stall, attribute, card_stalls, cause_summary, gaps_over
 from benchmarks._talk_peers import FavouredPeers, leave_favoured
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
-from benchmarks._talk_signal import PERIOD_S, chirp, find_markers, marker_track, pair
+from benchmarks._talk_signal import CHIRP_S, PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
 from benchmarks.report import Figure
 from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
@@ -53,6 +53,13 @@ PHONE_RATE = 8000
 PHONE_SINK = "phone"  # the card's third sink: where the resident's phone plays what it hears (paced)
 CARD_LOOP_S = 15.0
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
+# Where the visitor's chirps fall, after the phone's first packet (modulo PERIOD_S): the resident's chirps leave the
+# phone 0.25 s after it, reach the card's speaker ~0.1 s later and its microphone as echo 40 ms after that
+# (0.38-0.44 s); the visitor's start half a period away from that echo, so the two never overlap in the microphone
+# (double-talk: the canceller's suppression took whole chirps, 138 of 1,200 in one call). TALKER_DELAY_S: paplay's
+# start, from its spawn to its first sample in the microphone (roughly: the margin is +-0.19 s).
+VISITOR_PHASE_S = 0.13
+TALKER_DELAY_S = 0.05
 
 
 # ----------------------------------------------------------------------------------------------- the child
@@ -162,7 +169,6 @@ def one_call(
     from tests.support.peers import Baresip
 
     tmp.mkdir(parents=True, exist_ok=True)
-    visitor = _write_wav(tmp / "visitor.wav", marker_track(RATE, seconds, up=True), RATE)
     # The phone speaks from its first RTP packet for longer than the call (baresip hangs up when its source ends).
     resident = marker_track(PHONE_RATE, seconds + START_S + 60, up=False, lead_s=PERIOD_S / 2)
     resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
@@ -173,7 +179,7 @@ def one_call(
     with FavouredPeers() as favoured, paced_card(tmp / "card") as card:
         card.pactl("load-module", "module-null-sink", f"sink_name={PHONE_SINK}", f"rate={PHONE_RATE}", "channels=1")
         phone.extra_env["PULSE_SERVER"] = card.server
-        result = _call_on(card, phone, {"seconds": seconds, "audio": audio, "loop_s": loop_s}, quota, visitor, tmp)
+        result = _call_on(card, phone, {"seconds": seconds, "audio": audio, "loop_s": loop_s}, quota, tmp)
         result["peers"] = favoured.describe()
     used = [after - before for before, after in zip(stat_before, _cpu_times(), strict=True)]
     result["steal_share"] = round(used[7] / max(1, sum(used[:8])), 4)  # field 8 of /proc/stat's "cpu": steal
@@ -195,9 +201,7 @@ def _cpu_times() -> list[int]:
     return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
-def _call_on(
-    card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota | None, visitor: Path, tmp: Path
-) -> dict[str, Any]:
+def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota | None, tmp: Path) -> dict[str, Any]:
     """The call itself on a running card: its result, with the recordings and packets (not yet analysed)."""
     seconds, audio, loop_s = spec["seconds"], spec["audio"], spec["loop_s"]
     with phone:
@@ -208,7 +212,8 @@ def _call_on(
         sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
-            result = _talk(card, {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}, seconds, quota, visitor)
+            call = {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}
+            result = _talk(card, call, seconds, quota, _Visitor(tmp / "visitor.wav", seconds, sniffer))
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
@@ -220,7 +225,7 @@ def _call_on(
 
 
 def _talk(
-    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: Path
+    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: _Visitor
 ) -> dict[str, Any]:
     spec = {**call, "seconds": seconds + START_S + 1.0}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
@@ -240,7 +245,7 @@ def _talk(
             _out, err = proc.communicate(timeout=30)
             return {"error": f"the call did not talk: {line.strip()} {' | '.join(err.strip().splitlines()[-5:])}"}
         time.sleep(START_S)  # the call settles before the visitor speaks (a child's clock: nothing to wait on)
-        with card.talk(visitor) as talker:
+        with card.talk(visitor.track()) as talker:
             talker.wait(timeout=seconds + 30)
         out, err = proc.communicate(timeout=60)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
@@ -250,6 +255,20 @@ def _talk(
     if quota is not None:
         result["cgroup"] = _throttling(quota)
     return result
+
+
+class _Visitor:
+    """The visitor's chirp track (written before the call), started between the resident's echoes."""
+
+    def __init__(self, path: Path, seconds: float, sniffer: RtpSniffer) -> None:
+        self.path, self.sniffer = _write_wav(path, marker_track(RATE, seconds, up=True), RATE), sniffer
+
+    def track(self) -> Path:
+        """The track, returned at the moment to start it (its first chirp half a period from the echo)."""
+        first = next((p.at for p in list(self.sniffer.packets) if p.direction == "from_phone"), None)
+        if first is not None:
+            time.sleep((first + VISITOR_PHASE_S - time.monotonic() - TALKER_DELAY_S) % PERIOD_S)
+        return self.path
 
 
 def _throttling(quota: CpuQuota) -> dict[str, Any]:
@@ -287,6 +306,7 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
     panel_at = [p.at for p in packets if p.direction == "to_phone"]
     evidence = Evidence(phone_stalls, panel_stalls, card, min(panel_at) if panel_at else 0.0)
     heard, sent = resident.summary(), visitor.summary()
+    sent["missing_in_double_talk"] = _overlapping_echo(visitor.missing_near_s, mic)
     heard["causes"] = cause_summary(attribute(resident, "resident_to_visitor", evidence))
     sent["causes"] = cause_summary(attribute(visitor, "visitor_to_resident", evidence))
     return {
@@ -305,6 +325,15 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
     }
+
+
+def _overlapping_echo(missing_s: tuple[float, ...], mic: Recording) -> int:
+    """How many of the visitor's chirps not found at the phone overlapped the resident's echo in the microphone
+    (double-talk: the canceller's suppression, not audio dropped)."""
+    echoes = find_markers(mic.samples(), RATE, chirp(RATE, up=False)).positions / RATE
+    if echoes.size == 0:
+        return 0
+    return sum(float(np.min(np.abs(echoes - at))) < CHIRP_S + 0.01 for at in missing_s)
 
 
 def _send_stalls(packets: list[Packet], direction: Direction) -> list[Stall]:
