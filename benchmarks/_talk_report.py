@@ -42,9 +42,10 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
         f"_Written by `python -m benchmarks.talk_call --write-docs` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:g} minutes per call)._",
         "",
-        "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults: Speex, `sound_latency_ms = 40`,",
-        "tail 150 ms) to baresip (G.711) on 127.0.0.1, its audio on pjmedia's sound device on the paced card with the",
-        "echo path on (40 ms, -6 dB). Each side speaks a 60 ms chirp every 0.5 s for the whole call. **Latency** is",
+        "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults unless a run says otherwise) to",
+        "baresip (G.711) on 127.0.0.1, which answers after a 1 s ring (the card opens as the panel dials), its audio on",
+        "pjmedia's sound device on the paced card with the echo path on (40 ms, -6 dB); baresip plays what it hears",
+        "into a third sink of the card. Each side speaks a 60 ms chirp every 0.5 s for the whole call. **Latency** is",
         "what the panel adds: visitor -> resident from the moment the card hands a chirp out on `mic.monitor` to the",
         "RTP packet carrying its first sample crossing `lo` (kernel timestamp): capture buffering, the canceller, the",
         "conference, the encoder and the 20 ms packetisation; resident -> visitor from the phone's packet crossing",

@@ -2,9 +2,10 @@
 audio dropped or inserted over the call, CPU per call, with and without a Pi-sized CPU quota (issue 14).
 
 The call: the daemon's :class:`~daemon.sip.SipEngine` in a child process (the measured process; under the quota
-it is alone in the cgroup) with ``[audio]``'s defaults (Speex AEC, ``sound_latency_ms = 40``), dials a baresip
-phone (G.711) on 127.0.0.1 and connects the call to pjmedia's sound device on the paced card, with the card's
-echo path (40 ms, -6 dB). Both sides speak a chirp every 0.5 s for the whole call (benchmarks/_talk_signal.py):
+it is alone in the cgroup) with ``[audio]``'s defaults, dials a baresip phone (G.711) on 127.0.0.1, which answers
+after a ring, and connects the call to pjmedia's sound device on the paced card, with the card's echo path (40 ms,
+-6 dB). The phone, the card and this harness run in a cgroup with a large CPU weight, the panel outside it
+(benchmarks/_talk_peers.py). Both sides speak a chirp every 0.5 s for the whole call (benchmarks/_talk_signal.py):
 
 * visitor -> resident: chirps played into the card's microphone, found where the card hands them out
   (``mic.monitor``) and in the panel's RTP packets to the phone;
@@ -60,6 +61,7 @@ START_S = 2.0  # the visitor starts this long after the call talks: the cancelle
 # start, from its spawn to its first sample in the microphone (roughly: the margin is +-0.19 s).
 VISITOR_PHASE_S = 0.13
 TALKER_DELAY_S = 0.05
+RING_S = 1.0  # the phone answers after ringing this long (a resident takes seconds; the card opens as the panel dials)
 
 
 # ----------------------------------------------------------------------------------------------- the child
@@ -174,7 +176,7 @@ def one_call(
     resident_wav = _write_wav(tmp / "resident.wav", resident, PHONE_RATE)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     # baresip plays what it hears into a sink of the card: paced (ALSA's null device made its player spin).
-    phone = Baresip(tmp, audio_source=resident_wav, audio_player=f"alsa,pulse:{PHONE_SINK}")
+    phone = Baresip(tmp, audio_source=resident_wav, audio_player=f"alsa,pulse:{PHONE_SINK}", answermode="manual")
     stat_before = _cpu_times()
     with FavouredPeers() as favoured, paced_card(tmp / "card") as card:
         card.pactl("load-module", "module-null-sink", f"sink_name={PHONE_SINK}", f"rate={PHONE_RATE}", "channels=1")
@@ -213,7 +215,7 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
             call = {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}
-            result = _talk(card, call, seconds, quota, _Visitor(tmp / "visitor.wav", seconds, sniffer))
+            result = _talk(card, call, seconds, quota, _Visitor(tmp / "visitor.wav", seconds, sniffer), phone)
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
@@ -225,7 +227,7 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
 
 
 def _talk(
-    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: _Visitor
+    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: _Visitor, phone: Any
 ) -> dict[str, Any]:
     spec = {**call, "seconds": seconds + START_S + 1.0}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
@@ -239,6 +241,14 @@ def _talk(
         preexec_fn=quota.join if quota else leave_favoured,  # noqa: PLW1509 - only writes our pid into cgroup.procs
     ) as proc:
         assert proc.stdout is not None
+        try:
+            phone.wait_event_sync("CALL_INCOMING", timeout=30)
+        except TimeoutError:
+            proc.kill()
+            _out, err = proc.communicate(timeout=30)
+            return {"error": f"the phone did not ring: {' | '.join(err.strip().splitlines()[-5:])}"}
+        time.sleep(RING_S)  # the resident takes the call after a ring (a phone's pace: nothing to wait on)
+        phone.accept()
         line = proc.stdout.readline()  # "TALKING", or nothing if the child failed before the call talked
         if line.strip() != "TALKING":
             proc.kill()
@@ -399,6 +409,7 @@ def main() -> None:
     ap.add_argument(
         "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
     )
+    ap.add_argument("--capture-latency-ms", type=int, help="[audio] capture_latency_ms (default: the daemon's)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
     ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
@@ -424,7 +435,14 @@ def main() -> None:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))
         write_docs(section(saved["results"], saved["minutes"]))
         return
-    audio = {} if args.sound_latency_ms is None else {"sound_latency_ms": args.sound_latency_ms}
+    audio = {
+        key: value
+        for key, value in (
+            ("sound_latency_ms", args.sound_latency_ms),
+            ("capture_latency_ms", args.capture_latency_ms),
+        )
+        if value is not None
+    }
     results = measure(args.minutes, args.quota, args.period_us, audio, args.raw)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")

@@ -258,7 +258,10 @@ class AudioConfig:
     echo_cancellation: bool = True
     echo_canceller: EchoCanceller = "speex"  # on speech here: speex ~44 dB ERLE, webrtc/aec3 under 11 dB
     echo_tail_ms: Annotated[int, Range(20, 500, "ms", note="echo delay beyond the canceller's reference buffer")] = 150
-    sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's card buffering, both ways")] = 40
+    sound_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's playback buffering on the card")] = 40
+    # The capture buffer only bounds how long pjmedia's capture thread may be late before the card overruns (audio
+    # lost): it reads each 20 ms period as it comes, so a larger one adds no delay (docs/audio.md, "A 10-minute call").
+    capture_latency_ms: Annotated[int, Range(20, 500, "ms", note="pjmedia's capture buffering on the card")] = 40
     # Every canceller's preprocessor (Speex's too on our build: packaging/pjsua2/config_site.h). Speex's denoiser
     # also suppresses its residual echo; its AGC sent the visitor ~10 dB lower (docs/audio.md).
     noise_suppression: bool = True

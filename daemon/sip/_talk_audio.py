@@ -60,14 +60,14 @@ def talk_media_settings(audio: AudioConfig | None) -> TalkMediaSettings:
 def _echo_settings(audio: AudioConfig | None) -> TalkMediaSettings:
     if audio is None:
         return TalkMediaSettings(0, 0, DEFAULT_PLAY_LATENCY_MS, DEFAULT_REC_LATENCY_MS)
-    latency = audio.sound_latency_ms
+    play, rec = audio.sound_latency_ms, audio.capture_latency_ms
     if audio.half_duplex:
-        return TalkMediaSettings(audio.echo_tail_ms, PJMEDIA_ECHO_SIMPLE, latency, latency)
+        return TalkMediaSettings(audio.echo_tail_ms, PJMEDIA_ECHO_SIMPLE, play, rec)
     if not audio.echo_cancellation:
-        return TalkMediaSettings(0, 0, latency, latency)
+        return TalkMediaSettings(0, 0, play, rec)
     # The same flags for every canceller: stock pjmedia fixes Speex's denoiser and AGC at build time (both on),
     # our config_site.h makes them read these flags (packaging/pjsua2/config_site.h).
     options = _ALGORITHM[audio.echo_canceller]
     options |= PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR if audio.noise_suppression else 0
     options |= PJMEDIA_ECHO_USE_GAIN_CONTROLLER if audio.gain_control else 0
-    return TalkMediaSettings(audio.echo_tail_ms, options, latency, latency)
+    return TalkMediaSettings(audio.echo_tail_ms, options, play, rec)
