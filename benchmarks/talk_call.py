@@ -121,6 +121,19 @@ async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
 def child(spec: dict[str, Any]) -> None:
     import anyio
 
+    if log := spec.get("log"):  # every log line (pjsip's at DEBUG) with its monotonic time
+        import logging
+
+        logging.basicConfig(filename=log, level=logging.DEBUG, format="%(mono).3f %(threadName)s %(name)s %(message)s")
+        factory = logging.getLogRecordFactory()
+
+        def stamped(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            record.mono = time.monotonic()
+            return record
+
+        logging.setLogRecordFactory(stamped)
+
     emit(anyio.run(_child_call, spec))
 
 
@@ -214,7 +227,13 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
         sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
-            call = {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio}
+            # $TALK_CALL_CHILD_LOG: a diagnosis aid, the engine's log (pjsip's at DEBUG) with monotonic times
+            call = {
+                "uri": phone.uri,
+                "rtp_port": panel_rtp,
+                "audio": audio,
+                "log": os.environ.get("TALK_CALL_CHILD_LOG"),
+            }
             result = _talk(card, call, seconds, quota, _Visitor(tmp / "visitor.wav", seconds, sniffer), phone)
         finally:
             for part in (mic, spk, sniffer):
@@ -379,15 +398,19 @@ def measure(
     period_us: int,
     audio: dict[str, Any] | None = None,
     raw_dir: Path | None = None,
+    free: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """The call without a quota, then (``quota_share`` > 0) under it. ``audio``: AudioConfig fields to change;
-    ``raw_dir``: where to keep each call's recordings and packets (``--from-raw`` analyses them again)."""
+    """The call without a quota (unless ``free`` is False), then (``quota_share`` > 0) under it. ``audio``:
+    AudioConfig fields to change; ``raw_dir``: where to keep each call's recordings and packets (``--from-raw``
+    analyses them again)."""
     audio = audio or {}
     seconds = minutes * 60
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
-        results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, min(CARD_LOOP_S, seconds), raw_dir)
-        print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
+        if free:
+            loop_s = min(CARD_LOOP_S, seconds)
+            results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, loop_s, raw_dir)
+            print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
             if (why := quota_unavailable()) is not None:
@@ -406,12 +429,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="length of each call (the docs: 10)")
     ap.add_argument("--quota", type=float, default=0.25, help="share of one core for the second call (0: none)")
     ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period")
+    ap.add_argument("--quota-only", action="store_true", help="only the call under the quota (one run per lock)")
     ap.add_argument(
         "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
     )
     ap.add_argument("--capture-latency-ms", type=int, help="[audio] capture_latency_ms (default: the daemon's)")
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--from-json", type=Path, help="re-render the docs section from an earlier --json")
+    ap.add_argument("--from-json", type=Path, nargs="+", help="re-render the docs section from earlier --json files")
     ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
     ap.add_argument("--from-raw", type=Path, help="analyse a call kept by --raw again (prints the figures)")
     ap.add_argument("--reanalyse", type=Path, help="a --json file: its calls analysed again from --raw DIR")
@@ -431,9 +455,9 @@ def main() -> None:
                 result.update(_reanalysed(kept))
         args.reanalyse.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         return
-    if args.from_json:
-        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
-        write_docs(section(saved["results"], saved["minutes"]))
+    if args.from_json:  # several files (e.g. the free and the quota run, each under the lock): their calls in order
+        saved_runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.from_json]
+        write_docs(section({k: v for s in saved_runs for k, v in s["results"].items()}, saved_runs[0]["minutes"]))
         return
     audio = {
         key: value
@@ -443,7 +467,7 @@ def main() -> None:
         )
         if value is not None
     }
-    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw)
+    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw, not args.quota_only)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
     text = section(results, args.minutes)
