@@ -141,7 +141,7 @@ def figure_from(saved: dict[str, Any]) -> Figure:
     rows = []
     for label, r in saved["results"].items():
         if "error" in r:
-            rows.append([label, "error", r["error"][:200], "", "", "", ""])
+            rows.append([label, "error", r["error"][:200], "", "", "", "", ""])
             continue
         for name, key in (
             ("visitor -> resident", "visitor_to_resident"),
@@ -155,11 +155,19 @@ def figure_from(saved: dict[str, Any]) -> Figure:
                     str(d["latency_p99_ms"]),
                     f"{d['markers_paired']} / {d['markers_sent']}",
                     f"{d['discontinuities']} ({d['discontinuities_settled']})",
+                    str(d.get("causes", {}).get("panel", "")),
                     f"{d['dropped_ms']} / {d['inserted_ms']}",
                     f"{100 * r['cpu_share_of_core']:.1f} %",
                 ]
             )
-    headers = ["direction, run", "median ms", "p99 ms", "chirps paired / sent", "discontinuities (after 5 s)"]
+    headers = [
+        "direction, run",
+        "median ms",
+        "p99 ms",
+        "chirps paired / sent",
+        "discontinuities (after 5 s)",
+        "of which the panel's",
+    ]
     fig.tables.append(([*headers, "dropped / inserted ms", "CPU of one core"], rows))
     fig.notes.append(
         f"{saved['minutes']:g}-minute calls through SipEngine on the paced card (benchmarks/talk_call.py; "
