@@ -120,24 +120,27 @@ def attribute(pairing: Pairing, direction: TalkDirection, evidence: Evidence) ->
     steps = np.diff(offsets)
     residual: Cause = "jitter buffer" if direction == "resident_to_visitor" else "capture side"
     out: list[AttributedStep] = []
-    recovering: tuple[Cause, float, float] | None = None  # (cause, size left to undo, until when)
+    pending: dict[Cause, tuple[float, float]] = {}  # per cause: (ms its stalls left to undo, until when)
     for i in np.flatnonzero(np.abs(steps) > STEP_MS):
         size, start, end = float(steps[i]), float(far[i]) - LOOKBACK_S, float(far[i + 1])
         cause = _direct_cause(evidence, direction, start, end)
-        direct = cause is not None
-        if cause is None and recovering is not None:
-            left_cause, left, until = recovering
-            if end <= until and size * left > 0 and abs(size) <= abs(left) + STEP_MS:
-                cause, recovering = left_cause, (left_cause, left - size, until)
+        if cause is not None:  # what the following steps may undo, summed over one cause's stalls
+            pending[cause] = (pending.get(cause, (0.0, 0.0))[0] - size, end + RECOVERY_S)
+        else:
+            cause = _undoing(pending, size, end)
         if cause is None and end - pairing.origin < SETTLE_S:
             cause = "call start"  # the buffers finding their level in the direction's first seconds
-        if cause is None:
-            cause = residual
-        elif direct:  # what the following steps may undo (summed over one cause's stalls seen across several chirps)
-            left = recovering[1] if recovering is not None and recovering[0] == cause else 0.0
-            recovering = (cause, left - size, end + RECOVERY_S)
-        out.append(AttributedStep(round(float(far[i + 1]) - pairing.origin, 1), round(size, 2), cause))
+        out.append(AttributedStep(round(float(far[i + 1]) - pairing.origin, 1), round(size, 2), cause or residual))
     return out
+
+
+def _undoing(pending: dict[Cause, tuple[float, float]], size: float, end: float) -> Cause | None:
+    """The cause whose stall's effect a step of ``size`` at ``end`` undoes (the latest stall first), or None."""
+    for cause, (left, until) in sorted(pending.items(), key=lambda item: -item[1][1]):
+        if end <= until and size * left > 0 and abs(size) <= abs(left) + STEP_MS:
+            pending[cause] = (left - size, until)
+            return cause
+    return None
 
 
 def _direct_cause(evidence: Evidence, direction: TalkDirection, start: float, end: float) -> Cause | None:

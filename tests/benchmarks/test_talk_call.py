@@ -80,6 +80,15 @@ def test_the_recovery_stops_where_the_offset_is_back_and_a_later_step_is_not_let
     assert [c for _w, _s, c in found] == ["phone stall", "phone stall", "phone stall", "jitter buffer"]
 
 
+def test_a_stall_of_another_cause_meanwhile_does_not_cut_the_first_stalls_recovery_short() -> None:
+    # The card stops (+120 ms concealed), the panel stalls briefly (-5 ms) on the next chirp, then the jitter buffer
+    # drops the card's 120 ms 20 ms at a time: those are the card's, not the panel's jitter buffer.
+    steps = {20: 120.0, 21: -5.0, **{i: -20.0 for i in range(22, 28)}}
+    evidence = _evidence(card=(Stall(109.3, 109.5),), panel=(Stall(110.05, 110.15),))
+    found = _causes(_pairing(steps), "resident_to_visitor", evidence)
+    assert [c for _w, _s, c in found] == ["card stall", "panel stall", *["card stall"] * 6]
+
+
 def test_a_panel_stall_is_the_panels_even_if_the_phone_stopped_too_and_the_phone_never_explains_the_panels_audio() -> (
     None
 ):
