@@ -36,6 +36,16 @@ def test_the_default_config_cancels_echo_with_speex_at_low_latency() -> None:
     )
 
 
+def test_the_capture_buffer_is_sized_apart_from_the_playback_buffer() -> None:
+    """The playback buffer sets where the echo lands in the canceller's tail; the capture buffer only how late the
+    capture thread may be: ``sound_latency_ms`` is the first, ``capture_latency_ms`` the second."""
+    settings = talk_media_settings(AudioConfig(sound_latency_ms=40, capture_latency_ms=120))
+    assert (settings.play_latency_ms, settings.rec_latency_ms) == (40, 120)
+    half = talk_media_settings(AudioConfig(half_duplex=True, capture_latency_ms=200))
+    off = talk_media_settings(AudioConfig(echo_cancellation=False, capture_latency_ms=60))
+    assert (half.rec_latency_ms, off.rec_latency_ms) == (200, 60)
+
+
 def test_no_audio_config_keeps_the_old_behaviour() -> None:
     assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 100)
 
@@ -67,6 +77,7 @@ def test_noise_and_gain_settings_reach_every_canceller(canceller: EchoCanceller,
     [
         ("echo_tail_ms = 5000", "audio.echo_tail_ms"),
         ("sound_latency_ms = 0", "audio.sound_latency_ms"),
+        ("capture_latency_ms = 1000", "audio.capture_latency_ms"),
         ('echo_canceller = "nlms"', "audio.echo_canceller"),
         ('echo_cancellation = "yes"', "audio.echo_cancellation"),
         ("talk_volume = 9", "audio.talk_volume"),
