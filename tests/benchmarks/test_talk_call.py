@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks._talk_capture import Packet, wire_stream
 from benchmarks._talk_causes import Evidence, Stall, TalkDirection, attribute, card_stalls, cause_summary, gaps_over
+from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_signal import PERIOD_S, Pairing, chirp, find_markers, g711_decode, marker_track, pair
 from benchmarks.cpu_quota import quota_unavailable
 
@@ -156,6 +157,19 @@ def test_a_late_packet_lands_before_its_successor_and_another_senders_packets_ar
     stream = wire_stream(packets, "from_phone")
     assert (len(stream.samples), stream.rtp_gaps, stream.foreign_packets) == (320, 0, 1)
     assert (stream.packet_at[0], stream.packet_at[160]) == (1.03, 1.02)
+
+
+@pytest.mark.skipif(quota_unavailable() is not None, reason="creating a cgroup needs root and a cpu controller")
+def test_the_favoured_group_holds_this_process_and_what_it_starts_and_is_removed_after() -> None:
+    with FavouredPeers() as favoured:
+        assert favoured.active
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        members = (favoured.path / "cgroup.procs").read_text().split()
+        assert {str(os.getpid()), str(child.pid)} <= set(members)
+        assert "cpu.shares 8192" in favoured.describe() or "cpu.weight 800" in favoured.describe()
+        child.communicate(timeout=10)
+    assert not favoured.path.exists()
+    assert str(os.getpid()) in (favoured.root / "cgroup.procs").read_text().split()
 
 
 @pytest.mark.peers
