@@ -9,6 +9,11 @@ stalls stay in the figures. Only the share is changed (no real-time priority: CA
 audio tests, and a spinning real-time thread starved PulseAudio once).
 
 cgroup v1 ``cpu.shares`` 8192 (a root task weighs 1024), or v2 ``cpu.weight`` 800 (default 100). Removed on exit.
+
+``panel_shares`` (``--panel-shares``, off by default): the panel in a cgroup of its own with that weight (v1
+shares; v2 scaled), or its quota's cgroup given it, above the machine's other jobs and below the phone and the
+card: a panel alone on its device, as on a Pi, where nothing else competes. A diagnosis: the figures then show what
+is left when the other jobs on this machine do not delay the panel.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from benchmarks.cpu_quota import V1_ROOT, V2_ROOT, quota_unavailable
 
-__all__ = ["SHARES_V1", "WEIGHT_V2", "FavouredPeers", "leave_favoured"]
+__all__ = ["SHARES_V1", "WEIGHT_V2", "FavouredPeers"]
 
 SHARES_V1 = 8192
 WEIGHT_V2 = 800
@@ -30,31 +35,44 @@ def _root() -> tuple[Path, int]:
     return (V2_ROOT, 2) if v2 else (V1_ROOT, 1)
 
 
-def leave_favoured() -> None:
-    """Move the calling process back to the root cgroup (a ``preexec_fn`` for the panel's process)."""
-    root, _version = _root()
-    with contextlib.suppress(OSError):
-        (root / "cgroup.procs").write_text(str(os.getpid()))
+def _set_weight(group: Path, version: int, shares: int) -> None:
+    if version == 2:
+        (group / "cpu.weight").write_text(str(max(1, min(10000, shares * 100 // 1024))))
+    else:
+        (group / "cpu.shares").write_text(str(shares))
 
 
 class FavouredPeers:
     """This process (and so every process it starts from now on) in a cgroup with a large CPU weight.
     ``active`` is False where no cgroup can be made (not root, no cpu controller): nothing is changed then."""
 
-    def __init__(self) -> None:
+    def __init__(self, panel_shares: int = 0) -> None:
         self.root, self.version = _root()
         self.path = self.root / f"intercom-talk-peers-{os.getpid()}"
+        self.panel_path = self.root / f"intercom-talk-panel-{os.getpid()}"
+        self.panel_shares = panel_shares
         self.active = False
         self.why_not = quota_unavailable()
+
+    def panel_join(self) -> None:
+        """Put the calling process where the panel runs without a quota (a ``preexec_fn``)."""
+        target = self.panel_path if self.active and self.panel_shares else self.root
+        with contextlib.suppress(OSError):
+            (target / "cgroup.procs").write_text(str(os.getpid()))
+
+    def weigh_quota(self, quota_path: Path) -> None:
+        """Give the quota's cgroup the panel's weight (with ``panel_shares``)."""
+        if self.active and self.panel_shares:
+            _set_weight(quota_path, self.version, self.panel_shares)
 
     def __enter__(self) -> FavouredPeers:
         if self.why_not is not None:
             return self
         self.path.mkdir()
-        if self.version == 2:
-            (self.path / "cpu.weight").write_text(str(WEIGHT_V2))
-        else:
-            (self.path / "cpu.shares").write_text(str(SHARES_V1))
+        _set_weight(self.path, self.version, SHARES_V1)
+        if self.panel_shares:
+            self.panel_path.mkdir()
+            _set_weight(self.panel_path, self.version, self.panel_shares)
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
         self.active = True
         return self
@@ -62,15 +80,23 @@ class FavouredPeers:
     def __exit__(self, *exc: object) -> None:
         if not self.active:
             return
-        for pid in (self.path / "cgroup.procs").read_text().split():  # ours, and any peer still alive
+        for group in (self.path, self.panel_path):
+            if not group.exists():
+                continue
+            for pid in (group / "cgroup.procs").read_text().split():  # ours, and any process still alive
+                with contextlib.suppress(OSError):
+                    (self.root / "cgroup.procs").write_text(pid)
             with contextlib.suppress(OSError):
-                (self.root / "cgroup.procs").write_text(pid)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+                group.rmdir()
         self.active = False
 
     def describe(self) -> str:
         if self.why_not is not None:
             return f"not favoured ({self.why_not})"
         share = f"cpu.weight {WEIGHT_V2}" if self.version == 2 else f"cpu.shares {SHARES_V1}"
-        return f"phone, card and harness in a cgroup with {share}; the panel outside it"
+        panel = (
+            f"the panel in a cgroup of weight {self.panel_shares} (shares), above the machine's other jobs"
+            if self.panel_shares
+            else "the panel outside it, competing with the machine's other jobs"
+        )
+        return f"phone, card and harness in a cgroup with {share}; {panel}"

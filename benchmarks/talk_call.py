@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ import numpy as np
 from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
 from benchmarks._talk_causes import Evidence, Stall, attribute, card_stalls, cause_summary, gaps_over
-from benchmarks._talk_peers import FavouredPeers, leave_favoured
+from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
 from benchmarks._talk_signal import CHIRP_S, PERIOD_S, chirp, find_markers, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
@@ -178,9 +179,10 @@ def one_call(
     audio: dict[str, Any],
     loop_s: float = 0.0,
     raw_dir: Path | None = None,
+    panel_shares: int = 0,
 ) -> dict[str, Any]:
     """A call of ``seconds`` of two-way chirps; the analysed figures (see :func:`analyse`); first, with
-    ``loop_s``, the card's own loop (:func:`card_loop`)."""
+    ``loop_s``, the card's own loop (:func:`card_loop`). ``panel_shares``: see benchmarks/_talk_peers.py."""
     from tests.support.peers import Baresip
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -191,10 +193,18 @@ def one_call(
     # baresip plays what it hears into a sink of the card: paced (ALSA's null device made its player spin).
     phone = Baresip(tmp, audio_source=resident_wav, audio_player=f"alsa,pulse:{PHONE_SINK}", answermode="manual")
     stat_before = _cpu_times()
-    with FavouredPeers() as favoured, paced_card(tmp / "card") as card:
+    with FavouredPeers(panel_shares) as favoured, paced_card(tmp / "card") as card:
+        if quota is not None:
+            favoured.weigh_quota(quota.path)
         card.pactl("load-module", "module-null-sink", f"sink_name={PHONE_SINK}", f"rate={PHONE_RATE}", "channels=1")
         phone.extra_env["PULSE_SERVER"] = card.server
-        result = _call_on(card, phone, {"seconds": seconds, "audio": audio, "loop_s": loop_s}, quota, tmp)
+        spec = {
+            "seconds": seconds,
+            "audio": audio,
+            "loop_s": loop_s,
+            "join": quota.join if quota else favoured.panel_join,
+        }
+        result = _call_on(card, phone, spec, quota, tmp)
         result["peers"] = favoured.describe()
     used = [after - before for before, after in zip(stat_before, _cpu_times(), strict=True)]
     result["steal_share"] = round(used[7] / max(1, sum(used[:8])), 4)  # field 8 of /proc/stat's "cpu": steal
@@ -234,7 +244,8 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
                 "audio": audio,
                 "log": os.environ.get("TALK_CALL_CHILD_LOG"),
             }
-            result = _talk(card, call, seconds, quota, _Visitor(tmp / "visitor.wav", seconds, sniffer), phone)
+            visitor = _Visitor(tmp / "visitor.wav", seconds, sniffer)
+            result = _talk(card, call, seconds, quota, visitor, (phone, spec["join"]))
         finally:
             for part in (mic, spk, sniffer):
                 part.stop()
@@ -246,8 +257,15 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
 
 
 def _talk(
-    card: PacedCard, call: dict[str, Any], seconds: float, quota: CpuQuota | None, visitor: _Visitor, phone: Any
+    card: PacedCard,
+    call: dict[str, Any],
+    seconds: float,
+    quota: CpuQuota | None,
+    visitor: _Visitor,
+    peer: tuple[Any, Callable[[], None]],
 ) -> dict[str, Any]:
+    """The engine's child process (joining its cgroup with ``peer[1]``) dials, ``peer[0]`` (the phone) answers."""
+    phone, join = peer
     spec = {**call, "seconds": seconds + START_S + 1.0}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
     with subprocess.Popen(
@@ -257,7 +275,7 @@ def _talk(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=quota.join if quota else leave_favoured,  # noqa: PLW1509 - only writes our pid into cgroup.procs
+        preexec_fn=join,  # noqa: PLW1509 - only writes our pid into cgroup.procs
     ) as proc:
         assert proc.stdout is not None
         try:
@@ -399,6 +417,7 @@ def measure(
     audio: dict[str, Any] | None = None,
     raw_dir: Path | None = None,
     free: bool = True,
+    panel_shares: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """The call without a quota (unless ``free`` is False), then (``quota_share`` > 0) under it. ``audio``:
     AudioConfig fields to change; ``raw_dir``: where to keep each call's recordings and packets (``--from-raw``
@@ -409,7 +428,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="talk-call-") as tmpdir:
         if free:
             loop_s = min(CARD_LOOP_S, seconds)
-            results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, loop_s, raw_dir)
+            results["no quota"] = one_call(seconds, None, Path(tmpdir) / "free", audio, loop_s, raw_dir, panel_shares)
             print(json.dumps({"no quota": results["no quota"]}), file=sys.stderr, flush=True)
         if quota_share > 0:
             label = f"quota: {100 * quota_share:g} % of one core per {period_us / 1000:g} ms"
@@ -417,7 +436,7 @@ def measure(
                 results[label] = {"error": f"not measured: {why}"}
             else:
                 with CpuQuota(round(quota_share * period_us), period_us) as quota:
-                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio, 0.0, raw_dir)
+                    results[label] = one_call(seconds, quota, Path(tmpdir) / "quota", audio, 0.0, raw_dir, panel_shares)
     return results
 
 
@@ -430,6 +449,9 @@ def main() -> None:
     ap.add_argument("--quota", type=float, default=0.25, help="share of one core for the second call (0: none)")
     ap.add_argument("--period-us", type=int, default=10_000, help="the quota's period")
     ap.add_argument("--quota-only", action="store_true", help="only the call under the quota (one run per lock)")
+    ap.add_argument(
+        "--panel-shares", type=int, default=0, help="the panel's CPU weight over the machine's other jobs (0: none)"
+    )
     ap.add_argument(
         "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
     )
@@ -467,7 +489,7 @@ def main() -> None:
         )
         if value is not None
     }
-    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw, not args.quota_only)
+    results = measure(args.minutes, args.quota, args.period_us, audio, args.raw, not args.quota_only, args.panel_shares)
     if args.json:
         args.json.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=1), encoding="utf-8")
     text = section(results, args.minutes)
