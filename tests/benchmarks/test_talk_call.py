@@ -204,4 +204,8 @@ def test_a_short_call_produces_every_figure(tmp_path: Path) -> None:
             # Sane, not fast: every chirp but a few crossed, the latency is positive and under the chirp period.
             assert figures["markers_paired"] >= figures["markers_sent"] - 3 > 0, figures
             assert 0 < figures["latency_median_ms"] <= figures["latency_p99_ms"] < 500, figures
+            # Every discontinuity has a cause, and the panel's are counted apart from the simulation's.
+            causes = figures["causes"]
+            assert causes["panel"] + causes["not_panel"] == figures["discontinuities"], figures
+        assert run["steal_share"] >= 0 and "cgroup with" in run["peers"], run
     assert "## A 10-minute call: latency, frames, CPU" in proc.stdout
