@@ -207,5 +207,5 @@ def test_a_short_call_produces_every_figure(tmp_path: Path) -> None:
             # Every discontinuity has a cause, and the panel's are counted apart from the simulation's.
             causes = figures["causes"]
             assert causes["panel"] + causes["not_panel"] == figures["discontinuities"], figures
-        assert run["steal_share"] >= 0 and "cgroup with" in run["peers"], run
+        assert run["steal_share"] >= 0 and run["peers"], run
     assert "## A 10-minute call: latency, frames, CPU" in proc.stdout
