@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks._proc import ROOT, emit, run_child
-from benchmarks._talk_capture import Direction, Packet, Recording, RtpSniffer, StampedRecorder, WireStream, wire_stream
-from benchmarks._talk_causes import Evidence, Stall, attribute, card_stalls, cause_summary, gaps_over
+from benchmarks._talk_analysis import PHONE_RATE, analyse, card_markers, reanalysed
+from benchmarks._talk_capture import RtpSniffer, StampedRecorder
 from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
-from benchmarks._talk_signal import CHIRP_S, PERIOD_S, chirp, find_markers, marker_track, pair
+from benchmarks._talk_signal import PERIOD_S, marker_track, pair
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
 from benchmarks.report import Figure
 from daemon.simulation.paced_card import RATE, EchoPath, PacedCard, paced_card
@@ -51,7 +51,6 @@ from daemon.simulation.phone import free_port
 
 __all__ = ["main", "measure", "talk_figure"]
 
-PHONE_RATE = 8000
 PHONE_SINK = "phone"  # the card's third sink: where the resident's phone plays what it hears (paced)
 CARD_LOOP_S = 15.0
 START_S = 2.0  # the visitor starts this long after the call talks: the canceller and jitter buffer settle
@@ -169,7 +168,7 @@ def card_loop(card: PacedCard, tmp: Path, seconds: float) -> dict[str, Any]:
             part.stop()
         loop.terminate()
         loop.wait(timeout=10)
-    return pair(*_card_markers(mic.recording(), up=True), *_card_markers(spk.recording(), up=True)).summary()
+    return pair(*card_markers(mic.recording(), up=True), *card_markers(spk.recording(), up=True)).summary()
 
 
 def one_call(
@@ -325,80 +324,6 @@ def _throttling(quota: CpuQuota) -> dict[str, Any]:
     return {"version": quota.version, **quota.throttled(), "throttled_s": round(usec / 1e6, 1)}
 
 
-# ----------------------------------------------------------------------------------------------- analysis
-
-
-def _wire_markers(stream: WireStream, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """Times (the packet carrying the marker's first sample crossed the wire) and positions (s) of markers."""
-    found = find_markers(stream.samples, PHONE_RATE, chirp(PHONE_RATE, up=up))
-    at = stream.packet_at[np.floor(found.positions).astype(int)] if found.positions.size else np.zeros(0)
-    keep = ~np.isnan(at)
-    return at[keep], found.positions[keep] / PHONE_RATE
-
-
-def _card_markers(rec: Recording, up: bool) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    found = find_markers(rec.samples(), RATE, chirp(RATE, up=up))
-    return rec.times_of(found.positions), found.positions / RATE
-
-
-def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, Any]:
-    to_phone, from_phone = wire_stream(packets, "to_phone"), wire_stream(packets, "from_phone")
-    visitor = pair(*_card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
-    resident = pair(*_wire_markers(from_phone, up=False), *_card_markers(spk, up=False))
-    blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
-    # Each discontinuity's cause (benchmarks/_talk_causes.py): the phone's and the card's stalls are the
-    # simulation's (the resident's phone is another device; a real card does not stop), the rest the panel's.
-    phone_stalls, panel_stalls = _send_stalls(packets, "from_phone"), _send_stalls(packets, "to_phone")
-    card = card_stalls(gaps_over(mic.read_times()), gaps_over(spk.read_times()))
-    panel_at = [p.at for p in packets if p.direction == "to_phone"]
-    evidence = Evidence(phone_stalls, panel_stalls, card, min(panel_at) if panel_at else 0.0)
-    heard, sent = resident.summary(), visitor.summary()
-    sent["missing_in_double_talk"] = _overlapping_echo(visitor.missing_near_s, mic)
-    heard["causes"] = cause_summary(attribute(resident, "resident_to_visitor", evidence))
-    sent["causes"] = cause_summary(attribute(visitor, "visitor_to_resident", evidence))
-    return {
-        "visitor_to_resident": sent,
-        "resident_to_visitor": heard,
-        "phone_send_stalls": _listed(phone_stalls, resident.origin),
-        "panel_send_stalls": _listed(panel_stalls, resident.origin),
-        "card_stalls": _listed(card, resident.origin),
-        "rtp": {
-            "to_phone_packets": to_phone.packets,
-            "to_phone_gaps": to_phone.rtp_gaps,
-            "from_phone_packets": from_phone.packets,
-            "from_phone_gaps": from_phone.rtp_gaps,
-            "timestamp_jumps": to_phone.timestamp_jumps + from_phone.timestamp_jumps,
-            "foreign_packets": to_phone.foreign_packets + from_phone.foreign_packets,
-        },
-        "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
-    }
-
-
-def _overlapping_echo(missing_s: tuple[float, ...], mic: Recording) -> int:
-    """How many of the visitor's chirps not found at the phone overlapped the resident's echo in the microphone
-    (double-talk: the canceller's suppression, not audio dropped)."""
-    echoes = find_markers(mic.samples(), RATE, chirp(RATE, up=False)).positions / RATE
-    if echoes.size == 0:
-        return 0
-    return sum(float(np.min(np.abs(echoes - at))) < CHIRP_S + 0.01 for at in missing_s)
-
-
-def _send_stalls(packets: list[Packet], direction: Direction) -> list[Stall]:
-    """Each gap longer than STALL_MS (benchmarks/_talk_causes.py) between two packets a sender put on the wire."""
-    return gaps_over(np.asarray([p.at for p in packets if p.direction == direction]))
-
-
-def _listed(stalls: list[Stall], origin: float) -> list[tuple[float, float]]:
-    """(time from ``origin``, s; length, ms) of each stall."""
-    return [(round(s.start - origin, 1), round(s.ms)) for s in stalls]
-
-
-def _reanalysed(kept: Path) -> dict[str, Any]:
-    with kept.open("rb") as f:
-        raw = pickle.load(f)  # our own file, written by --raw
-    return analyse(raw["mic"], raw["spk"], raw["packets"])
-
-
 def talk_figure(minutes: float, errors: list[str]) -> Figure:
     """The talk figure of ``python -m benchmarks`` (group ``talk``): this module run as a child."""
     if os.geteuid() != 0:
@@ -465,7 +390,7 @@ def main() -> None:
     ap.add_argument("--emit", action="store_true", help="print the results as one JSON line (python -m benchmarks)")
     args = ap.parse_args()
     if args.from_raw:
-        print(json.dumps(_reanalysed(args.from_raw), indent=1))
+        print(json.dumps(reanalysed(args.from_raw), indent=1))
         return
     if args.reanalyse:
         if args.raw is None:
@@ -474,7 +399,7 @@ def main() -> None:
         for label, result in saved["results"].items():
             kept = args.raw / f"{'free' if label == 'no quota' else 'quota'}.pickle"
             if "error" not in result and kept.exists():
-                result.update(_reanalysed(kept))
+                result.update(reanalysed(kept))
         args.reanalyse.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         return
     if args.from_json:  # several files (e.g. the free and the quota run, each under the lock): their calls in order
