@@ -4,8 +4,9 @@ Runs :mod:`benchmarks.press_stages` (figure 1's harness, the whole app, its stag
 code) with one :class:`cProfile.Profile` per thread, timed by that thread's own CPU clock
 (``time.thread_time``), so a thread waiting in ``select``/``epoll`` costs nothing and what is left is work:
 
-* the loop: from just after the harness drives the button low to the engine waking the owner for the dial
-  (``SipEngine._wake``): the bridge's call, the router, the visit's start, the runner, the dial command;
+* the loop: from the bridge's call taking the press in the loop (``EventChannel._send_in_loop``) to the engine
+  waking the owner for the dial (``SipEngine._wake``): the router, the visit's start, the runner, the dial command
+  (the loop's own wake-up from ``epoll`` and asyncio's scheduling before that are not in it);
 * the owner: from a no-op command run just before the press (the owner's thread enables its profiler there) to
   pjsua2's ``makeCall`` returning: the wake datagram read by ``libHandleEvents``, the owner's turn, ``makeCall``.
 
@@ -37,7 +38,7 @@ def main() -> None:
         del argv[i : i + 2]
     loop_prof = cProfile.Profile(time.thread_time)
     owner_prof = cProfile.Profile(time.thread_time)
-    state = {"loop_on": False, "owner_on": False, "presses": 0}
+    state = {"loop_on": False, "loop_done": False, "owner_on": False, "presses": 0}
     engines: list[Any] = []
     real_stamp = press_stages._stamp
 
@@ -45,9 +46,12 @@ def main() -> None:
         real_stamp(key)
         if not press_stages.armed[0]:
             return
-        if key == "wake" and state["loop_on"]:  # on the loop thread: the owner is being woken for the dial
+        if key == "in_loop" and not state["loop_on"] and not state["loop_done"]:  # the loop takes the press
+            loop_prof.enable()
+            state["loop_on"] = True
+        elif key == "wake" and state["loop_on"]:  # on the loop thread: the owner is being woken for the dial
             loop_prof.disable()
-            state["loop_on"] = False
+            state["loop_on"], state["loop_done"] = False, True
         elif key == press_stages.SENT[0] and state["owner_on"]:  # on the owner thread: makeCall returned
             owner_prof.disable()
             state["owner_on"] = False
@@ -63,7 +67,7 @@ def main() -> None:
         engines.append(engine)
         return engine
 
-    SipEngine.__aenter__ = enter  # type: ignore[method-assign]
+    SipEngine.__aenter__ = enter  # type: ignore[method-assign, assignment]
 
     real_press = app_bench.press
 
@@ -77,8 +81,7 @@ def main() -> None:
         armed, press_stages.armed[0] = press_stages.armed[0], False  # this command is not a stage of the press
         await engine._run("profile", owner_on)
         press_stages.armed[0] = armed
-        loop_prof.enable()
-        state["loop_on"] = True
+        state["loop_done"] = False
         try:
             return await real_press(*args, **kwargs)
         finally:
@@ -91,7 +94,8 @@ def main() -> None:
     sys.argv = [sys.argv[0], *argv]
     press_stages.main()
     n = max(1, state["presses"])
-    for name, prof in (("loop thread (press -> waking the owner)", loop_prof), ("SIP owner thread", owner_prof)):
+    profiles = (("loop thread (the press in the loop -> waking the owner)", loop_prof), ("SIP owner", owner_prof))
+    for name, prof in profiles:
         out = io.StringIO()
         stats = pstats.Stats(prof, stream=out)
         total = stats.total_tt  # type: ignore[attr-defined]
