@@ -24,6 +24,7 @@ the parent cgroup as soon as they appear, and so is (cgroup v1) the harness's IN
 The cgroup is removed on exit, whatever happens.
 
     python -m benchmarks.cpu_quota [--quota 0.25] [--period-us 10000] [--starts 3] [--presses 20] [--load-calls 150]
+                                   [--logging journal|stderr|none]
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._journal_sink import LOGGING_MODES
 from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._wire import RELAY_THREAD_NAME
 from benchmarks.quota_report import TITLE, figure_from
@@ -329,6 +331,7 @@ def group_runs(r: dict[str, Any]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
+        "logging": args.logging,
         "quota": args.quota,
         "period_us": args.period_us,
         "ready_s": {},
@@ -345,7 +348,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         _ready(args, result, quota_us)
     for label in LABELS:
         with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
-            ours = _run("press_stages", ["--emit", "--presses", str(args.presses), "--idle-seconds", "1"], q, 900)
+            press_args = ["--emit", "--presses", str(args.presses), "--idle-seconds", "1", "--logging", args.logging]
+            ours = _run("press_stages", press_args, q, 900)
             base = _run("baseline_press", ["--n", str(args.presses)], q, 600)
             if args.load_calls:
                 load_args = ["--load-calls", str(args.load_calls), "--load-rate", str(args.load_rate)]
@@ -355,6 +359,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if q is not None:
                 result["press_cgroup"] = q.throttled()
         runs = {"ours_error": ours["error"]} if "error" in ours else press_runs(ours)
+        runs["journal"] = ours.get("logging", {})  # what the journal stand-in received
         if "error" in base:
             runs["baseline_error"] = base["error"]
         else:
@@ -384,6 +389,13 @@ def main() -> None:
     ap.add_argument("--load-calls", type=int, default=150, help="sipp calls during the ring-group presses (0: none)")
     ap.add_argument("--load-rate", type=int, default=50, help="sipp's calls per second (figure 7: 50)")
     ap.add_argument("--ring-group", type=int, default=8, help="legs of the parallel group pressed under load")
+    ap.add_argument(
+        "--logging",
+        choices=LOGGING_MODES,
+        default="journal",
+        help="the daemon's logging in figures 1, 2 and 4: journal (default: as under systemd, INFO to a journald "
+        "stand-in), stderr, or none (nothing at INFO: the harness before)",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()
