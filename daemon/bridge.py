@@ -1,4 +1,4 @@
-"""The one way a foreign thread (the SIP owner thread, the hw panel's outbox thread) reaches the event loop.
+"""The one way a foreign thread (the SIP owner thread, the hw panel's dispatcher) reaches the event loop.
 
 This is the only module that uses ``anyio.from_thread`` (a test greps daemon/ and hw/ for it). hw/ reaches the loop
 only through :meth:`EventChannel.post`, which implements its :class:`hw.events.EventSink`: once per event.
