@@ -219,6 +219,11 @@ def figure_from(r: dict[str, Any]) -> Figure:
     press_cg = r.get("press_cgroup", {})
     fig.notes += _verdicts(r, pct)
     fig.notes.append(_logging_note(r))
+    if r.get("cpu") is not None:
+        fig.notes.append(
+            f"Figures 1, 2, 4 and the ring group under the quota: the measured process pinned to CPU {r['cpu']} "
+            "(cpu_quota --cpu): the quota acts as one slower core (the starts are not pinned)."
+        )
     fig.notes += [
         f"cgroup v{cg.get('version', '?')} CPU quota, {pct}; the quota throttled {cg.get('nr_throttled', '?')} of "
         f"{cg.get('nr_periods', '?')} periods during the starts, {press_cg.get('nr_throttled', '?')} of "
