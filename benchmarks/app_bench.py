@@ -11,8 +11,8 @@ protocol to a reader process (:mod:`benchmarks._journal_sink`), as ``intercomd r
 Where each timestamp comes from (all ``time.monotonic``, CLOCK_MONOTONIC, shared by every process):
 
 * button edge: just before ``drive_low()`` here;
-* INVITE: :class:`benchmarks._wire.InviteStamper`, a UDP relay in this process between the panel and the
-  far end (the resident's URI points at it), stamps each INVITE as it arrives;
+* INVITE: :class:`benchmarks._wire.InviteStamperProcess`, a UDP relay in a process of its own between the panel
+  and the far end (the resident's URI points at it), stamps each INVITE as it arrives;
 * first prompt sample handed to ALSA: the speaker's ``on_first_buffer`` hook (called in its worker thread
   right after the first ``stream.write``);
 * relay energized: a MockPin subclass stamps every state change of the relay's pin;
@@ -43,7 +43,7 @@ from gpiozero.pins.mock import MockFactory, MockPin  # noqa: E402
 from benchmarks._journal_sink import LOGGING_MODES, JournalSink  # noqa: E402
 from benchmarks._pj import FarEnd, loaded_max_calls  # noqa: E402
 from benchmarks._proc import emit, footprint, smaps_rollup  # noqa: E402
-from benchmarks._wire import InviteStamper  # noqa: E402
+from benchmarks._wire import InviteStamperProcess as InviteStamper  # noqa: E402
 from daemon.config import Apartment, ButtonConfig, Config, default_config_text, parse_config  # noqa: E402
 from tests.support.peers import Kamailio  # noqa: E402
 

@@ -185,7 +185,6 @@ def thread_rows(visits: list[dict[str, Any]]) -> str:
 def main() -> None:
     from benchmarks import app_bench
     from benchmarks._proc import emit as real_emit
-    from benchmarks._wire import InviteStamper
 
     install()
     real_press = app_bench.press
@@ -223,7 +222,7 @@ def main() -> None:
             if per_thread[0] and armed[0] and "invite" not in thread_cpu:
                 thread_cpu["invite"] = threads_ns()
 
-    class Stamper(InviteStamper):
+    class Stamper(app_bench.InviteStamper):  # type: ignore[name-defined, misc]
         def __init__(self, listen_port: int, far_port: int) -> None:
             super().__init__(listen_port, far_port)
             self.invites = SnapshotList()
