@@ -22,7 +22,7 @@ import pjsua2 as pj
 
 from benchmarks._pj import FarEnd, account_config, endpoint
 from benchmarks._proc import emit
-from benchmarks._wire import InviteStamper
+from benchmarks._wire import InviteStamperProcess as InviteStamper
 from benchmarks.baseline_threaded import Bench, OldCall
 
 # As app_bench's: INTERCOM_BENCH_PORT_OFFSET moves every port, for a run beside another one.

@@ -19,7 +19,8 @@ stops the process until the next period).
   4 as its baseline in the same run.
 
 Only the measured process is in the cgroup: the peers it starts (kamailio, the far end) are moved back to
-the parent cgroup as soon as they appear, and so is (cgroup v1) the harness's INVITE-stamping relay thread
+the parent cgroup as soon as they appear (the INVITE-stamping relay is a process of its own, so is the journal's
+stand-in), and so is (cgroup v1) a relay thread of an older harness
 (:data:`benchmarks._wire.RELAY_THREAD_NAME`), so that the stamp is not delayed by the quota it measures.
 The cgroup is removed on exit, whatever happens.
 

@@ -236,7 +236,9 @@ def figure_from(r: dict[str, Any]) -> Figure:
         "through benchmarks.press_stages, which stamps the press path's stages (monotonic time and the process's "
         "CPU time) from outside the product code; the baseline's edge -> INVITE includes DoorPi's 50 ms polling tick, "
         "ours excludes the 50 ms min_press_ms hold. Only the measured process is in the cgroup: kamailio, the far end, "
-        "sipp and (cgroup v1) the relay thread that stamps the INVITE run outside it. The press driver stays inside: "
+        "sipp, the journal's stand-in and the relay process that stamps the INVITE (benchmarks._wire, on its own "
+        "clock reading: a relay thread in the measured process waited for a GIL a throttled thread held) run outside "
+        "it. The press driver stays inside: "
         "it polls the relay pin every 5 ms on the app's loop during each visit, and its lag probe wakes the loop "
         "100 times a second, harness costs a real panel does not have.",
         "The ring group: figure 7's harness (app_bench's load phase): sipp calls the panel from callers it refuses "
