@@ -418,8 +418,8 @@ def main() -> None:
         help="figures 1, 2, 4 and the ring group under the quota: pin the measured process to this CPU (its peers "
         "are unpinned as they leave the cgroup). The quota then acts as one slower core. Unpinned, the cgroup's "
         "runtime is handed to a CPU in slices (kernel.sched_cfs_bandwidth_slice_us, 5 ms here, more than the "
-        "quota's 2.5 ms): a thread woken on the other CPU (the SIP owner, woken by the loop) can find none left "
-        "there and wait for the next period although the budget was not spent, which a Pi's cores do not do",
+        "quota's 2.5 ms): a thread woken on the other CPU may find none left there. Measured pinned (docs 9b): "
+        "not better, every thread of the process then queues behind the press's path",
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")
