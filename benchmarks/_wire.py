@@ -7,13 +7,16 @@ to the Contact addresses directly, so only the initial INVITE (and a CANCEL) pas
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import socket
+import subprocess
+import sys
 import threading
 import time
 
-__all__ = ["RELAY_THREAD_NAME", "InviteStamper"]
+__all__ = ["RELAY_THREAD_NAME", "InviteStamper", "InviteStamperProcess"]
 
 # The relay's kernel thread name (/proc/PID/task/TID/comm): benchmarks.cpu_quota finds it by this name and
 # keeps it out of the measured process's CPU quota, so the stamp is not delayed by the quota it measures.
@@ -47,3 +50,54 @@ class InviteStamper(threading.Thread):
                 self.invites.append(now)
             self.panel = src
             self.sock.sendto(data, self.far)
+
+
+class InviteStamperProcess:
+    """The same relay in a process of its own, stamping on its own clock reading (CLOCK_MONOTONIC is one clock for
+    every process): a relay thread in the measured process needs that process's GIL to take its stamp, and under a
+    CPU quota a throttled thread of the process can hold the GIL, so the stamp came late (after makeCall had
+    returned) although the INVITE had left. The stamps are read back by a thread here as they come."""
+
+    def __init__(self, listen_port: int, far_port: int) -> None:
+        self.invites: list[float] = []
+        self._cmd = [sys.executable, "-m", "benchmarks._wire", str(listen_port), str(far_port)]
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"INVITE relay exited before it was ready (status {self._proc.wait()})")
+        atexit.register(self.stop)
+        threading.Thread(target=self._read, name="bench-relay-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self.invites.append(float(line))
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(5)
+
+
+class _PrintingStamper(InviteStamper):
+    """The relay process's own: each INVITE's stamp printed as it comes."""
+
+    def __init__(self, listen_port: int, far_port: int) -> None:
+        super().__init__(listen_port, far_port)
+        self.invites = _Printed()
+
+
+class _Printed(list[float]):
+    def append(self, t: float) -> None:
+        sys.stdout.write(f"{t:.9f}\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    relay = _PrintingStamper(int(sys.argv[1]), int(sys.argv[2]))
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    relay.run()

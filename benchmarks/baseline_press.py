@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import threading
 import time
@@ -21,10 +22,12 @@ import pjsua2 as pj
 
 from benchmarks._pj import FarEnd, account_config, endpoint
 from benchmarks._proc import emit
-from benchmarks._wire import InviteStamper
+from benchmarks._wire import InviteStamperProcess as InviteStamper
 from benchmarks.baseline_threaded import Bench, OldCall
 
-SIP_PORT, RTP_PORT, FAR_PORT, FAR_RTP, RELAY_PORT = 15150, 27000, 15160, 28000, 15170
+# As app_bench's: INTERCOM_BENCH_PORT_OFFSET moves every port, for a run beside another one.
+_OFFSET = int(os.environ.get("INTERCOM_BENCH_PORT_OFFSET", "0"))
+SIP_PORT, RTP_PORT, FAR_PORT, FAR_RTP, RELAY_PORT = (p + _OFFSET for p in (15150, 27000, 15160, 28000, 15170))
 TICK = 0.050  # DoorPi's main-loop period
 
 

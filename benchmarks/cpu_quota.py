@@ -19,11 +19,13 @@ stops the process until the next period).
   4 as its baseline in the same run.
 
 Only the measured process is in the cgroup: the peers it starts (kamailio, the far end) are moved back to
-the parent cgroup as soon as they appear, and so is (cgroup v1) the harness's INVITE-stamping relay thread
+the parent cgroup as soon as they appear (the INVITE-stamping relay is a process of its own, so is the journal's
+stand-in), and so is (cgroup v1) a relay thread of an older harness
 (:data:`benchmarks._wire.RELAY_THREAD_NAME`), so that the stamp is not delayed by the quota it measures.
 The cgroup is removed on exit, whatever happens.
 
     python -m benchmarks.cpu_quota [--quota 0.25] [--period-us 10000] [--starts 3] [--presses 20] [--load-calls 150]
+                                   [--logging journal|stderr|none]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._journal_sink import LOGGING_MODES
 from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._wire import RELAY_THREAD_NAME
 from benchmarks.quota_report import TITLE, figure_from
@@ -71,8 +74,11 @@ def quota_unavailable() -> str | None:
 class CpuQuota:
     """A child cgroup capped at ``quota_us`` per ``period_us``; processes join it, it is removed on exit."""
 
-    def __init__(self, quota_us: int, period_us: int) -> None:
+    def __init__(self, quota_us: int, period_us: int, cpu: int | None = None) -> None:
         self.quota_us, self.period_us = quota_us, period_us
+        # With ``cpu``, what joins is also pinned to that CPU (and what is released unpinned): see main's --cpu.
+        self.cpu = cpu
+        self._all_cpus = os.sched_getaffinity(0)
         v2 = (V2_ROOT / "cgroup.controllers").exists() and "cpu" in (V2_ROOT / "cgroup.controllers").read_text()
         self.version = 2 if v2 else 1
         self.path = (V2_ROOT if v2 else V1_ROOT) / f"intercom-quota-{os.getpid()}"
@@ -100,17 +106,26 @@ class CpuQuota:
     def join(self) -> None:
         """Put the calling process in the cgroup (a ``preexec_fn``: the child joins before it execs)."""
         self.procs.write_text(str(os.getpid()))
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})
 
     def release(self, pid: int) -> None:
-        """Move ``pid`` back to the parent cgroup."""
+        """Move ``pid`` back to the parent cgroup (and, pinned, every thread of it back to every CPU)."""
         with contextlib.suppress(OSError):  # it ended meanwhile
             (self.path.parent / "cgroup.procs").write_text(str(pid))
+        if self.cpu is not None:
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.sched_setaffinity(int(task.name), self._all_cpus)
 
     def release_thread(self, tid: int) -> None:
         """Move one thread back to the parent cgroup (v1 only: v2 keeps a process's threads together)."""
         if self.version == 1:
             with contextlib.suppress(OSError):
                 (self.path.parent / "tasks").write_text(str(tid))
+        if self.cpu is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, self._all_cpus)
 
     def members(self) -> list[int]:
         return [int(p) for p in self.procs.read_text().split()]
@@ -329,6 +344,8 @@ def group_runs(r: dict[str, Any]) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
+        "cpu": args.cpu,
+        "logging": args.logging,
         "quota": args.quota,
         "period_us": args.period_us,
         "ready_s": {},
@@ -344,8 +361,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.starts:
         _ready(args, result, quota_us)
     for label in LABELS:
-        with CpuQuota(quota_us, args.period_us) if label == "quota" else contextlib.nullcontext() as q:
-            ours = _run("press_stages", ["--emit", "--presses", str(args.presses), "--idle-seconds", "1"], q, 900)
+        quota = CpuQuota(quota_us, args.period_us, args.cpu)
+        with quota if label == "quota" else contextlib.nullcontext() as q:
+            press_args = ["--emit", "--presses", str(args.presses), "--idle-seconds", "1", "--logging", args.logging]
+            ours = _run("press_stages", press_args, q, 900)
             base = _run("baseline_press", ["--n", str(args.presses)], q, 600)
             if args.load_calls:
                 load_args = ["--load-calls", str(args.load_calls), "--load-rate", str(args.load_rate)]
@@ -355,6 +374,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if q is not None:
                 result["press_cgroup"] = q.throttled()
         runs = {"ours_error": ours["error"]} if "error" in ours else press_runs(ours)
+        runs["journal"] = ours.get("logging", {})  # what the journal stand-in received
         if "error" in base:
             runs["baseline_error"] = base["error"]
         else:
@@ -384,6 +404,23 @@ def main() -> None:
     ap.add_argument("--load-calls", type=int, default=150, help="sipp calls during the ring-group presses (0: none)")
     ap.add_argument("--load-rate", type=int, default=50, help="sipp's calls per second (figure 7: 50)")
     ap.add_argument("--ring-group", type=int, default=8, help="legs of the parallel group pressed under load")
+    ap.add_argument(
+        "--logging",
+        choices=LOGGING_MODES,
+        default="journal",
+        help="the daemon's logging in figures 1, 2 and 4: journal (default: as under systemd, INFO to a journald "
+        "stand-in), stderr, or none (nothing at INFO: the harness before)",
+    )
+    ap.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="figures 1, 2, 4 and the ring group under the quota: pin the measured process to this CPU (its peers "
+        "are unpinned as they leave the cgroup). The quota then acts as one slower core. Unpinned, the cgroup's "
+        "runtime is handed to a CPU in slices (kernel.sched_cfs_bandwidth_slice_us, 5 ms here, more than the "
+        "quota's 2.5 ms): a thread woken on the other CPU may find none left there. Measured pinned (docs 9b): "
+        "not better, every thread of the process then queues behind the press's path",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")
     args = ap.parse_args()

@@ -178,6 +178,32 @@ def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
     return notes
 
 
+def _logging_note(r: dict[str, Any]) -> str:
+    """How the daemon logged during figures 1, 2 and 4, and what the journal stand-in received."""
+    mode = r.get("logging", "none")
+    if mode == "none":
+        return (
+            "Logging in figures 1, 2 and 4: none (no handler: nothing at INFO formatted or written; production logs "
+            "INFO to the journal, --logging journal)."
+        )
+    got = []
+    for label, runs in r["press"].items():
+        j = runs.get("journal") or {}
+        if "datagrams" in j:
+            got.append(
+                f"{_where(label, 'quota')}: {j['datagrams']} datagrams, {j['stream_lines']} stream lines "
+                f"({(j['datagram_bytes'] + j['stream_bytes']) / 1024:.0f} KiB)"
+            )
+    how = "journald's native protocol" if mode == "journal" else "journal-formatted lines on its stderr"
+    return (
+        f"Logging in figures 1, 2 and 4: as in production, INFO through the daemon's own set-up "
+        f"(daemon.service.setup_logging under $JOURNAL_STREAM), in {how}, to a reader process standing in for "
+        f"journald (benchmarks._journal_sink, outside the cgroup as journald is outside the daemon's); it received "
+        + ("; ".join(got) or "nothing")
+        + "."
+    )
+
+
 def figure_from(r: dict[str, Any]) -> Figure:
     pct = f"{100 * r['quota']:g} % of one core per {r['period_us'] / 1000:g} ms"
     fig = Figure("fig9b_quota", TITLE, target=TARGET)
@@ -192,6 +218,12 @@ def figure_from(r: dict[str, Any]) -> Figure:
     cg = r.get("cgroup", {})
     press_cg = r.get("press_cgroup", {})
     fig.notes += _verdicts(r, pct)
+    fig.notes.append(_logging_note(r))
+    if r.get("cpu") is not None:
+        fig.notes.append(
+            f"Figures 1, 2, 4 and the ring group under the quota: the measured process pinned to CPU {r['cpu']} "
+            "(cpu_quota --cpu): the quota acts as one slower core (the starts are not pinned)."
+        )
     fig.notes += [
         f"cgroup v{cg.get('version', '?')} CPU quota, {pct}; the quota throttled {cg.get('nr_throttled', '?')} of "
         f"{cg.get('nr_periods', '?')} periods during the starts, {press_cg.get('nr_throttled', '?')} of "
@@ -204,7 +236,9 @@ def figure_from(r: dict[str, Any]) -> Figure:
         "through benchmarks.press_stages, which stamps the press path's stages (monotonic time and the process's "
         "CPU time) from outside the product code; the baseline's edge -> INVITE includes DoorPi's 50 ms polling tick, "
         "ours excludes the 50 ms min_press_ms hold. Only the measured process is in the cgroup: kamailio, the far end, "
-        "sipp and (cgroup v1) the relay thread that stamps the INVITE run outside it. The press driver stays inside: "
+        "sipp, the journal's stand-in and the relay process that stamps the INVITE (benchmarks._wire, on its own "
+        "clock reading: a relay thread in the measured process waited for a GIL a throttled thread held) run outside "
+        "it. The press driver stays inside: "
         "it polls the relay pin every 5 ms on the app's loop during each visit, and its lag probe wakes the loop "
         "100 times a second, harness costs a real panel does not have.",
         "The ring group: figure 7's harness (app_bench's load phase): sipp calls the panel from callers it refuses "

@@ -101,7 +101,10 @@ class IntercomApp:
             # The panel releases the relay at construction: fail-secure after a crash or power cut.
             with hw_errors():
                 factory = self._pin_factory or make_pin_factory(cfg.gpio)
-                self.panel = stack.enter_context(Panel(cfg.panel, pin_factory=factory, post=hw_channel.post))
+                # post_soon only queues the event for the loop: the dispatcher hands a press straight to the loop,
+                # with no outbox thread in between (a thread switch and a blocking wait less on the press's path).
+                panel = Panel(cfg.panel, pin_factory=factory, post=hw_channel.post_soon, post_never_blocks=True)
+                self.panel = stack.enter_context(panel)
             self.visit_log = VisitLog.in_state_dir(state_dir)
             self.visit_history = History.in_state_dir(state_dir)
             self._lockouts_path = state_dir / LOCKOUTS_FILE

@@ -1,4 +1,4 @@
-"""The one way a foreign thread (the SIP owner thread, the hw panel's outbox thread) reaches the event loop.
+"""The one way a foreign thread (the SIP owner thread, the hw panel's dispatcher) reaches the event loop.
 
 This is the only module that uses ``anyio.from_thread`` (a test greps daemon/ and hw/ for it). hw/ reaches the loop
 only through :meth:`EventChannel.post`, which implements its :class:`hw.events.EventSink`: once per event.
@@ -16,6 +16,9 @@ Rules this module enforces so that callers cannot get them wrong:
   here and the loop blocked there deadlock. This is why the SIP owner thread only ever posts here.
 * Once the loop is gone (shutdown), late callbacks are counted and dropped, never raised into pjsua2 or
   gpiozero, whose threads would print and swallow them anyway.
+* :meth:`LoopBridge.call_soon` (and :meth:`EventChannel.post_soon`) queue the function for the loop and return at
+  once, without waiting for it to run: for a producer that must never wait for the loop (the panel's dispatcher,
+  which times presses and relay pulses). Calls are run in the order they were queued, from any one thread.
 """
 
 from __future__ import annotations
@@ -65,6 +68,20 @@ class LoopBridge:
             self.dropped += 1
             log.debug("bridge: dropped %r after loop end (%s)", fn, exc)
 
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue ``fn(*args)`` to run in the loop and return at once, from any thread (the loop's own included:
+        it then runs on a later turn, never in place). ``fn`` must be quick and must not block.
+
+        One thread's calls run in the order queued. A call queued as the loop ends may never run (shutdown)."""
+        if self._closed:
+            self.dropped += 1
+            return
+        try:
+            self._token.backend_class.run_sync_soon(fn, args, self._token.native_token)
+        except (anyio.RunFinishedError, RuntimeError) as exc:
+            self.dropped += 1
+            log.debug("bridge: dropped %r after loop end (%s)", fn, exc)
+
     def close(self) -> None:
         """Refuse further calls; from now on they are counted in ``dropped``."""
         self._closed = True
@@ -89,6 +106,11 @@ class EventChannel(Generic[T]):
     def post(self, event: T) -> None:
         """Deliver ``event`` to the loop. Safe from any thread, including the loop's own."""
         self._bridge.call(self._send_in_loop, event)
+
+    def post_soon(self, event: T) -> None:
+        """Deliver ``event`` to the loop without waiting for it to be taken (:meth:`LoopBridge.call_soon`): for a
+        producer that must never wait for the loop. Safe from any thread; one thread's events arrive in order."""
+        self._bridge.call_soon(self._send_in_loop, event)
 
     def _send_in_loop(self, event: T) -> None:
         try:

@@ -23,6 +23,8 @@ from typing import TextIO
 import anyio
 import anyio.abc
 
+from daemon.logwriter import WRITE_BEHIND_S, WriteBehindHandler
+
 __all__ = [
     "JOURNAL_SOCKET",
     "JournalFormatter",
@@ -220,11 +222,14 @@ def setup_logging(
     environ: Mapping[str, str] | None = None,
     stream: TextIO | None = None,
     journal_socket: Path | None = JOURNAL_SOCKET,
-) -> logging.Handler:
+    write_behind: float = WRITE_BEHIND_S,
+) -> WriteBehindHandler:
     """Install the daemon's one log handler on the root logger and return it (replacing a previous one).
 
     Under systemd: the native journal protocol when ``journal_socket`` exists, otherwise priority-prefixed
-    lines without timestamps (journald stamps them). Elsewhere: timestamped lines on stderr.
+    lines without timestamps (journald stamps them). Elsewhere: timestamped lines on stderr. INFO and DEBUG lines
+    are written ``write_behind`` seconds after they are logged, by a thread of their own (0: at once); warnings and
+    errors at once (:class:`daemon.logwriter.WriteBehindHandler`, whose ``target`` is the handler above).
     """
     stream = sys.stderr if stream is None else stream
     handler: logging.Handler
@@ -237,14 +242,18 @@ def setup_logging(
     else:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(_PlainFormatter(_PLAIN_FORMAT))
-    setattr(handler, _OURS, True)
+    # What no format of ours prints: not gathered for each record (LogRecord's process, processName, thread and
+    # threadName attributes), as the logging docs' "Optimization" section advises. Records are made on every path.
+    logging.logMultiprocessing = logging.logProcesses = logging.logThreads = False
+    installed = WriteBehindHandler(handler, write_behind)
+    setattr(installed, _OURS, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
         root.removeHandler(old)
         old.close()
-    root.addHandler(handler)
+    root.addHandler(installed)
     root.setLevel(level.upper() if isinstance(level, str) else level)
-    return handler
+    return installed
 
 
 # --- signals ---------------------------------------------------------------------------------------------

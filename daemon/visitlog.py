@@ -37,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from daemon.history import StorageHealth
 from daemon.jsonl import append_lines
+from daemon.logwriter import LazyText
 from daemon.redaction import KEYPAD_EVENTS, redact_field, redact_keypad_text
 
 __all__ = ["KEYPAD_EVENTS", "NO_VISIT", "StorageHealth", "VisitEvent", "VisitLog", "new_visit_id"]
@@ -195,8 +196,10 @@ class VisitLog:
             now - started,
             {k: redact_field(k, v, keypad=keypad) for k, v in extra.items()},
         )
-        if self._logger.isEnabledFor(logging.INFO):  # the JSON line costs CPU on the visit's path: only if logged
-            self._logger.info("%s", ev.line(), extra={"visit_id": visit, "visit_event": name})
+        if self._logger.isEnabledFor(logging.INFO):
+            # The JSON line is built when the log line is written (the daemon's handler writes INFO a moment later,
+            # on its own thread: daemon.logwriter), not here on the visit's path.
+            self._logger.info("%s", LazyText(ev.line), extra={"visit_id": visit, "visit_event": name})
         if self._queue_send is not None:
             try:
                 self._queue_send.send_nowait(ev)

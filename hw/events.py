@@ -120,9 +120,11 @@ HwEvent = (
 class EventSink(Protocol):
     """The one thing hw/ needs from the daemon: a way to hand an event to its loop, once per event.
 
-    The panel calls it from one thread of its own (:class:`hw._timing.Outbox`), never from the loop, a gpiozero
-    callback or the thread timing the relay. It may block that thread until the loop has taken the event, and must
-    not run the daemon's work there: ``daemon.bridge.EventChannel.post`` is the implementation, and hw never
+    Either it may block its caller until the loop has taken the event (``daemon.bridge.EventChannel.post``): the
+    panel then calls it from one thread of its own (:class:`hw._timing.Outbox`), never from the loop, a gpiozero
+    callback or the thread timing the relay. Or it only queues the event for the loop and returns at once
+    (``daemon.bridge.EventChannel.post_soon``, the daemon's; ``Panel(..., post_never_blocks=True)``): the devices
+    then call it directly, from the dispatcher. Either way it must not run the daemon's work there, and hw never
     reaches the loop any other way.
     """
 

@@ -9,7 +9,7 @@ lifetime in the app.
 The end of a pulse is a deadline on a :class:`~hw._timing.Dispatcher` thread (the panel's), which never waits for
 the event loop: a pulse ends on time even when the loop is busy or wedged. The relay's events
 (:class:`RelayChanged`) go to ``post`` in the order the pin changed; ``post`` must return at once (the panel gives
-its :class:`~hw._timing.Outbox`).
+its :class:`~hw._timing.Outbox`, or the daemon's ``EventChannel.post_soon``, which only queues).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVarTuple
 
 import anyio
@@ -341,13 +342,14 @@ class VisitRouter:
             on_progress=None if on_progress is None else (lambda result: on_progress(result, request)),
         )
         self.current, self.current_request = runner, request
-        self._on_start(request)
         result: VisitResult | None = None
         try:
             with anyio.CancelScope() as scope, anyio.move_on_after(timing.visit_deadline_seconds + 30):
                 # The machine has its own deadline timer; this outer bound only catches a runner bug.
                 self._scope = scope
-                result = await runner.run(Start(sip_ready=self.registered))
+                # on_start once the visit's first calls are dialled: the INVITE does not wait for its bookkeeping
+                # (on a Pi-sized CPU the history row's hand-over, a thread woken, delayed it; issue 18).
+                result = await runner.run(Start(sip_ready=self.registered), partial(self._on_start, request))
         finally:
             if result is None:
                 # Cancelled (SIGTERM, `intercomctl hangup`) or past the outer bound: run() never returned, but

@@ -82,6 +82,7 @@ class VisitRunner:
         self._prompt_done.set()
         self._tg: TaskGroup  # set in run(): timers and prompts live in the visit's own group
         self.result = VisitResult(visit, state)
+        self._on_started: Callable[[], None] | None = None  # run()'s on_started, until it has been called
 
     def post(self, event: FlowEvent) -> None:
         """Deliver an event (loop thread only; foreign threads go through the bridge first).
@@ -93,12 +94,16 @@ class VisitRunner:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             log.debug("visit %s: late event %r dropped", self.visit, event)
 
-    async def run(self, start: Start) -> VisitResult:
+    async def run(self, start: Start, on_started: Callable[[], None] | None = None) -> VisitResult:
+        """Run the visit to its end. ``on_started`` is called once the start's commands have run (its calls dialled:
+        bookkeeping that waited for the INVITEs to leave, such as the history row's first write)."""
         finish: cmd.Finish | None = None
+        self._on_started = on_started
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 finish = await self._feed(start)
+                self._started()
                 while finish is None:
                     event = await self._inbox.receive()
                     finish = await self._feed(event)
@@ -150,8 +155,15 @@ class VisitRunner:
         if result.door_opened_at is None and state.door_opened:
             result.door_opened_at = time.monotonic()
             progressed = True
-        if progressed and self._on_progress is not None:
-            self._on_progress(result)
+        if progressed:
+            self._started()  # an inbound visit is answered by its start: the start is told first
+            if self._on_progress is not None:
+                self._on_progress(result)
+
+    def _started(self) -> None:
+        started, self._on_started = self._on_started, None
+        if started is not None:
+            started()
 
     async def _execute(self, c: cmd.Command) -> FlowEvent | None:
         """Run one command; returns the event it answers with at once, if any."""

@@ -16,6 +16,7 @@ answers, and asks it which account dials a URI.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import random
 import select
@@ -177,7 +178,10 @@ class RegistrarBook:
         return RegistrationSnapshot(True, active is not None, s.code, s.reason, s.expires, s.uri, s.failure)
 
 
+@functools.lru_cache(maxsize=64)
 def _parse(uri: str) -> SipUri | None:
+    # Cached (a frozen value per text): every dial routes its URI on the owner thread just before makeCall, and the
+    # same few residents are dialled again and again.
     try:
         return SipUri.parse(uri)
     except SipUriError:

@@ -286,3 +286,33 @@ async def test_after_reconfigure_the_next_visit_plays_the_new_prompts_the_runnin
     # The first visit began and ended on the old speaker; the second visit's first word is the new one's.
     assert h.speaker.played == [Prompt.WAITING, Prompt.DOOR_NOT_OPENED]
     assert new_speaker.played == [Prompt.WAITING, Prompt.DOOR_NOT_OPENED]
+
+
+async def test_the_visit_start_is_told_once_its_calls_are_dialled() -> None:
+    """on_start (the app writes the history row's first version there) waits for the start's dials: the INVITE must
+    not wait behind that bookkeeping (issue 18). An inbound visit is answered by its start: the start is told before
+    the answer's progress, so the later, fuller row is the one that stays."""
+    told: list[str] = []
+    h = Harness()
+    h.router._on_start = lambda request: told.append(f"start {request.visit}, dialled {h.calls.dialed}")
+    h.router._on_progress = lambda result, request: told.append(f"progress {request.visit}: {result.answered_by}")
+    concierge = CallHandle(50, 0, "incoming", "sip:c@h")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.router.run)
+        h.router.press("a")
+        await h.rec.until("CALL_START", 1)
+        await h.answered_then("")
+        h.router.sip_event(IncomingCall(concierge, "sip:c@h", allowed=True))
+        with anyio.fail_after(5):
+            while len(told) < 4:
+                await anyio.sleep(0.001)
+        h.router.cancel_current()
+        with anyio.fail_after(5):
+            await h.router.wait_completed(2)
+        tg.cancel_scope.cancel()
+    assert told[:4] == [
+        "start v0, dialled ['sip:a@h']",
+        "progress v0: sip:a@h",
+        "start v1, dialled ['sip:a@h']",  # inbound: nothing to dial
+        "progress v1: sip:c@h",
+    ]

@@ -304,3 +304,39 @@ async def test_an_event_after_shutdown_is_said_not_reported_as_lost(caplog: pyte
         bridge.close()
         closed.receive.close()
         abandoned.close()
+
+
+async def test_post_soon_returns_before_the_loop_runs_and_keeps_the_order(factory: MockFactory) -> None:
+    """The daemon's panel sink: the dispatcher queues each event for the loop and goes on at once (a press must not
+    wait for a busy loop, nor for a thread between them); one thread's events arrive in the order posted."""
+    bridge = LoopBridge()
+    channel: EventChannel[HwEvent] = EventChannel(bridge)
+    returned = threading.Event()
+
+    def dispatcher() -> None:
+        for i in range(50):
+            channel.post_soon(DoorOpened(at=float(i)))
+        returned.set()
+
+    try:
+        thread = threading.Thread(target=dispatcher)
+        thread.start()
+        thread.join(2)
+        # Nothing was taken yet (this task has not awaited since): post_soon did not wait for the loop.
+        assert returned.is_set() and channel.receive.statistics().current_buffer_used == 0
+        got: list[HwEvent] = []
+        with anyio.fail_after(2):
+            while len(got) < 50:
+                got.append(await channel.receive.receive())
+        assert [e.at for e in got] == [float(i) for i in range(50)]
+        channel.post_soon(DoorClosed(at=99.0))  # on the loop thread: queued for a later turn, not run in place
+        assert channel.receive.statistics().current_buffer_used == 0
+        with anyio.fail_after(2):
+            assert await channel.receive.receive() == DoorClosed(at=99.0)
+        bridge.close()
+        channel.post_soon(DoorClosed(at=100.0))  # after the loop's end: counted, never raised into hw's thread
+        assert bridge.dropped == 1
+    finally:
+        bridge.close()
+        channel.close()
+        channel.receive.close()

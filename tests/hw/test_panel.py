@@ -190,3 +190,22 @@ async def test_selftest_reports_failures(factory: MockFactory, recorder: Recorde
         results = {r.check: r for r in await run_selftest(panel)}
     assert not results["speaker"].passed and "no-such-card" in results["speaker"].detail
     assert not results["tamper"].passed
+
+
+def test_a_sink_that_never_blocks_is_called_from_the_dispatcher_with_no_outbox_thread(factory: MockFactory) -> None:
+    """``post_never_blocks`` (the daemon's ``EventChannel.post_soon``): no outbox thread, the press goes from the
+    dispatcher that qualified it straight to the sink."""
+    posted_on: list[str] = []
+    recorder = Recorder()
+
+    def sink(event: HwEvent) -> None:
+        posted_on.append(threading.current_thread().name)
+        recorder.post(event)
+
+    before = {t.name for t in threading.enumerate()}
+    with Panel(CONFIG, pin_factory=factory, post=sink, post_never_blocks=True) as panel:
+        assert panel.outbox is None
+        assert "hw-outbox" not in {t.name for t in threading.enumerate()} - before
+        hold(factory.pin(17), 0.03)
+        recorder.wait_for(ButtonPressed, 1, 2)
+    assert posted_on == ["hw-panel"]

@@ -98,9 +98,10 @@ def test_setup_logging_under_systemd_without_native_socket(stderr_file: io.TextI
 @pytest.mark.usefixtures("restore_root_logger")
 def test_setup_logging_plain_has_timestamps_and_visit() -> None:
     out = io.StringIO()
-    setup_logging("DEBUG", environ={}, stream=out)
+    handler = setup_logging("DEBUG", environ={}, stream=out)
     logging.getLogger("daemon.flow").info("door opened", extra={"visit": "v3"})
     logging.getLogger("daemon.flow").info("idle")
+    handler.flush()  # INFO is written a moment later (daemon.logwriter)
     first, second = out.getvalue().splitlines()
     assert first.endswith(" INFO    daemon.flow: [visit v3] door opened")
     assert first[:4].isdigit()  # starts with the date
@@ -148,7 +149,7 @@ def test_native_journal_carries_visit_id_as_a_field(
 ) -> None:
     sock, path = journal_socket
     handler = setup_logging("INFO", environ=journal_env(stderr_file), stream=stderr_file, journal_socket=path)
-    assert isinstance(handler, JournalHandler)
+    assert isinstance(handler.target, JournalHandler)
     logging.getLogger("daemon.flow").info("ringing %s", "101", extra={"visit": "v42"})
     fields = parse_native(sock.recv(65536))
     assert fields["MESSAGE"] == "ringing 101"
