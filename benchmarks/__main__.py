@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="legs of figure 7's parallel ring group (default: 8 on a pjsua2 that places 8 calls at once, the "
-        "source build; 4 on the wheel)",
+        "source build; 4 on a pjsua2 limited to 4 calls)",
     )
     args = ap.parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]

@@ -22,7 +22,7 @@ __all__ = ["FarEnd", "endpoint", "loaded_max_calls"]
 
 
 def loaded_max_calls() -> int:
-    """PJSUA_MAX_CALLS of the pjsua2 this process loaded (4 for the wheel, 32 for the source build): the
+    """PJSUA_MAX_CALLS of the pjsua2 this process loaded (32 for our source build, 4 for a default one): the
     default of ``UaConfig.maxCalls``, and pjsua lowers any larger value to it (the daemon reads it the same way)."""
     return int(pj.UaConfig().maxCalls)
 

@@ -55,7 +55,8 @@ LOAD_PORT, LEGS_PORT = 15130 + _OFFSET, 15140 + _OFFSET
 BUTTON_PIN = 17
 GROUP_PIN = 18  # the "concierge" button: during the load phase it rings a parallel group of --ring-group legs
 BASELINE_PIN = 16  # a third button: the baseline group of 4, pressed in turn with the group under test
-# The wheel places at most 4 calls at once (PJSUA_MAX_CALLS); the source build (packaging/pjsua2) allows 32.
+# A default pjsua2 (e.g. the PyPI wheel, no longer supported) places at most 4 calls at once (PJSUA_MAX_CALLS);
+# our source build (packaging/pjsua2) allows 32.
 BASELINE_GROUP = 4
 MIN_PRESS_MS = 50.0
 PANEL_PASSWORD = "bench-s3cret"
@@ -78,7 +79,7 @@ class StampedPin(MockPin):  # type: ignore[misc]  # untyped library
 
 def default_ring_group() -> int:
     """8 (the issue's parallel group) when the loaded pjsua2 can place 8 calls at once (the source build), else
-    the baseline's 4 (the wheel)."""
+    the baseline's 4 (a default pjsua2 build)."""
     return 8 if loaded_max_calls() >= 8 else BASELINE_GROUP
 
 
@@ -425,7 +426,7 @@ def main() -> None:
         type=int,
         default=None,
         help="legs of the parallel group pressed under load (figure 7); default 8 on a pjsua2 that places 8 calls "
-        "at once (the source build), 4 on the wheel",
+        "at once (our source build), 4 on a pjsua2 limited to 4 calls",
     )
     ap.add_argument(
         "--logging",

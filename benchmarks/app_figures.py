@@ -286,8 +286,8 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
     )
     f7.notes.append(
         "sipp's built-in UAC scenario calls the panel from a caller not in inbound_allow. The owner "
-        "thread refuses them (603) at the pace a 64-key pjlib ioqueue can recycle (the wheel's; the source "
-        "build's has 1024 and the pace still budgets for 64: daemon/sip/_teardown_pace.py); above it "
+        "thread refuses them (603) at the pace a 64-key pjlib ioqueue can recycle (a default build's select ioqueue; "
+        "ours uses epoll with 1024 and the pace still budgets for 64: daemon/sip/_teardown_pace.py); above it "
         "pjsua answers 486 itself while every call slot is taken. Refused all at once, such a burst "
         "aborted the process (docs/pjsua2.md). Lag: how late a 10 ms sleep wakes up."
     )
@@ -295,7 +295,7 @@ def app_figures(p: Profile, errors: list[str], ring_group: int | None = None) ->
         "Each press during the load rings a parallel group: the far end (answers after 0.2 s, sends "
         "the code) and legs ringing at a second sipp, cancelled when the far end answers. Presses "
         "alternate between the group under test (`--ring-group`: 8 where the loaded pjsua2 places 8 "
-        "calls at once, the source build; 4 on the wheel, whose PJSUA_MAX_CALLS is 4) and the "
+        "calls at once, our source build; 4 on a pjsua2 whose PJSUA_MAX_CALLS is 4) and the "
         "baseline group of 4, in the same run. Our dial takes a call slot from a refused caller still "
         "waiting, so the visitor's legs go out whatever the flood holds. A leg 'rang' when it reported "
         "180 Ringing (or answered), from the app's events.jsonl."

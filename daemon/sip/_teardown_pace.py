@@ -2,7 +2,8 @@
 
 Why (measured; docs/pjsua2.md, section 5): pjsua creates a call's media transport (an RTP and an RTCP socket) before
 ``onIncomingCall``, so every INVITE with SDP that gets a call slot costs two sockets. pjlib's select-based
-ioqueue (the wheel's, and a default Linux source build's) has 64 socket keys, and a closed socket's key is
+ioqueue (a default Linux build's; ours uses epoll with 1,024, config_site.h, and this pace still budgets for 64
+so that a pjsua2 built without our config stays safe) has 64 socket keys, and a closed socket's key is
 reusable only 500 ms later. Refusing every INVITE at once turns 60 INVITEs sent 2 ms apart into 120 keys in
 that half second, and pjlib asserts (``pj_ioqueue_register_sock2``) and aborts. Refusals held back to a budget
 per half second keep the keys in bounds; while refusals wait, they hold their call slots, and pjsua itself
