@@ -128,7 +128,9 @@ def lag_of(reference: Signal, signal: Signal) -> int:
     n = 1 << math.ceil(math.log2(len(reference) + len(signal)))
     corr = np.fft.irfft(np.fft.rfft(signal, n) * np.conj(np.fft.rfft(reference, n)), n)
     best = int(np.argmax(np.abs(corr)))
-    return best if best < n // 2 else best - n
+    # n >= len(reference) + len(signal): lags in [0, len(signal)) are positive, the rest wrapped negatives
+    # (n // 2 as the split misread a reference placed past the middle of the FFT length as a negative lag)
+    return best if best < len(signal) else best - n
 
 
 def shifted(reference: Signal, lag: int, length: int) -> Signal:
@@ -140,9 +142,12 @@ def shifted(reference: Signal, lag: int, length: int) -> Signal:
     return out
 
 
-def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[str, Any]:
-    """Figures of one run: ``mic`` before cancellation, ``sent`` after it, the clean references."""
-    sent_lag = lag_of(mic, sent)
+def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal, sent_lag: int | None = None) -> dict[str, Any]:
+    """Figures of one run: ``mic`` before cancellation, ``sent`` after it, the clean references; ``sent_lag``,
+    where ``sent`` lies against ``mic`` (samples), when the caller knows it better than one cross-correlation
+    over the whole run."""
+    if sent_lag is None:
+        sent_lag = lag_of(mic, sent)
     sent_aligned = shifted(sent, -sent_lag, len(mic))
     far_ref = shifted(far, lag_of(far, mic), len(mic))
     near_ref = shifted(near, lag_of(near, mic), len(mic))

@@ -46,3 +46,12 @@
  * turning noise_suppression off costs most of Speex's echo cancellation. */
 #define PJMEDIA_SPEEX_AEC_USE_AGC ((options & PJMEDIA_ECHO_USE_GAIN_CONTROLLER) != 0)
 #define PJMEDIA_SPEEX_AEC_USE_DENOISE ((options & PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR) != 0)
+
+/* Speex's echo suppression while its filter learns (speex-early-residual.patch, applied by build.sh). Stock
+ * Speex hands its preprocessor no residual echo until the filter counts as adapted, so the first 1-2 s of the
+ * resident's speech went back to the resident nearly uncancelled (~0 dB in the first second, 9-24 dB in the
+ * second: convergence 2-6 s, target < 2 s). With the patch the preprocessor suppresses at least the loudest
+ * far-end spectrum of the filter's span until the filter has adapted and for this many ms of far-end speech
+ * after that. A visitor speaking over the resident in those first seconds is attenuated more (docs/audio.md).
+ * -1 turns it off (stock Speex). */
+#define SPEEX_AEC_EARLY_HOLD_MS 1000
