@@ -218,8 +218,8 @@ def one_call(
     if signals.get("keep"):
         keep = Path(signals["keep"])
         keep.mkdir(parents=True, exist_ok=True)
-        for part, x in (("mic", mic_samples), ("sent", sent), ("spk", far)):
-            _write(keep / f"{name}-{part}.wav", x, RATE)
+        for kept, x in (("mic", mic_samples), ("sent", sent), ("spk", far)):
+            _write(keep / f"{name}-{kept}.wav", x, RATE)
     near = read_wav(signals["visitor"])
     report = analyse_run(mic_samples, sent, far, near, sent_lag=visitor_lag(mic_samples, sent, near))
     report.update(result)

@@ -125,7 +125,8 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     mic[visitor_at : visitor_at + len(visitor)] += visitor * 0.5
     mic += np.random.default_rng(1).normal(0, 1e-4, length)  # a quiet room's noise floor
     first_word = int(np.argmax(np.abs(resident) > 0.05)) + delay
-    return {"mic": mic, "reference": reference, "first_word": np.asarray(first_word), "visitor_at": np.asarray(visitor_at)}
+    marks = {"first_word": np.asarray(first_word), "visitor_at": np.asarray(visitor_at)}
+    return {"mic": mic, "reference": reference, **marks}
 
 
 def first_second_erle(room: dict[str, np.ndarray], sent: np.ndarray) -> float:
@@ -167,7 +168,6 @@ def test_a_negative_hold_is_stock_speex(speex_sources: Path, room: dict[str, np.
     """config_site.h's SPEEX_AEC_EARLY_HOLD_MS = -1 turns the patch off: the output is stock Speex's, sample for
     sample."""
     stock = cancel(compile_speex(speex_sources, "stock2", patched=False), room["mic"], room["reference"])
-    off = cancel(
-        compile_speex(speex_sources, "off", "-DSPEEX_AEC_EARLY_HOLD_MS=-1", patched=True), room["mic"], room["reference"]
-    )
+    library = compile_speex(speex_sources, "off", "-DSPEEX_AEC_EARLY_HOLD_MS=-1", patched=True)
+    off = cancel(library, room["mic"], room["reference"])
     assert np.array_equal(stock, off)
