@@ -234,8 +234,9 @@ MAX_CALLS = $(site_define PJSUA_MAX_CALLS)  # PJSUA_MAX_CALLS: pjsua lowers uaCo
 IOQUEUE = "epoll"
 IOQUEUE_MAX_HANDLES = $(site_define PJ_IOQUEUE_MAX_HANDLES)  # socket keys; a call with media uses 2
 ECHO_CANCELLERS = ("speex", "webrtc")  # ecOptions 0 (Speex) and 3 (WebRTC AEC); no AEC3 (4)
-PATCHES = ($(for patch_file in "${PATCHES[@]}"; do printf '"%s", ' "$(basename "$patch_file")"; done))  # packaging/pjsua2/*.patch applied
+PATCHES = ($(for patch_file in "${PATCHES[@]}"; do printf '"%s",' "$(basename "$patch_file")"; done))  # packaging/pjsua2/*.patch applied
 SPEEX_AEC_EARLY_HOLD_MS = $(site_define SPEEX_AEC_EARLY_HOLD_MS)  # Speex's early residual-echo estimate (a patch)
+SPEEX_AEC_REARM_MS = $(site_define SPEEX_AEC_REARM_MS)  # ... and after the reference slipped a frame
 CODECS = ("PCMU", "PCMA", "G722", "opus")
 BUILD_KEY = "$KEY"
 INFO
