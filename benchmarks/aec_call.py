@@ -42,7 +42,7 @@ import numpy as np
 from benchmarks._proc import ROOT, emit
 from benchmarks._talk_capture import Packet, RtpSniffer, StampedRecorder
 from benchmarks._talk_signal import g711_decode
-from benchmarks.aec_speech import RATE, Signal, analyse_run, lag_of, read_wav, speak
+from benchmarks.aec_speech import RATE, WINDOW, Signal, analyse_run, lag_of, level_db, read_wav, shifted, speak
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
 from daemon.simulation.phone import free_port
 
@@ -220,10 +220,15 @@ def one_call(
         keep.mkdir(parents=True, exist_ok=True)
         for kept, x in (("mic", mic_samples), ("sent", sent), ("spk", far)):
             _write(keep / f"{name}-{kept}.wav", x, RATE)
-    near = read_wav(signals["visitor"])
-    report = analyse_run(mic_samples, sent, far, near, sent_lag=visitor_lag(mic_samples, sent, near))
+    aligned, near = aligned_to_mic(mic_samples, sent), read_wav(signals["visitor"])
+    report = analyse_run(mic_samples, aligned, far, near, 0)
+    report.pop("loop_delay_ms")  # far WAV -> recorder in aec_speech; here "far" is the speaker's own recording
+    report.update(visitor_levels(mic_samples, aligned, far, near))
     report.update(result)
-    report["echo_delay_ms"] = round(1000 * lag_of(far, mic_samples) / RATE)  # speaker -> microphone, measured
+    # speaker -> microphone, measured (the two recordings started apart: their first samples' card times)
+    spk_start = float(spk.recording().times_of(np.zeros(1))[0])
+    mic_start = float(mic_rec.times_of(np.zeros(1))[0])
+    report["echo_delay_ms"] = round(1000 * (lag_of(far, mic_samples) / RATE + mic_start - spk_start))
     report["unsent_share"] = unsent
     report["loadavg"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]
     report["build"] = build or "environment"
@@ -266,15 +271,54 @@ def sent_on_card_time(packets: list[Packet], card_start: float) -> tuple[Signal,
     return sent, round(1.0 - float(filled.mean()), 3)
 
 
-def visitor_lag(mic: Signal, sent: Signal, near: Signal) -> int:
-    """Where ``sent`` lies against ``mic`` around the visitor's speech (both carry it, canceller on or off): the
-    lag the visitor's projection needs, which a cross-correlation over the whole call can miss by the frames
-    dropped or inserted before."""
-    at, margin = lag_of(near, mic), RATE // 2
-    whole = lag_of(mic, sent)
-    segment = mic[max(at, 0) : at + len(near)]
-    lo = max(at + whole - margin, 0)
-    return lo + lag_of(segment, sent[lo : at + whole + len(near) + margin]) - max(at, 0)
+def aligned_to_mic(mic: Signal, sent: Signal, block: int = RATE // 2, search: int = RATE * 30 // 1000) -> Signal:
+    """``sent`` moved block by block (0.5 s) onto ``mic``'s samples. The path between them is not one delay
+    for a whole call: pjmedia's buffers drop, insert and time-stretch audio (the lag moved by 7 ms within the
+    visitor's 6 s in one call), and the visitor's projection needs them aligned to the sample. Each block takes
+    the lag at which it correlates with the microphone (within ``search`` of the last one, and only where it
+    does correlate: where the canceller removed the echo, nothing in ``sent`` matches, and the last lag holds)."""
+    lag, out = lag_of(mic, sent), np.zeros(len(mic))
+    for start in range(0, len(mic), block):
+        segment = mic[start : start + block]
+        low = start + lag - search
+        if low >= 0 and len(segment) == block:
+            candidate = sent[low : low + block + 2 * search]
+            found = low + lag_of(segment, candidate) - start
+            moved = sent[start + found : start + found + block]
+            if abs(found - lag) <= search and len(moved) == block and _correlation(segment, moved) > 0.5:
+                lag = found
+        piece = sent[max(start + lag, 0) : start + lag + block]
+        out[start : start + len(piece)] = piece
+    return out
+
+
+def visitor_levels(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[str, float | None]:
+    """The visitor's level in what was sent against the visitor's part of the microphone, by 250 ms windows of
+    double-talk and of the visitor alone: levels, not :func:`analyse_run`'s projections, which need the sample
+    alignment that pjmedia's buffers break now and then within a call (projections read -6 to -12 dB where the
+    levels matched). The visitor's part of the microphone is its reference scaled by its projection (one card
+    clock: aligned to the sample). In double-talk the sent level also holds the residual echo, so the figure is
+    an upper bound of the visitor's level there."""
+    far_ref = shifted(far, lag_of(far, mic), len(mic))
+    near_ref = shifted(near, lag_of(near, mic), len(mic))
+    near_ref *= float(np.dot(mic, near_ref)) / max(float(np.dot(near_ref, near_ref)), 1e-12)
+    count = len(mic) // WINDOW
+    far_lv = [level_db(far_ref[i * WINDOW : (i + 1) * WINDOW]) for i in range(count)]
+    near_lv = [level_db(near_ref[i * WINDOW : (i + 1) * WINDOW]) for i in range(count)]
+    result: dict[str, float | None] = {}
+    for key, both in (("visitor_double_talk_db", True), ("visitor_alone_db", False)):
+        picked = [i for i in range(count) if near_lv[i] > max(near_lv) - 30 and (far_lv[i] > max(far_lv) - 30) == both]
+        if not picked:
+            result[key] = None
+            continue
+        idx = np.concatenate([np.arange(i * WINDOW, (i + 1) * WINDOW) for i in picked])
+        result[key] = round(level_db(sent[idx]) - level_db(near_ref[idx]), 1)
+    return result
+
+
+def _correlation(a: Signal, b: Signal) -> float:
+    energy = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return float(np.dot(a, b)) / energy if energy > 0 else 0.0
 
 
 def _talk(

@@ -237,6 +237,7 @@ ECHO_CANCELLERS = ("speex", "webrtc")  # ecOptions 0 (Speex) and 3 (WebRTC AEC);
 PATCHES = ($(for patch_file in "${PATCHES[@]}"; do printf '"%s",' "$(basename "$patch_file")"; done))  # packaging/pjsua2/*.patch applied
 SPEEX_AEC_EARLY_HOLD_MS = $(site_define SPEEX_AEC_EARLY_HOLD_MS)  # Speex's early residual-echo estimate (a patch)
 SPEEX_AEC_REARM_MS = $(site_define SPEEX_AEC_REARM_MS)  # ... and after the reference slipped a frame
+SPEEX_AEC_EARLY_GAIN = $(site_define SPEEX_AEC_EARLY_GAIN | tr -d f)  # ... its level against the far end's
 CODECS = ("PCMU", "PCMA", "G722", "opus")
 BUILD_KEY = "$KEY"
 INFO

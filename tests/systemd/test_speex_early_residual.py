@@ -64,9 +64,21 @@ def speex_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def site_defines(**overrides: str) -> tuple[str, ...]:
+    """config_site.h's settings for the patch (what build.sh builds with) as gcc -D flags, some overridden."""
+    values = {}
+    for line in (PACKAGING / "config_site.h").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "#define" and parts[1].startswith("SPEEX_AEC_"):
+            values[parts[1]] = parts[2]
+    assert set(values) == {"SPEEX_AEC_EARLY_HOLD_MS", "SPEEX_AEC_REARM_MS", "SPEEX_AEC_EARLY_GAIN"}, values
+    values.update(overrides)
+    return tuple(f"-D{name}={value}" for name, value in sorted(values.items()))
+
+
 def compile_speex(root: Path, *defines: str, patched: bool) -> Path:
     """The canceller's library, stock or patched, with ``defines`` (compiled once per module and setting)."""
-    name = "-".join(["patched" if patched else "stock", *(d.removeprefix("-D") for d in defines)])
+    name = "-".join(["patched" if patched else "stock", *(d.removeprefix("-D").replace(".", "_") for d in defines)])
     if (root / name / "libspeexaec.so").is_file():
         return root / name / "libspeexaec.so"
     tree = root / name
@@ -167,6 +179,7 @@ def test_the_patch_applies_and_is_part_of_the_build_key() -> None:
     assert 'patch -p1 --forward --batch <"$patch_file"' in build
     site = (PACKAGING / "config_site.h").read_text()
     assert "#define SPEEX_AEC_EARLY_HOLD_MS 1000" in site and "#define SPEEX_AEC_REARM_MS 1000" in site
+    assert "#define SPEEX_AEC_EARLY_GAIN 0.25f" in site
 
 
 @needs_gcc
@@ -175,9 +188,9 @@ def test_stock_speex_sends_the_first_second_back_the_patch_suppresses_it(
     speex_sources: Path, room: dict[str, np.ndarray]
 ) -> None:
     stock = cancel(compile_speex(speex_sources, patched=False), room["mic"], room["reference"])
-    patched = cancel(compile_speex(speex_sources, patched=True), room["mic"], room["reference"])
-    assert first_second_erle(room, stock) < 15  # measured 1.6 dB: the filter has not adapted yet
-    assert first_second_erle(room, patched) > 30  # measured ~38 dB
+    patched = cancel(compile_speex(speex_sources, *site_defines(), patched=True), room["mic"], room["reference"])
+    assert first_second_erle(room, stock) < 15  # the filter has not adapted yet
+    assert first_second_erle(room, patched) > 30  # measured 38.0 dB (stock: 2.0)
     # The visitor alone, a second after the resident: the early estimate has let go (as stock Speex, within 1 dB)
     assert abs(visitor_level_db(room, patched) - visitor_level_db(room, stock)) < 1.0
     assert visitor_level_db(room, patched) > -3.0
@@ -189,7 +202,7 @@ def test_a_negative_hold_is_stock_speex(speex_sources: Path, room: dict[str, np.
     """config_site.h's SPEEX_AEC_EARLY_HOLD_MS = -1 turns the patch off: the output is stock Speex's, sample for
     sample."""
     stock = cancel(compile_speex(speex_sources, patched=False), room["mic"], room["reference"])
-    library = compile_speex(speex_sources, "-DSPEEX_AEC_EARLY_HOLD_MS=-1", patched=True)
+    library = compile_speex(speex_sources, *site_defines(SPEEX_AEC_EARLY_HOLD_MS="-1"), patched=True)
     off = cancel(library, room["mic"], room["reference"])
     assert np.array_equal(stock, off)
 
@@ -206,15 +219,15 @@ def test_after_the_reference_slips_a_frame_the_echo_stays_suppressed(
     speex_sources: Path, room: dict[str, np.ndarray]
 ) -> None:
     """A stall 3 s into the resident's speech (the filter converged): stock Speex lets the echo through while it
-    relearns (measured 3.8 dB over the next second, 1.8 over the one after); the patch re-arms the far-end
-    estimate for SPEEX_AEC_REARM_MS (36.9 dB; the second after that, 25-26 dB, is past the 1 s re-arm)."""
+    relearns (measured 1.8 dB over the next second, 13.3 dB over the one after); the patch re-arms the far-end
+    estimate for SPEEX_AEC_REARM_MS (25.0 and 24.9 dB at config_site.h's 0.25 gain; 36.9 dB at a gain of 1.0)."""
     stall = int(room["first_word"]) // FRAME + 150
-    defines = ("-DSPEEX_AEC_EARLY_HOLD_MS=1000", "-DSPEEX_AEC_REARM_MS=1000")
     stock = cancel(compile_speex(speex_sources, patched=False), room["mic"], room["reference"], stall)
-    patched_lib = compile_speex(speex_sources, *defines, patched=True)
+    patched_lib = compile_speex(speex_sources, *site_defines(), patched=True)
     patched = cancel(patched_lib, room["mic"], room["reference"], stall)
-    no_rearm_lib = compile_speex(speex_sources, "-DSPEEX_AEC_REARM_MS=0", patched=True)
+    no_rearm_lib = compile_speex(speex_sources, *site_defines(SPEEX_AEC_REARM_MS="0"), patched=True)
     no_rearm = cancel(no_rearm_lib, room["mic"], room["reference"], stall)
     assert second_after(room, stock, stall) < 20
     assert second_after(room, no_rearm, stall) < 20  # the early estimate alone has let go by then
-    assert second_after(room, patched, stall) > 30
+    assert second_after(room, patched, stall) > 20
+    assert second_after(room, patched, stall + 50) > 20
