@@ -292,14 +292,15 @@ def child(spec: dict[str, Any], far: str, out: str, seconds: float, stats_path: 
 
 def summary_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [
-        "| echo path | canceller | echo at mic (dBFS) | ERLE median / p10 after 2 s (dB) | stays >= 30 dB from (s) "
-        "| visitor in double-talk / alone (dB) | CPU (share of a core) |",
-        "|---|---|---|---|---|---|---|",
+        "| echo path | canceller | echo at mic (dBFS) | ERLE 1st / 2nd / 3rd s (dB) | ERLE median / p10 after 2 s (dB) "
+        "| stays >= 30 dB from (s) | visitor in double-talk / alone (dB) | CPU (share of a core) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path, runs in results.items():
         for name, r in runs.items():
+            first = " / ".join(str(x) for x in r["erle_median_by_second_db"][:3])
             lines.append(
-                f"| {path} | {name} | {r['echo_at_mic_dbfs']} | {r['erle_median_after_2s_db']} / "
+                f"| {path} | {name} | {r['echo_at_mic_dbfs']} | {first} | {r['erle_median_after_2s_db']} / "
                 f"{r['erle_p10_after_2s_db']} | {r['converged_s'] if r['converged_s'] is not None else 'never'} | "
                 f"{r['visitor_double_talk_db']} / {r['visitor_alone_db']} | {r['cpu_share_of_core']} |"
             )
