@@ -128,7 +128,9 @@ def lag_of(reference: Signal, signal: Signal) -> int:
     n = 1 << math.ceil(math.log2(len(reference) + len(signal)))
     corr = np.fft.irfft(np.fft.rfft(signal, n) * np.conj(np.fft.rfft(reference, n)), n)
     best = int(np.argmax(np.abs(corr)))
-    return best if best < n // 2 else best - n
+    # n >= len(reference) + len(signal): lags in [0, len(signal)) are positive, the rest wrapped negatives
+    # (n // 2 as the split misread a reference placed past the middle of the FFT length as a negative lag)
+    return best if best < len(signal) else best - n
 
 
 def shifted(reference: Signal, lag: int, length: int) -> Signal:
@@ -140,9 +142,12 @@ def shifted(reference: Signal, lag: int, length: int) -> Signal:
     return out
 
 
-def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal) -> dict[str, Any]:
-    """Figures of one run: ``mic`` before cancellation, ``sent`` after it, the clean references."""
-    sent_lag = lag_of(mic, sent)
+def analyse_run(mic: Signal, sent: Signal, far: Signal, near: Signal, sent_lag: int | None = None) -> dict[str, Any]:
+    """Figures of one run: ``mic`` before cancellation, ``sent`` after it, the clean references; ``sent_lag``,
+    where ``sent`` lies against ``mic`` (samples), when the caller knows it better than one cross-correlation
+    over the whole run."""
+    if sent_lag is None:
+        sent_lag = lag_of(mic, sent)
     sent_aligned = shifted(sent, -sent_lag, len(mic))
     far_ref = shifted(far, lag_of(far, mic), len(mic))
     near_ref = shifted(near, lag_of(near, mic), len(mic))
@@ -287,14 +292,15 @@ def child(spec: dict[str, Any], far: str, out: str, seconds: float, stats_path: 
 
 def summary_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [
-        "| echo path | canceller | echo at mic (dBFS) | ERLE median / p10 after 2 s (dB) | stays >= 30 dB from (s) "
-        "| visitor in double-talk / alone (dB) | CPU (share of a core) |",
-        "|---|---|---|---|---|---|---|",
+        "| echo path | canceller | echo at mic (dBFS) | ERLE 1st / 2nd / 3rd s (dB) | ERLE median / p10 after 2 s (dB) "
+        "| stays >= 30 dB from (s) | visitor in double-talk / alone (dB) | CPU (share of a core) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path, runs in results.items():
         for name, r in runs.items():
+            first = " / ".join(str(x) for x in r["erle_median_by_second_db"][:3])
             lines.append(
-                f"| {path} | {name} | {r['echo_at_mic_dbfs']} | {r['erle_median_after_2s_db']} / "
+                f"| {path} | {name} | {r['echo_at_mic_dbfs']} | {first} | {r['erle_median_after_2s_db']} / "
                 f"{r['erle_p10_after_2s_db']} | {r['converged_s'] if r['converged_s'] is not None else 'never'} | "
                 f"{r['visitor_double_talk_db']} / {r['visitor_alone_db']} | {r['cpu_share_of_core']} |"
             )

@@ -30,6 +30,9 @@ PJ_URL="https://github.com/pjsip/pjproject/archive/refs/tags/${PJ_VERSION}.tar.g
 # Known SHA-256s of pjproject 2.15.1's source: the vendored `git archive` of tag 2.15.1 (commit 7de6e686)
 # and GitHub's release archive of the same tag (packed by GitHub, so its bytes differ). See known-sha256.txt.
 KNOWN_SHA256_FILE="$HERE/known-sha256.txt"
+# Our changes to pjproject's source, applied in this order with `patch -p1` from the source root (each file
+# says why). Part of the cache key.
+PATCHES=("$HERE/speex-early-residual.patch")
 
 # configure: static libraries (no make install, no ldconfig), no video, the epoll ioqueue, and none of the
 # codecs or video/UPnP libraries we do not use. G.711, G.722, Opus, SRTP, OpenSSL TLS, ALSA, and the Speex
@@ -113,7 +116,7 @@ key_inputs=$(
   echo "python $py_id"
   echo "arch $(uname -m)"
   echo "cc $(gcc -dumpfullversion 2>/dev/null || echo none) swig $(swig -version 2>/dev/null | awk '/Version/ {print $3}')"
-  sha256sum "$HERE/config_site.h" "$HERE/build.sh" | cut -d' ' -f1
+  sha256sum "$HERE/config_site.h" "$HERE/build.sh" "${PATCHES[@]}" | cut -d' ' -f1
 )
 KEY=$(printf '%s\n' "$key_inputs" | sha256sum | cut -c1-16)
 OUT="$CACHE_ROOT/$KEY"
@@ -146,7 +149,7 @@ if [ -f "$OUT/complete" ]; then  # another run finished it while we waited
   install_result
   exit 0
 fi
-for tool in swig gcc g++ make; do command -v "$tool" >/dev/null || die "$tool is missing (apt: swig build-essential)"; done
+for tool in swig gcc g++ make patch; do command -v "$tool" >/dev/null || die "$tool is missing (apt: swig build-essential)"; done
 pyinc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 [ -f "$pyinc/Python.h" ] || die "no Python.h in $pyinc (apt: python3-dev)"
 
@@ -163,6 +166,10 @@ trap 'log "error: the build failed, see $OUT/build.log"' ERR
   src="$WORK/pjproject-$PJ_VERSION"
   cp "$HERE/config_site.h" "$src/pjlib/include/pj/config_site.h"
   cd "$src"
+  for patch_file in "${PATCHES[@]}"; do
+    echo "applying $(basename "$patch_file")"
+    patch -p1 --forward --batch <"$patch_file"
+  done
   ./configure CFLAGS="$LIB_CFLAGS" CXXFLAGS="$LIB_CFLAGS" "${CONFIGURE_FLAGS[@]}"
   grep -q "^ac_os_objs='ioqueue_epoll" config.log || die "configure did not select the epoll ioqueue"
   make -j"$JOBS" lib
@@ -227,6 +234,10 @@ MAX_CALLS = $(site_define PJSUA_MAX_CALLS)  # PJSUA_MAX_CALLS: pjsua lowers uaCo
 IOQUEUE = "epoll"
 IOQUEUE_MAX_HANDLES = $(site_define PJ_IOQUEUE_MAX_HANDLES)  # socket keys; a call with media uses 2
 ECHO_CANCELLERS = ("speex", "webrtc")  # ecOptions 0 (Speex) and 3 (WebRTC AEC); no AEC3 (4)
+PATCHES = ($(for patch_file in "${PATCHES[@]}"; do printf '"%s",' "$(basename "$patch_file")"; done))  # packaging/pjsua2/*.patch applied
+SPEEX_AEC_EARLY_HOLD_MS = $(site_define SPEEX_AEC_EARLY_HOLD_MS)  # Speex's early residual-echo estimate (a patch)
+SPEEX_AEC_REARM_MS = $(site_define SPEEX_AEC_REARM_MS)  # ... and after the reference slipped a frame
+SPEEX_AEC_EARLY_GAIN = $(site_define SPEEX_AEC_EARLY_GAIN | tr -d f)  # ... its level against the far end's
 CODECS = ("PCMU", "PCMA", "G722", "opus")
 BUILD_KEY = "$KEY"
 INFO

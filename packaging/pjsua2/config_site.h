@@ -46,3 +46,18 @@
  * turning noise_suppression off costs most of Speex's echo cancellation. */
 #define PJMEDIA_SPEEX_AEC_USE_AGC ((options & PJMEDIA_ECHO_USE_GAIN_CONTROLLER) != 0)
 #define PJMEDIA_SPEEX_AEC_USE_DENOISE ((options & PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR) != 0)
+
+/* Speex's echo suppression while its filter learns (speex-early-residual.patch, applied by build.sh). Stock
+ * Speex hands its preprocessor no residual echo until the filter counts as adapted, so the first 1-2 s of the
+ * resident's speech went back to the resident nearly uncancelled (~0 dB in the first second, 9-24 dB in the
+ * second: convergence 2-6 s, target < 2 s). With the patch the preprocessor suppresses at least
+ * SPEEX_AEC_EARLY_GAIN times the loudest far-end spectrum of the filter's span until the filter has adapted and
+ * for SPEEX_AEC_EARLY_HOLD_MS of far-end speech after that; and again for SPEEX_AEC_REARM_MS whenever pjmedia's
+ * playback/capture pairing slips a frame (xruns: the filter must relearn the shifted echo, the single seconds
+ * that dipped to 0-20 dB). A visitor speaking over the resident in those windows is attenuated more: the gain
+ * (0.25, an echo 6 dB below the far end, the bench's path) kept it within 3 dB where 1.0 did not (-4.3 dB in a
+ * real call; docs/audio.md). SPEEX_AEC_EARLY_HOLD_MS -1 turns it all off (stock Speex); SPEEX_AEC_REARM_MS 0
+ * only the re-arming. */
+#define SPEEX_AEC_EARLY_HOLD_MS 1000
+#define SPEEX_AEC_REARM_MS 1000
+#define SPEEX_AEC_EARLY_GAIN 0.25f

@@ -26,6 +26,15 @@ def test_lag_of_finds_a_known_delay() -> None:
     assert lag_of(ref, _place(ref, 1234, len(ref) + 4000)) == 1234
 
 
+def test_lag_of_finds_a_short_reference_placed_late_in_a_long_signal() -> None:
+    """A visitor's 6 s sentence 18 s into a 25 s recording: the lag lies past half the FFT length, which the
+    old split at n // 2 read as a negative lag (-239582 samples instead of 284706, seen on such a call)."""
+    ref = _speechlike(6, seed=4)
+    signal = _place(ref, 18 * RATE, 25 * RATE)
+    assert lag_of(ref, signal) == 18 * RATE
+    assert lag_of(signal, ref) == -18 * RATE  # and the other way round, a negative lag
+
+
 def test_a_40_db_canceller_is_measured_as_40_db_and_keeps_the_visitor() -> None:
     far, near = _speechlike(12, seed=2), _speechlike(5, seed=3)
     n = 16 * RATE

@@ -141,3 +141,7 @@ def test_the_source_build_places_32_calls_at_once() -> None:
     assert place_calls(out, 32) == ["PLACED 32"]
     info = (Path(out) / "pjsua2_build_info.py").read_text()
     assert "MAX_CALLS = 32  #" in info and "SOURCE_BUILD = True" in info  # what the daemon may read
+    # Our patch to pjproject (speex-early-residual.patch) was applied, with config_site.h's settings for it
+    assert 'PATCHES = ("speex-early-residual.patch",)' in info
+    assert "SPEEX_AEC_EARLY_HOLD_MS = 1000  #" in info and "SPEEX_AEC_REARM_MS = 1000  #" in info
+    assert "SPEEX_AEC_EARLY_GAIN = 0.25  #" in info
