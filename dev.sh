@@ -26,7 +26,7 @@ APT_PACKAGES=(
   iproute2 ethtool          # the test suite's own network namespaces and impaired link
   systemd shellcheck        # systemd-analyze verify/security on the unit; lint of the install script
   gcc python3-dev python3-venv
-  swig g++ make libssl-dev libopus-dev time  # builds pjsua2 from source (packaging/pjsua2/build.sh)
+  swig g++ make patch libssl-dev libopus-dev time  # builds pjsua2 from source (packaging/pjsua2/build.sh)
 )
 VENV=${INTERCOM_VENV:-.venv}
 

@@ -65,6 +65,12 @@ done
 
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || die "no Python at '$PYTHON'"
+# A relative path (dev.sh passes .venv/bin/python) must survive the build's cd into the source tree. Not
+# realpath: a venv's python is a symlink, and the venv's own path is the one to keep.
+case "$PYTHON" in
+  /*) ;;
+  */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;;
+esac
 CACHE_ROOT=${PJSUA2_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pi-intercom/pjsua2}
 # Parallel compiles: one per CPU, at most 4, and at most one per 300 MB of RAM (a Pi Zero 2 W: 1).
 mem_total_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
