@@ -27,7 +27,7 @@ PYTHON=${PYTHON:-python3}
 
 APT_PACKAGES=(
   python3 python3-venv python3-dev       # the venv
-  build-essential swig libssl-dev libopus-dev libasound2-dev time  # pjsua2 from pjproject's source
+  build-essential swig patch libssl-dev libopus-dev libasound2-dev time  # pjsua2 from pjproject's source
   portaudio19-dev                        # PyAudio (built by pip: no ARM wheel)
   alsa-utils                             # aplay -l / arecord -l to find the sound card's name
   espeak-ng                              # prompt synthesis
