@@ -148,6 +148,9 @@ def figure_from(saved: dict[str, Any]) -> Figure:
             ("resident -> visitor", "resident_to_visitor"),
         ):
             d = r[key]
+            if not d["markers_sent"]:  # no chirp found in the recordings: a harness failure, not 0 discontinuities
+                rows.append([f"{name}, {label}", "error", "no chirp found in the recordings: not measured"] + [""] * 5)
+                continue
             rows.append(
                 [
                     f"{name}, {label}",

@@ -209,3 +209,26 @@ def test_a_short_call_produces_every_figure(tmp_path: Path) -> None:
             assert causes["panel"] + causes["not_panel"] == figures["discontinuities"], figures
         assert run["steal_share"] >= 0 and run["peers"], run
     assert "## A 10-minute call: latency, frames, CPU" in proc.stdout
+
+
+def test_a_call_whose_recordings_held_no_chirp_is_reported_as_not_measured_not_as_zero_discontinuities() -> None:
+    """A combined bench run once printed "0 / 0 chirps, 0 discontinuities" for a call it had not measured."""
+    from benchmarks._talk_report import figure_from
+
+    empty = {
+        "latency_median_ms": None,
+        "latency_p99_ms": None,
+        "markers_paired": 0,
+        "markers_sent": 0,
+        "discontinuities": 0,
+        "discontinuities_settled": 0,
+        "dropped_ms": 0,
+        "inserted_ms": 0,
+    }
+    saved = {
+        "minutes": 1.0,
+        "results": {"quota": {"visitor_to_resident": empty, "resident_to_visitor": empty, "cpu_share_of_core": 0.1}},
+    }
+    rows = figure_from(saved).tables[0][1]
+    assert [row[1] for row in rows] == ["error", "error"]
+    assert all("not measured" in row[2] for row in rows)
