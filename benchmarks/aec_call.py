@@ -40,6 +40,7 @@ import numpy as np
 from benchmarks._aec_call_signal import aligned_to_mic, band_limit, sent_on_card_time, visitor_levels
 from benchmarks._proc import ROOT, emit
 from benchmarks._talk_capture import RtpSniffer, StampedRecorder
+from benchmarks._talk_child import talk_through_card
 from benchmarks.aec_speech import RATE, Signal, analyse_run, lag_of, read_wav, speak
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
 from daemon.simulation.phone import free_port
@@ -98,47 +99,7 @@ def _write(path: Path, x: Signal, rate: int) -> Path:
 
 async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
     """The panel: the engine dials the phone, connects the card, talks for ``seconds``, reports its CPU."""
-    import anyio
-
-    from daemon.bridge import LoopBridge
-    from daemon.config._sip import SipAccountConfig, SipConfig
-    from daemon.sip import CallHandle, MediaActive, SipEngine
-    from hw.settings import AudioConfig
-
-    config = SipConfig(
-        bind_address="127.0.0.1",
-        port=free_port(),
-        rtp_port=spec["rtp_port"],
-        account=SipAccountConfig(uri="sip:panel@127.0.0.1"),
-    )
-    active: set[CallHandle] = set()
-    media = anyio.Event()
-    async with SipEngine(config, LoopBridge(), AudioConfig(**spec["audio"])) as engine, anyio.create_task_group() as tg:
-        if not engine.has_sound_device:
-            return {"error": f"this pjsua2 has no sound device ({engine.info}): a source build is needed"}
-
-        async def drain() -> None:
-            nonlocal media
-            async for event in engine.events:
-                if isinstance(event, MediaActive):
-                    active.add(event.handle)
-                    media.set()
-
-        tg.start_soon(drain)
-        call = await engine.dial(spec["uri"], ring_timeout=10)
-        with anyio.fail_after(10):
-            while call not in active:
-                await media.wait()
-                media = anyio.Event()
-        await engine.connect_sound_device(call)
-        cpu0, wall0 = os.times(), time.monotonic()
-        print("TALKING", flush=True)
-        await anyio.sleep(spec["seconds"])
-        cpu1, wall1 = os.times(), time.monotonic()
-        await engine.hangup(call)
-        tg.cancel_scope.cancel()
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    return {"cpu_share_of_core": round(cpu / (wall1 - wall0), 4), "talk_seconds": round(wall1 - wall0, 1)}
+    return await talk_through_card(spec)
 
 
 def child(spec: dict[str, Any]) -> None:

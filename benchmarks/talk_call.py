@@ -41,6 +41,7 @@ import numpy as np
 from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._talk_analysis import PHONE_RATE, analyse, card_markers, reanalysed
 from benchmarks._talk_capture import RtpSniffer, StampedRecorder
+from benchmarks._talk_child import talk_through_card
 from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
 from benchmarks._talk_signal import PERIOD_S, marker_track, pair
@@ -69,53 +70,7 @@ RING_S = 1.0  # the phone answers after ringing this long (a resident takes seco
 
 async def _child_call(spec: dict[str, Any]) -> dict[str, Any]:
     """The measured process: the engine dials the phone, talks for ``seconds``, reports its CPU and stream stats."""
-    import anyio
-
-    from daemon.bridge import LoopBridge
-    from daemon.config._sip import SipAccountConfig, SipConfig
-    from daemon.sip import CallHandle, MediaActive, SipEngine
-    from hw.settings import AudioConfig
-
-    config = SipConfig(
-        bind_address="127.0.0.1",
-        port=free_port(),
-        rtp_port=spec["rtp_port"],
-        account=SipAccountConfig(uri="sip:panel@127.0.0.1"),
-    )
-    bridge = LoopBridge()
-    active: set[CallHandle] = set()
-    media = anyio.Event()
-    audio = AudioConfig(**spec["audio"])  # [audio]'s defaults unless the command line changed one
-    async with SipEngine(config, bridge, audio) as engine, anyio.create_task_group() as tg:
-        if not engine.has_sound_device:
-            return {"error": f"this pjsua2 has no sound device ({engine.info}): the talk path needs a source build"}
-
-        async def drain() -> None:
-            async for event in engine.events:
-                if isinstance(event, MediaActive):
-                    active.add(event.handle)
-                    media.set()
-
-        tg.start_soon(drain)
-        call = await engine.dial(spec["uri"], ring_timeout=10)
-        with anyio.fail_after(10):
-            while call not in active:
-                await media.wait()
-                media = anyio.Event()
-        await engine.connect_sound_device(call)
-        cpu0, wall0 = os.times(), time.monotonic()
-        print("TALKING", flush=True)
-        await anyio.sleep(spec["seconds"])
-        cpu1, wall1 = os.times(), time.monotonic()
-        stats = await engine.stream_stats(call)
-        await engine.hangup(call)
-        tg.cancel_scope.cancel()
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    return {
-        "cpu_share_of_core": round(cpu / (wall1 - wall0), 4),
-        "talk_seconds": round(wall1 - wall0, 1),
-        "stream": None if stats is None else stats.__dict__,
-    }
+    return await talk_through_card(spec, stream_stats=True)
 
 
 def child(spec: dict[str, Any]) -> None:
