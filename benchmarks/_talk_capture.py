@@ -30,7 +30,18 @@ import numpy.typing as npt
 
 from benchmarks._talk_signal import g711_decode
 
-__all__ = ["Direction", "Packet", "Recording", "RtpSniffer", "StampedRecorder", "WireStream", "wire_stream"]
+__all__ = [
+    "Direction",
+    "Packet",
+    "Recording",
+    "RtpSniffer",
+    "StampedRecorder",
+    "WireStream",
+    "direction_of",
+    "overlapping",
+    "panel_rtp_ports",
+    "wire_stream",
+]
 
 RATE = 16000
 ENVELOPE_WINDOW_S = 60.0
@@ -128,7 +139,7 @@ class Packet:
 @dataclass
 class RtpSniffer:
     """RTP (G.711) packets on ``lo`` between the phone's RTP ports and the panel's (other jobs on this machine
-    send RTP on ``lo`` too: both ends must match)."""
+    send RTP on ``lo`` too: both ends must match). The two ranges must not overlap (:func:`direction_of`)."""
 
     ports: range
     panel_ports: range
@@ -137,6 +148,8 @@ class RtpSniffer:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
+        if overlapping(self.ports, self.panel_ports):
+            raise ValueError(f"the phone's RTP ports {self.ports} overlap the panel's {self.panel_ports}")
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -172,11 +185,8 @@ class RtpSniffer:
         rtp = data[ihl + 8 :]
         if len(rtp) < 12 or rtp[0] >> 6 != 2 or (rtp[1] & 0x7F) not in (0, 8):
             return None  # not RTP, or RTCP, or a payload type other than G.711
-        if dest_port in self.ports and source_port in self.panel_ports:
-            direction: Direction = "to_phone"
-        elif source_port in self.ports and dest_port in self.panel_ports:
-            direction = "from_phone"
-        else:
+        direction = direction_of(source_port, dest_port, self.ports, self.panel_ports)
+        if direction is None:
             return None
         seq, timestamp, ssrc = struct.unpack("!HII", rtp[2:12])
         header = 12 + 4 * (rtp[0] & 0x0F)
@@ -188,6 +198,36 @@ class RtpSniffer:
             self._thread.join(timeout=5)
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+def overlapping(a: range, b: range) -> bool:
+    return max(a.start, b.start) < min(a.stop, b.stop)
+
+
+def direction_of(source_port: int, dest_port: int, phone_ports: range, panel_ports: range) -> Direction | None:
+    """Which way a packet between these ports went, or None for another stream. Only sound for ranges that do not
+    overlap: with the phone's and the panel's ports each inside both ranges, every packet of the call matched
+    "to_phone" first, the phone's stream (it sends more packets) was taken for the panel's and no chirp paired
+    either way (a talk call once reported 0 / 0 chirps so)."""
+    if dest_port in phone_ports and source_port in panel_ports:
+        return "to_phone"
+    if source_port in phone_ports and dest_port in panel_ports:
+        return "from_phone"
+    return None
+
+
+PANEL_RTP_PORTS = 100  # the panel's [sip] rtp_port_range (its default)
+PANEL_RTP_BASES = range(21000, 31000, 200)  # as the SIP tests choose theirs (tests/sip/conftest.py)
+
+
+def panel_rtp_ports(phone_rtp: range, pick: int) -> range:
+    """The panel's RTP ports: one of PANEL_RTP_BASES (``pick``, a free port, spreads concurrent runs) whose range
+    does not overlap the phone's. Both come from ephemeral ports: in about 1 call in 100 the two ranges overlapped,
+    and when each end's port then fell inside both, the sniffer could not tell the directions apart
+    (:func:`direction_of`) and the call paired no chirp at all."""
+    usable = [b for b in PANEL_RTP_BASES if not overlapping(range(b, b + PANEL_RTP_PORTS), phone_rtp)]
+    base = usable[pick % len(usable)]
+    return range(base, base + PANEL_RTP_PORTS)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks._aec_call_signal import aligned_to_mic, band_limit, sent_on_card_time, visitor_levels
 from benchmarks._proc import ROOT, emit
-from benchmarks._talk_capture import RtpSniffer, StampedRecorder
+from benchmarks._talk_capture import RtpSniffer, StampedRecorder, panel_rtp_ports
 from benchmarks._talk_child import talk_through_card
 from benchmarks.aec_speech import RATE, Signal, analyse_run, lag_of, read_wav, speak
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
@@ -136,10 +136,9 @@ def one_call(
     load_before = os.getloadavg()
     module = card.add_echo_path(echo)
     with Baresip(workdir, audio_source=signals["resident_8k"]) as phone:
-        rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
-        panel_rtp = 21000 + (free_port() % 50) * 200
-        spec = {"uri": phone.uri, "rtp_port": panel_rtp, "audio": audio, "seconds": seconds}
-        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
+        panel_rtp = panel_rtp_ports(phone.rtp_ports, free_port())
+        spec = {"uri": phone.uri, "rtp_port": panel_rtp.start, "audio": audio, "seconds": seconds}
+        sniffer = RtpSniffer(phone.rtp_ports, panel_rtp)
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
             result = _talk(card, spec, env, signals["visitor"], LEAD_S + resident_s - OVERLAP_S)

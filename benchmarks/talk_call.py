@@ -40,7 +40,7 @@ import numpy as np
 
 from benchmarks._proc import ROOT, emit, run_child
 from benchmarks._talk_analysis import PHONE_RATE, analyse, card_markers, reanalysed
-from benchmarks._talk_capture import RtpSniffer, StampedRecorder
+from benchmarks._talk_capture import RtpSniffer, StampedRecorder, panel_rtp_ports
 from benchmarks._talk_child import talk_through_card
 from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_report import HEADING, TITLE, figure_from, section, write_docs
@@ -186,15 +186,14 @@ def _call_on(card: PacedCard, phone: Any, spec: dict[str, Any], quota: CpuQuota 
     with phone:
         loop = card_loop(card, tmp, loop_s) if loop_s > 0 and shutil.which("alsaloop") else None
         card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
-        rtp_base = 10000 + phone.port % 20000  # Baresip's rtp_ports
-        panel_rtp = 21000 + (free_port() % 50) * 200  # as the SIP tests choose it (tests/sip/conftest.py)
-        sniffer = RtpSniffer(range(rtp_base, rtp_base + 100), range(panel_rtp, panel_rtp + 100))
+        panel_rtp = panel_rtp_ports(phone.rtp_ports, free_port())
+        sniffer = RtpSniffer(phone.rtp_ports, panel_rtp)
         mic, spk = StampedRecorder(card.server, "mic.monitor"), StampedRecorder(card.server, "spk.monitor")
         try:
             # $TALK_CALL_CHILD_LOG: a diagnosis aid, the engine's log (pjsip's at DEBUG) with monotonic times
             call = {
                 "uri": phone.uri,
-                "rtp_port": panel_rtp,
+                "rtp_port": panel_rtp.start,
                 "audio": audio,
                 "log": os.environ.get("TALK_CALL_CHILD_LOG"),
             }

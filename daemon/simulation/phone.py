@@ -165,6 +165,12 @@ class Baresip(PeerProcess):
         self._reader: threading.Thread | None = None
 
     @property
+    def rtp_ports(self) -> range:
+        """The ports its RTP may use (baresip's ``rtp_ports``; it picks one at random per call)."""
+        base = 10000 + self.port % 20000
+        return range(base, base + 100)
+
+    @property
     def uri(self) -> str:
         if self.registrar is not None:
             return self.registrar.uri(self.user)
@@ -176,8 +182,9 @@ class Baresip(PeerProcess):
         cfg.mkdir(exist_ok=True)
         (cfg / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t{self.listen_host}:{self.port}\naudio_player\t{self.audio_player}\n"
-            f"audio_source\taufile,{self.audio_source}\naudio_alert\talsa,null\nrtp_ports\t{10000 + self.port % 20000}-"
-            f"{10099 + self.port % 20000}\nmodule_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\taufile.so\n"
+            f"audio_source\taufile,{self.audio_source}\naudio_alert\talsa,null\n"
+            f"rtp_ports\t{self.rtp_ports.start}-{self.rtp_ports.stop - 1}\n"
+            f"module_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\taufile.so\n"
             "module\talsa.so\nmodule\tsndfile.so\nmodule\tctrl_tcp.so\nmodule_app\taccount.so\nmodule_app\tmenu.so\n"
             f"ctrl_tcp_listen\t127.0.0.1:{self.ctrl_port}\nsnd_path\t{self.rec_dir}\n"
         )

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks._talk_capture import Packet, wire_stream
+from benchmarks._talk_capture import Packet, RtpSniffer, direction_of, overlapping, panel_rtp_ports, wire_stream
 from benchmarks._talk_causes import Evidence, Stall, TalkDirection, attribute, card_stalls, cause_summary, gaps_over
 from benchmarks._talk_peers import FavouredPeers
 from benchmarks._talk_signal import PERIOD_S, Pairing, chirp, find_markers, g711_decode, marker_track, pair
 from benchmarks.cpu_quota import quota_unavailable
+from daemon.simulation.phone import Baresip
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
@@ -157,6 +158,27 @@ def test_a_late_packet_lands_before_its_successor_and_another_senders_packets_ar
     stream = wire_stream(packets, "from_phone")
     assert (len(stream.samples), stream.rtp_gaps, stream.foreign_packets) == (320, 0, 1)
     assert (stream.packet_at[0], stream.packet_at[160]) == (1.03, 1.02)
+
+
+def test_the_panels_rtp_ports_never_overlap_the_phones_so_each_packet_has_one_direction(tmp_path: Path) -> None:
+    """A talk call once paired 0 / 0 chirps both ways with no error: the phone's RTP range (from its SIP port) and the
+    panel's (from another free port) overlapped, and with each end's port inside both, every packet of the call was
+    taken as "to_phone" and the phone's stream (the more packets) as the panel's. Reproduced by forcing the ports
+    below (the harness before chose the panel's base as 21000 + (pick % 50) * 200, here 23000: the phone's own)."""
+    phone = Baresip(tmp_path)  # not started: only its ports are read
+    phone.port = 53000
+    assert phone.rtp_ports == range(23000, 23100)
+    panel = panel_rtp_ports(phone.rtp_ports, pick=10)
+    assert not overlapping(panel, phone.rtp_ports)
+    phone_port = 23050  # baresip picks its port at random within its range
+    assert direction_of(phone_port, panel.start, phone.rtp_ports, panel) == "from_phone"
+    assert direction_of(panel.start, phone_port, phone.rtp_ports, panel) == "to_phone"
+    # Every SIP port the phone can get (Linux's ephemeral range) and every pick: disjoint.
+    for sip_port in range(32768, 61000):
+        phone.port = sip_port
+        assert not overlapping(panel_rtp_ports(phone.rtp_ports, sip_port * 7), phone.rtp_ports), sip_port
+    with pytest.raises(ValueError, match="overlap"):  # and the sniffer refuses ranges it could not tell apart
+        RtpSniffer(range(23000, 23100), range(23000, 23100))
 
 
 @pytest.mark.skipif(quota_unavailable() is not None, reason="creating a cgroup needs root and a cpu controller")
