@@ -34,8 +34,14 @@ def card_markers(rec: Recording, up: bool) -> tuple[np.ndarray[Any, Any], np.nda
 
 def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, Any]:
     to_phone, from_phone = wire_stream(packets, "to_phone"), wire_stream(packets, "from_phone")
-    visitor = pair(*card_markers(mic, up=True), *_wire_markers(to_phone, up=True))
-    resident = pair(*_wire_markers(from_phone, up=False), *card_markers(spk, up=False))
+    ends = {
+        "microphone": card_markers(mic, up=True),
+        "wire_to_phone": _wire_markers(to_phone, up=True),
+        "wire_from_phone": _wire_markers(from_phone, up=False),
+        "speaker": card_markers(spk, up=False),
+    }
+    visitor = pair(*ends["microphone"], *ends["wire_to_phone"])
+    resident = pair(*ends["wire_from_phone"], *ends["speaker"])
     blocks = mic.read_intervals_ms() + spk.read_intervals_ms()
     # Each discontinuity's cause (benchmarks/_talk_causes.py): the phone's and the card's stalls are the
     # simulation's (the resident's phone is another device; a real card does not stop), the rest the panel's.
@@ -62,6 +68,8 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
             "foreign_packets": to_phone.foreign_packets + from_phone.foreign_packets,
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
+        # Chirps found at each end before pairing: where a direction paired none, which end had none.
+        "markers_found": {end: len(times) for end, (times, _positions) in ends.items()},
     }
 
 

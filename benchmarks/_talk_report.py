@@ -97,6 +97,11 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
             f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
             f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
         ]
+        lines += [
+            f"{label}, {name.replace('_', ' ')}: not measured, {_unpaired(r)}."
+            for name in DIRECTIONS
+            if not r[name]["markers_sent"]
+        ]
         if changed := r.get("audio"):
             lines.append(f"`[audio]` changed from the defaults for this call: {changed}.")
         if loop := r.get("card_loop"):
@@ -148,8 +153,8 @@ def figure_from(saved: dict[str, Any]) -> Figure:
             ("resident -> visitor", "resident_to_visitor"),
         ):
             d = r[key]
-            if not d["markers_sent"]:  # no chirp found in the recordings: a harness failure, not 0 discontinuities
-                rows.append([f"{name}, {label}", "error", "no chirp found in the recordings: not measured"] + [""] * 5)
+            if not d["markers_sent"]:  # no chirp paired: a harness failure, not 0 discontinuities
+                rows.append([f"{name}, {label}", "error", f"not measured: {_unpaired(r)}"] + [""] * 5)
                 continue
             rows.append(
                 [
@@ -178,6 +183,18 @@ def figure_from(saved: dict[str, Any]) -> Figure:
         "buffering excluded)."
     )
     return fig
+
+
+def _unpaired(r: dict[str, Any]) -> str:
+    """Why a direction paired no chirp: the chirps found at each end and the packets seen each way."""
+    found = r.get("markers_found")
+    rtp = r.get("rtp", {})
+    ends = ", ".join(f"{end.replace('_', ' ')} {n}" for end, n in found.items()) if found else "not recorded"
+    stderr = f"; the panel's stderr: {r['panel_stderr'][:300]}" if r.get("panel_stderr") else ""
+    return (
+        f"no chirp paired (chirps found: {ends}; RTP packets to / from the phone {rtp.get('to_phone_packets')} / "
+        f"{rtp.get('from_phone_packets')}, of another stream {rtp.get('foreign_packets')}{stderr})"
+    )
 
 
 def write_docs(text: str) -> None:

@@ -221,40 +221,52 @@ def _talk(
     phone, join = peer
     spec = {**call, "seconds": seconds + START_S + 1.0}
     cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.talk_call", "--child", json.dumps(spec)]
-    with subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env={**os.environ, **card.alsa_environ()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=join,  # noqa: PLW1509 - only writes our pid into cgroup.procs
-    ) as proc:
+    # Its stderr (warnings; libasound's plugins print there too) to a file: a pipe read only after the call would
+    # stop the writing thread, a card thread among them, once 64 KiB had piled up.
+    stderr_path = card.directory.parent / "panel-stderr.log"
+    with (
+        stderr_path.open("w") as stderr,
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, **card.alsa_environ()},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            preexec_fn=join,  # noqa: PLW1509 - only writes our pid into cgroup.procs
+        ) as proc,
+    ):
         assert proc.stdout is not None
         try:
             phone.wait_event_sync("CALL_INCOMING", timeout=30)
         except TimeoutError:
             proc.kill()
-            _out, err = proc.communicate(timeout=30)
-            return {"error": f"the phone did not ring: {' | '.join(err.strip().splitlines()[-5:])}"}
+            proc.communicate(timeout=30)
+            return {"error": f"the phone did not ring: {_tail(stderr_path)}"}
         time.sleep(RING_S)  # the resident takes the call after a ring (a phone's pace: nothing to wait on)
         phone.accept()
         line = proc.stdout.readline()  # "TALKING", or nothing if the child failed before the call talked
         if line.strip() != "TALKING":
             proc.kill()
-            _out, err = proc.communicate(timeout=30)
-            return {"error": f"the call did not talk: {line.strip()} {' | '.join(err.strip().splitlines()[-5:])}"}
+            proc.communicate(timeout=30)
+            return {"error": f"the call did not talk: {line.strip()} {_tail(stderr_path)}"}
         time.sleep(START_S)  # the call settles before the visitor speaks (a child's clock: nothing to wait on)
         with card.talk(visitor.track()) as talker:
             talker.wait(timeout=seconds + 30)
-        out, err = proc.communicate(timeout=60)
+        out, _err = proc.communicate(timeout=60)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": f"child exited {proc.returncode}: {' | '.join(err.strip().splitlines()[-5:])}"}
+        return {"error": f"child exited {proc.returncode}: {_tail(stderr_path)}"}
     result: dict[str, Any] = json.loads(lines[-1])
+    if warnings := _tail(stderr_path):  # e.g. "cannot open the sound card for this call": the report shows it
+        result["panel_stderr"] = warnings
     if quota is not None:
         result["cgroup"] = _throttling(quota)
     return result
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
 
 
 class _Visitor:

@@ -249,8 +249,19 @@ def test_a_call_whose_recordings_held_no_chirp_is_reported_as_not_measured_not_a
     }
     saved = {
         "minutes": 1.0,
-        "results": {"quota": {"visitor_to_resident": empty, "resident_to_visitor": empty, "cpu_share_of_core": 0.1}},
+        "results": {
+            "quota": {
+                "visitor_to_resident": empty,
+                "resident_to_visitor": empty,
+                "cpu_share_of_core": 0.1,
+                # Which end had no chirp, and the packets each way: the next such run says why.
+                "markers_found": {"microphone": 120, "wire_to_phone": 0, "wire_from_phone": 126, "speaker": 0},
+                "rtp": {"to_phone_packets": 3100, "from_phone_packets": 0, "foreign_packets": 2900},
+            }
+        },
     }
     rows = figure_from(saved).tables[0][1]
     assert [row[1] for row in rows] == ["error", "error"]
     assert all("not measured" in row[2] for row in rows)
+    assert "microphone 120, wire to phone 0, wire from phone 126, speaker 0" in rows[0][2]
+    assert "to / from the phone 3100 / 0, of another stream 2900" in rows[0][2]
