@@ -347,6 +347,12 @@ def main() -> None:
         "--sound-latency-ms", type=int, help="[audio] sound_latency_ms for the call (default: the daemon's)"
     )
     ap.add_argument("--capture-latency-ms", type=int, help="[audio] capture_latency_ms (default: the daemon's)")
+    ap.add_argument(
+        "--jitter-discard", choices=["none", "static", "progressive"], help="[audio] jitter_discard (the daemon's)"
+    )
+    ap.add_argument(
+        "--silence-suppression", choices=["on", "off"], help="[audio] silence_suppression (default: the daemon's)"
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--from-json", type=Path, nargs="+", help="re-render the docs section from earlier --json files")
     ap.add_argument("--raw", type=Path, help="keep each call's recordings and RTP packets in this directory")
@@ -377,6 +383,8 @@ def main() -> None:
         for key, value in (
             ("sound_latency_ms", args.sound_latency_ms),
             ("capture_latency_ms", args.capture_latency_ms),
+            ("jitter_discard", args.jitter_discard),
+            ("silence_suppression", None if args.silence_suppression is None else args.silence_suppression == "on"),
         )
         if value is not None
     }

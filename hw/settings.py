@@ -27,6 +27,7 @@ __all__ = [
     "EchoCanceller",
     "GpioConfig",
     "InputConfig",
+    "JitterDiscard",
     "KeypadConfig",
     "LedConfig",
     "MatrixKeypadConfig",
@@ -242,6 +243,8 @@ class KeypadConfig:
 
 
 EchoCanceller = Literal["speex", "webrtc", "aec3"]
+# pjmedia's jitter buffer shrinking its delay (pjmedia_jb_discard_algo): "progressive" is pjmedia's default
+JitterDiscard = Literal["none", "static", "progressive"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,11 @@ class AudioConfig:
     noise_suppression: bool = True
     gain_control: bool = False
     half_duplex: bool = False  # the fallback when acoustics defeat the canceller: pjmedia's echo suppressor
+    # The call's receive jitter buffer: how it sheds delay it no longer needs (docs/audio.md, "The jitter buffer").
+    jitter_discard: JitterDiscard = "static"
+    # pjmedia's VAD: sends nothing while the microphone is quiet (it held the panel's RTP for 0.4-1.6 s at every
+    # call's start, and the resident heard dead air, not the street). Off: a talk call's audio flows continuously.
+    silence_suppression: bool = False
 
 
 @dataclass(frozen=True)

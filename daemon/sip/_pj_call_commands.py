@@ -233,6 +233,8 @@ class CallCommands:
             return None
         stat = rec.call.getStreamStat(index)
         jbuf, rx = stat.jbuf, stat.rtcp.rxStat
+        info = rec.call.getStreamInfo(index)
+        algo = info.jbDiscardAlgo  # an int on our build (swig-jb-discard-algo.patch), else a SWIG pointer
         return StreamStats(
             rx_packets=int(rx.pkt),
             rx_lost=int(rx.loss),
@@ -244,6 +246,9 @@ class CallCommands:
             jbuf_avg_delay_ms=int(jbuf.avgDelayMsec),
             jbuf_max_delay_ms=int(jbuf.maxDelayMsec),
             jbuf_prefetch=int(jbuf.prefetch),
+            jbuf_discard_algo=algo if isinstance(algo, int) else None,
+            vad=bool(info.audCodecParam.setting.vad),
+            tx_packets=int(stat.rtcp.txStat.pkt),
         )
 
     @staticmethod

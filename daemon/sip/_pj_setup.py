@@ -83,6 +83,9 @@ def create_endpoint(
     cfg.medConfig.ecOptions = talk.ec_options
     cfg.medConfig.sndPlayLatency = talk.play_latency_ms
     cfg.medConfig.sndRecLatency = talk.rec_latency_ms
+    # The receive side of every call (docs/audio.md, "The jitter buffer and the call's start").
+    cfg.medConfig.noVad = not talk.vad
+    _set_jitter_discard(cfg.medConfig, talk.jb_discard)
     with native_output_to_debug():  # a source build lists ALSA devices here: libjack's probe prints
         ep.libInit(cfg)
     tc = pj.TransportConfig()
@@ -121,6 +124,23 @@ def create_endpoint(
         f"registrars {', '.join(c.account.registrars)}" if c.account.registrars else "direct IP, no registrar",
     )
     return ep, StartInfo(sip_port, sound_index, (wake_host, wake_port), info, main_tid)
+
+
+_PJSUA_DEFAULT_JB_DISCARD = 2  # PJMEDIA_JB_DISCARD_PROGRESSIVE
+
+
+def _set_jitter_discard(media_config: Any, algorithm: int) -> None:
+    """``MediaConfig.jbDiscardAlgo``: an int on our build (swig-jb-discard-algo.patch); a build without the patch
+    (the wheel, an older cache) exports it as an opaque SWIG pointer, and keeps pjsua's default (progressive)."""
+    if not hasattr(pj, "PJMEDIA_JB_DISCARD_NONE"):
+        if algorithm == _PJSUA_DEFAULT_JB_DISCARD:
+            return
+        log.warning(
+            "sip: this pjsua2 cannot set the jitter buffer's discard algorithm ([audio] jitter_discard): pjmedia's "
+            "progressive discard stays; rebuild pjsua2 (packaging/pjsua2/build.sh)"
+        )
+        return
+    media_config.jbDiscardAlgo = algorithm
 
 
 def _warn_about_the_build(info: PjsuaInfo, max_calls: int) -> None:

@@ -11,13 +11,18 @@ buffer"). A 150 ms tail covers echo paths of 20-80 ms on the paced card and did 
 lower latency (40 ms) made Speex cancel 40+ dB on speech where the 140 ms default gave ~20 dB. Speex's gain
 control sent the visitor ~10 dB lower, alone as in double-talk: it is off unless ``gain_control`` asks for it;
 its denoiser also suppresses the residual echo, so ``noise_suppression`` stays on.
+
+The receive side: pjmedia's jitter buffer sheds delay it no longer needs by its discard algorithm (``[audio]
+jitter_discard``; settable from Python only on our build, packaging/pjsua2/swig-jb-discard-algo.patch), and the
+stream's VAD (``silence_suppression``) stops sending while the microphone is quiet: both measured with
+benchmarks/talk_call.py (docs/audio.md, "The jitter buffer and the call's start").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from hw.settings import AudioConfig, EchoCanceller
+from hw.settings import AudioConfig, EchoCanceller, JitterDiscard
 
 __all__ = ["TalkMediaSettings", "talk_media_settings"]
 
@@ -32,6 +37,15 @@ _ALGORITHM: dict[EchoCanceller, int] = {
     "speex": PJMEDIA_ECHO_SPEEX,
     "webrtc": PJMEDIA_ECHO_WEBRTC,
     "aec3": PJMEDIA_ECHO_WEBRTC_AEC3,
+}
+# pjmedia/jbuf.h pjmedia_jb_discard_algo
+PJMEDIA_JB_DISCARD_NONE = 0
+PJMEDIA_JB_DISCARD_STATIC = 1
+PJMEDIA_JB_DISCARD_PROGRESSIVE = 2  # pjsua's default (pjsua_media_config_default)
+JB_DISCARD: dict[JitterDiscard, int] = {
+    "none": PJMEDIA_JB_DISCARD_NONE,
+    "static": PJMEDIA_JB_DISCARD_STATIC,
+    "progressive": PJMEDIA_JB_DISCARD_PROGRESSIVE,
 }
 # pjmedia's own defaults (pjmedia/config.h PJMEDIA_SND_DEFAULT_PLAY_LATENCY / _REC_LATENCY on Linux)
 DEFAULT_PLAY_LATENCY_MS = 140
@@ -48,13 +62,22 @@ class TalkMediaSettings:
     rec_latency_ms: int
     speaker_level: float = 1.0  # the call -> the card's playback port (the conference connection's level)
     mic_level: float = 1.0  # the card's capture port -> the call
+    jb_discard: int = PJMEDIA_JB_DISCARD_PROGRESSIVE  # MediaConfig.jbDiscardAlgo
+    vad: bool = True  # the stream's silence suppression (MediaConfig.noVad is its negation)
 
 
 def talk_media_settings(audio: AudioConfig | None) -> TalkMediaSettings:
-    """The media settings for ``audio`` (None: echo cancellation off and pjsua's default latency, as before)."""
+    """The media settings for ``audio`` (None: echo cancellation off, pjsua's default latency, jitter buffer and VAD,
+    as before)."""
     if audio is None:
         return _echo_settings(None)
-    return replace(_echo_settings(audio), speaker_level=audio.talk_volume, mic_level=audio.mic_gain)
+    return replace(
+        _echo_settings(audio),
+        speaker_level=audio.talk_volume,
+        mic_level=audio.mic_gain,
+        jb_discard=JB_DISCARD[audio.jitter_discard],
+        vad=audio.silence_suppression,
+    )
 
 
 def _echo_settings(audio: AudioConfig | None) -> TalkMediaSettings:

@@ -226,3 +226,8 @@ class StreamStats:
     jbuf_avg_delay_ms: int
     jbuf_max_delay_ms: int
     jbuf_prefetch: int  # its current prefetch level (frames)
+    # How the stream runs (Call.getStreamInfo): the jitter buffer's discard algorithm (pjmedia_jb_discard_algo;
+    # None on a build that exports it as an opaque pointer) and whether its VAD suppresses silence.
+    jbuf_discard_algo: int | None = None
+    vad: bool | None = None
+    tx_packets: int = 0  # RTP packets sent (RTCP's transmit side): with the VAD on, none while the microphone is quiet

@@ -32,7 +32,7 @@ PJ_URL="https://github.com/pjsip/pjproject/archive/refs/tags/${PJ_VERSION}.tar.g
 KNOWN_SHA256_FILE="$HERE/known-sha256.txt"
 # Our changes to pjproject's source, applied in this order with `patch -p1` from the source root (each file
 # says why). Part of the cache key.
-PATCHES=("$HERE/speex-early-residual.patch")
+PATCHES=("$HERE/speex-early-residual.patch" "$HERE/swig-jb-discard-algo.patch")
 
 # configure: static libraries (no make install, no ldconfig), no video, the epoll ioqueue, and none of the
 # codecs or video/UPnP libraries we do not use. G.711, G.722, Opus, SRTP, OpenSSL TLS, ALSA, and the Speex

@@ -141,7 +141,28 @@ def test_the_source_build_places_32_calls_at_once() -> None:
     assert place_calls(out, 32) == ["PLACED 32"]
     info = (Path(out) / "pjsua2_build_info.py").read_text()
     assert "MAX_CALLS = 32  #" in info and "SOURCE_BUILD = True" in info  # what the daemon may read
-    # Our patch to pjproject (speex-early-residual.patch) was applied, with config_site.h's settings for it
-    assert 'PATCHES = ("speex-early-residual.patch",)' in info
+    # Our patches to pjproject were applied, with config_site.h's settings for the Speex one
+    assert 'PATCHES = ("speex-early-residual.patch","swig-jb-discard-algo.patch",)' in info
     assert "SPEEX_AEC_EARLY_HOLD_MS = 1000  #" in info and "SPEEX_AEC_REARM_MS = 1000  #" in info
     assert "SPEEX_AEC_EARLY_GAIN = 0.25  #" in info
+    # swig-jb-discard-algo.patch: the jitter buffer's discard algorithm is an int the daemon can set ([audio]
+    # jitter_discard); without it the binding exports an opaque pointer and assigning 1 raises TypeError
+    assert read_jb_discard(out) == "2 1 1"
+
+
+READ_JB_DISCARD = """
+import pjsua2 as pj
+config = pj.MediaConfig()
+default = config.jbDiscardAlgo  # pjsua's default: progressive (2)
+config.jbDiscardAlgo = pj.PJMEDIA_JB_DISCARD_STATIC
+print(default, config.jbDiscardAlgo, pj.PJMEDIA_JB_DISCARD_STATIC)
+"""
+
+
+def read_jb_discard(pythonpath: str) -> str:
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": pythonpath}
+    result = subprocess.run(
+        [sys.executable, "-c", READ_JB_DISCARD], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()

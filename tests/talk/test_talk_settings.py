@@ -13,10 +13,13 @@ from daemon.sip._talk_audio import (
     PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR,
     PJMEDIA_ECHO_WEBRTC,
     PJMEDIA_ECHO_WEBRTC_AEC3,
+    PJMEDIA_JB_DISCARD_NONE,
+    PJMEDIA_JB_DISCARD_PROGRESSIVE,
+    PJMEDIA_JB_DISCARD_STATIC,
     TalkMediaSettings,
     talk_media_settings,
 )
-from hw.settings import AudioConfig, EchoCanceller
+from hw.settings import AudioConfig, EchoCanceller, JitterDiscard
 
 
 def _with_audio(line: str) -> str:
@@ -31,8 +34,14 @@ def test_the_default_config_cancels_echo_with_speex_at_low_latency() -> None:
     audio = parse_config(default_config_text(), "<default>").audio
     assert audio == AudioConfig()  # the shipped file says what the code defaults to
     # Speex with its denoiser (which also suppresses residual echo) and without its AGC (the visitor ~10 dB lower)
+    # the jitter buffer sheds delay only past twice its burst level (static), and no VAD (docs/audio.md)
     assert talk_media_settings(audio) == TalkMediaSettings(
-        150, PJMEDIA_ECHO_SPEEX | PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR, 40, 40
+        150,
+        PJMEDIA_ECHO_SPEEX | PJMEDIA_ECHO_USE_NOISE_SUPPRESSOR,
+        40,
+        40,
+        jb_discard=PJMEDIA_JB_DISCARD_STATIC,
+        vad=False,
     )
 
 
@@ -47,7 +56,8 @@ def test_the_capture_buffer_is_sized_apart_from_the_playback_buffer() -> None:
 
 
 def test_no_audio_config_keeps_the_old_behaviour() -> None:
-    assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 100)
+    assert talk_media_settings(None) == TalkMediaSettings(0, 0, 140, 100, jb_discard=PJMEDIA_JB_DISCARD_PROGRESSIVE)
+    assert talk_media_settings(None).vad
 
 
 def test_echo_cancellation_off_sets_no_tail() -> None:
@@ -82,6 +92,8 @@ def test_noise_and_gain_settings_reach_every_canceller(canceller: EchoCanceller,
         ('echo_cancellation = "yes"', "audio.echo_cancellation"),
         ("talk_volume = 9", "audio.talk_volume"),
         ("mic_gain = -1", "audio.mic_gain"),
+        ('jitter_discard = "adaptive"', "audio.jitter_discard"),
+        ('silence_suppression = "no"', "audio.silence_suppression"),
     ],
 )
 def test_bad_talk_keys_are_refused_naming_the_key(line: str, key: str) -> None:
@@ -97,3 +109,18 @@ def test_talk_levels_reach_the_media_settings_whatever_the_canceller() -> None:
         settings = talk_media_settings(audio)
         assert (settings.speaker_level, settings.mic_level) == (0.5, 2.0)
     assert talk_media_settings(None).speaker_level == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("none", PJMEDIA_JB_DISCARD_NONE),
+        ("static", PJMEDIA_JB_DISCARD_STATIC),
+        ("progressive", PJMEDIA_JB_DISCARD_PROGRESSIVE),
+    ],
+)
+def test_the_jitter_discard_and_vad_keys_reach_the_media_settings(name: JitterDiscard, value: int) -> None:
+    for audio in (AudioConfig(jitter_discard=name), AudioConfig(jitter_discard=name, half_duplex=True)):
+        assert talk_media_settings(audio).jb_discard == value
+    assert talk_media_settings(AudioConfig(silence_suppression=True)).vad
+    assert not talk_media_settings(AudioConfig(echo_cancellation=False)).vad
