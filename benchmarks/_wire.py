@@ -40,7 +40,7 @@ def _arrival(ancdata: list[tuple[int, int, bytes]], now: float) -> float:
             sec, nsec = _TIMESPEC.unpack_from(data)
             # The two clocks' offset, read now: it moves only by NTP's slewing, nothing over a few milliseconds.
             offset = time.time() - time.monotonic()
-            return min(now, sec + nsec / 1e9 - offset)
+            return min(now, float(sec + nsec / 1e9 - offset))
     return now
 
 

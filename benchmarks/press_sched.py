@@ -1,4 +1,4 @@
-"""Why a press waits for the next quota period: the kernel's scheduler trace of figure 1 under the quota, press by press.
+"""Why a press waits for the next quota period: the scheduler's trace of figure 1 under the quota, press by press.
 
 Runs :mod:`benchmarks.press_stages` (figure 1's harness, the whole app, its stages stamped) in a CPU-quota cgroup
 (as :mod:`benchmarks.cpu_quota` does) while ``perf record`` (outside the cgroup) records every context switch,
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
-import contextlib
 import json
 import os
 import re
@@ -44,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._proc import ROOT, child_env
-from benchmarks.cpu_quota import CpuQuota, only_this_child, quota_unavailable
+from benchmarks.cpu_quota import CpuQuota, bandwidth_slice, only_this_child, quota_unavailable
 
-__all__ = ["Run", "Wait", "analyze", "main", "parse_perf", "slice_us"]
+__all__ = ["Run", "Wait", "analyze", "main", "parse_perf"]
 
-SLICE = Path("/proc/sys/kernel/sched_cfs_bandwidth_slice_us")
 MIN_PRESS_S = 0.050
 RELEASE_WINDOW_S = 600e-6  # a wait ending this soon after one of the cgroup's bandwidth timers was ended by it
 EVENTS = (
@@ -69,20 +67,6 @@ _WAKE = re.compile(r"comm=(.*?) pid=(\d+) prio=\d+ target_cpu=(\d+)")
 _MIGRATE = re.compile(r"comm=(.*?) pid=(\d+) prio=\d+ orig_cpu=(\d+) dest_cpu=(\d+)")
 _RUNTIME = re.compile(r"comm=(.*?) pid=(\d+) runtime=(\d+)")
 _TIMER = re.compile(r"hrtimer=(\S+) function=(\S+)")
-
-
-@contextlib.contextmanager
-def slice_us(value: int | None) -> Iterator[int]:
-    """kernel.sched_cfs_bandwidth_slice_us set to ``value`` for the block (None: left as it is), restored after."""
-    before = int(SLICE.read_text())
-    if value is None or value == before:
-        yield before
-        return
-    SLICE.write_text(str(value))
-    try:
-        yield value
-    finally:
-        SLICE.write_text(str(before))
 
 
 @dataclass(frozen=True)
@@ -305,7 +289,8 @@ def summary(a: dict[str, Any], slow_ms: float = 6.0) -> str:
     """A readable account: each slow press in full, then the throttles counted by stage and by cause."""
     presses = a["presses"]
     lines = [
-        f"{len(presses)} presses; quota {a['quota_ms']:.2f} ms per period; refills {a['refills']}, slack {a['slack_releases']}"
+        f"{len(presses)} presses; quota {a['quota_ms']:.2f} ms per period; "
+        f"refills {a['refills']}, slack releases {a['slack_releases']}"
     ]
     lat = sorted(p["invite_ms"] for p in presses)
     if lat:
@@ -318,7 +303,8 @@ def summary(a: dict[str, Any], slow_ms: float = 6.0) -> str:
         if p["invite_ms"] < slow_ms:
             continue
         lines.append(
-            f"\n-- press: INVITE {p['invite_ms']:.2f} ms; charged in the period before it {_fmt(p['period_used_before_ms'])} ms "
+            f"\n-- press: INVITE {p['invite_ms']:.2f} ms; charged in the period before it "
+            f"{_fmt(p['period_used_before_ms'])} ms "
             f"({_fmt(p['period_phase_at_press_ms'])} ms into it); refills crossed {p['refills_crossed']}; "
             f"path runtime {p['path_cpu_ms']:.2f} ms"
         )
@@ -326,8 +312,9 @@ def summary(a: dict[str, Any], slow_ms: float = 6.0) -> str:
         lines.append(f"   runtime on the path (ms, CPUs): {p['path_threads']}")
         for w in p["waits"]:
             lines.append(
-                f"   wait: {w['thread']} on CPU {w['cpu']} at {w['from_ms']:.2f} for {w['ms']:.2f} ms, stage {w['stage']}, "
-                f"woken from CPU {w['woken_from_cpu']}, charged in the period {_fmt(w['period_used_ms'])} ms: {w['kind']}"
+                f"   wait: {w['thread']} on CPU {w['cpu']} at {w['from_ms']:.2f} for {w['ms']:.2f} ms, "
+                f"stage {w['stage']}, woken from CPU {w['woken_from_cpu']}, "
+                f"charged in the period {_fmt(w['period_used_ms'])} ms: {w['kind']}"
             )
     lines.append(f"\nthrottles on press paths: {sum(throttles.values())}")
     for k, n in throttles.most_common():
@@ -398,7 +385,7 @@ def main() -> None:
         raise SystemExit(f"press_sched: {why}")
     with tempfile.TemporaryDirectory(prefix="press-sched-") as tmp:
         data = args.perf_data or Path(tmp) / "perf.data"
-        with slice_us(args.slice_us) as used_slice:
+        with bandwidth_slice(args.slice_us) as used_slice:
             result = record(args, data)
         trace = parse_perf(perf_lines(data), int(result["pid"]))
     a = analyze(result, trace, args.period_us / 1e6, args.quota)
