@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import ctypes
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -24,10 +25,30 @@ RELAY_THREAD_NAME = "bench-relay"
 PR_SET_NAME = 15
 
 
+# SO_TIMESTAMPNS: each datagram carries the moment the kernel queued it on the relay's socket (CLOCK_REALTIME), i.e.
+# the moment the panel's sendto() returned on loopback. The stamp is that moment, not the moment the relay process
+# got a CPU to read it: on a machine shared with other jobs the relay waited up to ~7 ms for a CPU, which a stamp
+# taken on reading counted against the panel.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _arrival(ancdata: list[tuple[int, int, bytes]], now: float) -> float:
+    """The datagram's kernel arrival time on CLOCK_MONOTONIC (``now``, the monotonic time of reading, without one)."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            # The two clocks' offset, read now: it moves only by NTP's slewing, nothing over a few milliseconds.
+            offset = time.time() - time.monotonic()
+            return min(now, float(sec + nsec / 1e9 - offset))
+    return now
+
+
 class InviteStamper(threading.Thread):
     def __init__(self, listen_port: int, far_port: int) -> None:
         super().__init__(name="bench-invite-relay", daemon=True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind(("127.0.0.1", listen_port))
         self.far = ("127.0.0.1", far_port)
         self.panel: tuple[str, int] | None = None
@@ -38,10 +59,10 @@ class InviteStamper(threading.Thread):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, RELAY_THREAD_NAME.encode(), 0, 0, 0)
         while True:
             try:
-                data, src = self.sock.recvfrom(65536)
+                data, ancdata, _flags, src = self.sock.recvmsg(65536, 64)
             except OSError:
                 return
-            now = time.monotonic()
+            now = _arrival(ancdata, time.monotonic())
             if src == self.far:
                 if self.panel:
                     self.sock.sendto(data, self.panel)

@@ -41,14 +41,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks._journal_sink import LOGGING_MODES
 from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._wire import RELAY_THREAD_NAME
-from benchmarks.quota_report import TITLE, figure_from
+from benchmarks.quota_report import SLICE_LABEL, TITLE, figure_from
 from benchmarks.report import Figure, console
 
 __all__ = ["CpuQuota", "main", "quota_figure", "quota_unavailable"]
@@ -57,6 +57,26 @@ V2_ROOT = Path("/sys/fs/cgroup")
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 MIN_PRESS_MS = 50.0  # app_bench's min_press_ms: "press qualified" is the edge plus this hold
 LABELS = ("no quota", "quota")
+# CFS bandwidth hands a cgroup's runtime to each CPU in slices of this many microseconds (kernel default 5000, more
+# than this quota's 2,500 per period): one CPU can hold the period's whole budget while a thread of the same process
+# woken on the other CPU is throttled. A Pi has no such pool; figures 1, 2 and 4 are also run, as a row of their
+# own, with the slice at SLICE_ROW_US (set for that run only and restored).
+SLICE = Path("/proc/sys/kernel/sched_cfs_bandwidth_slice_us")
+SLICE_ROW_US = 1000
+
+
+@contextlib.contextmanager
+def bandwidth_slice(us: int | None) -> Iterator[int]:
+    """kernel.sched_cfs_bandwidth_slice_us at ``us`` for the block (None: as it is), restored after; yields it."""
+    before = int(SLICE.read_text())
+    if us is None or us == before:
+        yield before
+        return
+    SLICE.write_text(str(us))
+    try:
+        yield us
+    finally:
+        SLICE.write_text(str(before))
 
 
 def quota_unavailable() -> str | None:
@@ -360,18 +380,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result["cgroups"], result["cgroup"] = [str(probe.path)], {"version": probe.version}
     if args.starts:
         _ready(args, result, quota_us)
-    for label in LABELS:
+    result["slice_us"] = int(SLICE.read_text()) if SLICE.exists() else None
+    labels = list(LABELS)
+    if args.slice_row_us and result["slice_us"] is not None and args.slice_row_us != result["slice_us"]:
+        labels.append(SLICE_LABEL)
+        result["slice_row_us"] = args.slice_row_us
+    for label in labels:
         quota = CpuQuota(quota_us, args.period_us, args.cpu)
-        with quota if label == "quota" else contextlib.nullcontext() as q:
+        with (
+            quota if label != "no quota" else contextlib.nullcontext() as q,
+            bandwidth_slice(args.slice_row_us if label == SLICE_LABEL else None),
+        ):
             press_args = ["--emit", "--presses", str(args.presses), "--idle-seconds", "1", "--logging", args.logging]
             ours = _run("press_stages", press_args, q, 900)
             base = _run("baseline_press", ["--n", str(args.presses)], q, 600)
-            if args.load_calls:
+            if args.load_calls and label != SLICE_LABEL:
                 load_args = ["--load-calls", str(args.load_calls), "--load-rate", str(args.load_rate)]
                 load_args += ["--ring-group", str(args.ring_group)]
                 group = _run("app_bench", ["--presses", "0", "--idle-seconds", "0", *load_args], q, 900)
                 result["group"][label] = group if "error" in group else group_runs(group)
-            if q is not None:
+            if label == "quota" and q is not None:
                 result["press_cgroup"] = q.throttled()
         runs = {"ours_error": ours["error"]} if "error" in ours else press_runs(ours)
         runs["journal"] = ours.get("logging", {})  # what the journal stand-in received
@@ -420,6 +448,13 @@ def main() -> None:
         "runtime is handed to a CPU in slices (kernel.sched_cfs_bandwidth_slice_us, 5 ms here, more than the "
         "quota's 2.5 ms): a thread woken on the other CPU may find none left there. Measured pinned (docs 9b): "
         "not better, every thread of the process then queues behind the press's path",
+    )
+    ap.add_argument(
+        "--slice-row-us",
+        type=int,
+        default=SLICE_ROW_US,
+        help="figures 1, 2 and 4 once more under the quota with kernel.sched_cfs_bandwidth_slice_us at this value "
+        "(set for that run, restored after), a row of its own beside the kernel default's (0: not run)",
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")

@@ -183,6 +183,9 @@ def thread_rows(visits: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    import os
+    import threading
+
     from benchmarks import app_bench
     from benchmarks._proc import emit as real_emit
 
@@ -191,6 +194,8 @@ def main() -> None:
     captured: list[dict[str, Any]] = []
 
     async def press(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        if keep_stamps:  # before the edge: the names of the threads that may run on the press's path
+            thread_names.update({t.native_id: t.name for t in threading.enumerate() if t.native_id is not None})
         stamps.clear()
         thread_cpu.clear()
         if per_thread[0]:
@@ -208,9 +213,13 @@ def main() -> None:
     def emit(result: dict[str, Any]) -> None:
         result["stages"] = per_press(result.get("visits", []), result.get("invites", []), app_bench.MIN_PRESS_MS / 1000)
         captured.append(result)
+        if keep_stamps:
+            result["thread_names"] = {str(k): v for k, v in thread_names.items()}
+            result["pid"] = os.getpid()
         if not show:
-            for v in result.get("visits", []):
-                v.pop("stamps", None)
+            if not keep_stamps:
+                for v in result.get("visits", []):
+                    v.pop("stamps", None)
             real_emit(result)
 
     class SnapshotList(list[float]):
@@ -233,7 +242,11 @@ def main() -> None:
     argv = sys.argv[1:]
     show = "--emit" not in argv
     per_thread[0] = "--threads" in argv
-    sys.argv = [sys.argv[0], *(a for a in argv if a not in ("--emit", "--threads"))]
+    # --keep-stamps: each visit keeps its raw stamps and the result names the process's Python threads (by native
+    # id), for benchmarks.press_sched, which lines them up with the kernel's scheduler trace.
+    keep_stamps = "--keep-stamps" in argv
+    thread_names: dict[int, str] = {}
+    sys.argv = [sys.argv[0], *(a for a in argv if a not in ("--emit", "--threads", "--keep-stamps"))]
     app_bench.main()
     if show:
         for row in stage_rows(captured[-1]["stages"]):

@@ -121,6 +121,8 @@ class VisitRouter:
         )
         self.completed = 0
         self._completion = anyio.Event()  # set (and replaced) each time a visit ends
+        # The BUTTON_PRESSED (or KEYPAD_CALL) of the visit about to start, handed over with its start: see _log_press.
+        self._held_press: Callable[[], None] | None = None
 
     # -- events in -------------------------------------------------------------------------------------
 
@@ -174,9 +176,25 @@ class VisitRouter:
         what, visit, refused = self._press(button, time.monotonic() if at is None else at)
         apartment = self.config.apartment_for_button(button)
         text = what if source == "button" else f"{source}: {what}"
-        self._log.event(visit, "BUTTON_PRESSED", button, text, apartment=apartment.name if apartment else "")
+        name = apartment.name if apartment else ""
+        self._log_press(what, partial(self._log.event, visit, "BUTTON_PRESSED", button, text, apartment=name))
         self._refused(refused, what)
         return what, visit
+
+    def _log_press(self, what: str, event: Callable[[], None]) -> None:
+        """Hand a press's event over to the visit log, or, when the press starts the next visit, hold it until that
+        visit's calls are dialled (:meth:`_visit_started`): its hand-over took CPU, and woke the log's writers,
+        while the INVITE waited on a Pi-sized CPU (issue 18). The log keeps the order of the presses."""
+        self._release_press()
+        if what == "started" and len(self._queued) == 1:
+            self._held_press = event
+        else:
+            event()
+
+    def _release_press(self) -> None:
+        held, self._held_press = self._held_press, None
+        if held is not None:
+            held()
 
     def _refused(self, refused: Apartment | None, what: str) -> None:
         if refused is not None:
@@ -193,7 +211,8 @@ class VisitRouter:
             self._say_soon(Prompt.APARTMENT_NOT_FOUND)
             return "not found", "-"
         what, visit, refused = self._request(apartment, KEYPAD, time.monotonic() if at is None else at)
-        self._log.event(visit, "KEYPAD_CALL", apartment.name, what if source == KEYPAD else f"{source}: {what}")
+        text = what if source == KEYPAD else f"{source}: {what}"
+        self._log_press(what, partial(self._log.event, visit, "KEYPAD_CALL", apartment.name, text))
         self._refused(refused, what)
         return what, visit
 
@@ -348,9 +367,11 @@ class VisitRouter:
                 # The machine has its own deadline timer; this outer bound only catches a runner bug.
                 self._scope = scope
                 # on_start once the visit's first calls are dialled: the INVITE does not wait for its bookkeeping
-                # (on a Pi-sized CPU the history row's hand-over, a thread woken, delayed it; issue 18).
-                result = await runner.run(Start(sip_ready=self.registered), partial(self._on_start, request))
+                # (on a Pi-sized CPU the history row's hand-over, a thread woken, delayed it; issue 18); nor for the
+                # press's and the start's visit-log events, handed over then too.
+                result = await runner.run(Start(sip_ready=self.registered), partial(self._visit_started, request))
         finally:
+            self._release_press()  # a visit that never got to its start still logs its press before its OUTCOME
             if result is None:
                 # Cancelled (SIGTERM, `intercomctl hangup`) or past the outer bound: run() never returned, but
                 # what the runner learned (who answered, when, whether the door opened) must reach history.
@@ -372,6 +393,11 @@ class VisitRouter:
             self.completed += 1
             self._completion.set()
             self._completion = anyio.Event()
+
+    def _visit_started(self, request: VisitRequest) -> None:
+        """The visit's start has dialled: its press is logged (held since the press), then the app is told."""
+        self._release_press()
+        self._on_start(request)
 
     # -- helpers ---------------------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class VisitRunner:
         self._tg: TaskGroup  # set in run(): timers and prompts live in the visit's own group
         self.result = VisitResult(visit, state)
         self._on_started: Callable[[], None] | None = None  # run()'s on_started, until it has been called
+        # The start's visit-log events (CALL_START), held until its dials have run: see run().
+        self._held_logs: list[cmd.Log] | None = None
 
     def post(self, event: FlowEvent) -> None:
         """Deliver an event (loop thread only; foreign threads go through the bridge first).
@@ -96,9 +98,13 @@ class VisitRunner:
 
     async def run(self, start: Start, on_started: Callable[[], None] | None = None) -> VisitResult:
         """Run the visit to its end. ``on_started`` is called once the start's commands have run (its calls dialled:
-        bookkeeping that waited for the INVITEs to leave, such as the history row's first write)."""
+        bookkeeping that waited for the INVITEs to leave, such as the history row's first write), then the visit-log
+        events the start logged are handed over, in order: an event's hand-over (its log record, the events.jsonl
+        writer woken, subscribers) took CPU, and woke a thread, that the INVITE needed on a Pi-sized CPU (issue 18).
+        A start cut short (cancelled, crashed) is told and hands its events over all the same."""
         finish: cmd.Finish | None = None
         self._on_started = on_started
+        self._held_logs = []
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -118,6 +124,7 @@ class VisitRunner:
             self._ports.door.release()
             self.result.outcome, self.result.detail = Outcome.ERROR, "internal error (see log)"
         finally:
+            self._started()  # no-op once told; a start cut short still says what it began
             with anyio.CancelScope(shield=True), anyio.move_on_after(TEARDOWN_TIMEOUT):
                 await self._teardown()
             self._inbox_send.close()
@@ -164,6 +171,9 @@ class VisitRunner:
         started, self._on_started = self._on_started, None
         if started is not None:
             started()
+        held, self._held_logs = self._held_logs, None
+        for c in held or ():
+            self._log.event(self.visit, c.event, c.target, c.text)
 
     async def _execute(self, c: cmd.Command) -> FlowEvent | None:
         """Run one command; returns the event it answers with at once, if any."""
@@ -195,7 +205,10 @@ class VisitRunner:
             case cmd.CancelTimer(name=name):
                 self._cancel_timer(name)
             case cmd.Log(event=event, target=target, text=text):
-                self._log.event(self.visit, event, target, text)
+                if self._held_logs is not None:
+                    self._held_logs.append(c)  # the start's: handed over once its dials have run
+                else:
+                    self._log.event(self.visit, event, target, text)
             case cmd.ShowLeds(pattern=pattern):
                 self._ports.leds.show(pattern)
             case _:

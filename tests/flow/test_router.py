@@ -316,3 +316,20 @@ async def test_the_visit_start_is_told_once_its_calls_are_dialled() -> None:
         "start v1, dialled ['sip:a@h']",  # inbound: nothing to dial
         "progress v1: sip:c@h",
     ]
+
+
+async def test_the_press_that_starts_a_visit_is_logged_once_its_calls_are_dialled_and_in_press_order() -> None:
+    """The press starting the next visit is handed to the visit log with the visit's start, once its calls are
+    dialled (issue 18): BUTTON_PRESSED then CALL_START. A press that comes meanwhile is logged after it: the log
+    keeps the order of the presses."""
+    h = Harness()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.router.run)
+        h.router.press("a")
+        held = list(h.rec.names())  # the visit has not started: nothing handed over yet
+        h.router.press("b")  # another apartment, queued behind it
+        await h.rec.until("CALL_START", 1)
+        tg.cancel_scope.cancel()
+    assert held == []
+    assert h.rec.events[:3] == [("BUTTON_PRESSED", "started"), ("BUTTON_PRESSED", "started"), ("CALL_START", "stage 0")]
+    assert h.rec.visits[:3] == ["v0", "v1", "v0"]
