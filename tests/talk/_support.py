@@ -14,7 +14,11 @@ from benchmarks.aec_speech import Signal
 from daemon.simulation.paced_card import PacedCard
 
 if TYPE_CHECKING:
+    from daemon.sip import SipEngine
+    from daemon.sip.types import CallHandle
     from tests.scenario.conftest import Panel
+    from tests.sip.conftest import EventLog
+    from tests.support.peers import Baresip
 
 __all__ = [
     "NEEDS_PULSE_AND_BARESIP",
@@ -22,6 +26,7 @@ __all__ = [
     "RESIDENT_HZ",
     "SLICE_S",
     "VISITOR_HZ",
+    "dial_onto_the_card",
     "playback_streams_of_this_process",
     "skip_without_sound_device",
     "tone_slices",
@@ -43,6 +48,18 @@ def skip_without_sound_device(panel: Panel) -> None:
     """Call outside the app's task group: a skip raised inside it would come out as an exception group."""
     if not panel.app.sip.has_sound_device:
         pytest.skip(f"this pjsua2 has no sound device ({panel.app.sip.info}): talk needs one")
+
+
+async def dial_onto_the_card(engine: SipEngine, phone: Baresip, log: EventLog) -> CallHandle:
+    """Dial the phone and connect the answered call to the card (skips on a pjsua2 without a sound device)."""
+    from daemon.sip import MediaActive
+
+    if not engine.has_sound_device:
+        pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
+    call = await engine.dial(phone.uri, ring_timeout=10)
+    await log.wait(MediaActive, call)
+    await engine.connect_sound_device(call)
+    return call
 
 
 def playback_streams_of_this_process(card: PacedCard) -> int:

@@ -26,7 +26,7 @@ from daemon.sip.types import LocalPromptEnd, LocalPromptEnded
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import SLICE_S, playback_streams_of_this_process, tone_slices
+from tests.talk._support import SLICE_S, dial_onto_the_card, playback_streams_of_this_process, tone_slices
 
 pytestmark = [
     pytest.mark.peers,
@@ -153,12 +153,8 @@ async def test_a_prompt_outlives_its_call_and_keeps_the_card_until_it_ends(
     ended: list[LocalPromptEnded] = []
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge, AudioConfig()) as engine:
-            if not engine.has_sound_device:
-                pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
             log = EventLog(engine)
-            call = await engine.dial(phone.uri, ring_timeout=10)
-            await log.wait(MediaActive, call)
-            await engine.connect_sound_device(call)
+            call = await dial_onto_the_card(engine, phone, log)
 
             async def play_long() -> None:
                 ended.append(await engine.play_local(str(long_prompt), limit=10))

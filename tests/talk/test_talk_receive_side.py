@@ -12,16 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import pytest
 
 from daemon.bridge import LoopBridge
 from daemon.simulation.paced_card import paced_card_as_default
-from daemon.sip import CallEnded, MediaActive, SipEngine, StreamStats
+from daemon.sip import CallEnded, SipEngine, StreamStats
 from daemon.sip._talk_audio import PJMEDIA_JB_DISCARD_PROGRESSIVE, PJMEDIA_JB_DISCARD_STATIC
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import NEEDS_PULSE_AND_BARESIP, RESIDENT_HZ
+from tests.talk._support import NEEDS_PULSE_AND_BARESIP, RESIDENT_HZ, dial_onto_the_card
 
 pytestmark = NEEDS_PULSE_AND_BARESIP
 
@@ -59,12 +58,8 @@ async def _silent_call(base: Path, run: str, bridge: LoopBridge, audio: AudioCon
     resident = write_tones_wav(tmp / "resident.wav", [(RESIDENT_HZ, 30.0)])
     with paced_card_as_default(tmp / "card"), Baresip(base, user=run, audio_source=resident) as phone:
         async with SipEngine(make_config(), bridge, audio) as engine:
-            if not engine.has_sound_device:
-                pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
             log = EventLog(engine)
-            call = await engine.dial(phone.uri, ring_timeout=10)
-            await log.wait(MediaActive, call)
-            await engine.connect_sound_device(call)
+            call = await dial_onto_the_card(engine, phone, log)
             await anyio.sleep(VAD_SUSPEND_S + 1.4)  # a stream's clock: nothing to wait on
             before = await engine.stream_stats(call)
             await anyio.sleep(WINDOW_S)
