@@ -143,12 +143,16 @@ def _group_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]
     return headers, rows
 
 
+def _verdict(figure: float, target: float) -> str:
+    return "met" if figure < target else "NOT met"
+
+
 def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
     notes = []
     q, free = r["press"].get("quota", {}), r["press"].get("no quota", {})
     if q.get("ours_ms"):
         o, b = summarize(q["ours_ms"]), summarize(q.get("baseline_ms") or [float("nan")])
-        met = "met" if o["p99"] < INVITE_TARGET_MS else "NOT met"
+        met = _verdict(o["p99"], INVITE_TARGET_MS)
         line = (
             f"Press qualified -> INVITE under the quota, ours: median {o['median']:.1f} ms, p99 {o['p99']:.1f} ms over "
             f"{o['n']} presses (target p99 {INVITE_TARGET_MS:g} ms: {met}); the baseline under the same quota: median "
@@ -160,7 +164,7 @@ def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
         notes.append(line)
     if q.get("prompt_ms"):
         p = summarize(q["prompt_ms"])
-        met = "met" if p["p99"] < PROMPT_TARGET_MS else "NOT met"
+        met = _verdict(p["p99"], PROMPT_TARGET_MS)
         notes.append(
             f"Figure 2 under the quota: press qualified -> first prompt buffer median {p['median']:.1f} ms, p99 "
             f"{p['p99']:.1f} ms (figure 2's target p99 {PROMPT_TARGET_MS:g} ms, edge to buffer less the hold: {met})."
@@ -178,7 +182,7 @@ def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
     sliced = r["press"].get(SLICE_LABEL, {})
     if sliced.get("ours_ms"):
         o = summarize(sliced["ours_ms"])
-        met = "met" if o["p99"] < INVITE_TARGET_MS else "NOT met"
+        met = _verdict(o["p99"], INVITE_TARGET_MS)
         notes.append(
             f"The same quota with kernel.sched_cfs_bandwidth_slice_us at {r.get('slice_row_us', 1000)} instead of the "
             f"kernel default {r.get('slice_us')} (set for that run only, restored after; rows 'CFS bandwidth slice 1 "
@@ -192,7 +196,7 @@ def _verdicts(r: dict[str, Any], pct: str) -> list[str]:
     warm = r["ready_s"].get("quota")
     if warm:
         w = summarize(warm)
-        met = "met" if w["max"] < READY_TARGET_S else "NOT met"
+        met = _verdict(w["max"], READY_TARGET_S)
         notes.append(f"READY with a warm prompt cache under the quota: at most {w['max']:.1f} s (target 5 s): {met}.")
     return notes
 

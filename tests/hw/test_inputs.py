@@ -7,6 +7,8 @@ import logging
 import statistics
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import anyio
 import pytest
@@ -49,6 +51,28 @@ def test_press_posts_one_event_stamped_at_the_edge(factory: MockFactory, recorde
         button.close()
 
 
+@contextmanager
+def a_press_logged_at(
+    level: int, handler: logging.Handler, factory: MockFactory, recorder: Recorder
+) -> Iterator[DoorbellButton]:
+    """One press of the doorbell on pin 17 with ``handler`` on hw.inputs' log at ``level``; leaving closes the
+    button, then restores the log."""
+    logger = logging.getLogger("hw.inputs")
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
+    try:
+        factory.pin(17).drive_low()
+        recorder.wait_for(ButtonPressed)
+        factory.pin(17).drive_high()
+        yield button
+    finally:
+        button.close()
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
 def test_a_press_is_posted_before_its_log_line(factory: MockFactory, recorder: Recorder) -> None:
     """The log line (at DEBUG) must not take the CPU the press's INVITE needs (issue 18)."""
     posted_when_logged: list[int] = []
@@ -60,21 +84,9 @@ def test_a_press_is_posted_before_its_log_line(factory: MockFactory, recorder: R
                 posted_when_logged.append(len(recorder.events))
                 logged.set()
 
-    logger = logging.getLogger("hw.inputs")
-    handler, level = Watch(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
-    try:
-        factory.pin(17).drive_low()
-        recorder.wait_for(ButtonPressed)
-        factory.pin(17).drive_high()
+    with a_press_logged_at(logging.DEBUG, Watch(), factory, recorder):
         assert logged.wait(2)  # the line follows the post on the dispatcher thread
         assert posted_when_logged == [1]
-    finally:
-        button.close()
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def test_at_info_a_press_logs_nothing_beside_the_path_to_its_invite(factory: MockFactory, recorder: Recorder) -> None:
@@ -87,19 +99,8 @@ def test_at_info_a_press_logs_nothing_beside_the_path_to_its_invite(factory: Moc
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    logger = logging.getLogger("hw.inputs")
-    handler, level = Watch(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    button = DoorbellButton(BELL, pin_factory=factory, post=recorder.post)
-    try:
-        factory.pin(17).drive_low()
-        recorder.wait_for(ButtonPressed)
-        factory.pin(17).drive_high()
-    finally:
-        button.close()  # the dispatcher has finished what it was doing for the press
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with a_press_logged_at(logging.INFO, Watch(), factory, recorder):
+        pass  # leaving closes the button: the dispatcher has finished what it was doing for the press
     assert [r.getMessage() for r in records] == []
 
 
