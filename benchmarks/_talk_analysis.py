@@ -66,6 +66,8 @@ def analyse(mic: Recording, spk: Recording, packets: list[Packet]) -> dict[str, 
             "from_phone_gaps": from_phone.rtp_gaps,
             "timestamp_jumps": to_phone.timestamp_jumps + from_phone.timestamp_jumps,
             "foreign_packets": to_phone.foreign_packets + from_phone.foreign_packets,
+            "panel_clock_ppm": to_phone.clock_ppm,
+            "phone_clock_ppm": from_phone.clock_ppm,
         },
         "card_read_interval_ms_median": round(float(np.median(blocks)), 1) if blocks else None,
         # Chirps found at each end before pairing: where a direction paired none, which end had none.

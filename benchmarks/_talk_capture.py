@@ -45,6 +45,8 @@ __all__ = [
 
 RATE = 16000
 ENVELOPE_WINDOW_S = 60.0
+CLOCK_WINDOW_S = 10.0  # media_clock_ppm's windows: long enough that each holds a packet no stall delayed
+G711_RATE = 8000  # RTP timestamp units of the call's codec (PCMU / PCMA)
 MAX_TIMESTAMP_STEP = 8000 * 10  # 10 s at 8 kHz: a larger step between two packets is the sender's discontinuity
 ETH_P_IP = 0x0800
 PACKET_HOST = 0  # the receive side of a loopback packet (each is also seen once as PACKET_OUTGOING)
@@ -241,6 +243,7 @@ class WireStream:
     rtp_gaps: int  # sequence numbers missing on the wire
     timestamp_jumps: int = 0  # RTP timestamp discontinuities of the sender (more than MAX_TIMESTAMP_STEP)
     foreign_packets: int = 0  # packets of another SSRC between the same ports (left out)
+    clock_ppm: float | None = None  # the sender's media clock against the wire's (see media_clock_ppm)
 
 
 def wire_stream(packets: list[Packet], direction: Direction) -> WireStream:
@@ -267,7 +270,26 @@ def wire_stream(packets: list[Packet], direction: Direction) -> WireStream:
     for o, p in zip(offsets, chosen, strict=True):
         samples[o : o + len(p.payload)] = g711_decode(p.payload, p.payload_type)
         packet_at[o : o + len(p.payload)] = p.at
-    return WireStream(samples, packet_at, len(chosen), _sequence_gaps([p.seq for p in chosen]), jumps, foreign)
+    clock = media_clock_ppm(np.asarray([p.at for p in chosen]), np.asarray(extended, dtype=np.float64) / G711_RATE)
+    gaps = _sequence_gaps([p.seq for p in chosen])
+    return WireStream(samples, packet_at, len(chosen), gaps, jumps, foreign, clock)
+
+
+def media_clock_ppm(at: npt.NDArray[np.float64], media_s: npt.NDArray[np.float64]) -> float | None:
+    """How fast a sender's media clock ran against the wire's (monotonic) clock, in parts per million: the slope of
+    ``media_s`` (its RTP timestamps, in seconds) over ``at`` (when each packet crossed). A sender clocked by its
+    sound card (the panel: pjmedia's conference is driven by the card's playback) shows the card's rate here; a
+    stall only delays packets, so the fit is on each CLOCK_WINDOW_S window's earliest packet against its media
+    time (the lower envelope). None with fewer than three windows (a call too short to tell)."""
+    if at.size == 0:
+        return None
+    late = at - media_s  # grows as the sender's clock falls behind the wire's
+    window = ((media_s - media_s[0]) // CLOCK_WINDOW_S).astype(int)
+    firsts = [int(np.flatnonzero(window == w)[np.argmin(late[window == w])]) for w in np.unique(window)]
+    if len(firsts) < 3:
+        return None
+    slope = np.polyfit(at[firsts], late[firsts], 1)[0]  # d(at - media)/d(at) = 1 - the media clock's rate
+    return round(float(-slope) * 1e6, 1)
 
 
 def _sequence_gaps(seqs: list[int]) -> int:

@@ -97,6 +97,8 @@ def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
             f"(median recorder read interval) {r['card_read_interval_ms_median']} ms. Load average before / after: "
             f"{' '.join(r['loadavg_before'])} / {' '.join(r['loadavg_after'])} (2 cores shared with other jobs).",
         ]
+        if clocks := _clocks(r["rtp"]):
+            lines.append(clocks)
         lines += [
             f"{label}, {name.replace('_', ' ')}: not measured, {_unpaired(r)}."
             for name in DIRECTIONS
@@ -235,3 +237,18 @@ def _causes(r: dict[str, Any]) -> list[str]:
         f"{listed(r.get('card_stalls', []))}; the panel's sending {listed(r['panel_send_stalls'])}.",
     ]
     return lines
+
+
+def _clocks(rtp: dict[str, Any]) -> str | None:
+    """The two senders' media clocks (benchmarks/_talk_capture.py: media_clock_ppm) and what their mismatch costs
+    the receiving jitter buffer: one 20 ms frame inserted or dropped per ``20 ms / mismatch``."""
+    panel, phone = rtp.get("panel_clock_ppm"), rtp.get("phone_clock_ppm")
+    if panel is None or phone is None:
+        return None
+    mismatch = abs(panel - phone)
+    every = f"one 20 ms frame every {0.020 / (mismatch * 1e-6):.0f} s" if mismatch >= 1 else "no frame in a call"
+    return (
+        f"Media clocks against the wire's (RTP timestamps over arrival times): the panel's {panel:+.1f} ppm (its "
+        f"card's playback clocks its conference), the phone's {phone:+.1f} ppm; the mismatch, {mismatch:.1f} ppm, "
+        f"costs the jitter buffer {every}."
+    )

@@ -186,11 +186,18 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 def _server_config(directory: Path) -> str:
+    # norewinds: a real card never takes back what it played. A null sink rewinds each time one of its clients
+    # ends an underrun (the period clock's silent players, several times a second) and renders its last block
+    # again, moving every client's stream; through ALSA's pulse plugin pjmedia's playback then ran ~300 ppm
+    # fast of the wall clock and its capture up to ~300 ppm slow, a clock mismatch the panel was charged for.
     return (
         "# Written by daemon/simulation/paced_card.py\n"
-        f"load-module module-null-sink sink_name=spk rate={RATE} channels=1 sink_properties=device.description=spk\n"
-        f"load-module module-null-sink sink_name=mic rate={RATE} channels=1 sink_properties=device.description=mic\n"
-        f"load-module module-native-protocol-unix auth-anonymous=1 socket={directory / 'native'}\n"
+        + "".join(
+            f"load-module module-null-sink sink_name={sink} rate={RATE} channels=1 norewinds=1"
+            f" sink_properties=device.description={sink}\n"
+            for sink in ("spk", "mic")
+        )
+        + f"load-module module-native-protocol-unix auth-anonymous=1 socket={directory / 'native'}\n"
         "set-default-sink spk\n"
         "set-default-source mic.monitor\n"
     )

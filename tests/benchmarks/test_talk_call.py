@@ -151,6 +151,29 @@ def test_wire_stream_places_packets_by_timestamp_and_counts_gaps_across_the_wrap
     assert np.isnan(stream.packet_at[320:480]).all()
 
 
+def _paced_packets(seconds: float, ppm: float, stalls: dict[int, float]) -> list[Packet]:
+    """A sender whose media clock runs ``ppm`` fast of the wire's: packet k (160 samples) leaves at
+    ``k * 0.02 / (1 + ppm / 1e6)``, and ``stalls`` {k: s} holds packets k.. back for s, sent in a burst after."""
+    silence = bytes([0xFF]) * 160
+    packets, held_until = [], 0.0
+    for k in range(int(seconds / 0.02)):
+        at = 100.0 + k * 0.02 / (1 + ppm / 1e6)
+        held_until = max(held_until, at + stalls.get(k, 0.0))
+        packets.append(Packet(max(at, held_until), "to_phone", k % 65536, (5000 + 160 * k) % (1 << 32), 0, silence))
+        held_until = held_until if held_until > at else 0.0
+    return packets
+
+
+def test_a_senders_media_clock_is_read_from_its_timestamps_and_stalls_do_not_move_it() -> None:
+    """The talk call's +20 ms jitter-buffer steps every ~60 s were a clock mismatch (the panel's conference, clocked
+    by the card, ran ~300 ppm fast): the report gives each sender's clock. Stalls (bursts after 150-300 ms) must not
+    read as a slower clock."""
+    for ppm in (-350.0, 0.0, 310.0):
+        stalls = {1000: 0.3, 4000: 0.15, 7000: 0.25}
+        assert wire_stream(_paced_packets(180, ppm, stalls), "to_phone").clock_ppm == pytest.approx(ppm, abs=3)
+    assert wire_stream(_paced_packets(15, 300.0, {}), "to_phone").clock_ppm is None  # two 10 s windows: too short
+
+
 def test_a_late_packet_lands_before_its_successor_and_another_senders_packets_are_left_out() -> None:
     silence = bytes([0xFF]) * 160
     packets = [Packet(1.02, "from_phone", 11, 160, 0, silence), Packet(1.03, "from_phone", 10, 0, 0, silence)]

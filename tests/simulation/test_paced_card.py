@@ -129,3 +129,15 @@ def test_both_sinks_run_at_a_fixed_10_ms_period(card: PacedCard, tmp_path: Path)
         int(line.split("configured ")[1].split()[0]) for s in sinks for line in s.splitlines() if "configured" in line
     ]
     assert len(configured) == 2 and max(configured) <= 10_000, f"configured latencies {configured} usec"
+
+
+def test_neither_sink_rewinds_what_it_has_rendered(card: PacedCard) -> None:
+    """A real card's DMA never takes back what it played. A null sink rewinds whenever one of its clients ends
+    an underrun (the period clock's silent players do, several times a second): it renders its last block again,
+    and every client's stream position moves. Through ALSA's pulse plugin that made pjmedia's conference, which
+    the card's playback clocks, run 270-335 ppm fast of the wall clock and its capture 80-300 ppm slow in
+    2-3 minute calls (one +20 ms jitter-buffer step a minute, a ±30 ms capture step every 1-2 minutes, none of it
+    the panel's); with ``norewinds`` the panel's clock read -1.4 to +5 ppm (docs/audio.md, "The card's clock")."""
+    modules = [line.split("\t") for line in card.pactl("list", "short", "modules").splitlines()]
+    sinks = {fields[2] for fields in modules if fields[1] == "module-null-sink"}
+    assert len(sinks) == 2 and all("norewinds=1" in arguments.split() for arguments in sinks), sinks
