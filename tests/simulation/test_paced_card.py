@@ -137,7 +137,8 @@ def test_neither_sink_rewinds_what_it_has_rendered(card: PacedCard) -> None:
     and every client's stream position moves. Through ALSA's pulse plugin that made pjmedia's conference, which
     the card's playback clocks, run 270-335 ppm fast of the wall clock and its capture 80-300 ppm slow in
     2-3 minute calls (one +20 ms jitter-buffer step a minute, a ±30 ms capture step every 1-2 minutes, none of it
-    the panel's); with ``norewinds`` the panel's clock read -1.4 to +5 ppm (docs/audio.md, "The card's clock")."""
+    the panel's); with ``norewinds`` it read -7.4 to +20.4 ppm in 3-10 minute calls (docs/audio.md, "The card's
+    clock")."""
     modules = [line.split("\t") for line in card.pactl("list", "short", "modules").splitlines()]
     sinks = {fields[2] for fields in modules if fields[1] == "module-null-sink"}
     assert len(sinks) == 2 and all("norewinds=1" in arguments.split() for arguments in sinks), sinks
