@@ -285,7 +285,7 @@ def media_clock_ppm(at: npt.NDArray[np.float64], media_s: npt.NDArray[np.float64
         return None
     late = at - media_s  # grows as the sender's clock falls behind the wire's
     window = ((media_s - media_s[0]) // CLOCK_WINDOW_S).astype(int)
-    firsts = [int(np.flatnonzero(window == w)[np.argmin(late[window == w])]) for w in np.unique(window)]
+    firsts = [int(in_w[np.argmin(late[in_w])]) for in_w in (np.flatnonzero(window == w) for w in np.unique(window))]
     if len(firsts) < 3:
         return None
     slope = np.polyfit(at[firsts], late[firsts], 1)[0]  # d(at - media)/d(at) = 1 - the media clock's rate

@@ -158,9 +158,8 @@ def _paced_packets(seconds: float, ppm: float, stalls: dict[int, float]) -> list
     packets, held_until = [], 0.0
     for k in range(int(seconds / 0.02)):
         at = 100.0 + k * 0.02 / (1 + ppm / 1e6)
-        held_until = max(held_until, at + stalls.get(k, 0.0))
-        packets.append(Packet(max(at, held_until), "to_phone", k % 65536, (5000 + 160 * k) % (1 << 32), 0, silence))
-        held_until = held_until if held_until > at else 0.0
+        held_until = max(held_until, at + stalls.get(k, 0.0))  # a packet leaves once the stall before it is over
+        packets.append(Packet(held_until, "to_phone", k % 65536, (5000 + 160 * k) % (1 << 32), 0, silence))
     return packets
 
 

@@ -8,7 +8,6 @@ Skipped without PulseAudio or baresip, or on a pjsua2 without a sound device (th
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,11 @@ import pytest
 
 from daemon.bridge import LoopBridge
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
-from daemon.sip import CallEnded, MediaActive, SipEngine
+from daemon.sip import CallEnded, SipEngine
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip
+from tests.talk._support import dial_onto_the_card, playback_streams_of_this_process
 
 pytestmark = [
     pytest.mark.peers,
@@ -38,11 +38,6 @@ def card(tmp_path: Path) -> Iterator[PacedCard]:
         yield running
 
 
-def playback_streams(card: PacedCard) -> int:
-    blocks = card.pactl("list", "sink-inputs").split("Sink Input #")[1:]
-    return sum(f'application.process.id = "{os.getpid()}"' in block for block in blocks)
-
-
 async def test_the_card_is_open_only_during_a_call(card: PacedCard, tmp_path: Path, bridge: LoopBridge) -> None:
     with Baresip(tmp_path) as phone:
         async with SipEngine(make_config(), bridge, AudioConfig()) as engine:
@@ -50,14 +45,12 @@ async def test_the_card_is_open_only_during_a_call(card: PacedCard, tmp_path: Pa
                 pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
             await engine.ping()
             assert not engine.media_clock_running
-            assert playback_streams(card) == 0, "the card is open with no call"
+            assert playback_streams_of_this_process(card) == 0, "the card is open with no call"
             log = EventLog(engine)
             for _ in range(2):
-                call = await engine.dial(phone.uri, ring_timeout=10)
-                await log.wait(MediaActive, call)
-                await engine.connect_sound_device(call)
+                call = await dial_onto_the_card(engine, phone, log)
                 assert engine.media_clock_running
-                assert playback_streams(card) == 1
+                assert playback_streams_of_this_process(card) == 1
                 await engine.hangup(call)
                 await log.wait(CallEnded, call)
                 await phone.wait_event("CALL_CLOSED", 5)
@@ -65,4 +58,4 @@ async def test_the_card_is_open_only_during_a_call(card: PacedCard, tmp_path: Pa
                     while engine.media_clock_running:
                         await engine.ping()  # a turn of the owner: it closes the card once the grace is over
                         await anyio.sleep(0.05)
-                assert playback_streams(card) == 0, "the card stayed open after the call"
+                assert playback_streams_of_this_process(card) == 0, "the card stayed open after the call"

@@ -21,7 +21,7 @@ from benchmarks.aec_speech import read_wav
 from daemon.bridge import LoopBridge
 from daemon.errors import SipError
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
-from daemon.sip import CallEnded, MediaActive, SipEngine
+from daemon.sip import CallEnded, SipEngine
 from daemon.sip.types import LocalPromptEnd, LocalPromptEnded
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
@@ -63,9 +63,7 @@ async def test_a_prompt_during_talk_is_mixed_with_the_call_on_one_card_stream(
                 pytest.skip(f"this pjsua2 has no sound device ({engine.info}): the talk path needs a source build")
             log = EventLog(engine)
             with card.record_speaker(tmp_path / "speaker.wav") as speaker:
-                call = await engine.dial(phone.uri, ring_timeout=10)
-                await log.wait(MediaActive, call)
-                await engine.connect_sound_device(call)
+                call = await dial_onto_the_card(engine, phone, log)
                 assert engine.talk_holds_sound_device
                 await anyio.sleep(1.0)  # the resident's voice alone first
 
@@ -125,9 +123,7 @@ async def test_cancelling_a_local_prompt_stops_it_within_a_tick(
                 pytest.skip(f"this pjsua2 has no sound device ({engine.info})")
             log = EventLog(engine)
             with card.record_speaker(tmp_path / "speaker.wav") as speaker:
-                call = await engine.dial(phone.uri, ring_timeout=10)
-                await log.wait(MediaActive, call)
-                await engine.connect_sound_device(call)
+                call = await dial_onto_the_card(engine, phone, log)
                 await anyio.sleep(1.0)  # the card is streaming: the prompt's whole second reaches it
                 with anyio.move_on_after(1.0):
                     await engine.play_local(str(prompt), limit=20)

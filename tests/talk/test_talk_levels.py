@@ -19,11 +19,19 @@ import pytest
 from benchmarks.aec_speech import level_db, read_wav
 from daemon.bridge import LoopBridge
 from daemon.simulation.paced_card import PacedCard, paced_card_as_default
-from daemon.sip import CallEnded, MediaActive, SipEngine
+from daemon.sip import CallEnded, SipEngine
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip, write_tones_wav
-from tests.talk._support import NEEDS_PULSE_AND_BARESIP, RATE, RESIDENT_HZ, SLICE_S, VISITOR_HZ, tone_slices
+from tests.talk._support import (
+    NEEDS_PULSE_AND_BARESIP,
+    RATE,
+    RESIDENT_HZ,
+    SLICE_S,
+    VISITOR_HZ,
+    dial_onto_the_card,
+    tone_slices,
+)
 
 pytestmark = NEEDS_PULSE_AND_BARESIP
 
@@ -67,9 +75,7 @@ async def _levels(base: Path, run: str, bridge: LoopBridge, audio: AudioConfig) 
 async def _call(engine: SipEngine, card: PacedCard, phone: Baresip, visitor: Path, tmp: Path) -> Path:
     log = EventLog(engine)
     with card.record_speaker(tmp / "speaker.wav") as speaker:
-        call = await engine.dial(phone.uri, ring_timeout=10)
-        await log.wait(MediaActive, call)
-        await engine.connect_sound_device(call)
+        call = await dial_onto_the_card(engine, phone, log)
         with card.talk(visitor):
             await anyio.sleep(TALK_S)
         await engine.hangup(call)

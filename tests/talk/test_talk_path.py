@@ -12,7 +12,6 @@ the source build (PYTHONPATH=<build>/python).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import wave
@@ -26,10 +25,11 @@ import pytest
 from benchmarks.aec_speech import Signal, analyse_run, level_db, read_wav, speak
 from daemon.bridge import LoopBridge
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card_as_default
-from daemon.sip import CallEnded, MediaActive, SipEngine
+from daemon.sip import CallEnded, SipEngine
 from hw.settings import AudioConfig
 from tests.sip.conftest import EventLog, make_config
 from tests.support.peers import Baresip
+from tests.talk._support import dial_onto_the_card, playback_streams_of_this_process
 
 pytestmark = [
     pytest.mark.peers,
@@ -70,11 +70,6 @@ def _rate(path: Path) -> int:
         return w.getframerate()
 
 
-def _playback_streams_of_this_process(card: PacedCard) -> int:
-    blocks = card.pactl("list", "sink-inputs").split("Sink Input #")[1:]
-    return sum(f'application.process.id = "{os.getpid()}"' in block for block in blocks)
-
-
 async def test_talk_both_ways_with_the_echo_cancelled(card: PacedCard, tmp_path: Path, bridge: LoopBridge) -> None:
     card.add_echo_path(EchoPath(delay_ms=40, gain_db=-6.0))
     visitor = speak(VISITOR, tmp_path / "visitor.wav")
@@ -87,11 +82,9 @@ async def test_talk_both_ways_with_the_echo_cancelled(card: PacedCard, tmp_path:
             log = EventLog(engine)
             mic = tmp_path / "mic.wav"
             with card.record_microphone(mic), card.record_speaker(tmp_path / "speaker.wav") as speaker:
-                call = await engine.dial(phone.uri, ring_timeout=10)
-                await log.wait(MediaActive, call)
-                await engine.connect_sound_device(call)
+                call = await dial_onto_the_card(engine, phone, log)
                 await anyio.sleep(resident_s + 0.5)  # the resident talks; the visitor listens (real time)
-                streams = _playback_streams_of_this_process(card)
+                streams = playback_streams_of_this_process(card)
                 with card.talk(visitor) as talker:
                     await anyio.to_thread.run_sync(lambda: talker.wait(timeout=30))
                 await anyio.sleep(0.5)  # the visitor's last words cross the jitter buffer
