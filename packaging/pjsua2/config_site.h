@@ -61,3 +61,20 @@
 #define SPEEX_AEC_EARLY_HOLD_MS 1000
 #define SPEEX_AEC_REARM_MS 1000
 #define SPEEX_AEC_EARLY_GAIN 0.25f
+
+/* pjmedia's two adaptive buffers on the talk path shed drift, not jitter (delaybuf-drift-only.patch,
+ * jbuf-drift-only.patch, applied by build.sh; docs/audio.md "The buffers shed drift, not jitter"). Stock, the
+ * delay buffer between the card's capture and the conference sheds 10-30 ms by WSOLA whenever a burst of
+ * captured frames exceeds the run length it learnt over the last 2 s, and makes a frame up when the playback
+ * side's next burst finds it short; the jitter buffer's static discard drops the frame it concealed for a late
+ * packet again 1.5-2 s later: pairs of steps in what each side hears. Patched, each sheds only delay that every
+ * GET of a whole *_DRIFT_WINDOW_MS left unused beyond one frame, once that reached *_DRIFT_SURPLUS_MS (drift,
+ * or a stall's backlog), and then all but *_DRIFT_KEEP_MS of it in one cut (the margin for the next burst).
+ * A delay gained on an underflow is kept (latency) instead of being shed and lost again. *_DRIFT_WINDOW_MS 0:
+ * stock. The jitter buffer's part acts on jitter_discard = "static" (our default) only. */
+#define PJMEDIA_DELAY_BUF_DRIFT_WINDOW_MS 10000
+#define PJMEDIA_DELAY_BUF_DRIFT_SURPLUS_MS 60
+#define PJMEDIA_DELAY_BUF_DRIFT_KEEP_MS 30
+#define PJMEDIA_JBUF_DRIFT_WINDOW_MS 10000
+#define PJMEDIA_JBUF_DRIFT_SURPLUS_MS 60
+#define PJMEDIA_JBUF_DRIFT_KEEP_MS 30
