@@ -73,12 +73,13 @@ def _schedule(
         yield previous
 
 
-def _ops(seconds: float, producer_ppm: float, seed: int, period_ms: float) -> list[tuple[float, int]]:
-    """Both threads' ops in time order: (time ms, 0 put / 1 get)."""
-    rng = random.Random(seed)
-    producer = _schedule(seconds, period_ms * (1 - producer_ppm * 1e-6), 0.0, rng, 1.0, 50.0)
-    consumer = _schedule(seconds, period_ms, period_ms / 2, rng, 1.5, 50.0)
-    return sorted([(t, 0) for t in producer] + [(t, 1) for t in consumer])
+def _ops(
+    seconds: float, producer_ppm: float, seed: int, period_ms: float, gets_per_period: int = 1
+) -> list[tuple[float, int]]:
+    """Both threads' ops in time order: (time ms, 0 put / 1 get); the consumer may take several per period."""
+    producer = _schedule(seconds, period_ms * (1 - producer_ppm * 1e-6), 0.0, random.Random(seed), 1.0, 50.0)
+    consumer = _schedule(seconds, period_ms, period_ms / 2, random.Random(seed + 1), 1.5, 50.0)
+    return sorted([(t, 0) for t in producer] + [(t, 1) for t in consumer for _ in range(gets_per_period)])
 
 
 class _Pj:
@@ -160,10 +161,8 @@ def jitter_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: floa
     in_gap = False
     dropped = inserted = 0
     delays: list[float] = []
-    rng = random.Random(seed)
-    packets = _schedule(seconds, 2 * JB_FRAME_MS * (1 - producer_ppm * 1e-6), 0.0, rng, 1.0, 50.0)
-    events = sorted([(t, 0) for t in packets] + [(t, 1) for t in _gets(seconds, seed)])
-    for t, op in events:
+    # the conference's clock asks the stream for 10 ms twice per 20 ms tick
+    for t, op in _ops(seconds, producer_ppm, seed, 2 * JB_FRAME_MS, gets_per_period=2):
         if op == 0:
             for _ in range(2):
                 seq += 1
@@ -185,13 +184,6 @@ def jitter_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: floa
             in_gap = True
     pj.lib.pjmedia_jbuf_destroy(jb)
     return _outcome(dropped, inserted, delays, pj.lines, ("Drift", "shrinking"))
-
-
-def _gets(seconds: float, seed: int) -> Iterator[float]:
-    """The conference's clock asking the stream for 10 ms every 10 ms, in 20 ms ticks (two at once)."""
-    for t in _schedule(seconds, 2 * JB_FRAME_MS, JB_FRAME_MS / 2, random.Random(seed + 1), 1.5, 50.0):
-        yield t
-        yield t
 
 
 def _outcome(dropped: int, inserted: int, delays: list[float], lines: list[str], words: tuple[str, ...]) -> Outcome:
