@@ -45,10 +45,9 @@ class Outcome:
 
     dropped: int  # steps back in delay: audio cut from the stream (frames skipped, a WSOLA discard's blend)
     inserted: int  # steps forward: audio the buffer made up (an underflow's generated frame, an empty GET)
-    delay_ms_first: float  # the producer's frames in flight at the first settled GET
-    delay_ms_last: float  # ... and at the last
+    delay_ms_last: float  # the producer's audio in flight at the last GET
     delay_ms_max: float
-    log: list[str]  # the buffer's own log lines about shedding ("Drift: ...", "samples reduced", ...)
+    log: list[str]  # the buffer's own level-4 log lines about shedding ("Drift: ...", "Buffer size adjusted", ...)
 
 
 def _library() -> ctypes.CDLL:
@@ -136,7 +135,7 @@ def delay_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: float
         if t >= settle_s * 1000:
             delays.append((put - 1 - last) * 1000 / RATE)
     pj.lib.pjmedia_delay_buf_destroy(buf)
-    return _outcome(dropped, inserted, delays, pj.lines, ("Drift", "reduced", "adjusted", "Dropping"))
+    return _outcome(dropped, inserted, delays, pj.lines, ("Drift", "adjusted", "Dropping"))
 
 
 def _signed(step: int) -> int:
@@ -190,7 +189,6 @@ def _outcome(dropped: int, inserted: int, delays: list[float], lines: list[str],
     return Outcome(
         dropped=dropped,
         inserted=inserted,
-        delay_ms_first=delays[0] if delays else float("nan"),
         delay_ms_last=delays[-1] if delays else float("nan"),
         delay_ms_max=max(delays, default=float("nan")),
         log=[line for line in lines if any(word in line for word in words)],
