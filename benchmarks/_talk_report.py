@@ -33,14 +33,15 @@ def _double_talk(d: dict[str, Any]) -> str:
     return f" ({n} of the missing over the resident's echo)" if n else ""
 
 
-def section(results: dict[str, dict[str, Any]], minutes: float) -> str:
-    """The docs section: what was measured, then one table per run (no quota, quota)."""
+def section(results: dict[str, dict[str, Any]], minutes: float, measured_at: float | None = None) -> str:
+    """The docs section: what was measured, then one table per run (no quota, quota); ``measured_at`` (epoch
+    seconds) is when the runs ended, now unless re-rendered from saved results."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(measured_at))
     lines = [
         BEGIN,
         HEADING,
         "",
-        f"_Written by `python -m benchmarks.talk_call --write-docs` "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {minutes:g} minutes per call)._",
+        f"_Written by `python -m benchmarks.talk_call --write-docs` ({stamp}, {minutes:g} minutes per call)._",
         "",
         "One call through the daemon's SIP engine (`SipEngine`, `[audio]` defaults unless a run says otherwise) to",
         "baresip (G.711) on 127.0.0.1, which answers after a 1 s ring (the card opens as the panel dials), its audio",

@@ -205,19 +205,22 @@ def _talk(
 def summary_table(runs: list[dict[str, Any]]) -> str:
     lines = [
         "| call | build | echo delay (ms) | ERLE median / p10 after 2 s (dB) | stays >= 30 dB from (s) "
-        "| ERLE per second, first 6 (dB) | visitor in double-talk / alone (dB) | unsent | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| lowest second from 2 s (dB) | ERLE per second, first 6 (dB) | visitor in double-talk / alone (dB) "
+        "| unsent | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         if "error" in r:
-            lines.append(f"| {r['name']} | {r.get('build', '')} | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r['name']} | {r.get('build', '')} | error: {r['error']} | | | | | | | |")
             continue
-        first = ", ".join(str(x) for x in r["erle_median_by_second_db"][:6])
+        seconds = r["erle_median_by_second_db"]
+        first = ", ".join(str(x) for x in seconds[:6])
+        lowest = min(seconds[2:], default=float("nan"))
         lines.append(
             f"| {r['name']} | {Path(r['build']).parent.name if r['build'] != 'environment' else 'env'} | "
             f"{r['echo_delay_ms']} | "
             f"{r['erle_median_after_2s_db']} / {r['erle_p10_after_2s_db']} | "
-            f"{r['converged_s'] if r['converged_s'] is not None else 'never'} | {first} | "
+            f"{r['converged_s'] if r['converged_s'] is not None else 'never'} | {lowest} | {first} | "
             f"{r['visitor_double_talk_db']} / {r['visitor_alone_db']} | {r['unsent_share']} | "
             f"{r['loadavg'][0]} |"
         )

@@ -376,7 +376,9 @@ def main() -> None:
         return
     if args.from_json:  # several files (e.g. the free and the quota run, each under the lock): their calls in order
         saved_runs = [json.loads(path.read_text(encoding="utf-8")) for path in args.from_json]
-        write_docs(section({k: v for s in saved_runs for k, v in s["results"].items()}, saved_runs[0]["minutes"]))
+        results = {k: v for s in saved_runs for k, v in s["results"].items()}
+        ended = max(path.stat().st_mtime for path in args.from_json)
+        write_docs(section(results, saved_runs[0]["minutes"], ended))
         return
     audio = {
         key: value

@@ -32,8 +32,8 @@ PJ_URL="https://github.com/pjsip/pjproject/archive/refs/tags/${PJ_VERSION}.tar.g
 KNOWN_SHA256_FILE="$HERE/known-sha256.txt"
 # Our changes to pjproject's source, applied in this order with `patch -p1` from the source root (each file
 # says why). Part of the cache key.
-PATCHES=("$HERE/speex-early-residual.patch" "$HERE/swig-jb-discard-algo.patch" "$HERE/delaybuf-drift-only.patch"
-  "$HERE/jbuf-drift-only.patch")
+PATCHES=("$HERE/speex-early-residual.patch" "$HERE/speex-echo-suppress.patch" "$HERE/swig-jb-discard-algo.patch"
+  "$HERE/delaybuf-drift-only.patch" "$HERE/jbuf-drift-only.patch")
 
 # configure: static libraries (no make install, no ldconfig), no video, the epoll ioqueue, and none of the
 # codecs or video/UPnP libraries we do not use. G.711, G.722, Opus, SRTP, OpenSSL TLS, ALSA, and the Speex
@@ -245,9 +245,12 @@ PATCHES = ($(for patch_file in "${PATCHES[@]}"; do printf '"%s",' "$(basename "$
 SPEEX_AEC_EARLY_HOLD_MS = $(site_define SPEEX_AEC_EARLY_HOLD_MS)  # Speex's early residual-echo estimate (a patch)
 SPEEX_AEC_REARM_MS = $(site_define SPEEX_AEC_REARM_MS)  # ... and after the reference slipped a frame
 SPEEX_AEC_EARLY_GAIN = $(site_define SPEEX_AEC_EARLY_GAIN | tr -d f)  # ... its level against the far end's
+SPEEX_AEC_ECHO_SUPPRESS_DB = $(site_define PJMEDIA_SPEEX_AEC_ECHO_SUPPRESS_DB)  # residual-echo floor, near end silent (a patch; Speex: 40)
+SPEEX_AEC_ECHO_SUPPRESS_ACTIVE_DB = $(site_define PJMEDIA_SPEEX_AEC_ECHO_SUPPRESS_ACTIVE_DB)  # ... near end speaking (Speex: 15)
 DELAY_BUF_DRIFT_WINDOW_MS = $(site_define PJMEDIA_DELAY_BUF_DRIFT_WINDOW_MS)  # delay buffers shed only drift (a patch; 0: stock)
 DELAY_BUF_DRIFT_SURPLUS_MS = $(site_define PJMEDIA_DELAY_BUF_DRIFT_SURPLUS_MS)  # ... unused that long beyond a frame
-DELAY_BUF_DRIFT_KEEP_MS = $(site_define PJMEDIA_DELAY_BUF_DRIFT_KEEP_MS)  # ... all but this much, in one cut
+DELAY_BUF_DRIFT_KEEP_MS = $(site_define PJMEDIA_DELAY_BUF_DRIFT_KEEP_MS)  # ... all but this much
+DELAY_BUF_DRIFT_SHED_PPM = $(site_define PJMEDIA_DELAY_BUF_DRIFT_SHED_PPM)  # ... shed by resampling at this rate (0: one cut)
 JBUF_DRIFT_WINDOW_MS = $(site_define PJMEDIA_JBUF_DRIFT_WINDOW_MS)  # jitter_discard "static" sheds only drift (a patch; 0: stock)
 JBUF_DRIFT_SURPLUS_MS = $(site_define PJMEDIA_JBUF_DRIFT_SURPLUS_MS)  # ... unused that long beyond a frame
 JBUF_DRIFT_KEEP_MS = $(site_define PJMEDIA_JBUF_DRIFT_KEEP_MS)  # ... all but this much, in one cut

@@ -62,6 +62,15 @@
 #define SPEEX_AEC_REARM_MS 1000
 #define SPEEX_AEC_EARLY_GAIN 0.25f
 
+/* Speex's residual-echo floors in its preprocessor (speex-echo-suppress.patch, applied by build.sh): how far
+ * below the microphone the residual echo may be pushed while the visitor is silent, and while the visitor
+ * speaks (dB; Speex's defaults 40 and 15). 60: offline, on a call's recorded microphone and speaker, the first
+ * three seconds of the resident's speech came back 58-60 dB lower instead of 39-41 dB and the double-talk
+ * seconds were unchanged (docs/audio.md); the active floor stays Speex's, which is what keeps a visitor
+ * speaking over the resident within 3 dB. */
+#define PJMEDIA_SPEEX_AEC_ECHO_SUPPRESS_DB 60
+#define PJMEDIA_SPEEX_AEC_ECHO_SUPPRESS_ACTIVE_DB 15
+
 /* pjmedia's two adaptive buffers on the talk path shed drift, not jitter (delaybuf-drift-only.patch,
  * jbuf-drift-only.patch, applied by build.sh; docs/audio.md "The buffers shed drift, not jitter"). Stock, the
  * delay buffer between the card's capture and the conference sheds 10-30 ms by WSOLA whenever a burst of
@@ -69,12 +78,18 @@
  * side's next burst finds it short; the jitter buffer's static discard drops the frame it concealed for a late
  * packet again 1.5-2 s later: pairs of steps in what each side hears. Patched, each sheds only delay that every
  * GET of a whole *_DRIFT_WINDOW_MS left unused beyond one frame, once that reached *_DRIFT_SURPLUS_MS (drift,
- * or a stall's backlog), and then all but *_DRIFT_KEEP_MS of it in one cut (the margin for the next burst).
+ * or a stall's backlog), and then all but *_DRIFT_KEEP_MS of it (the margin for the next burst): the jitter
+ * buffer in one cut, the delay buffer gradually (below).
  * A delay gained on an underflow is kept (latency) instead of being shed and lost again. *_DRIFT_WINDOW_MS 0:
  * stock. The jitter buffer's part acts on jitter_discard = "static" (our default) only. */
 #define PJMEDIA_DELAY_BUF_DRIFT_WINDOW_MS 10000
-#define PJMEDIA_DELAY_BUF_DRIFT_SURPLUS_MS 60
+#define PJMEDIA_DELAY_BUF_DRIFT_SURPLUS_MS 40
 #define PJMEDIA_DELAY_BUF_DRIFT_KEEP_MS 30
+/* ... and the delay buffer sheds that surplus by resampling, PJMEDIA_DELAY_BUF_DRIFT_SHED_PPM samples in a
+ * million (0.2 %: 3.5 cents of pitch, ~15 s for 30 ms), not in one WSOLA cut: drift compensation with no step
+ * in what the resident hears. 0: one cut. A shed costs no step, so the delay buffer's surplus threshold is
+ * lower than the jitter buffer's (40 ms: at least 10 ms to shed down to the 30 ms kept). */
+#define PJMEDIA_DELAY_BUF_DRIFT_SHED_PPM 2000
 #define PJMEDIA_JBUF_DRIFT_WINDOW_MS 10000
 #define PJMEDIA_JBUF_DRIFT_SURPLUS_MS 60
 #define PJMEDIA_JBUF_DRIFT_KEEP_MS 30

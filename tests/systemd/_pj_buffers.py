@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 RATE = 16000
 FRAME = 320  # the conference's 20 ms at 16 kHz
 RAMP = 30000  # sample k of the producer carries k % RAMP (1.9 s at 16 kHz: more than any delay)
+SHED_MAX = 8  # delaybuf-drift-only.patch's DRIFT_SHED_MAX: the most a resampled frame takes beyond its own
 DELAY_BUF_MAX_MS = 160  # the conference's master port: PJMEDIA_SOUND_BUFFER_COUNT (8) frames
 JB_RATE = 8000
 JB_FRAME_MS = 10  # G.711's frame in the jitter buffer; a 20 ms packet is two
@@ -45,6 +46,8 @@ class Outcome:
 
     dropped: int  # steps back in delay: audio cut from the stream (frames skipped, a WSOLA discard's blend)
     inserted: int  # steps forward: audio the buffer made up (an underflow's generated frame, an empty GET)
+    compressed: int  # frames resampled from a few samples more than a frame (gradual shedding: no step)
+    compressed_samples: int  # the samples they shed in all
     delay_ms_last: float  # the producer's audio in flight at the last GET
     delay_ms_max: float
     log: list[str]  # the buffer's own level-4 log lines about shedding ("Drift: ...", "Buffer size adjusted", ...)
@@ -112,7 +115,7 @@ def delay_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: float
     frame = (ctypes.c_int16 * FRAME)()
     put = 0  # samples put so far
     last = None  # the index of the last sample out (unwrapped)
-    dropped = inserted = 0
+    dropped = inserted = compressed = compressed_samples = 0
     delays: list[float] = []
     for t, op in _ops(seconds, producer_ppm, seed, FRAME * 1000 / RATE):
         if op == 0:
@@ -128,14 +131,22 @@ def delay_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: float
             last = put - ((put - out[-1]) % RAMP)
             continue
         end = last + FRAME + _signed((out[-1] - (last + FRAME)) % RAMP)
-        if t >= settle_s * 1000 and (end != last + FRAME or any(step != 1 for step in steps)):
-            dropped += end > last + FRAME
-            inserted += end <= last + FRAME
+        extra = end - (last + FRAME)
+        # A frame resampled from FRAME + extra samples: the ramp climbs by 1 or 2 per sample (an interpolation
+        # across the ramp's wrap may spoil the two steps around one sample); a WSOLA blend steps anywhere.
+        smooth = 0 < extra <= SHED_MAX and sum(step not in (1, 2) for step in steps) <= 2
+        if t >= settle_s * 1000 and smooth:
+            compressed += 1
+            compressed_samples += extra
+        elif t >= settle_s * 1000 and (extra != 0 or any(step != 1 for step in steps)):
+            dropped += extra > 0
+            inserted += extra <= 0
         last = end
         if t >= settle_s * 1000:
             delays.append((put - 1 - last) * 1000 / RATE)
     pj.lib.pjmedia_delay_buf_destroy(buf)
-    return _outcome(dropped, inserted, delays, pj.lines, ("Drift", "adjusted", "Dropping"))
+    words = ("Drift", "adjusted", "Dropping")
+    return _outcome(dropped, inserted, delays, pj.lines, words, compressed, compressed_samples)
 
 
 def _signed(step: int) -> int:
@@ -185,10 +196,20 @@ def jitter_buffer(seconds: float, producer_ppm: float, seed: int, settle_s: floa
     return _outcome(dropped, inserted, delays, pj.lines, ("Drift", "shrinking"))
 
 
-def _outcome(dropped: int, inserted: int, delays: list[float], lines: list[str], words: tuple[str, ...]) -> Outcome:
+def _outcome(
+    dropped: int,
+    inserted: int,
+    delays: list[float],
+    lines: list[str],
+    words: tuple[str, ...],
+    compressed: int = 0,
+    compressed_samples: int = 0,
+) -> Outcome:
     return Outcome(
         dropped=dropped,
         inserted=inserted,
+        compressed=compressed,
+        compressed_samples=compressed_samples,
         delay_ms_last=delays[-1] if delays else float("nan"),
         delay_ms_max=max(delays, default=float("nan")),
         log=[line for line in lines if any(word in line for word in words)],

@@ -143,15 +143,18 @@ def test_the_source_build_places_32_calls_at_once() -> None:
     assert "MAX_CALLS = 32  #" in info and "SOURCE_BUILD = True" in info  # what the daemon may read
     # Our patches to pjproject were applied, with config_site.h's settings for the Speex one
     patches = (
-        '"speex-early-residual.patch","swig-jb-discard-algo.patch","delaybuf-drift-only.patch","jbuf-drift-only.patch",'
+        '"speex-early-residual.patch","speex-echo-suppress.patch","swig-jb-discard-algo.patch",'
+        '"delaybuf-drift-only.patch","jbuf-drift-only.patch",'
     )
     assert f"PATCHES = ({patches})" in info
     assert "SPEEX_AEC_EARLY_HOLD_MS = 1000  #" in info and "SPEEX_AEC_REARM_MS = 1000  #" in info
     assert "SPEEX_AEC_EARLY_GAIN = 0.25  #" in info
+    assert "SPEEX_AEC_ECHO_SUPPRESS_DB = 60  #" in info and "SPEEX_AEC_ECHO_SUPPRESS_ACTIVE_DB = 15  #" in info
     # the drift-only buffers (tests/systemd/test_drift_only_buffers.py runs them)
-    for buffer in ("DELAY_BUF", "JBUF"):
-        assert f"{buffer}_DRIFT_WINDOW_MS = 10000  #" in info and f"{buffer}_DRIFT_SURPLUS_MS = 60  #" in info
+    for buffer, surplus in (("DELAY_BUF", 40), ("JBUF", 60)):
+        assert f"{buffer}_DRIFT_WINDOW_MS = 10000  #" in info and f"{buffer}_DRIFT_SURPLUS_MS = {surplus}  #" in info
         assert f"{buffer}_DRIFT_KEEP_MS = 30  #" in info
+    assert "DELAY_BUF_DRIFT_SHED_PPM = 2000  #" in info
     # swig-jb-discard-algo.patch: the jitter buffer's discard algorithm is an int the daemon can set ([audio]
     # jitter_discard); without it the binding exports an opaque pointer and assigning 1 raises TypeError
     assert read_jb_discard(out) == "2 1 1"

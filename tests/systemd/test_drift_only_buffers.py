@@ -5,8 +5,10 @@ five minutes of a producer and a consumer that each keep their own 20 ms clock b
 50 ms, 5 % of periods, and once 80 ms in the first two seconds), as pjmedia's capture and playback threads and a
 phone's packets do. Stock pjmedia, on the same schedule (build 3f1b6d2c7cd35bcb, seed 1): the delay buffer cut 11
 times and made audio up 17 times after the first 5 s, the static jitter buffer 60 and 48 times; each a step in
-what the far end hears. Patched, with one clock they do neither; with a producer 500 ppm fast they cut the
-surplus in a few steps, make nothing up, and stay bounded.
+what the far end hears. Patched, with one clock they do neither; with a producer 500 ppm fast they shed the
+surplus, make nothing up, and stay bounded. The delay buffer sheds by resampling (PJMEDIA_DELAY_BUF_DRIFT_SHED_PPM:
+a frame read from a sample more than a frame now and then, no step); the jitter buffer, whose frames are still
+encoded, in a few cuts.
 """
 
 from __future__ import annotations
@@ -54,15 +56,21 @@ def test_the_delay_buffer_between_one_cards_threads_neither_drops_nor_inserts(se
     out = run("delay_buffer", 0, seed)
     assert (out["dropped"], out["inserted"]) == (0, 0), out
     assert out["delay_ms_max"] < 180, out  # the conference's 8 frames and the one in flight: nothing overflowed
+    # The first seconds' stall left more than the bursts need (the frames made up for it are kept): shed, but
+    # only by resampling, a sample at a time, and no more than that surplus (10 ms of 16 kHz here)
+    assert out["compressed_samples"] == out["compressed"] <= 480, out
 
 
-def test_the_delay_buffer_still_cuts_a_faster_capture_clock_and_makes_nothing_up() -> None:
-    _build_setting("DELAY_BUF_DRIFT_WINDOW_MS")
-    out = run("delay_buffer", 500)  # 150 ms more in 5 minutes than the consumer takes
+def test_the_delay_buffer_sheds_a_faster_capture_clock_by_resampling_and_makes_nothing_up() -> None:
+    _build_setting("DELAY_BUF_DRIFT_SHED_PPM")
+    out = run("delay_buffer", 500)  # 150 ms (2,400 samples) more in 5 minutes than the consumer takes
     assert out["inserted"] == 0, out
-    assert 3 <= out["dropped"] <= 20, out  # the surplus cut in a few steps, at the latest at its capacity
+    assert out["compressed_samples"] >= 800, out  # most of it shed without a step
+    # what a 10 s window did not see (the bursts reach the buffer's capacity first) is cut on overflow, as stock
+    assert out["dropped"] <= 6, out  # drift-only with one cut per shed: 7; stock's learning: 11 per 5 min at 0 ppm
     assert out["delay_ms_max"] < 200, out  # bounded: 160 ms of buffer and the frame in flight
     assert out["delay_ms_last"] < 120, out
+    assert any("gradually" in line for line in out["log"]), out["log"]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
