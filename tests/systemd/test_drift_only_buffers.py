@@ -57,7 +57,7 @@ def test_the_delay_buffer_between_one_cards_threads_neither_drops_nor_inserts(se
     assert (out["dropped"], out["inserted"]) == (0, 0), out
     assert out["delay_ms_max"] < 180, out  # the conference's 8 frames and the one in flight: nothing overflowed
     # The first seconds' stall left more than the bursts need (the frames made up for it are kept): shed, but
-    # only by resampling, a sample at a time, and no more than that surplus (10 ms of 16 kHz here)
+    # only by resampling, a sample at a time, and no more than that surplus (160 samples, 10 ms, with both seeds)
     assert out["compressed_samples"] == out["compressed"] <= 480, out
 
 
