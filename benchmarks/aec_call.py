@@ -41,7 +41,7 @@ from benchmarks._aec_call_signal import aligned_to_mic, band_limit, sent_on_card
 from benchmarks._proc import ROOT, emit
 from benchmarks._talk_capture import RtpSniffer, StampedRecorder, panel_rtp_ports
 from benchmarks._talk_child import talk_through_card
-from benchmarks.aec_speech import RATE, Signal, analyse_run, lag_of, read_wav, speak
+from benchmarks.aec_speech import RATE, Signal, analyse_run, lag_of, plot, read_wav, speak
 from daemon.simulation.paced_card import EchoPath, PacedCard, paced_card
 from daemon.simulation.phone import free_port
 
@@ -61,6 +61,7 @@ RESIDENT_SENTENCES = (
 )
 VISITOR_TEXT = "Boa tarde, é a entrega do mercado, tenho três sacolas para o apartamento cento e um."
 DOCS = ROOT / "docs" / "audio.md"
+PLOT = ROOT / "docs" / "img" / "aec_call.png"
 BEGIN, END = "<!-- aec_call:begin -->", "<!-- aec_call:end -->"
 
 
@@ -240,6 +241,14 @@ def write_docs(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     head, rest = text.split(BEGIN, 1)
     DOCS.write_text(head + body + rest.split(END, 1)[1], encoding="utf-8")
+    # The first call off and the first call on each build, as the level sent over the call
+    shown: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if "timeline" in r:
+            shown.setdefault("canceller off" if r["name"] == "off" else f"on, build {Path(r['build']).parent.name}", r)
+    if shown:
+        title = f"Echo level sent to the resident in a real call (echo path {args.delay_ms} ms / -{args.loss_db} dB)"
+        plot(shown, title, PLOT)
 
 
 def main() -> None:
