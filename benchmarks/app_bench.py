@@ -40,6 +40,7 @@ from typing import Any  # noqa: E402
 import anyio  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockPin  # noqa: E402
 
+from benchmarks._gc_pauses import GcPauses  # noqa: E402
 from benchmarks._journal_sink import LOGGING_MODES, JournalSink  # noqa: E402
 from benchmarks._pj import FarEnd, loaded_max_calls  # noqa: E402
 from benchmarks._proc import emit, footprint, smaps_rollup  # noqa: E402
@@ -228,12 +229,15 @@ def cpu_seconds() -> float:
 
 
 @asynccontextmanager
-async def start_app(config: Config, factory: MockFactory, out: dict[str, Any]) -> AsyncIterator[Any]:
-    """The whole app if it starts; otherwise the parts wiring, with the app's error recorded."""
+async def start_app(
+    config: Config, factory: MockFactory, out: dict[str, Any], *, settle_heap: bool = True
+) -> AsyncIterator[Any]:
+    """The whole app if it starts; otherwise the parts wiring, with the app's error recorded. ``settle_heap``: as
+    ``intercomd run`` does (daemon.heap), unless a run compares against the heap left as it was."""
     try:
         from daemon.app import running
 
-        async with running(config, pin_factory=factory) as app:
+        async with running(config, pin_factory=factory, settle_heap=settle_heap) as app:
             out["path"] = "app"
             yield app
             return
@@ -262,7 +266,9 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
     t_enter = time.monotonic()
     visits: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
-    async with anyio.create_task_group() as tg, start_app(config, factory, out) as app:
+    settle = args.heap == "settled"
+    async with anyio.create_task_group() as tg, start_app(config, factory, out, settle_heap=settle) as app:
+        out["heap_frozen_at_ready"] = getattr(app, "heap_frozen", 0)
         out["ready_from_enter_s"] = time.monotonic() - t_enter
         out["ready_from_process_s"] = time.monotonic() - T_PROCESS
         out["pjsua2"] = dataclasses.asdict(app.sip.info) if getattr(getattr(app, "sip", None), "info", None) else None
@@ -289,10 +295,13 @@ async def drive(args: argparse.Namespace, tmp: Path, registrar: Kamailio) -> dic
         before = footprint()
         out["memory_before"] = smaps_rollup(os.getpid())  # VmRSS, PSS, USS: figure 9a's "after start" of the app
         invites_before = len(relay_stamper.invites)
+        pauses = GcPauses()
+        pauses.start()
         for _ in range(args.presses):
             visit = await press(factory, relay, first_buffers)
             visit["idle"] = await wait_idle(app)
             visits.append(visit)
+        out["gc"] = pauses.stop()
         out["after"] = footprint()
         out["memory_after"] = smaps_rollup(os.getpid())
         out["before"] = before
@@ -434,6 +443,13 @@ def main() -> None:
         default="journal",
         help="the daemon's logging: journal (default, as under systemd: INFO in journald's native protocol to a "
         "reader process), stderr (INFO as journal lines on a pipe a reader drains), none (WARNING, nothing read)",
+    )
+    ap.add_argument(
+        "--heap",
+        choices=("settled", "unsettled"),
+        default="settled",
+        help="settled (default): start-up's objects frozen at READY, as intercomd run does (daemon.heap); "
+        "unsettled: every full collection walks them (the daemon before)",
     )
     args = ap.parse_args()
     if args.ring_group is None:

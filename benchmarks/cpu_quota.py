@@ -48,7 +48,7 @@ from typing import Any
 from benchmarks._journal_sink import LOGGING_MODES
 from benchmarks._proc import ROOT, child_env, emit, run_child
 from benchmarks._wire import RELAY_THREAD_NAME
-from benchmarks.quota_report import SLICE_LABEL, TITLE, figure_from
+from benchmarks.quota_report import HEAP_LABEL, SLICE_LABEL, TITLE, figure_from
 from benchmarks.report import Figure, console
 
 __all__ = ["CpuQuota", "main", "quota_figure", "quota_unavailable"]
@@ -329,6 +329,7 @@ def press_runs(ours: dict[str, Any]) -> dict[str, Any]:
     """Figures 1, 2 and 4 from one figure-1 harness run: ms after the qualified press (edge + the hold)."""
     invites, buffers, dtmf = sorted(ours["invites"]), sorted(ours["first_buffers"]), sorted(ours["dtmf_sent_at"])
     runs: dict[str, Any] = {"ours_ms": [], "prompt_ms": [], "dtmf_ms": [], "stages": ours.get("stages", [])}
+    runs["gc"], runs["heap_frozen"] = ours.get("gc"), ours.get("heap_frozen_at_ready", 0)
     for v in ours["visits"]:
         if (invite := _after_edge(invites, v["edge"])) is not None:
             runs["ours_ms"].append((invite - v["edge"]) * 1000 - MIN_PRESS_MS)
@@ -385,6 +386,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.slice_row_us and result["slice_us"] is not None and args.slice_row_us != result["slice_us"]:
         labels.append(SLICE_LABEL)
         result["slice_row_us"] = args.slice_row_us
+    if args.heap_row:
+        labels.append(HEAP_LABEL)
     for label in labels:
         quota = CpuQuota(quota_us, args.period_us, args.cpu)
         with (
@@ -392,9 +395,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bandwidth_slice(args.slice_row_us if label == SLICE_LABEL else None),
         ):
             press_args = ["--emit", "--presses", str(args.presses), "--idle-seconds", "1", "--logging", args.logging]
-            ours = _run("press_stages", press_args, q, 900)
-            base = _run("baseline_press", ["--n", str(args.presses)], q, 600)
-            if args.load_calls and label != SLICE_LABEL:
+            heap = ["--heap", "unsettled"] if label == HEAP_LABEL else []
+            ours = _run("press_stages", press_args + heap, q, 900)
+            # The baseline and the ring group once per CPU setting: the heap row changes only ours.
+            base = {} if label == HEAP_LABEL else _run("baseline_press", ["--n", str(args.presses)], q, 600)
+            if args.load_calls and label not in (SLICE_LABEL, HEAP_LABEL):
                 load_args = ["--load-calls", str(args.load_calls), "--load-rate", str(args.load_rate)]
                 load_args += ["--ring-group", str(args.ring_group)]
                 group = _run("app_bench", ["--presses", "0", "--idle-seconds", "0", *load_args], q, 900)
@@ -405,7 +410,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         runs["journal"] = ours.get("logging", {})  # what the journal stand-in received
         if "error" in base:
             runs["baseline_error"] = base["error"]
-        else:
+        elif base:
             runs["baseline_ms"] = base["edge_to_invite_ms"]
         result["press"][label] = runs
     result["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
@@ -455,6 +460,14 @@ def main() -> None:
         default=SLICE_ROW_US,
         help="figures 1, 2 and 4 once more under the quota with kernel.sched_cfs_bandwidth_slice_us at this value "
         "(set for that run, restored after), a row of its own beside the kernel default's (0: not run)",
+    )
+    ap.add_argument(
+        "--heap-row",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1 (default): figures 1, 2 and 4 once more under the quota with the heap not settled at READY "
+        "(app_bench --heap unsettled): daemon.heap's effect in the same run",
     )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--emit", action="store_true", help="print the result as one JSON line")

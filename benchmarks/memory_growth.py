@@ -265,7 +265,7 @@ async def drive(args: argparse.Namespace, tmp: Path, phone: Baresip) -> dict[str
     from daemon.app import running
 
     sampler = Sampler(args)
-    async with running(config, pin_factory=factory) as app:
+    async with running(config, pin_factory=factory, settle_heap=True) as app:  # as intercomd run (daemon.heap)
         t0 = time.monotonic()
         sampler.sample(0, app, 0.0)
         for n in range(1, args.visits + 1):

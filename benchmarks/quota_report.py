@@ -26,11 +26,14 @@ def _row(label: str, samples: list[float], digits: int) -> list[str]:
 
 
 SLICE_LABEL = "quota, 1 ms slice"  # benchmarks.cpu_quota's row with kernel.sched_cfs_bandwidth_slice_us at 1 ms
+HEAP_LABEL = "quota, heap unsettled"  # benchmarks.cpu_quota's row with app_bench --heap unsettled (daemon.heap)
 
 
 def _where(label: str, pct: str) -> str:
     if label == SLICE_LABEL:
         return f"{pct}, CFS bandwidth slice 1 ms"
+    if label == HEAP_LABEL:
+        return f"{pct}, heap not settled at READY (the daemon before)"
     return "no quota" if label == "no quota" else pct
 
 
@@ -104,6 +107,35 @@ def _path_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]
     for label in labels:
         where = _where(label, pct)
         headers += [f"{where}: ms after, median / p99", f"{where}: process CPU ms since the edge, median"]
+    return headers, rows
+
+
+def _gc_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
+    """The measured process's garbage collections during the presses: a collection holds the GIL, every thread waits."""
+    rows = []
+    for label, runs in r["press"].items():
+        g = runs.get("gc")
+        if g:
+            rows.append(
+                [
+                    _where(label, pct),
+                    f"{runs.get('heap_frozen', 0):,}",
+                    str(g["collections"]),
+                    str(g["full"]),
+                    f"{g['longest_full_ms']:.1f}",
+                    f"{g['longest_ms']:.1f}",
+                    f"{g['total_ms']:.1f}",
+                ]
+            )
+    headers = [
+        "CPU (figure 1's presses)",
+        "objects frozen at READY",
+        "collections",
+        "full (generation 2)",
+        "longest full, wall ms",
+        "longest any, wall ms",
+        "all, wall ms",
+    ]
     return headers, rows
 
 
@@ -236,6 +268,14 @@ def figure_from(r: dict[str, Any]) -> Figure:
         fig.tables.append(_stages_table(r, pct))
     fig.tables.append(_latency_table(r, pct))
     fig.tables.append(_path_table(r, pct))
+    if any(runs.get("gc") for runs in r["press"].values()):
+        fig.tables.append(_gc_table(r, pct))
+        fig.notes.append(
+            "Garbage collections: each one holds the GIL, so no thread of the process runs until it ends; under the "
+            "quota its wall time stretches over the periods it spans. intercomd settles its heap at READY "
+            "(daemon.heap: one collection, then gc.freeze: what start-up left alive is never walked again); the "
+            "'heap not settled' row is the same harness with that step left out, run under the same quota here."
+        )
     if r.get("group"):
         fig.tables.append(_group_table(r, pct))
     cg = r.get("cgroup", {})

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from daemon import __version__
+from daemon import __version__, heap
 from daemon.bridge import EventChannel, LoopBridge
 from daemon.config import Config, check_config, dial_problems, directory_csv, uri_problems
 from daemon.config_changes import split_changes, with_live_settings
@@ -64,11 +64,17 @@ log = logging.getLogger(__name__)
 class IntercomApp:
     """Wires the panel, the SIP engine, prompts, history and control around the visit router."""
 
-    def __init__(self, config: Config, config_path: Path | None = None, *, pin_factory: Any = None) -> None:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, *, pin_factory: Any = None, settle_heap: bool = False
+    ) -> None:
+        """``settle_heap``: freeze what start-up left alive at READY (:mod:`daemon.heap`): a process-wide setting,
+        for the entry points (``intercomd run``, the demo), not for an app a test runs."""
         self.config = config  # the config in force: after a reload, the running one with the new live sections
         self.config_path = config_path
         self.started = time.monotonic()
         self._pin_factory = pin_factory
+        self._settle_heap = settle_heap
+        self.heap_frozen = 0  # objects start-up left alive, frozen at READY (settle_heap), else 0
         self.ready = anyio.Event()
         self.panel: Panel
         self.sip: SipEngine
@@ -122,6 +128,10 @@ class IntercomApp:
                     async with anyio.create_task_group() as tg:
                         self._main_scope, self._tg = tg.cancel_scope, tg
                         await self._serve(tg, hw_channel)
+                        if self._settle_heap:
+                            # Before READY: its one full collection is a pause no visit can be waiting behind.
+                            self.heap_frozen = heap.settle()
+                            log.info("heap settled: %d objects left by start-up frozen", self.heap_frozen)
                         sd_notify(f"READY=1\nSTATUS=ready: {len(cfg.apartments)} apartments, version {__version__}")
                         log.info(
                             "intercom ready (%s, %.2f s after start)", cfg.panel_name, time.monotonic() - self.started
@@ -417,4 +427,4 @@ async def running(config: Config, **kwargs: Any) -> AsyncIterator[IntercomApp]:
 
 
 async def run_app(config: Config, config_path: Path | None = None) -> None:
-    await IntercomApp(config, config_path).run()
+    await IntercomApp(config, config_path, settle_heap=True).run()

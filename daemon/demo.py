@@ -80,7 +80,7 @@ async def _demo(config: Config, phone: Baresip, visits: int) -> int:
 
     factory = MockFactory()
     button = config.buttons[0]
-    async with running(config, pin_factory=factory) as running_app:
+    async with running(config, pin_factory=factory, settle_heap=True) as running_app:  # as intercomd run
         app = as_facade(running_app)  # what the demo may ask of the daemon, as any adapter would
         _say(
             f"panel ready; control socket at {config.paths.runtime_dir}/control.sock "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +33,12 @@ def test_ready_only_after_prompts_are_cached_and_sip_is_up(make_daemon: Callable
     assert wavs >= len(PROMPT_NAMES), "READY before the prompts were in the cache"
     assert options is not None, "READY before SIP answered"
     assert daemon.status()["registration"]["active"] is True
+    # The heap start-up left was settled before READY (daemon.heap): its full collection is no visit's pause.
+    log_text = daemon.log()
+    settled = re.search(r"heap settled: (\d+) objects", log_text)
+    assert settled is not None, log_text[-2000:]
+    assert int(settled.group(1)) > 10_000, "start-up leaves tens of thousands of objects (imports, pjsua2, anyio)"
+    assert log_text.index("heap settled") < log_text.index("intercom ready")
     # No WATCHDOG_USEC in the environment: no pings (a daemon outside systemd must not spam a socket).
     time.sleep(0.3)
     assert daemon.notify.count("WATCHDOG=1") == 0
