@@ -85,8 +85,11 @@ def aligned_to_mic(mic: Signal, sent: Signal, block: int = RATE // 2, search: in
             moved = sent[start + found : start + found + block]
             if abs(found - lag) <= search and len(moved) == block and _correlation(segment, moved) > 0.5:
                 lag = found
-        piece = sent[max(start + lag, 0) : start + lag + block]
-        out[start : start + len(piece)] = piece
+        source = start + lag
+        piece = sent[max(source, 0) : source + block]
+        at = start + max(-source, 0)  # a block that would start before sent's first sample keeps its place
+        piece = piece[: len(out) - at]  # the microphone's last block is short
+        out[at : at + len(piece)] = piece
     return out
 
 
