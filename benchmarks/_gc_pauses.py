@@ -41,5 +41,4 @@ class GcPauses:
             "longest_ms": max((ms for _, ms in self.pauses), default=0.0),
             "longest_full_ms": max(full, default=0.0),
             "total_ms": sum(ms for _, ms in self.pauses),
-            "frozen": gc.get_freeze_count(),
         }

@@ -102,8 +102,15 @@ def test_cpu_quota_prints_its_table_and_removes_its_cgroup() -> None:
         "SIP engine started (pjsua2 init, transport, account) |",
         "runner executes Dial |",
         "25 % of one core per 10 ms | 8 | 10 at 50/s |",
+        # the garbage collections table: the settled heap's rows and the same quota with the heap left unsettled
+        "fig 1, ours: press qualified -> INVITE, 25 % of one core per 10 ms, heap not settled at READY",
+        "CPU (figure 1's presses) | objects frozen at READY | collections |",
     ):
         assert row in out, row
+    lines = out.splitlines()
+    gc_rows = lines[next(i for i, line in enumerate(lines) if "objects frozen at READY" in line) + 1 :]
+    settled = next(line for line in gc_rows if line.strip().startswith("25 % of one core per 10 ms | "))
+    assert int(settled.split("|")[1].replace(",", "")) > 10_000, settled  # start-up's objects, frozen at READY
     assert "error" not in out.split("note:")[0], out[-3000:]
     # This run's cgroup only: a concurrent run's may exist meanwhile.
     removed = [line for line in out.splitlines() if line.startswith("cgroup /sys/fs/cgroup/")]
@@ -139,10 +146,15 @@ def test_the_quota_figure_reads_every_part_of_a_result() -> None:
     from benchmarks.quota_report import figure_from
     from benchmarks.report import console
 
-    labels = (("no quota", 2.0), ("quota", 12.0), ("quota, 1 ms slice", 4.0))
+    labels = (("no quota", 2.0), ("quota", 12.0), ("quota, 1 ms slice", 4.0), ("quota, heap unsettled", 130.0))
     press = {label: press_runs(_press_result(ms)) for label, ms in labels}
-    for runs in press.values():
-        runs["baseline_ms"] = [25.0, 50.0]
+    for label, runs in press.items():
+        if label != "quota, heap unsettled":  # that row runs ours alone
+            runs["baseline_ms"] = [25.0, 50.0]
+    gc_row = {"collections": 17, "full": 0, "longest_ms": 0.5, "longest_full_ms": 0.0, "total_ms": 4.4}
+    press["quota"].update(gc=gc_row, heap_frozen=46_475)
+    unsettled = {**gc_row, "full": 1, "longest_ms": 127.1, "longest_full_ms": 127.1, "total_ms": 132.2}
+    press["quota, heap unsettled"].update(gc=unsettled, heap_frozen=0)
     stage = {"interpreter start (before the first import)": 0.05, "import daemon.app": 0.5}
     result = {
         "quota": 0.25,
@@ -178,8 +190,14 @@ def test_the_quota_figure_reads_every_part_of_a_result() -> None:
         "fig 1, ours: press qualified -> INVITE, 25 % of one core per 10 ms, CFS bandwidth slice 1 ms | 2 | 4.000",
         "kernel.sched_cfs_bandwidth_slice_us at 1000 instead of the kernel default 5000",
         "median 4.0 ms, p99 4.0 ms over 2 presses (target: met)",
+        "25 % of one core per 10 ms | 46,475 | 17 | 0 | 0.0 | 0.5 | 4.4",
+        "25 % of one core per 10 ms, heap not settled at READY (the daemon before) "
+        "| 0 | 17 | 1 | 127.1 | 127.1 | 132.2",
+        "fig 1, ours: press qualified -> INVITE, 25 % of one core per 10 ms, heap not settled at READY (the daemon "
+        "before) | 2 | 130.000",
     ):
         assert expected in text, expected
+    assert "fig 1, baseline: edge -> INVITE, 25 % of one core per 10 ms, heap" not in text
 
 
 def test_start_stages_name_every_second_of_a_start() -> None:
