@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._stats import summarize
-from benchmarks.press_stages import STAGES, stage_rows
+from benchmarks.press_stages import SENT, STAGES, stage_rows
 from benchmarks.report import Figure
 
 __all__ = ["SLICE_LABEL", "TITLE", "figure_from"]
@@ -92,15 +92,23 @@ def _latency_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[st
 
 def _path_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]]:
     """The press path, stage by stage: when each stage ran after the qualifying moment, with and without the quota."""
-    by_label = {label: stage_rows(runs["stages"]) for label, runs in r["press"].items() if runs.get("stages")}
+    # By stage name: a run in which a stage never ran (no press went through the outbox) has no row for it.
+    by_label = {
+        label: {row[0]: row for row in stage_rows(runs["stages"])}
+        for label, runs in r["press"].items()
+        if runs.get("stages")
+    }
     if not by_label:
         return ["stage"], []
     labels = list(by_label)
+    order = [what for _key, what, *_ in STAGES] + [SENT[1], "INVITE arrives at the relay"]
     rows = []
-    for i, base in enumerate(by_label[labels[0]]):
-        cells = [base[0]]
+    for name in order:
+        if not any(name in by_label[label] for label in labels):
+            continue
+        cells = [name]
         for label in labels:
-            row = by_label[label][i] if i < len(by_label[label]) else ["", "", "-", "-", "-"]
+            row = by_label[label].get(name, ["", "", "-", "-", "-"])
             cells += [f"{row[2]} / {row[3]}", row[4]]
         rows.append(cells)
     headers = ["stage of the press path (press qualified = 0)"]

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.cpu_quota import CpuQuota, quota_unavailable
 from benchmarks.memory_breakdown import smaps_rollup, top_mappings
+from benchmarks.report import Figure
 from tests.support.child_env import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,6 +141,10 @@ def _press_result(label_ms: float) -> dict[str, object]:
     }
 
 
+def _table(figure: Figure, first_header: str) -> list[list[str]]:
+    return next(rows for headers, rows in figure.tables if headers[0] == first_header)
+
+
 def test_the_quota_figure_reads_every_part_of_a_result() -> None:
     """quota_report on a made-up result (no peers, no cgroup): every table and verdict is produced."""
     from benchmarks.cpu_quota import press_runs
@@ -155,6 +160,8 @@ def test_the_quota_figure_reads_every_part_of_a_result() -> None:
     press["quota"].update(gc=gc_row, heap_frozen=46_475)
     unsettled = {**gc_row, "full": 1, "longest_ms": 127.1, "longest_full_ms": 127.1, "total_ms": 132.2}
     press["quota, heap unsettled"].update(gc=unsettled, heap_frozen=0)
+    for stage in press["quota, heap unsettled"]["stages"]:
+        del stage["outbox"]  # no press of that run went through an outbox: its column has no such row
     stage = {"interpreter start (before the first import)": 0.05, "import daemon.app": 0.5}
     result = {
         "quota": 0.25,
@@ -198,6 +205,11 @@ def test_the_quota_figure_reads_every_part_of_a_result() -> None:
     ):
         assert expected in text, expected
     assert "fig 1, baseline: edge -> INVITE, 25 % of one core per 10 ms, heap" not in text
+    # The stage table keys each column by stage: the run without an outbox row stays on its own rows.
+    path = {row[0]: row for row in _table(figure_from(result), "stage of the press path (press qualified = 0)")}
+    assert path["outbox thread hands it to the bridge (a panel with an outbox)"][-2:] == ["- / -", "-"]
+    assert path["INVITE arrives at the relay"][-2] == "130.000 / 130.000"
+    assert path["pjsua2 makeCall starts"][-2] == path["pjsua2 makeCall starts"][1]  # same made-up stamps
 
 
 def test_start_stages_name_every_second_of_a_start() -> None:
