@@ -37,19 +37,32 @@ class Registrar(Protocol):
     def uri(self, user: str) -> str: ...
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 right now (SIP listens on both)."""
+def free_port(span: int = 1) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now (SIP listens on both), with the ``span - 1`` ports
+    above it free too (baresip listens for SIP over TLS on the port above its SIP port). Free *now*: another
+    process may bind it before the caller does, so a caller that starts a server on it retries on EADDRINUSE."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind(("127.0.0.1", 0))
             port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
+        if port + span - 1 <= 65535 and all(_free_both(p) for p in range(port, port + span)):
+            return port
     raise RuntimeError("no free port found")
+
+
+def _free_both(port: int) -> bool:
+    with contextlib.ExitStack() as stack:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, kind))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+SIP_PORT_SPAN = 2  # baresip's SIP port (UDP and TCP) and the one above it (SIP over TLS)
+START_ATTEMPTS = 3
 
 
 def write_tones_wav(path: Path, tones: list[tuple[float, float]], rate: int = 8000, amplitude: int = 12000) -> Path:
@@ -156,7 +169,7 @@ class Baresip(PeerProcess):
         self.registrar = registrar
         self.answermode = answermode
         self.audio_source = audio_source or write_tones_wav(self.workdir / "silence.wav", [(0, 120.0)])
-        self.port = free_port()
+        self.port = free_port(SIP_PORT_SPAN)
         self.ctrl_port = free_port()
         self.rec_dir = self.workdir / "rec"
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -177,6 +190,19 @@ class Baresip(PeerProcess):
         return f"sip:{self.user}@{self.listen_host}:{self.port}"
 
     def start(self) -> Self:
+        """Start baresip and wait for its control socket (and its registration, with a registrar). A port taken
+        by another process between :func:`free_port` and baresip's bind is picked again, up to
+        :data:`START_ATTEMPTS` times: read :attr:`uri` and :attr:`port` after ``start()``."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start_once()
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+                    raise
+                self.port, self.ctrl_port = free_port(SIP_PORT_SPAN), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> Self:
         self.rec_dir.mkdir(exist_ok=True)
         cfg = self.workdir / "cfg"
         cfg.mkdir(exist_ok=True)
@@ -198,12 +224,13 @@ class Baresip(PeerProcess):
             account = f"<sip:{self.user}@127.0.0.1>;regint=0;answermode={self.answermode}\n"
         (cfg / "accounts").write_text(account)
         (cfg / "contacts").write_text("")
+        logged = len(self.log_text())  # the log is appended to: this attempt's lines start here
         self._spawn(["baresip", "-f", str(cfg)])
         deadline = time.monotonic() + 10
         while self._ctrl is None:
             if not self.running() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"baresip did not start:\n{self.log_text()[-3000:]}")
+                raise RuntimeError(f"baresip did not start:\n{self.log_text()[logged:][-3000:]}")
             with contextlib.suppress(OSError):
                 self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=0.2)
             time.sleep(0.05)
