@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STAGES", "install", "stage_rows"]
+__all__ = ["ROW_ORDER", "STAGES", "install", "stage_rows"]
 
 # The stages in path order: (key, what it is, the class path and method whose entry is stamped).
 STAGES: tuple[tuple[str, str, str, str], ...] = (
@@ -35,6 +35,9 @@ STAGES: tuple[tuple[str, str, str, str], ...] = (
     ("make_call", "pjsua2 makeCall starts", "daemon.sip._pj_call_commands.CallCommands", "_placed"),
 )
 SENT = ("sent", "pjsua2 makeCall returned (INVITE sent)")
+ARRIVED = "INVITE arrives at the relay"
+# Every row :func:`stage_rows` may give, in path order (a run lacks the rows of stages none of its presses ran).
+ROW_ORDER = (*(what for _key, what, *_ in STAGES), SENT[1], ARRIVED)
 
 stamps: list[tuple[str, float, float]] = []
 armed = [False]
@@ -150,7 +153,7 @@ def stage_rows(presses: list[dict[str, Any]]) -> list[list[str]]:
     cpu = summarize([p["cpu_to_invite_ms"] for p in presses if p["cpu_to_invite_ms"] is not None])
     rows.append(
         [
-            "INVITE arrives at the relay",
+            ARRIVED,
             str(inv["n"]),
             f"{inv['median']:.3f}",
             f"{inv['p99']:.3f}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._stats import summarize
-from benchmarks.press_stages import SENT, STAGES, stage_rows
+from benchmarks.press_stages import ROW_ORDER, STAGES, stage_rows
 from benchmarks.report import Figure
 
 __all__ = ["SLICE_LABEL", "TITLE", "figure_from"]
@@ -101,9 +101,8 @@ def _path_table(r: dict[str, Any], pct: str) -> tuple[list[str], list[list[str]]
     if not by_label:
         return ["stage"], []
     labels = list(by_label)
-    order = [what for _key, what, *_ in STAGES] + [SENT[1], "INVITE arrives at the relay"]
     rows = []
-    for name in order:
+    for name in ROW_ORDER:
         if not any(name in by_label[label] for label in labels):
             continue
         cells = [name]

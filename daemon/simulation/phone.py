@@ -193,14 +193,14 @@ class Baresip(PeerProcess):
         """Start baresip and wait for its control socket (and its registration, with a registrar). A port taken
         by another process between :func:`free_port` and baresip's bind is picked again, up to
         :data:`START_ATTEMPTS` times: read :attr:`uri` and :attr:`port` after ``start()``."""
-        for attempt in range(1, START_ATTEMPTS + 1):
+        for _ in range(START_ATTEMPTS - 1):
             try:
                 return self._start_once()
             except RuntimeError as exc:
-                if "Address already in use" not in str(exc) or attempt == START_ATTEMPTS:
+                if "Address already in use" not in str(exc):
                     raise
-                self.port, self.ctrl_port = free_port(SIP_PORT_SPAN), free_port()
-        raise AssertionError("unreachable")
+            self.port, self.ctrl_port = free_port(SIP_PORT_SPAN), free_port()
+        return self._start_once()
 
     def _start_once(self) -> Self:
         self.rec_dir.mkdir(exist_ok=True)
